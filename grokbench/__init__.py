@@ -1,0 +1,25 @@
+"""grokbench: a plugin-based benchmark suite for grokking.
+
+The core (this package) knows no task, model or regularizer by name: every
+concrete component comes from a plugin found through the ``grokbench``
+entry-point group. See :mod:`grokbench.hookspecs` for the contract.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .plugin_manager import hookimpl
+
+__version__ = "0.1.0"
+__all__ = ["hookimpl", "run", "__version__"]
+
+if TYPE_CHECKING:
+    from .runner import RunResult
+
+
+def run(*args: Any, **kwargs: Any) -> "RunResult":
+    """Configure, train, store and summarize one run; see :func:`grokbench.runner.run`."""
+    from .runner import run as _run
+
+    return _run(*args, **kwargs)

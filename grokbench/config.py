@@ -1,0 +1,229 @@
+"""Run configuration: the pydantic models, presets, ``--set KEY=VALUE`` overrides, and resolution.
+
+A run configuration is resolved in one direction, each layer overriding the last:
+
+1. each component's own parameter defaults;
+2. the preset (``default`` for the task/model pair unless another is named);
+3. ``--set`` overrides (dotted keys);
+4. explicit options (``--regularizer``, ``--optimizer``, ``--seed``, ``--device``).
+
+The result is validated against every component's ``Params`` (unknown keys are
+errors) and frozen into a :class:`RunConfig` whose hash identifies the run.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from typing import Any, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+
+from .errors import ConfigError
+from .registry import Registry
+
+COMPONENT_KINDS = ("task", "model", "regularizer", "optimizer")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ComponentConfig(Strict):
+    """A component by name with its (fully resolved) parameters."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainConfig(Strict):
+    """How a model is trained and evaluated (the same for every task and model)."""
+
+    steps: PositiveInt = 1000
+    eval_every: PositiveInt = 50
+    batch_size: PositiveInt | None = Field(None, description="minibatch size; None trains full batch")
+    memorize_threshold: float = Field(0.99, gt=0, le=1, description="train accuracy that counts as memorized")
+    generalize_threshold: float = Field(0.99, gt=0, le=1, description="test accuracy that counts as generalized")
+    early_stop: bool = Field(False, description="stop at the first evaluation that reaches generalize_threshold")
+    device: str = Field("cpu", description="torch device: cpu, cuda, cuda:N or auto")
+    dtype: Literal["float32", "float64"] = "float32"
+
+
+class RunConfig(Strict):
+    """Everything that determines a run; its hash is the run's identity in the store."""
+
+    task: ComponentConfig
+    model: ComponentConfig
+    regularizer: ComponentConfig
+    optimizer: ComponentConfig
+    metrics: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    train: TrainConfig = TrainConfig()
+    seed: int = 0
+    preset: str | None = None
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------- --set parsing
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: JSON where it parses (numbers, booleans, null, lists), else the plain string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_assignments(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``["task.p=97", "train.steps=10"]`` -> nested dict; malformed items are a ConfigError."""
+    tree: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        parts = key.split(".")
+        if not sep or not key or any(not p for p in parts):
+            raise ConfigError(f"malformed --set '{item}': expected KEY=VALUE with a dotted key such as task.p=97")
+        node = tree
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"malformed --set '{item}': '{part}' is given both a value and sub-keys")
+        node[parts[-1]] = parse_value(raw)
+    return tree
+
+
+def deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+# -------------------------------------------------------------------- resolution
+
+
+def _error_line(where: str, exc: ValidationError) -> ConfigError:
+    err = exc.errors()[0]
+    loc = ".".join(str(x) for x in err["loc"])
+    key = f"{where}.{loc}" if loc else where
+    if err["type"] == "extra_forbidden":
+        return ConfigError(f"unknown key '{key}'")
+    got = err.get("input")
+    shown = f" (got {got!r})" if not isinstance(got, (dict, list)) else ""
+    return ConfigError(f"invalid value for {key}: {err['msg']}{shown}")
+
+
+def _validate_params(registry: Registry, kind: str, name: str, raw: Mapping[str, Any], where: str) -> dict[str, Any]:
+    cls = registry.get(kind, name)
+    try:
+        params = cls.Params.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise _error_line(where, exc) from None
+    return params.model_dump(mode="json")
+
+
+def resolve_config(
+    registry: Registry,
+    *,
+    task: str,
+    model: str,
+    regularizer: str | None = None,
+    optimizer: str | None = None,
+    preset: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    seed: int | None = None,
+    device: str | None = None,
+) -> RunConfig:
+    """Build and validate a RunConfig from names, a preset and overrides (see the module docstring)."""
+    registry.get("task", task)
+    registry.get("model", model)
+
+    preset_name = preset or "default"
+    entries = registry.presets_for(preset_name, task, model)
+    if preset and not entries:
+        names = registry.preset_names()
+        raise ConfigError(
+            f"no preset '{preset}' for task '{task}' and model '{model}'"
+            + (f" (presets: {', '.join(names)})" if names else "")
+        )
+    from_preset: dict[str, Any] = {}
+    for entry in entries:
+        from_preset = deep_merge(from_preset, entry.component.settings)
+    overrides = dict(overrides or {})
+    tree = deep_merge(from_preset, overrides)
+    unknown = set(tree) - set(COMPONENT_KINDS) - {"metrics", "train", "seed"}
+    if unknown:
+        raise ConfigError(f"unknown key '{sorted(unknown)[0]}' (top-level keys: task, model, regularizer, optimizer, metrics, train, seed)")
+
+    explicit = {"task": task, "model": model, "regularizer": regularizer, "optimizer": optimizer}
+    for kind in COMPONENT_KINDS:
+        sections = [from_preset.get(kind, {}), overrides.get(kind, {})]
+        for section in sections:
+            if not isinstance(section, Mapping):
+                raise ConfigError(f"invalid value for {kind}: expected parameters, got {section!r}")
+        preset_sec, over_sec = (dict(s) for s in sections)
+        chosen = explicit[kind] or over_sec.pop("name", None) or preset_sec.get("name")
+        if not chosen:
+            raise ConfigError(f"no {kind} given and no preset names one: pass --{kind} NAME")
+        over_sec.pop("name", None)
+        # a preset's parameters belong to the component it names: drop them when another one is chosen
+        if preset_sec.pop("name", chosen) != chosen:
+            preset_sec = {}
+        tree[kind] = {"name": chosen, "params": deep_merge(preset_sec, over_sec)}
+
+    components = {}
+    for kind in COMPONENT_KINDS:
+        name, raw = tree[kind]["name"], tree[kind]["params"]
+        components[kind] = ComponentConfig(name=name, params=_validate_params(registry, kind, name, raw, kind))
+
+    metrics = _resolve_metrics(registry, tree.get("metrics"))
+
+    train_raw = tree.get("train", {})
+    if device is not None:
+        train_raw = {**train_raw, "device": device}
+    try:
+        train_cfg = TrainConfig.model_validate(train_raw)
+    except ValidationError as exc:
+        raise _error_line("train", exc) from None
+
+    run_seed = seed if seed is not None else tree.get("seed", 0)
+    if not isinstance(run_seed, int) or isinstance(run_seed, bool):
+        raise ConfigError(f"invalid value for seed: expected an integer (got {run_seed!r})")
+    return RunConfig(
+        **components, metrics=metrics, train=train_cfg, seed=run_seed, preset=preset_name if entries else None
+    )
+
+
+def _resolve_metrics(registry: Registry, raw: Any) -> dict[str, dict[str, Any]]:
+    """Default metrics, plus those named in ``raw``; a metric set to false or null is removed."""
+    selected: dict[str, Any] = {n: {} for n in registry.names("metric") if registry.entries["metric"].get(n) and registry.get("metric", n).default}
+    if raw is None:
+        raw = {}
+    if isinstance(raw, list):
+        raw = {name: {} for name in raw}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"invalid value for metrics: expected metric names (got {raw!r})")
+    for name, params in raw.items():
+        if params is False or params is None:
+            registry.get("metric", name)
+            selected.pop(name, None)
+        elif params is True:
+            selected.setdefault(name, {})
+        elif isinstance(params, dict):
+            selected[name] = params
+        else:
+            raise ConfigError(f"invalid value for metrics.{name}: expected true, false or parameters (got {params!r})")
+    return {
+        name: _validate_params(registry, "metric", name, params, f"metrics.{name}")
+        for name, params in sorted(selected.items())
+    }

@@ -1,0 +1,140 @@
+"""Plain-text and JSON renderings of registries, runs and results (used by the CLI)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+from tabulate import tabulate
+
+from .registry import KINDS, Registry
+
+KIND_TITLES = {
+    "task": "Tasks",
+    "model": "Models",
+    "regularizer": "Regularizers",
+    "optimizer": "Optimizers",
+    "metric": "Metrics",
+    "preset": "Presets",
+}
+
+
+def _type_name(field: FieldInfo) -> str:
+    text = repr(field.annotation) if not isinstance(field.annotation, type) else field.annotation.__name__
+    return text.replace("typing.", "").replace("NoneType", "None")
+
+
+def describe_params(params_model: type) -> list[dict[str, Any]]:
+    out = []
+    for name, field in params_model.model_fields.items():
+        default = None if field.default is PydanticUndefined else field.default
+        out.append({"name": name, "type": _type_name(field), "default": default, "description": field.description or ""})
+    return out
+
+
+def registry_json(registry: Registry) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kind in KINDS:
+        items = []
+        for name in registry.names(kind):
+            if name in registry.conflicts[kind]:
+                items.append(
+                    {"name": name, "conflict": [p.provenance() for p in registry.conflicts[kind][name]]}
+                )
+                continue
+            entry = registry.entries[kind][name]
+            obj = entry.component
+            item: dict[str, Any] = {"name": name, **entry.plugin.provenance()}
+            if kind == "preset":
+                item.update(preset=obj.name, task=obj.task, model=obj.model, description=obj.description, settings=obj.settings)
+            else:
+                item.update(description=obj.description(), params=describe_params(obj.Params))
+                if kind == "metric":
+                    item["default"] = obj.default
+            items.append(item)
+        out[kind + "s"] = items
+    out["broken_plugins"] = [{**p.provenance(), "error": p.error} for p in registry.broken]
+    return out
+
+
+def registry_text(registry: Registry) -> str:
+    data = registry_json(registry)
+    blocks = []
+    for kind, title in KIND_TITLES.items():
+        rows = []
+        for item in data[kind + "s"]:
+            if "conflict" in item:
+                owners = " and ".join(f"{c['plugin']} ({c['distribution']} {c['version']})" for c in item["conflict"])
+                rows.append([item["name"], f"CONFLICT: registered by {owners}", ""])
+                continue
+            plugin = f"{item['plugin']} ({item['distribution']} {item['version']})" if item["distribution"] else item["plugin"]
+            if kind == "preset":
+                rows.append([item["preset"], f"{item['task'] or '*'} / {item['model'] or '*'}: {item['description']}", plugin])
+                continue
+            params = ", ".join(f"{p['name']}={json.dumps(p['default'])}" for p in item["params"]) or "-"
+            desc = item["description"] + (" [default]" if item.get("default") else "")
+            rows.append([item["name"], f"{desc}\n  params: {params}", plugin])
+        blocks.append(f"{title}\n" + (tabulate(rows, headers=["name", "description", "plugin"]) if rows else "  (none)"))
+    if data["broken_plugins"]:
+        rows = [[p["plugin"], p["distribution"] or "-", p["error"]] for p in data["broken_plugins"]]
+        blocks.append("Broken plugins\n" + tabulate(rows, headers=["plugin", "distribution", "reason"]))
+    return "\n\n".join(blocks)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def summary_text(result: dict[str, Any]) -> str:
+    """The end-of-run table, from a RunResult's JSON form."""
+    rows = [
+        ("run", result["run_id"]),
+        ("run config", f"{result['task']} / {result['model']} / {result['regularizer']} / {result['optimizer']}, seed {result['seed']}"),
+        ("status", result["status"] + (f" ({result['message']})" if result.get("message") else "")),
+        ("steps", result["steps"]),
+        ("time to memorize", result.get("t_memorize")),
+        ("time to generalize", result.get("t_generalize")),
+        ("grokking delay", result.get("grokking_delay")),
+        ("final train acc", result.get("final_train_acc")),
+        ("final test acc", result.get("final_test_acc")),
+        ("final ‖θ‖∞", result.get("final_linf_norm")),
+        ("wall time (s)", result.get("wall_seconds")),
+        ("stored in", result.get("store") or "(not stored)"),
+    ]
+    return tabulate([(k, _fmt(v)) for k, v in rows], tablefmt="plain")
+
+
+def runs_text(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "no runs"
+    shown = frame.drop(columns=["created_at"]).copy()
+    return tabulate(shown, headers="keys", showindex=False, floatfmt=".4g", missingval="-")
+
+
+def run_text(run: dict[str, Any], curves: pd.DataFrame, max_rows: int = 20) -> str:
+    lines = [f"run {run['id']}  ({run['created_at']})", f"status: {run['status']}" + (f" ({run['message']})" if run["message"] else "")]
+    lines.append("\nconfig:\n" + json.dumps(run["config"], indent=2, sort_keys=True))
+    lines.append("\nsummary:\n" + tabulate([(k, _fmt(v)) for k, v in run["summary"].items()], tablefmt="plain"))
+    plugin_rows = [
+        (kind, info["name"], info["plugin"], f"{info['distribution']} {info['version']}")
+        for kind, info in run["plugins"].items()
+        if kind != "metrics"
+    ]
+    plugin_rows += [("metric", name, info["plugin"], f"{info['distribution']} {info['version']}") for name, info in run["plugins"]["metrics"].items()]
+    lines.append("\nplugins:\n" + tabulate(plugin_rows, headers=["kind", "name", "plugin", "distribution"]))
+    env = run["environment"]
+    lines.append(f"\nenvironment: grokbench {env['grokbench']}, python {env['python']}, torch {env['packages'].get('torch')}, device {env['device']}")
+    if not curves.empty:
+        step = max(1, len(curves) // max_rows)
+        shown = curves.iloc[::step]
+        if shown.index[-1] != curves.index[-1]:
+            shown = pd.concat([shown, curves.iloc[[-1]]])
+        lines.append(f"\ncurves ({len(curves)} evaluations, every {step}th shown):\n" + tabulate(shown, headers="keys", showindex=False, floatfmt=".4g"))
+    return "\n".join(lines)

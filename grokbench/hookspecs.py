@@ -1,0 +1,82 @@
+"""Hook specifications: the whole contract between grokbench and its plugins.
+
+A plugin is a module (or any object) with functions decorated by
+``grokbench.hookimpl`` whose names match the specs below. It is found through
+the ``grokbench`` entry-point group::
+
+    [project.entry-points.grokbench]
+    my_plugin = "my_package.plugin_module"
+
+Every registration hook receives a ``register`` callback. Call it once per
+component class; grokbench records which plugin (distribution and version)
+registered it. The classes to subclass live in :mod:`grokbench.contracts`.
+
+These docstrings are the reference documentation of the hooks.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("grokbench")
+
+
+@hookspec
+def register_tasks(register: Callable[[type], None]) -> None:
+    """Register task classes (subclasses of :class:`grokbench.contracts.Task`).
+
+    A task makes the data of a run (training and held-out examples as integer
+    token indices), defines the training loss and evaluates a model's
+    predictions. Call ``register(TaskClass)`` once per task.
+    """
+
+
+@hookspec
+def register_models(register: Callable[[type], None]) -> None:
+    """Register model classes (subclasses of :class:`grokbench.contracts.Model`).
+
+    A model owns its parameters, maps integer token indices to outputs and
+    returns the loss and its gradients for a batch. Call
+    ``register(ModelClass)`` once per model.
+    """
+
+
+@hookspec
+def register_regularizers(register: Callable[[type], None]) -> None:
+    """Register regularizer classes (subclasses of :class:`grokbench.contracts.Regularizer`).
+
+    A regularizer adds a penalty (and its (sub)gradient) to the loss, applies a
+    decoupled update after each optimizer step, or both. Call
+    ``register(RegularizerClass)`` once per regularizer.
+    """
+
+
+@hookspec
+def register_optimizers(register: Callable[[type], None]) -> None:
+    """Register optimizer classes (subclasses of :class:`grokbench.contracts.Optimizer`).
+
+    An optimizer turns gradients into in-place parameter updates. Call
+    ``register(OptimizerClass)`` once per optimizer.
+    """
+
+
+@hookspec
+def register_metrics(register: Callable[[type], None]) -> None:
+    """Register metric classes (subclasses of :class:`grokbench.contracts.Metric`).
+
+    A metric is computed at every evaluation step and recorded as one or more
+    curves; metrics whose class sets ``default = True`` run unless the run's
+    configuration says otherwise. Call ``register(MetricClass)`` once per metric.
+    """
+
+
+@hookspec
+def register_presets(register: Callable[[object], None]) -> None:
+    """Register presets (instances of :class:`grokbench.contracts.Preset`).
+
+    A preset is a named set of configuration values for a task and model pair.
+    The preset named ``default`` of a pair is applied when a run names no
+    preset. Call ``register(Preset(...))`` once per preset.
+    """

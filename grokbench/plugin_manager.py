@@ -1,0 +1,108 @@
+"""Loading plugins: entry points of the ``grokbench`` group, through pluggy, each one isolated.
+
+Plugins are loaded on first use, never at import time. A plugin that fails to
+import, or raises or registers something invalid while registering, is kept as
+*broken* with its reason; every other plugin still works.
+
+``GROKBENCH_DISABLE_PLUGINS`` (comma-separated entry-point names) skips plugins,
+for debugging.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import os
+from typing import Any, Iterable
+
+import pluggy
+
+from . import hookspecs
+from .registry import KINDS, PluginInfo, Registry, validate_component
+
+PROJECT = "grokbench"
+ENTRY_POINT_GROUP = "grokbench"
+DISABLE_ENV = "GROKBENCH_DISABLE_PLUGINS"
+
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _entry_points() -> list[importlib.metadata.EntryPoint]:
+    seen: set[tuple[str, str]] = set()
+    found = []
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if (ep.name, ep.value) not in seen:
+            seen.add((ep.name, ep.value))
+            found.append(ep)
+    return sorted(found, key=lambda ep: ep.name)
+
+
+def _collect(pm: pluggy.PluginManager, plugin: Any, others: list[Any]) -> list[tuple[str, str, Any]]:
+    """Call one plugin's registration hooks and validate what it registers."""
+    staged: list[tuple[str, str, Any]] = []
+    keys: set[tuple[str, str]] = set()
+    for kind, (hook_name, _) in KINDS.items():
+
+        def register(obj: Any, _kind: str = kind) -> None:
+            key = validate_component(_kind, obj)
+            if (_kind, key) in keys:
+                raise ValueError(f"registers {_kind} '{key}' twice")
+            keys.add((_kind, key))
+            staged.append((_kind, key, obj))
+
+        pm.subset_hook_caller(hook_name, remove_plugins=others)(register=register)
+    return staged
+
+
+def load_plugins(extra: Iterable[tuple[str, Any]] = (), entry_points: bool = True) -> Registry:
+    """Load the entry-point plugins (and ``extra`` (name, plugin) pairs, for tests) into a Registry."""
+    pm = pluggy.PluginManager(PROJECT)
+    pm.add_hookspecs(hookspecs)
+    disabled = {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+    registry = Registry()
+    loaded: list[tuple[PluginInfo, Any]] = []
+
+    candidates: list[tuple[PluginInfo, Any]] = []
+    if entry_points:
+        for ep in _entry_points():
+            if ep.name in disabled:
+                continue
+            dist = getattr(ep, "dist", None)
+            info = PluginInfo(ep.name, dist.name if dist else None, dist.version if dist else None)
+            candidates.append((info, ep))
+    for name, plugin in extra:
+        candidates.append((PluginInfo(name), plugin))
+
+    for info, source in candidates:
+        try:
+            plugin = source.load() if isinstance(source, importlib.metadata.EntryPoint) else source
+            pm.register(plugin, name=info.name)
+        except Exception as exc:  # a broken plugin must not take grokbench down
+            info.error = f"failed to load: {_describe(exc)}"
+            registry.plugins.append(info)
+            continue
+        loaded.append((info, plugin))
+
+    plugins = [p for _, p in loaded]
+    for info, plugin in loaded:
+        others = [p for p in plugins if p is not plugin]
+        try:
+            staged = _collect(pm, plugin, others)
+        except Exception as exc:
+            info.error = f"failed to register: {_describe(exc)}"
+            pm.unregister(plugin)
+            registry.plugins.append(info)
+            continue
+        registry.add_plugin(info, staged)
+    return registry
+
+
+@functools.lru_cache(maxsize=1)
+def get_registry() -> Registry:
+    """The registry of the installed plugins, loaded once per process."""
+    return load_plugins()

@@ -1,0 +1,271 @@
+"""One run, end to end: config -> plugins resolved -> task data -> model and optimizer -> trainer -> store.
+
+:func:`run` is the Python API behind ``grokbench run``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import os
+import platform
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import pandas as pd
+import torch
+
+from . import __version__
+from .config import RunConfig, parse_assignments, resolve_config
+from .errors import ConfigError, GrokbenchError
+from .metrics import summarize
+from .plugin_manager import get_registry
+from .registry import Registry
+from .store import Store
+from .trainer import train
+
+#: keys of the JSON summary that ``grokbench run --json`` always prints
+JSON_KEYS = ("run_id", "status", "steps", "t_memorize", "t_generalize", "final_train_acc", "final_test_acc", "wall_seconds")
+
+
+@dataclass
+class RunResult:
+    """A finished run: its configuration, outcome, summary metrics and curves (one row per evaluation)."""
+
+    run_id: str
+    config: RunConfig
+    status: str
+    steps: int
+    wall_seconds: float
+    summary: dict[str, Any]
+    curves: pd.DataFrame
+    plugins: dict[str, Any] = field(default_factory=dict)
+    message: str | None = None
+    store_path: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "run_id": self.run_id,
+            "status": self.status,
+            "steps": self.steps,
+            "wall_seconds": round(self.wall_seconds, 3),
+            "config_hash": self.config.hash,
+            "task": self.config.task.name,
+            "model": self.config.model.name,
+            "regularizer": self.config.regularizer.name,
+            "optimizer": self.config.optimizer.name,
+            "seed": self.config.seed,
+            "message": self.message,
+            "store": self.store_path,
+        }
+        out.update(self.summary)
+        return out
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"invalid device '{name}' (use cpu, cuda, cuda:N or auto)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device '{name}' is not available: torch sees no CUDA device")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device '{name}' is not available: torch sees {torch.cuda.device_count()} CUDA device(s)")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"unsupported device '{name}' (use cpu, cuda, cuda:N or auto)")
+    return device
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    packages = {}
+    for dist in ("torch", "pluggy", "pydantic", "numpy", "pandas", "click"):
+        try:
+            packages[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            packages[dist] = None
+    return {
+        "grokbench": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "packages": packages,
+    }
+
+
+def _describe(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+class _Progress:
+    """A tqdm bar over steps with live train/test accuracy, on stderr."""
+
+    def __init__(self, total: int, enabled: bool, label: str):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, disable=not enabled, file=sys.stderr, desc=label, unit="step", leave=False)
+
+    def __call__(self, record: dict[str, float]) -> None:
+        self.bar.update(int(record["step"]) - self.bar.n)
+        self.bar.set_postfix(train=f"{record['train_acc']:.3f}", test=f"{record['test_acc']:.3f}", refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def execute(
+    cfg: RunConfig,
+    *,
+    registry: Registry | None = None,
+    store: str | os.PathLike[str] | Store | None | bool = None,
+    progress: bool = False,
+    on_eval: Callable[[dict[str, float]], None] | None = None,
+) -> RunResult:
+    """Run a resolved configuration and save it (``store=False`` saves nothing).
+
+    A ConfigError (bad input) propagates before anything is written. Any other
+    exception in a plugin or in training ends the run with status ``failed``,
+    recorded with its reason; a non-finite loss ends it with status ``diverged``.
+    """
+    registry = registry or get_registry()
+    entries = {kind: registry.entry(kind, getattr(cfg, kind).name) for kind in ("task", "model", "regularizer", "optimizer")}
+    metric_entries = {name: registry.entry("metric", name) for name in cfg.metrics}
+    plugins = {kind: {"name": e.name, **e.plugin.provenance()} for kind, e in entries.items()}
+    plugins["metrics"] = {name: e.plugin.provenance() for name, e in metric_entries.items()}
+    device = resolve_device(cfg.train.device)
+    dtype = getattr(torch, cfg.train.dtype)
+    target = store if isinstance(store, Store) else None if store is False else Store(None if store is True else store)
+
+    def build(kind: str, **kwargs: Any) -> Any:
+        cls = entries[kind].component
+        return cls(cls.Params.model_validate(getattr(cfg, kind).params), **kwargs)
+
+    run_id = uuid.uuid4().hex[:12]
+    label = f"{cfg.task.name}/{cfg.model.name}"
+    bar = _Progress(cfg.train.steps, progress, label)
+    status, message, steps = "failed", None, 0
+    curves: list[dict[str, float]] = []
+    torch.manual_seed(cfg.seed)
+    started = time.perf_counter()
+    try:
+        task = build("task")
+        data = task.make_data(cfg.seed).to(device, dtype)
+        model = build("model", spec=data.spec, generator=torch.Generator().manual_seed(cfg.seed), device=device, dtype=dtype)
+        metrics = []
+        for name, params in cfg.metrics.items():
+            cls = metric_entries[name].component
+            metric = cls(cls.Params.model_validate(params))
+            metric.check(task, model)
+            metrics.append(metric)
+
+        def report(record: dict[str, float]) -> None:
+            curves.append(record)
+            bar(record)
+            if on_eval is not None:
+                on_eval(record)
+
+        outcome = train(
+            task=task,
+            data=data,
+            model=model,
+            optimizer=build("optimizer"),
+            regularizer=build("regularizer"),
+            metrics=metrics,
+            cfg=cfg.train,
+            seed=cfg.seed,
+            on_eval=report,
+        )
+        status, message, steps = outcome.status, outcome.message, outcome.steps
+    except GrokbenchError:
+        raise
+    except Exception as exc:  # a plugin or training failure is a recorded run, not a crash
+        message = _describe(exc)
+    finally:
+        bar.close()
+    wall = time.perf_counter() - started
+    summary = summarize(curves, cfg.train)
+    result = RunResult(
+        run_id=run_id,
+        config=cfg,
+        status=status,
+        steps=steps,
+        wall_seconds=wall,
+        summary=summary,
+        curves=pd.DataFrame(curves),
+        plugins=plugins,
+        message=message,
+        store_path=str(target.path) if target else None,
+    )
+    if target is not None:
+        target.save_run(
+            {
+                "id": run_id,
+                "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
+                "config_hash": cfg.hash,
+                "config": cfg.model_dump(mode="json"),
+                "task": cfg.task.name,
+                "model": cfg.model.name,
+                "regularizer": cfg.regularizer.name,
+                "optimizer": cfg.optimizer.name,
+                "preset": cfg.preset,
+                "seed": cfg.seed,
+                "status": status,
+                "message": message,
+                "steps": steps,
+                "t_memorize": summary["t_memorize"],
+                "t_generalize": summary["t_generalize"],
+                "final_train_acc": summary.get("final_train_acc"),
+                "final_test_acc": summary.get("final_test_acc"),
+                "wall_seconds": wall,
+                "summary": summary,
+                "plugins": plugins,
+                "environment": environment(device),
+            },
+            curves,
+        )
+    return result
+
+
+def run(
+    task: str,
+    model: str,
+    *,
+    regularizer: str | None = None,
+    optimizer: str | None = None,
+    preset: str | None = None,
+    overrides: Mapping[str, Any] | Sequence[str] | None = None,
+    seed: int | None = None,
+    device: str | None = None,
+    store: str | os.PathLike[str] | Store | None | bool = False,
+    registry: Registry | None = None,
+    progress: bool = False,
+    on_eval: Callable[[dict[str, float]], None] | None = None,
+) -> RunResult:
+    """Configure and train one run; the Python equivalent of ``grokbench run``.
+
+    ``overrides`` is a nested dict or a list of ``"dotted.key=value"`` strings.
+    ``store`` is a path, a :class:`Store`, ``True`` for the default store, or
+    ``False`` (the default here) to save nothing.
+    """
+    registry = registry or get_registry()
+    if overrides is not None and not isinstance(overrides, Mapping):
+        overrides = parse_assignments(list(overrides))
+    cfg = resolve_config(
+        registry,
+        task=task,
+        model=model,
+        regularizer=regularizer,
+        optimizer=optimizer,
+        preset=preset,
+        overrides=overrides,
+        seed=seed,
+        device=device,
+    )
+    return execute(cfg, registry=registry, store=store, progress=progress, on_eval=on_eval)

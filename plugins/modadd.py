@@ -1,0 +1,180 @@
+"""Modular-addition tasks: ``modadd-cls`` (pairs -> class) and ``modadd-reg`` (triples -> scalar).
+
+Both draw their training set uniformly without replacement from all inputs,
+with a generator seeded by ``split_seed`` (the run's seed when unset), so a
+split is a pure function of (p, size, seed).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, model_validator
+
+from grokbench import hookimpl
+from grokbench.contracts import DataSpec, Params, Predict, Task, TaskData
+
+DEFAULT_TRAIN_FRACTION = 0.5
+_FORMULA = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*\*\s*p\s*\^\s*(?:\(\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)\s*\)|(\d+(?:\.\d+)?))\s*$")
+
+
+def n_from_formula(formula: str, p: int) -> int:
+    """``"2*p^(5/3)"`` or ``"2*p^2.25"`` -> round(2 * p ** power)."""
+    m = _FORMULA.match(formula)
+    if not m:
+        raise ValueError(f"n_train formula must look like '2*p^2.25' or '2*p^(5/3)', got {formula!r}")
+    scale, num, den, power = m.groups()
+    exponent = float(num) / float(den) if num else float(power)
+    return round(float(scale) * p**exponent)
+
+
+class SplitParams(Params):
+    p: int = Field(97, ge=2, description="the modulus")
+    train_fraction: float | None = Field(
+        None, gt=0, lt=1, description=f"fraction of all inputs used for training (default {DEFAULT_TRAIN_FRACTION})"
+    )
+    n_train: int | str | None = Field(
+        None, description="number of training examples, or a formula such as '2*p^(5/3)'; excludes train_fraction"
+    )
+    split_seed: int | None = Field(None, description="seed of the train/test split (default: the run's seed)")
+
+    #: number of one-hot positions per example
+    positions: ClassVar[int] = 2
+
+    @model_validator(mode="after")
+    def _check_size(self) -> "SplitParams":
+        if self.train_fraction is not None and self.n_train is not None:
+            raise ValueError("train_fraction and n_train exclude each other: set one, and the other to null")
+        total = self.p**self.positions
+        n = self.n_effective(total)
+        if not 1 <= n < total:
+            raise ValueError(f"the training set must hold between 1 and {total - 1} of the {total} inputs, got {n}")
+        return self
+
+    def n_effective(self, total: int) -> int:
+        if isinstance(self.n_train, str):
+            return n_from_formula(self.n_train, self.p)
+        if self.n_train is not None:
+            return self.n_train
+        return round((self.train_fraction or DEFAULT_TRAIN_FRACTION) * total)
+
+
+def _split(total: int, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(total, generator=generator)
+    return perm[:n].sort().values, perm[n:].sort().values
+
+
+def _all_inputs(p: int, positions: int) -> torch.Tensor:
+    """Every input as rows of token indices, in lexicographic order: ``[p**positions, positions]``."""
+    grids = torch.meshgrid(*[torch.arange(p)] * positions, indexing="ij")
+    return torch.stack([g.reshape(-1) for g in grids], dim=1)
+
+
+class ModAddClassification(Task):
+    """(a, b) -> (a + b) mod p as p-way classification (cross-entropy, or MSE on one-hot targets)."""
+
+    name = "modadd-cls"
+    classification = True
+
+    class Params(SplitParams):
+        loss: Literal["cross_entropy", "mse"] = Field("cross_entropy", description="training loss")
+
+    def make_data(self, seed: int) -> TaskData:
+        p = self.params.p
+        x = _all_inputs(p, 2)
+        y = (x[:, 0] + x[:, 1]) % p
+        train, test = _split(p * p, self.params.n_effective(p * p), _seed(self.params, seed))
+        return TaskData(DataSpec(positions=2, vocab_size=p, output_dim=p), x[train], y[train], x[test], y[test])
+
+    def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.params.loss == "cross_entropy":
+            return F.cross_entropy(out, y)
+        return (out - F.one_hot(y, out.shape[1]).to(out.dtype)).pow(2).sum(1).mean()
+
+    def loss_and_output_grad(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = out.shape[0]
+        if self.params.loss == "cross_entropy":
+            logp = torch.log_softmax(out, dim=1)
+            loss = -logp.gather(1, y[:, None]).mean()
+            grad = logp.exp_()
+            grad[torch.arange(n, device=out.device), y] -= 1.0
+            return loss, grad.div_(n)
+        diff = out - F.one_hot(y, out.shape[1]).to(out.dtype)
+        return diff.pow(2).sum(1).mean(), diff.mul_(2.0 / n)
+
+    def evaluate(self, predict: Predict, data: TaskData) -> dict[str, float]:
+        result = {}
+        for split, x, y in (("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
+            out = predict(x)
+            result[f"{split}_loss"] = self.loss(out, y).item()
+            result[f"{split}_acc"] = (out.argmax(1) == y).float().mean().item()
+        return result
+
+
+class ModAddRegression(Task):
+    """(a, b, c) -> p·1[a + b ≡ c (mod p)], squared loss; generalization = argmax over c on held-out pairs."""
+
+    name = "modadd-reg"
+
+    class Params(SplitParams):
+        p: int = Field(11, ge=2, description="the modulus")
+        positions: ClassVar[int] = 3
+
+    def make_data(self, seed: int) -> TaskData:
+        p = self.params.p
+        x = _all_inputs(p, 3)
+        y = p * ((x[:, 0] + x[:, 1]) % p == x[:, 2]).to(torch.float32)
+        train, test = _split(p**3, self.params.n_effective(p**3), _seed(self.params, seed))
+        in_train = torch.zeros(p**3, dtype=torch.bool)
+        in_train[train] = True
+        # pair (a, b) is held out when its positive triple (a, b, (a+b) mod p) was not trained on
+        a, b = torch.arange(p)[:, None], torch.arange(p)[None, :]
+        positive = (a * p * p + b * p + (a + b) % p).reshape(-1)
+        extras = {
+            "all_x": x,
+            "train_index": train,
+            "test_index": test,
+            "heldout_pairs": ~in_train[positive],
+            "answer": ((a + b) % p).reshape(-1),
+        }
+        return TaskData(DataSpec(positions=3, vocab_size=p, output_dim=1), x[train], y[train], x[test], y[test], extras)
+
+    def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (out[:, 0] - y).pow(2).mean()
+
+    def loss_and_output_grad(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        diff = out[:, 0] - y
+        return diff.pow(2).mean(), (diff * (2.0 / out.shape[0]))[:, None]
+
+    def evaluate(self, predict: Predict, data: TaskData) -> dict[str, float]:
+        p, ex = self.params.p, data.extras
+        out = predict(ex["all_x"])[:, 0]
+        tr, te = out[ex["train_index"]], out[ex["test_index"]]
+        by_pair = out.reshape(p * p, p)
+        right = by_pair.gather(1, ex["answer"][:, None])[:, 0]
+        others = by_pair.scatter(1, ex["answer"][:, None], -math.inf).amax(1)
+        held = ex["heldout_pairs"]
+        correct = (right > others)[held]
+        test_mse = (te - data.y_test).pow(2).mean()
+        return {
+            "train_loss": (tr - data.y_train).pow(2).mean().item(),
+            "train_acc": ((tr - data.y_train).abs() < p / 2).float().mean().item(),
+            "test_loss": test_mse.item(),
+            "test_acc": correct.float().mean().item() if held.any() else math.nan,
+            "test_nmse": (test_mse / data.y_test.pow(2).mean()).item(),
+        }
+
+
+def _seed(params: SplitParams, run_seed: int) -> int:
+    return run_seed if params.split_seed is None else params.split_seed
+
+
+@hookimpl
+def register_tasks(register):
+    register(ModAddClassification)
+    register(ModAddRegression)

@@ -1,0 +1,115 @@
+"""The paper's two-layer network with quadratic activation: f(x) = V (W x)², no biases.
+
+Inputs are k token indices in Z_p; x = [e_{x_1}; ...; e_{x_k}] is their
+concatenated one-hot vector, so W x = Σ_j W[:, j·p + x_j] is a sum of k columns
+of W. The one-hot matrix is never built: the forward pass gathers columns and
+the backward pass scatters into them.
+
+Shapes (stored for contiguous gathers): ``W`` is ``[k·p, h]`` (row i is the
+column W[:, i] of the math), ``V`` is ``[h, out]``.
+
+Initialization, with α = ``init_scale`` and g ~ N(0, 1) i.i.d.:
+
+* ``standard``:   W = α g / √k,  V = α g / √h,  f = (W x)² V
+* ``mean-field``: W = α g / √k,  V = α g,       f = (W x)² V / h
+
+Each pre-activation starts with variance α². The network is 3-homogeneous in
+its parameters: f(cθ) = c³ f(θ), so α scales the initial output by α³.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import ClassVar, Literal, Mapping
+
+import torch
+from pydantic import Field, PositiveFloat, field_validator
+
+from grokbench import hookimpl
+from grokbench.contracts import DataSpec, Model, Params, Task
+
+
+def resolve_width(width: int | str, p: int) -> int:
+    """``512`` -> 512; ``"4p"`` -> 4·p."""
+    if isinstance(width, int):
+        return width
+    return int(width[:-1]) * p
+
+
+class QuadraticNetwork(Model):
+    """f(x) = V (W x)², two layers, quadratic activation, no biases (the paper's model)."""
+
+    name = "quadratic"
+    homogeneity: ClassVar[int] = 3
+
+    class Params(Params):
+        width: int | str = Field(512, description="hidden width h: an integer, or a multiple of p such as '4p'")
+        init_scale: PositiveFloat = Field(1.0, description="α, multiplies every initial parameter")
+        parameterization: Literal["standard", "mean-field"] = Field(
+            "standard", description="standard: V ~ α/√h; mean-field: V ~ α and output divided by h"
+        )
+
+        @field_validator("width")
+        @classmethod
+        def _width(cls, value: int | str) -> int | str:
+            if isinstance(value, int):
+                if value <= 0:
+                    raise ValueError("width must be positive")
+            elif not re.fullmatch(r"[1-9]\d*p", value):
+                raise ValueError("width must be a positive integer or a multiple of p such as '4p'")
+            return value
+
+    def __init__(self, params: Params, spec: DataSpec, *, generator: torch.Generator, device="cpu", dtype=torch.float32):
+        super().__init__(params, spec, generator=generator, device=device, dtype=dtype)
+        k, p = spec.positions, spec.vocab_size
+        h = self.width = resolve_width(params.width, p)
+        alpha = params.init_scale
+        W = torch.randn(k * p, h, generator=generator, dtype=torch.float64) * (alpha / math.sqrt(k))
+        V = torch.randn(h, spec.output_dim, generator=generator, dtype=torch.float64) * alpha
+        if params.parameterization == "standard":
+            V /= math.sqrt(h)
+        self.output_scale = 1.0 / h if params.parameterization == "mean-field" else 1.0
+        self.offsets = torch.arange(k, device=self.device) * p
+        self.params_ = {"W": W.to(device=self.device, dtype=dtype), "V": V.to(device=self.device, dtype=dtype)}
+
+    # ------------------------------------------------------------------ forward
+
+    def _hidden(self, W: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Row indices into W ``[n, k]`` and pre-activations ``z = W x`` ``[n, h]``."""
+        idx = x + self.offsets
+        z = W[idx[:, 0]]
+        for j in range(1, idx.shape[1]):
+            z = z + W[idx[:, j]]
+        return idx, z
+
+    def apply(self, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        _, z = self._hidden(params["W"], x)
+        out = (z * z) @ params["V"]
+        return out * self.output_scale if self.output_scale != 1.0 else out
+
+    # ----------------------------------------------------------------- backward
+
+    def loss_and_grads(self, x: torch.Tensor, y: torch.Tensor, task: Task) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Closed-form backward: with g = dL/df (scaled by the output scale),
+        dV = (z²)ᵀ g, dz = 2 z ⊙ (g Vᵀ), dW[i] = Σ_{n, j: idx[n,j]=i} dz[n]."""
+        W, V = self.params_["W"], self.params_["V"]
+        idx, z = self._hidden(W, x)
+        act = z * z
+        out = act @ V
+        if self.output_scale != 1.0:
+            out = out * self.output_scale
+        loss, g = task.loss_and_output_grad(out, y)
+        if self.output_scale != 1.0:
+            g = g * self.output_scale
+        grad_V = act.T @ g
+        grad_z = (g @ V.T).mul_(z).mul_(2.0)
+        grad_W = torch.zeros_like(W)
+        for j in range(idx.shape[1]):
+            grad_W.index_add_(0, idx[:, j], grad_z)
+        return loss, [grad_W, grad_V]
+
+
+@hookimpl
+def register_models(register):
+    register(QuadraticNetwork)

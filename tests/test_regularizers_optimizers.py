@@ -1,0 +1,113 @@
+import pytest
+import torch
+
+from grokbench.contracts import Regularizer
+from grokbench_plugins.optimizers import Adam, AdamW, GradientDescent, MomentumSGD, NormalizedGradientDescent
+from grokbench_plugins.regularizers import L2, AdamWDecay, LInf, NoRegularizer
+
+
+def make(cls, **params):
+    return cls(cls.Params(**params))
+
+
+def params64(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(5, 4, generator=g, dtype=torch.float64), torch.randn(7, generator=g, dtype=torch.float64)]
+
+
+def test_none_does_nothing():
+    reg = make(NoRegularizer)
+    ps = params64()
+    assert reg.penalty(ps) is None and reg.penalty_grads(ps) is None
+
+
+def test_l2_penalty_and_gradient():
+    reg, ps = make(L2, strength=0.3), params64()
+    expected = 0.15 * sum((p**2).sum() for p in ps)
+    assert torch.allclose(reg.penalty(ps), expected)
+    for g, p in zip(reg.penalty_grads(ps), ps):
+        assert torch.allclose(g, 0.3 * p)
+    autograd = Regularizer.penalty_grads(reg, ps)
+    assert all(torch.allclose(a, b) for a, b in zip(autograd, reg.penalty_grads(ps)))
+
+
+def test_linf_penalty_and_unique_subgradient():
+    reg = make(LInf, strength=0.5)
+    ps = [torch.tensor([[0.1, -3.0], [2.0, 0.0]], dtype=torch.float64), torch.tensor([1.0, -2.5], dtype=torch.float64)]
+    assert reg.penalty(ps).item() == pytest.approx(1.5)
+    g0, g1 = reg.penalty_grads(ps)
+    assert torch.equal(g0, torch.tensor([[0.0, -0.5], [0.0, 0.0]], dtype=torch.float64))
+    assert torch.equal(g1, torch.zeros(2, dtype=torch.float64))
+
+
+def test_linf_subgradient_at_ties_is_a_valid_subgradient():
+    reg = make(LInf, strength=1.0)
+    ps = [torch.tensor([2.0, -2.0, 1.0], dtype=torch.float64), torch.tensor([[2.0, 0.5]], dtype=torch.float64)]
+    grads = reg.penalty_grads(ps)
+    assert torch.allclose(grads[0], torch.tensor([1 / 3, -1 / 3, 0.0], dtype=torch.float64))
+    assert torch.allclose(grads[1], torch.tensor([[1 / 3, 0.0]], dtype=torch.float64))
+    # subgradient inequality of a convex function: R(θ + d) ≥ R(θ) + <g, d> for every direction d
+    g = torch.Generator().manual_seed(1)
+    base = reg.penalty(ps)
+    for _ in range(200):
+        ds = [torch.randn(p.shape, generator=g, dtype=torch.float64) * 0.3 for p in ps]
+        lhs = reg.penalty([p + d for p, d in zip(ps, ds)])
+        rhs = base + sum((gr * d).sum() for gr, d in zip(grads, ds))
+        assert lhs >= rhs - 1e-12
+
+
+def _run(optimizer_state, ps, steps=5, decay=None, lr=None):
+    """Minimize 0.5‖θ − 1‖² with a given optimizer state, as the trainer drives it."""
+    for _ in range(steps):
+        grads = [p - 1.0 for p in ps]
+        if decay is not None:
+            decay.decoupled_update(ps, lr)
+        optimizer_state.step(grads)
+    return ps
+
+
+def test_adam_plus_adamw_regularizer_is_exactly_torch_adamw():
+    ps = params64()
+    ours = _run(make(Adam, lr=0.05, beta2=0.98).build(ps), ps, steps=20, decay=make(AdamWDecay, strength=0.7), lr=0.05)
+    ref_ps = [p.clone().requires_grad_(True) for p in params64()]
+    opt = torch.optim.AdamW(ref_ps, lr=0.05, betas=(0.9, 0.98), weight_decay=0.7)
+    for _ in range(20):
+        for p in ref_ps:
+            p.grad = (p.detach() - 1.0)
+        opt.step()
+    for a, b in zip(ours, ref_ps):
+        assert torch.allclose(a, b.detach(), rtol=0, atol=1e-14)
+    ps = params64()
+    theirs = _run(make(AdamW, lr=0.05, beta2=0.98, weight_decay=0.7).build(ps), ps, steps=20)
+    for a, b in zip(theirs, ours):
+        assert torch.allclose(a, b, rtol=0, atol=1e-14)
+
+
+def test_gd_step_is_exact():
+    ps = params64()
+    before = [p.clone() for p in ps]
+    _run(make(GradientDescent, lr=0.25).build(ps), ps, steps=1)
+    for a, b in zip(ps, before):
+        assert torch.allclose(a, b - 0.25 * (b - 1.0))
+
+
+def test_normalized_gd_moves_exactly_lr_in_l2():
+    ps = params64()
+    before = torch.cat([p.flatten() for p in ps]).clone()
+    grad = torch.cat([(p - 1.0).flatten() for p in ps])
+    _run(make(NormalizedGradientDescent, lr=0.3).build(ps), ps, steps=1)
+    after = torch.cat([p.flatten() for p in ps])
+    assert torch.linalg.vector_norm(after - before).item() == pytest.approx(0.3, rel=1e-12)
+    assert torch.allclose(after - before, -0.3 * grad / grad.norm())
+
+
+def test_sgd_momentum_matches_torch():
+    ps = params64()
+    _run(make(MomentumSGD, lr=0.1, momentum=0.9).build(ps), ps, steps=3)
+    ref = [p.clone().requires_grad_(True) for p in params64()]
+    opt = torch.optim.SGD(ref, lr=0.1, momentum=0.9)
+    for _ in range(3):
+        for p in ref:
+            p.grad = p.detach() - 1.0
+        opt.step()
+    assert all(torch.allclose(a, b.detach()) for a, b in zip(ps, ref))
