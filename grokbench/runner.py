@@ -44,6 +44,8 @@ class RunResult:
     curves: pd.DataFrame
     plugins: dict[str, Any] = field(default_factory=dict)
     message: str | None = None
+    created_at: str = ""
+    environment: dict[str, Any] = field(default_factory=dict)
     store_path: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -120,19 +122,18 @@ class _Progress:
         self.bar.close()
 
 
-def execute(
+def train_config(
     cfg: RunConfig,
     *,
     registry: Registry | None = None,
-    store: str | os.PathLike[str] | Store | None | bool = None,
     progress: bool = False,
     on_eval: Callable[[dict[str, float]], None] | None = None,
 ) -> RunResult:
-    """Run a resolved configuration and save it (``store=False`` saves nothing).
+    """Train a resolved configuration in this process and return its result; nothing is saved.
 
-    A ConfigError (bad input) propagates before anything is written. Any other
+    A ConfigError (bad input) propagates before training starts. Any other
     exception in a plugin or in training ends the run with status ``failed``,
-    recorded with its reason; a non-finite loss ends it with status ``diverged``.
+    with its reason; a non-finite loss ends it with status ``diverged``.
     """
     registry = registry or get_registry()
     entries = {kind: registry.entry(kind, getattr(cfg, kind).name) for kind in ("task", "model", "regularizer", "optimizer")}
@@ -141,17 +142,15 @@ def execute(
     plugins["metrics"] = {name: e.plugin.provenance() for name, e in metric_entries.items()}
     device = resolve_device(cfg.train.device)
     dtype = getattr(torch, cfg.train.dtype)
-    target = store if isinstance(store, Store) else None if store is False else Store(None if store is True else store)
 
     def build(kind: str, **kwargs: Any) -> Any:
         cls = entries[kind].component
         return cls(cls.Params.model_validate(getattr(cfg, kind).params), **kwargs)
 
-    run_id = uuid.uuid4().hex[:12]
-    label = f"{cfg.task.name}/{cfg.model.name}"
-    bar = _Progress(cfg.train.steps, progress, label)
+    bar = _Progress(cfg.train.steps, progress, f"{cfg.task.name}/{cfg.model.name}")
     status, message, steps = "failed", None, 0
     curves: list[dict[str, float]] = []
+    created_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
     torch.manual_seed(cfg.seed)
     started = time.perf_counter()
     try:
@@ -189,47 +188,91 @@ def execute(
         message = _describe(exc)
     finally:
         bar.close()
-    wall = time.perf_counter() - started
-    summary = summarize(curves, cfg.train)
-    result = RunResult(
-        run_id=run_id,
+    return RunResult(
+        run_id=uuid.uuid4().hex[:12],
         config=cfg,
         status=status,
         steps=steps,
-        wall_seconds=wall,
-        summary=summary,
+        wall_seconds=time.perf_counter() - started,
+        summary=summarize(curves, cfg.train),
         curves=pd.DataFrame(curves),
         plugins=plugins,
         message=message,
-        store_path=str(target.path) if target else None,
+        created_at=created_at,
+        environment=environment(device),
     )
+
+
+def train_group(
+    cfgs: Sequence[RunConfig],
+    *,
+    registry: Registry | None = None,
+    progress: bool = False,
+) -> list[RunResult]:
+    """Train several configurations in this process, one result each, in order; nothing is saved.
+
+    This is the unit of work an executor hands to a worker. Configurations that
+    differ only in their seed may be trained together as one batched program
+    when the model supports it; otherwise they run one after another.
+    """
+    return [train_config(cfg, registry=registry, progress=progress) for cfg in cfgs]
+
+
+def open_store(store: str | os.PathLike[str] | Store | None | bool) -> Store | None:
+    """``False`` -> no store; ``True`` or ``None`` -> the default one; a path or Store -> that one."""
+    if store is False:
+        return None
+    if isinstance(store, Store):
+        return store
+    return Store(None if store is True else store)
+
+
+def save_result(store: Store, result: RunResult) -> None:
+    """Write a run and its curves in one transaction."""
+    cfg, summary = result.config, result.summary
+    row = {
+        "id": result.run_id,
+        "created_at": result.created_at,
+        "config_hash": cfg.hash,
+        "config": cfg.model_dump(mode="json"),
+        "task": cfg.task.name,
+        "model": cfg.model.name,
+        "regularizer": cfg.regularizer.name,
+        "optimizer": cfg.optimizer.name,
+        "preset": cfg.preset,
+        "seed": cfg.seed,
+        "status": result.status,
+        "message": result.message,
+        "steps": result.steps,
+        "t_memorize": summary["t_memorize"],
+        "t_generalize": summary["t_generalize"],
+        "final_train_acc": summary.get("final_train_acc"),
+        "final_test_acc": summary.get("final_test_acc"),
+        "wall_seconds": result.wall_seconds,
+        "summary": summary,
+        "plugins": result.plugins,
+        "environment": result.environment,
+    }
+    store.save_run(row, result.curves.to_dict("records"))
+    result.store_path = str(store.path)
+
+
+def execute(
+    cfg: RunConfig,
+    *,
+    registry: Registry | None = None,
+    store: str | os.PathLike[str] | Store | None | bool = None,
+    progress: bool = False,
+    on_eval: Callable[[dict[str, float]], None] | None = None,
+) -> RunResult:
+    """Train a resolved configuration and save it (``store=False`` saves nothing).
+
+    The store is opened (and checked) before training, written only after it.
+    """
+    target = open_store(store)
+    result = train_config(cfg, registry=registry, progress=progress, on_eval=on_eval)
     if target is not None:
-        target.save_run(
-            {
-                "id": run_id,
-                "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
-                "config_hash": cfg.hash,
-                "config": cfg.model_dump(mode="json"),
-                "task": cfg.task.name,
-                "model": cfg.model.name,
-                "regularizer": cfg.regularizer.name,
-                "optimizer": cfg.optimizer.name,
-                "preset": cfg.preset,
-                "seed": cfg.seed,
-                "status": status,
-                "message": message,
-                "steps": steps,
-                "t_memorize": summary["t_memorize"],
-                "t_generalize": summary["t_generalize"],
-                "final_train_acc": summary.get("final_train_acc"),
-                "final_test_acc": summary.get("final_test_acc"),
-                "wall_seconds": wall,
-                "summary": summary,
-                "plugins": plugins,
-                "environment": environment(device),
-            },
-            curves,
-        )
+        save_result(target, result)
     return result
 
 
