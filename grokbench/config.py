@@ -63,7 +63,8 @@ class RunConfig(Strict):
     preset: str | None = None
 
     def canonical_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """The configuration as canonical JSON, without the preset's name (which values came from)."""
+        return json.dumps(self.model_dump(mode="json", exclude={"preset"}), sort_keys=True, separators=(",", ":"))
 
     @property
     def hash(self) -> str:
@@ -206,7 +207,7 @@ def resolve_config(
 
 def _resolve_metrics(registry: Registry, raw: Any) -> dict[str, dict[str, Any]]:
     """Default metrics, plus those named in ``raw``; a metric set to false or null is removed."""
-    selected: dict[str, Any] = {n: {} for n in registry.names("metric") if registry.entries["metric"].get(n) and registry.get("metric", n).default}
+    selected: dict[str, Any] = {n: {} for n, e in registry.entries["metric"].items() if e.component.default}
     if raw is None:
         raw = {}
     if isinstance(raw, list):

@@ -48,6 +48,24 @@ def test_hash_is_stable_and_tracks_every_value(registry):
     assert resolve(registry, overrides={"model": {"init_scale": 2.0}}).hash != a.hash
 
 
+def test_hash_identifies_values_not_where_they_came_from(registry):
+    paper = resolve(registry, preset="paper")
+    spelled_out = resolve(
+        registry,
+        optimizer="normalized-gd",
+        regularizer="linf",
+        overrides={
+            "task": {"p": 97, "train_fraction": None, "n_train": "2*p^(5/3)"},
+            "model": {"width": "4p"},
+            "optimizer": {"lr": 10.0},
+            "regularizer": {"strength": 1e-20},
+            "train": {"steps": 5000, "eval_every": 50},
+        },
+    )
+    assert paper.preset == "paper" and spelled_out.preset == "default"
+    assert paper.hash == spelled_out.hash
+
+
 def test_set_values_are_json_or_strings():
     tree = parse_assignments(["a.b=3", "a.c=0.5", "a.d=true", "a.e=null", "a.f=hello", 'a.g="4p"', "a.h=[1, 2]"])
     assert tree == {"a": {"b": 3, "c": 0.5, "d": True, "e": None, "f": "hello", "g": "4p", "h": [1, 2]}}
