@@ -117,56 +117,73 @@ class ModAddClassification(Task):
 
 
 class ModAddRegression(Task):
-    """(a, b, c) -> p·1[a + b ≡ c (mod p)], squared loss; generalization = argmax over c on held-out pairs."""
+    """Entries (a, b, c) of the p×p×p tensor p·1[a + b ≡ c]: squared loss on coordinate c of f(a, b) ∈ R^p."""
 
     name = "modadd-reg"
 
     class Params(SplitParams):
-        p: int = Field(11, ge=2, description="the modulus")
-        positions: ClassVar[int] = 3
+        p: int = Field(13, ge=2, description="the modulus")
+        positions: ClassVar[int] = 3  # a training example is an entry (a, b, c) of p³
+
+    # A model sees the pair (a, b) (positions=2) and returns p outputs; the example (a, b, c)
+    # observes output c. y is [n, 2] integers: (c, 1[a + b ≡ c]); the target is p · y[:, 1].
+    # (A network fed [e_a; e_b; e_c] with a scalar output cannot represent the target: with a
+    # quadratic activation it is a sum of functions of two of a, b, c. See the README.)
 
     def make_data(self, seed: int) -> TaskData:
         p = self.params.p
-        x = _all_inputs(p, 3)
-        y = p * ((x[:, 0] + x[:, 1]) % p == x[:, 2]).to(torch.float32)
+        triples = _all_inputs(p, 3)
         train, test = _split(p**3, self.params.n_effective(p**3), _seed(self.params, seed))
-        in_train = torch.zeros(p**3, dtype=torch.bool)
-        in_train[train] = True
-        # pair (a, b) is held out when its positive triple (a, b, (a+b) mod p) was not trained on
-        a, b = torch.arange(p)[:, None], torch.arange(p)[None, :]
-        positive = (a * p * p + b * p + (a + b) % p).reshape(-1)
+        pairs = _all_inputs(p, 2)
+        answer = (pairs[:, 0] + pairs[:, 1]) % p
+        train_mask = torch.zeros(p**3, dtype=torch.bool)
+        train_mask[train] = True
+        train_mask = train_mask.reshape(p * p, p)  # [pair, c]
+
+        def examples(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            t = triples[index]
+            label = ((t[:, 0] + t[:, 1]) % p == t[:, 2]).long()
+            return t[:, :2], torch.stack([t[:, 2], label], dim=1)
+
         extras = {
-            "all_x": x,
-            "train_index": train,
-            "test_index": test,
-            "heldout_pairs": ~in_train[positive],
-            "answer": ((a + b) % p).reshape(-1),
+            "all_pairs": pairs,
+            "train_mask": train_mask,
+            "heldout_pairs": ~train_mask.gather(1, answer[:, None])[:, 0],  # positive entry not trained on
+            "answer": answer,
         }
-        return TaskData(DataSpec(positions=3, vocab_size=p, output_dim=1), x[train], y[train], x[test], y[test], extras)
+        return TaskData(DataSpec(positions=2, vocab_size=p, output_dim=p), *examples(train), *examples(test), extras)
+
+    def _target(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return out.gather(1, y[:, :1])[:, 0], self.params.p * y[:, 1].to(out.dtype)
 
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return (out[:, 0] - y).pow(2).mean()
+        pred, target = self._target(out, y)
+        return (pred - target).pow(2).mean()
 
     def loss_and_output_grad(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        diff = out[:, 0] - y
-        return diff.pow(2).mean(), (diff * (2.0 / out.shape[0]))[:, None]
+        pred, target = self._target(out, y)
+        diff = pred - target
+        grad = torch.zeros_like(out).scatter_(1, y[:, :1], (diff * (2.0 / len(diff)))[:, None])
+        return diff.pow(2).mean(), grad
 
     def evaluate(self, predict: Predict, data: TaskData) -> dict[str, float]:
         p, ex = self.params.p, data.extras
-        out = predict(ex["all_x"])[:, 0]
-        tr, te = out[ex["train_index"]], out[ex["test_index"]]
-        by_pair = out.reshape(p * p, p)
-        right = by_pair.gather(1, ex["answer"][:, None])[:, 0]
-        others = by_pair.scatter(1, ex["answer"][:, None], -math.inf).amax(1)
+        out = predict(ex["all_pairs"])  # every entry of the p×p×p tensor
+        target = p * torch.nn.functional.one_hot(ex["answer"], p).to(out.dtype)
+        sq = (out - target).pow(2)
+        mask = ex["train_mask"]
+        train_pred = out[mask]
+        train_target = target[mask]
+        test_mse = sq[~mask].mean()
+        right = out.gather(1, ex["answer"][:, None])[:, 0]
+        others = out.scatter(1, ex["answer"][:, None], -math.inf).amax(1)
         held = ex["heldout_pairs"]
-        correct = (right > others)[held]
-        test_mse = (te - data.y_test).pow(2).mean()
         return {
-            "train_loss": (tr - data.y_train).pow(2).mean().item(),
-            "train_acc": ((tr - data.y_train).abs() < p / 2).float().mean().item(),
+            "train_loss": sq[mask].mean().item(),
+            "train_acc": ((train_pred - train_target).abs() < p / 2).float().mean().item(),
             "test_loss": test_mse.item(),
-            "test_acc": correct.float().mean().item() if held.any() else math.nan,
-            "test_nmse": (test_mse / data.y_test.pow(2).mean()).item(),
+            "test_acc": (right > others)[held].float().mean().item() if held.any() else math.nan,
+            "test_nmse": (test_mse / target[~mask].pow(2).mean()).item(),
         }
 
 

@@ -28,7 +28,7 @@ def dense_forward(model, x):
     [
         ModAddClassification(ModAddClassification.Params(p=7, loss="cross_entropy")),
         ModAddClassification(ModAddClassification.Params(p=7, loss="mse")),
-        ModAddRegression(ModAddRegression.Params(p=5)),
+        ModAddRegression(ModAddRegression.Params(p=5, train_fraction=0.6)),
     ],
     ids=["cls-ce", "cls-mse", "reg"],
 )

@@ -64,6 +64,14 @@ def test_every_optimizer_and_regularizer_trains(optimizer, regularizer):
     assert losses.iloc[-1] < losses.iloc[0]
 
 
+def test_regression_network_memorizes_then_generalizes():
+    cfg = {"task": {"train_fraction": 0.6}, "train": {"steps": 4000, "eval_every": 100, "early_stop": True}}
+    result = grokbench.run("modadd-reg", "quadratic", overrides=cfg, seed=0)  # the default preset: p=13, width 4p
+    s = result.summary
+    assert s["t_memorize"] is not None and s["t_generalize"] is not None
+    assert s["t_generalize"] >= 3 * s["t_memorize"] and s["final_test_acc"] >= 0.99
+
+
 def test_regression_task_trains_and_reports_its_criterion():
     cfg = {"task": {"p": 7, "train_fraction": 0.5}, "model": {"width": 28}, "train": {"steps": 200, "eval_every": 100}}
     result = grokbench.run("modadd-reg", "quadratic", optimizer="adam", regularizer="none", overrides=cfg)

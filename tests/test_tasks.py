@@ -47,36 +47,41 @@ def test_n_train_formula_and_exclusivity():
         ModAddClassification.Params(p=1)
 
 
-def test_regression_targets_and_heldout_pairs():
+def test_regression_examples_are_entries_of_the_p_cubed_tensor():
     p = 5
     task = make(ModAddRegression, p=p, train_fraction=0.4)
     data = task.make_data(0)
-    assert data.spec.positions == 3 and data.spec.output_dim == 1
-    x, y = data.x_train, data.y_train
-    assert torch.equal(y, p * ((x[:, 0] + x[:, 1]) % p == x[:, 2]).float())
-    assert len(data.x_train) + len(data.x_test) == p**3
-    train_set = {tuple(r) for r in data.x_train.tolist()}
+    assert data.spec.positions == 2 and data.spec.output_dim == p  # the model sees (a, b) and returns p outputs
+    assert len(data.x_train) == round(0.4 * p**3) and len(data.x_train) + len(data.x_test) == p**3
+    entries = lambda x, y: {(a, b, c) for (a, b), (c, _) in zip(x.tolist(), y.tolist())}
+    train, test = entries(data.x_train, data.y_train), entries(data.x_test, data.y_test)
+    assert len(train) == len(data.x_train) and not train & test and len(train | test) == p**3
+    for (a, b), (c, label) in zip(data.x_train.tolist(), data.y_train.tolist()):
+        assert label == int((a + b) % p == c)
     held = data.extras["heldout_pairs"].reshape(p, p)
     for a in range(p):
         for b in range(p):
-            assert bool(held[a, b]) == ((a, b, (a + b) % p) not in train_set)
+            assert bool(held[a, b]) == ((a, b, (a + b) % p) not in train)
 
 
-def _oracle(p, positions):
-    def predict(x):
-        if positions == 2:
-            return torch.nn.functional.one_hot((x[:, 0] + x[:, 1]) % p, p).float() * 10
-        return (p * ((x[:, 0] + x[:, 1]) % p == x[:, 2]).float())[:, None]
-
-    return predict
+def test_regression_loss_reads_coordinate_c():
+    task = make(ModAddRegression, p=3)
+    out = torch.tensor([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]])
+    y = torch.tensor([[2, 1], [0, 0]])  # entry c=2 with target 3, entry c=0 with target 0
+    assert task.loss(out, y).item() == pytest.approx(((2.0 - 3.0) ** 2 + (3.0 - 0.0) ** 2) / 2)
 
 
-@pytest.mark.parametrize("cls,positions", [(ModAddClassification, 2), (ModAddRegression, 3)])
-def test_evaluation_of_oracle_and_zero_predictors(cls, positions):
+def _oracle(p):
+    """The right answer: p at coordinate (a + b) mod p, 0 elsewhere."""
+    return lambda x: torch.nn.functional.one_hot((x[:, 0] + x[:, 1]) % p, p).float() * p
+
+
+@pytest.mark.parametrize("cls", [ModAddClassification, ModAddRegression])
+def test_evaluation_of_oracle_and_zero_predictors(cls):
     p = 7
     task = make(cls, p=p, train_fraction=0.5)
     data = task.make_data(0)
-    perfect = task.evaluate(_oracle(p, positions), data)
+    perfect = task.evaluate(_oracle(p), data)
     assert perfect["train_acc"] == 1.0 and perfect["test_acc"] == 1.0
     zero = task.evaluate(lambda x: torch.zeros(len(x), data.spec.output_dim), data)
     # the all-zero predictor must fail the generalization criterion
@@ -96,7 +101,7 @@ def test_closed_form_output_gradients_match_autograd(loss):
     ref_value, ref_grad = super(ModAddClassification, task).loss_and_output_grad(out, y)
     assert torch.allclose(value, ref_value) and torch.allclose(grad, ref_grad)
     reg = make(ModAddRegression, p=5)
-    out, y = torch.randn(9, 1, dtype=torch.float64), torch.randn(9, dtype=torch.float64)
+    out, y = torch.randn(9, 5, dtype=torch.float64), torch.stack([torch.randint(0, 5, (9,)), torch.randint(0, 2, (9,))], 1)
     v1, g1 = reg.loss_and_output_grad(out, y)
     v2, g2 = super(ModAddRegression, reg).loss_and_output_grad(out, y)
     assert torch.allclose(v1, v2) and torch.allclose(g1, g2)
