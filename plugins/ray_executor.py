@@ -55,12 +55,13 @@ class RayExecutor(Executor):
             raise ConfigError("the 'ray' executor needs Ray: pip install \"grokbench[ray]\"") from None
         self.ray = ray
         self.owned = False
-        if ray.is_initialized():  # the caller already connected (a notebook, a test session): use that
-            return
         address = self.params.address or os.environ.get("RAY_ADDRESS")
-        quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
         if address:
             check_reachable(address)
+        if ray.is_initialized():  # the caller already connected (a notebook, a test session): use that
+            return
+        quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
+        if address:
             try:
                 ray.init(address=address, **({} if address.startswith("ray://") else quiet))
             except (ConnectionError, RuntimeError, ValueError) as exc:
