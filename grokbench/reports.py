@@ -200,7 +200,7 @@ def plot_learning_curves(frame: pd.DataFrame, curves: pd.DataFrame, out: Path, m
         labels = list(dict.fromkeys(tframe["label"]))[:max_entries]
         ncols = min(3, len(labels))
         nrows = math.ceil(len(labels) / ncols)
-        fig, axes = plt.subplots(nrows, ncols, figsize=(5 * ncols, 3.4 * nrows), squeeze=False)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(5 * ncols, 3.4 * nrows), squeeze=False, layout="constrained")
         for ax, label in zip(axes.flat, labels):
             ids = set(tframe.loc[tframe["label"] == label, "id"])
             wide = curves[curves["run_id"].isin(ids)].pivot_table(index=["run_id", "step"], columns="name", values="value").reset_index()
