@@ -398,7 +398,7 @@ def write_report(store: Store, out: str | os.PathLike[str], *, suite: str | None
         md += ["## Sample-complexity scaling", ""]
         srows = [[s["task"], s["entry"], s["quantity"], _fmt(s["fitted_exponent"]), _fmt(s["theory_exponent"]),
                   ", ".join(f"p={_fmt(float(pt['p']))}: {_fmt(pt['fraction'])}" for pt in s["points"])] for s in scaling]
-        md += [tabulate(srows, headers=["task", "entry", "fitted", "exponent", "theory", "smallest generalizing fraction"], tablefmt="github"), ""]
+        md += [tabulate(srows, headers=["task", "entry", "quantity", "fitted exponent", "theory exponent", "smallest generalizing fraction"], tablefmt="github"), ""]
     md += [f"![{p.stem}]({p.name})" for p in images if p.suffix == ".png"]
     files = {
         "leaderboard.md": "\n".join(md) + "\n",

@@ -1,0 +1,83 @@
+"""Benchmark: executors on the smoke suite, and Ray's overhead per run.
+
+    python benchmarks/executors.py [--jobs 2] [--trivial 40]
+
+Measured in one process, each into a fresh store:
+1. the smoke suite with ``inline`` (1 torch thread) and with ``process --jobs N``: the speedup;
+2. Ray: starting a local instance, the smoke suite through it, and the overhead per run: the same
+   ``--trivial`` runs of one training step (p = 7), through Ray minus inline, divided by their number.
+Prints one JSON object. The numbers in docs/scaling.md come from this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from grokbench.executors import run_suite
+from grokbench.plugin_manager import get_registry
+from grokbench.suites import Suite, expand, load_suite, parse_suite
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TRIVIAL = """
+[suite]
+name = "trivial"
+seeds = [{seeds}]
+[[entries]]
+name = "one-step"
+task = "modadd-cls"
+model = "quadratic"
+set.task = {{ p = 7 }}
+set.model = {{ width = 8 }}
+set.train = {{ steps = 1, eval_every = 1 }}
+"""
+
+
+def timed(suite: Suite, store: Path, executor: str, **options) -> float:
+    started = time.perf_counter()
+    outcome = run_suite(suite, store=store, executor=executor, options=options)
+    assert outcome.trained == outcome.planned and outcome.failed == 0, outcome
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--trivial", type=int, default=40, help="one-step runs for the Ray overhead")
+    args = parser.parse_args()
+    registry = get_registry()
+    smoke = load_suite(ROOT / "tasks" / "smoke.toml", registry)
+    spec = parse_suite(TRIVIAL.format(seeds=", ".join(map(str, range(args.trivial)))))
+    # one group per run, so Ray schedules one task per run (seeds would otherwise travel as one group)
+    runs = expand(spec, registry)
+    ungrouped = type("Ungrouped", (Suite,), {"groups": lambda self, configs=None: [[c] for c in (configs or self.unique_configs())]})
+    trivial = ungrouped("trivial", None, spec, runs)
+
+    out: dict[str, object] = {"cpus": os.cpu_count(), "load_average_before": os.getloadavg(), "runs": len(smoke.unique_configs())}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        out["inline_s"] = timed(smoke, tmp / "inline.db", "inline")
+        out["process_s"] = timed(smoke, tmp / "process.db", "process", jobs=args.jobs)
+        out["process_speedup"] = out["inline_s"] / out["process_s"]
+        out["trivial_inline_s"] = timed(trivial, tmp / "trivial-inline.db", "inline")
+
+        import ray
+
+        started = time.perf_counter()
+        ray.init(num_cpus=args.jobs, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        out["ray_start_s"] = time.perf_counter() - started
+        out["ray_smoke_s"] = timed(smoke, tmp / "ray.db", "ray")  # includes the workers' first import of torch
+        out["trivial_ray_s"] = timed(trivial, tmp / "trivial-ray.db", "ray")  # warm workers
+        out["ray_overhead_per_run_s"] = (out["trivial_ray_s"] - out["trivial_inline_s"]) / args.trivial
+        ray.shutdown()
+    out["load_average_after"] = os.getloadavg()
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
