@@ -201,3 +201,11 @@ def test_shipped_suites_load_or_name_the_missing_component(registry):
     else:  # the kernel plugins are not installed on this branch: a clear error naming the model
         with pytest.raises(ConfigError, match=r"tasks/paper\.toml: entry 'frac-cls-kernel': unknown model 'kernel'"):
             load_suite(ROOT / "tasks" / "paper.toml", registry)
+    # its network entries resolve here in any case
+    from grokbench.suites import expand, parse_suite
+
+    spec = parse_suite((ROOT / "tasks" / "paper.toml").read_text(), "paper.toml")
+    network = spec.model_copy(update={"entries": [e for e in spec.entries if e.model not in ("kernel", "ntk-inf")]})
+    runs = expand(network, registry)
+    assert len(runs) == 90 and {r.config.model.params["width"] for r in runs if r.entry == "width"} == {"4p", "8p", "16p"}
+    assert len(load_suite(ROOT / "tasks" / "paper-mini.toml", registry).runs) == 36
