@@ -131,7 +131,9 @@ def leaderboard(frame: pd.DataFrame) -> pd.DataFrame:
         rows.append(row)
     board = pd.DataFrame(rows)
     board["_never"] = board["generalized"] == 0
-    board = board.sort_values(["task", "_never", "median_t_generalize", "success_rate", "entry"], ascending=[True, True, True, False, True])
+    board = board.sort_values(
+        ["task", "_never", "median_t_generalize", "success_rate", "final_test_acc", "entry"], ascending=[True, True, True, False, False, True]
+    )
     board["rank"] = board.groupby("task").cumcount() + 1
     return board[columns + extra].reset_index(drop=True)
 
