@@ -299,3 +299,34 @@ def test_unreachable_ray_address_exits_2_with_the_store_untouched(tmp_path, monk
 def test_parse_suite_errors_are_config_errors():
     with pytest.raises(ConfigError, match=r"^x\.toml: missing key 'entries'"):
         parse_suite("[suite]\nname = 'a'\n", "x.toml")
+
+
+def test_a_site_can_add_its_own_executor_through_the_hook(tmp_path):
+    """A third-party executor (here: last group first, in this process) registered with register_executors."""
+    from grokbench import hookimpl
+    from grokbench.contracts import Executor
+    from grokbench.plugin_manager import load_plugins
+
+    calls = []
+
+    class Backwards(Executor):
+        """Runs the last group first."""
+
+        name = "backwards"
+
+        def map(self, work, groups):
+            for index in reversed(range(len(groups))):
+                calls.append(index)
+                yield index, work(groups[index])
+
+    class Site:
+        @hookimpl
+        def register_executors(self, register):
+            register(Backwards)
+
+    registry = load_plugins(extra=[("site", Site())])
+    assert registry.entry("executor", "backwards").plugin.name == "site"
+    suite = load_suite(write(tmp_path / "t.toml", TINY_SUITE), registry)
+    outcome = run_suite(suite, store=tmp_path / "b.db", executor="backwards", registry=registry)
+    assert calls == [1, 0] and (outcome.trained, outcome.failed) == (4, 0)
+    assert set(summaries(tmp_path / "b.db")) == {r.config.hash for r in suite.runs}
