@@ -16,6 +16,7 @@ import datetime as dt
 import functools
 import os
 import sys
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -136,18 +137,16 @@ def run_suite(
     Bad input (an unknown executor or option, an unusable store, an
     unreachable cluster) raises :class:`ConfigError` before anything is written.
     """
-    import time
-
     registry = registry or get_registry()
-    target = store if isinstance(store, Store) else Store(store)
     runner = make_executor(executor, options or {}, registry)
-    configs = suite.unique_configs()
-    done = target.stored_hashes(c.hash for c in configs)
-    pending = [c for c in configs if c.hash not in done]
-    outcome = SuiteOutcome(suite.name, str(target.path), executor, planned=len(configs), skipped=len(configs) - len(pending))
     started = time.perf_counter()
-    runner.start()  # may refuse (unreachable cluster): nothing is written yet
+    runner.start()  # may refuse (an unreachable cluster) before the store is opened, so before any write
     try:
+        target = store if isinstance(store, Store) else Store(store)  # checks (and migrates) the store
+        configs = suite.unique_configs()
+        done = target.stored_hashes(c.hash for c in configs)
+        pending = [c for c in configs if c.hash not in done]
+        outcome = SuiteOutcome(suite.name, str(target.path), executor, planned=len(configs), skipped=len(configs) - len(pending))
         target.register_suite(suite.name, suite.source, suite.spec.model_dump(mode="json"), suite.members())
         groups = suite.groups(pending)
         work = functools.partial(train_work, registry=registry) if runner.in_process else train_work

@@ -290,10 +290,20 @@ def test_unreachable_ray_address_exits_2_with_the_store_untouched(tmp_path, monk
     store = tmp_path / "s.db"
     result = invoke("suite", "run", suite, "--store", store, "--executor", "ray", "--address", "127.0.0.1:1")
     assert result.exit_code == 2 and "cannot reach the Ray cluster at 127.0.0.1:1" in result.stderr, result.output
+    assert not store.exists()
+    # an existing store from an older schema is not even migrated
+    from grokbench import store as store_module
+
+    with monkeypatch.context() as m:
+        m.setattr(store_module, "SCHEMA_VERSION", 1)
+        Store(store)._ensure()
+    before = store.read_bytes()
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
     result = invoke("suite", "run", suite, "--store", store, "--executor", "ray")
     assert result.exit_code == 2 and "cannot reach the Ray cluster" in result.stderr
-    assert not store.exists()
+    assert store.read_bytes() == before
+    with sqlite3.connect(store) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
 
 
 def test_parse_suite_errors_are_config_errors():
