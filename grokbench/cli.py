@@ -118,5 +118,86 @@ def show(run_id, store, as_json) -> None:
         click.echo(run_text(record, curves))
 
 
+@cli.group()
+def suite() -> None:
+    """Suites: grids of runs declared in TOML files (see tasks/)."""
+
+
+@suite.command("run")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--executor", "-e", default="inline", show_default=True, help="where runs train: inline, process, ray, or a plugin's")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), help="parallel workers (process) or CPUs of a local Ray instance")
+@click.option("--address", help="Ray cluster address (default $RAY_ADDRESS; none: start a local Ray instance)")
+@click.option("--executor-option", "executor_options", multiple=True, metavar="KEY=VALUE", help="another option of the executor (repeatable)")
+@click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP)
+@click.option("--json", "as_json", is_flag=True, help="print what was done as one JSON object")
+@click.option("--quiet", "-q", is_flag=True, help="no progress bar")
+def suite_run(file, executor, jobs, address, executor_options, store, as_json, quiet) -> None:
+    """Train every run of a suite file not already in the store (runs are keyed by their config hash)."""
+    from .config import parse_assignments
+    from .executors import run_suite
+    from .suites import load_suite
+
+    options = {"jobs": jobs, "address": address, **parse_assignments(list(executor_options))}
+    outcome = run_suite(
+        load_suite(file), store=store, executor=executor, options=options, progress=not quiet and sys.stderr.isatty()
+    )
+    if as_json:
+        click.echo(json.dumps(outcome.to_json()))
+    else:
+        click.echo(
+            f"suite {outcome.suite}: {outcome.planned} runs, {outcome.skipped} already stored, {outcome.trained} trained "
+            f"({outcome.failed} failed) with '{outcome.executor}' in {outcome.wall_seconds:.1f} s; stored in {outcome.store}"
+        )
+
+
+@cli.command()
+@click.option("--suite", "suite_name", help="only this suite's runs (default: every run in the store)")
+@click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="directory for the leaderboard, plots and baseline.json")
+@click.option("--no-plots", is_flag=True, help="tables and baseline only")
+def report(suite_name, store, out, no_plots) -> None:
+    """Write leaderboard.md, leaderboard.html, leaderboard.csv, plots (PNG, SVG) and baseline.json."""
+    from .reports import write_report
+    from .store import Store
+
+    written = write_report(Store(store, create=False), out, suite=suite_name, plots=not no_plots)
+    click.echo("\n".join(str(p) for p in written))
+
+
+@cli.command()
+@click.option("--baseline", required=True, type=click.Path(dir_okay=False), help="baseline.json written by 'grokbench report'")
+@click.option("--suite", "suite_name", help="suite to compare (default: the baseline's)")
+@click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP)
+@click.option("--tolerance", type=click.FloatRange(min=0), default=0.1, show_default=True, help="relative growth of median time-to-generalize allowed")
+@click.option("--success-tolerance", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="drop in success rate allowed")
+def compare(baseline, suite_name, store, tolerance, success_tolerance) -> None:
+    """Compare current results with a baseline; print a markdown table; exit 1 on a regression."""
+    from .errors import RunError
+    from .reports import compare_with_baseline
+    from .store import Store
+
+    table, regressions = compare_with_baseline(
+        Store(store, create=False), baseline, suite=suite_name, tolerance=tolerance, success_tolerance=success_tolerance
+    )
+    click.echo(table)
+    if regressions:
+        raise RunError(f"{regressions} regression(s) against {baseline}")
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), required=True, help="file format")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="directory for runs.<format> and curves.<format>")
+@click.option("--suite", "suite_name", help="only this suite's runs")
+@click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP)
+def export(fmt, out, suite_name, store) -> None:
+    """Export runs (one row per run, summary flattened) and curves (long format) for pandas and other tools."""
+    from .reports import export_store
+    from .store import Store
+
+    for path in export_store(Store(store, create=False), out, fmt, suite=suite_name):
+        click.echo(str(path))
+
+
 def main() -> None:
     cli.main()

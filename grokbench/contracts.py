@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -258,6 +258,42 @@ class Metric(Component):
 
     def compute(self, ctx: EvalContext) -> dict[str, float]:
         raise NotImplementedError
+
+
+class Executor(Component):
+    """Trains groups of runs somewhere and hands the results back to the driver.
+
+    Lifecycle, driven by :func:`grokbench.executors.run_suite`: ``start()``
+    (acquire resources; raise :class:`grokbench.errors.ConfigError` for bad
+    input such as an unreachable cluster, before anything is written), then
+    ``map(work, groups)``, then ``close()`` (always called after a successful
+    ``start``).
+
+    ``work`` is a picklable module-level function that takes a list of
+    :class:`grokbench.config.RunConfig` and returns a list of
+    :class:`grokbench.runner.RunResult`, one per config; call it exactly as
+    given, on one group per call, so that a model can batch the seeds of a
+    group. An executor never writes to the results store.
+    """
+
+    kind: ClassVar[str] = "executor"
+    #: True when ``work`` runs in the driver's own process (it may then use the driver's plugins directly)
+    in_process: ClassVar[bool] = False
+
+    def start(self) -> None:
+        """Acquire resources: start a pool, connect to a cluster."""
+
+    def map(self, work: Callable[[list[Any]], list[Any]], groups: Sequence[list[Any]]) -> Iterator[tuple[int, Any]]:
+        """Call ``work(groups[i])`` for every ``i`` and yield ``(i, results)`` as each finishes, in any order.
+
+        When a group cannot be run at all (a worker crashed, a task was lost),
+        yield ``(i, exception)`` instead: the driver records its runs as failed
+        and the suite goes on.
+        """
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what :meth:`start` acquired."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ KIND_TITLES = {
     "optimizer": "Optimizers",
     "metric": "Metrics",
     "preset": "Presets",
+    "executor": "Executors",
 }
 
 

@@ -80,3 +80,18 @@ def register_presets(register: Callable[[object], None]) -> None:
     The preset named ``default`` of a pair is applied when a run names no
     preset. Call ``register(Preset(...))`` once per preset.
     """
+
+
+@hookspec
+def register_executors(register: Callable[[type], None]) -> None:
+    """Register executor classes (subclasses of :class:`grokbench.contracts.Executor`).
+
+    An executor decides where the runs of a suite are trained: in the driver's
+    process, a local process pool, a Ray cluster, a batch scheduler. The driver
+    (``grokbench suite run``) hands it groups of run configurations (those
+    differing only in their seed travel together, so that a model may train
+    them as one batch) and a picklable work function; the executor calls the
+    work function on each group somewhere and yields the results back. Only the
+    driver writes to the results store. Call ``register(ExecutorClass)`` once
+    per executor.
+    """

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .contracts import Metric, Model, Optimizer, Preset, Regularizer, Task
+from .contracts import Executor, Metric, Model, Optimizer, Preset, Regularizer, Task
 from .errors import ConfigError, unknown_name
 
 #: kind -> (registration hook, base class)
@@ -16,6 +16,7 @@ KINDS: dict[str, tuple[str, type]] = {
     "optimizer": ("register_optimizers", Optimizer),
     "metric": ("register_metrics", Metric),
     "preset": ("register_presets", Preset),
+    "executor": ("register_executors", Executor),
 }
 
 

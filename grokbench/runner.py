@@ -227,8 +227,11 @@ def open_store(store: str | os.PathLike[str] | Store | None | bool) -> Store | N
     return Store(None if store is True else store)
 
 
-def save_result(store: Store, result: RunResult) -> None:
-    """Write a run and its curves in one transaction."""
+def save_result(store: Store, result: RunResult, *, suite: str | None = None) -> bool:
+    """Write a run and its curves in one transaction (``suite``: the suite that produced it).
+
+    Returns False, writing nothing, when a suite already stored this configuration.
+    """
     cfg, summary = result.config, result.summary
     row = {
         "id": result.run_id,
@@ -253,8 +256,11 @@ def save_result(store: Store, result: RunResult) -> None:
         "plugins": result.plugins,
         "environment": result.environment,
     }
-    store.save_run(row, result.curves.to_dict("records"))
+    if suite is not None:
+        row["suite"] = suite
+    saved = store.save_run(row, result.curves.to_dict("records"))
     result.store_path = str(store.path)
+    return saved
 
 
 def execute(

@@ -8,6 +8,7 @@ as a grokbench store; ``PRAGMA user_version`` is its schema version.
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
@@ -58,6 +59,26 @@ MIGRATIONS: list[str] = [
         value  REAL,
         PRIMARY KEY (run_id, name, step)
     ) WITHOUT ROWID;
+    """,
+    # v2: suites. A run remembers the suite that produced it; a suite stores each config at most once
+    # (the partial unique index), and records its planned runs by entry (a config may serve several entries).
+    """
+    ALTER TABLE runs ADD COLUMN suite TEXT;
+    CREATE UNIQUE INDEX runs_suite_config_once ON runs (config_hash) WHERE suite IS NOT NULL;
+    CREATE TABLE suites (
+        name       TEXT PRIMARY KEY,
+        source     TEXT,
+        spec       TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE suite_members (
+        suite       TEXT NOT NULL REFERENCES suites (name) ON DELETE CASCADE,
+        entry       TEXT NOT NULL,
+        config_hash TEXT NOT NULL,
+        position    INTEGER NOT NULL,
+        PRIMARY KEY (suite, entry, config_hash)
+    ) WITHOUT ROWID;
+    CREATE INDEX suite_members_config_hash ON suite_members (config_hash);
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -136,8 +157,12 @@ class Store:
 
     # ------------------------------------------------------------------ writing
 
-    def save_run(self, run: dict[str, Any], curves: Iterable[dict[str, float]]) -> None:
-        """Insert a run and its curves atomically."""
+    def save_run(self, run: dict[str, Any], curves: Iterable[dict[str, float]]) -> bool:
+        """Insert a run and its curves atomically.
+
+        Returns False (and writes nothing) when the run belongs to a suite and a run of the same
+        configuration is already stored by a suite: a suite never stores a configuration twice.
+        """
         row = dict(run)
         for key in ("config", "summary", "plugins", "environment"):
             row[key] = json.dumps(row[key], sort_keys=True)
@@ -150,9 +175,92 @@ class Store:
             if name != "step"
         ]
         self._ensure()
+        try:
+            with closing(self.connect()) as conn, conn:
+                conn.execute(f"INSERT INTO runs ({columns}) VALUES ({marks})", row)
+                conn.executemany("INSERT INTO curves (run_id, step, name, value) VALUES (?, ?, ?, ?)", points)
+        except sqlite3.IntegrityError as exc:
+            if row.get("suite") is not None and "runs.config_hash" in str(exc):
+                return False  # another driver stored this config first: keep that one
+            raise
+        return True
+
+    def register_suite(self, name: str, source: str | None, spec: dict[str, Any], members: Iterable[tuple[str, str]]) -> None:
+        """Record a suite and its planned runs ``(entry, config_hash)``, replacing an earlier plan of that name."""
+        now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+        self._ensure()
         with closing(self.connect()) as conn, conn:
-            conn.execute(f"INSERT INTO runs ({columns}) VALUES ({marks})", row)
-            conn.executemany("INSERT INTO curves (run_id, step, name, value) VALUES (?, ?, ?, ?)", points)
+            conn.execute(
+                "INSERT INTO suites (name, source, spec, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET source = excluded.source, spec = excluded.spec, updated_at = excluded.updated_at",
+                (name, source, json.dumps(spec, sort_keys=True), now),
+            )
+            conn.execute("DELETE FROM suite_members WHERE suite = ?", (name,))
+            conn.executemany(
+                "INSERT OR IGNORE INTO suite_members (suite, entry, config_hash, position) VALUES (?, ?, ?, ?)",
+                [(name, entry, h, i) for i, (entry, h) in enumerate(members)],
+            )
+
+    def stored_hashes(self, hashes: Iterable[str]) -> set[str]:
+        """The config hashes among ``hashes`` that have a stored run (whatever its status)."""
+        wanted = list(dict.fromkeys(hashes))
+        if not self.path.exists() or not wanted:
+            return set()
+        with closing(self.connect()) as conn:
+            conn.execute("CREATE TEMP TABLE wanted (h TEXT PRIMARY KEY)")
+            conn.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", [(h,) for h in wanted])
+            rows = conn.execute("SELECT DISTINCT config_hash FROM runs JOIN wanted ON runs.config_hash = wanted.h").fetchall()
+        return {r[0] for r in rows}
+
+    def suites(self) -> pd.DataFrame:
+        with closing(self.connect()) as conn:
+            return pd.read_sql_query("SELECT name, source, updated_at FROM suites ORDER BY name", conn)
+
+    def suite_spec(self, name: str) -> dict[str, Any]:
+        with closing(self.connect()) as conn:
+            row = conn.execute("SELECT spec FROM suites WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise ConfigError(f"no suite '{name}' in {self.path}" + _known(self.suites()["name"]))
+        return json.loads(row[0])
+
+    def records(self, suite: str | None = None) -> pd.DataFrame:
+        """Runs with every column and JSON decoded, plus ``entry`` and ``member_of`` (suite) for suite members.
+
+        With ``suite``, only that suite's planned runs that are stored (the newest run of each config);
+        without, every run, labelled by the suite entry that planned it where one did.
+        """
+        if suite is not None:
+            self.suite_spec(suite)  # an unknown suite is bad input
+            query = (
+                "SELECT runs.*, m.entry AS entry, m.suite AS member_of, m.position AS position FROM suite_members m "
+                "JOIN runs ON runs.id = (SELECT id FROM runs r WHERE r.config_hash = m.config_hash "
+                "ORDER BY r.created_at DESC, r.id LIMIT 1) WHERE m.suite = ? ORDER BY m.position"
+            )
+            params: tuple[Any, ...] = (suite,)
+        else:
+            query = (
+                "SELECT runs.*, m.entry AS entry, m.suite AS member_of, m.position AS position FROM runs "
+                "LEFT JOIN suite_members m ON m.config_hash = runs.config_hash ORDER BY m.suite, m.position, runs.created_at"
+            )
+            params = ()
+        with closing(self.connect()) as conn:
+            frame = pd.read_sql_query(query, conn, params=params)
+        for key in ("config", "summary", "plugins", "environment"):
+            frame[key] = frame[key].map(json.loads)
+        return frame
+
+    def curves_long(self, run_ids: Iterable[str]) -> pd.DataFrame:
+        """Curves of several runs in long format: run_id, step, name, value."""
+        ids = list(run_ids)
+        with closing(self.connect()) as conn:
+            if not ids:
+                return pd.read_sql_query("SELECT run_id, step, name, value FROM curves WHERE 0", conn)
+            conn.execute("CREATE TEMP TABLE wanted (id TEXT PRIMARY KEY)")
+            conn.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", [(i,) for i in ids])
+            return pd.read_sql_query(
+                "SELECT run_id, step, name, value FROM curves JOIN wanted ON curves.run_id = wanted.id ORDER BY run_id, name, step",
+                conn,
+            )
 
     # ------------------------------------------------------------------ reading
 
@@ -190,6 +298,11 @@ class Store:
         wide = long.pivot(index="step", columns="name", values="value").reset_index()
         wide.columns.name = None
         return wide
+
+
+def _known(names: Iterable[str]) -> str:
+    names = list(names)
+    return f" (suites: {', '.join(names)})" if names else " (it has no suites)"
 
 
 def _real(value: Any) -> float | None:

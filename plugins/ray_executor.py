@@ -1,0 +1,93 @@
+"""The ``ray`` executor: runs a suite on a Ray cluster, or on a local Ray instance when none is given.
+
+Needs the ``ray`` extra (``pip install "grokbench[ray]"``); Ray is imported only
+when a suite runs with this executor. Workers train and return results; the
+driver alone writes to the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Any, Callable, Iterator, Sequence
+from urllib.parse import urlsplit
+
+from pydantic import Field, PositiveFloat, PositiveInt
+
+from grokbench import hookimpl
+from grokbench.contracts import Executor, Params
+from grokbench.errors import ConfigError
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast (ConfigError) when ``host:port`` (or ``ray://host:port``) accepts no TCP connection."""
+    if address in ("auto", "local"):
+        return
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host, port = None, None
+    if not host or not port:
+        raise ConfigError(f"invalid Ray address '{address}' (expected HOST:PORT, ray://HOST:PORT or auto)")
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        raise ConfigError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
+
+
+class RayExecutor(Executor):
+    """Train groups as Ray tasks: on the cluster at --address (or $RAY_ADDRESS), else on a local Ray instance."""
+
+    name = "ray"
+
+    class Params(Params):
+        address: str | None = Field(None, description="Ray cluster (HOST:PORT, ray://HOST:PORT, auto); default $RAY_ADDRESS")
+        jobs: PositiveInt | None = Field(None, description="CPUs of a local Ray instance (default: all)")
+        cpus_per_run: PositiveFloat = Field(1.0, description="CPUs each task (one group of seeds) reserves")
+        gpus_per_run: float = Field(0.0, ge=0, description="GPUs each task reserves (fractions share a GPU)")
+
+    def start(self) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError("the 'ray' executor needs Ray: pip install \"grokbench[ray]\"") from None
+        self.ray = ray
+        self.owned = False
+        address = self.params.address or os.environ.get("RAY_ADDRESS")
+        if address:
+            check_reachable(address)
+        if ray.is_initialized():  # the caller already connected (a notebook, a test session): use that
+            return
+        quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
+        if address:
+            try:
+                ray.init(address=address, **({} if address.startswith("ray://") else quiet))
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise ConfigError(f"cannot connect to the Ray cluster at {address}: {str(exc).splitlines()[0]}") from None
+        else:
+            ray.init(num_cpus=self.params.jobs, **quiet)
+        self.owned = True
+
+    def map(self, work: Callable[[list[Any]], list[Any]], groups: Sequence[list[Any]]) -> Iterator[tuple[int, Any]]:
+        ray = self.ray
+        remote = ray.remote(num_cpus=self.params.cpus_per_run, num_gpus=self.params.gpus_per_run, max_retries=1)(work)
+        pending = {remote.remote(group): index for index, group in enumerate(groups)}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                index = pending.pop(ref)
+                try:
+                    yield index, ray.get(ref)
+                except Exception as exc:  # a lost worker or task: its runs are recorded as failed
+                    yield index, exc
+
+    def close(self) -> None:
+        if self.owned:
+            self.ray.shutdown()
+
+
+@hookimpl
+def register_executors(register):
+    register(RayExecutor)
