@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from . import __version__
+from .checks import check_model, check_task_data, describe_failure
 from .config import RunConfig, parse_assignments, resolve_config
 from .errors import ConfigError, GrokbenchError
 from .metrics import summarize
@@ -101,11 +102,6 @@ def environment(device: torch.device) -> dict[str, Any]:
     }
 
 
-def _describe(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-
-
 class _Progress:
     """A tqdm bar over steps with live train/test accuracy, on stderr."""
 
@@ -155,8 +151,11 @@ def train_config(
     started = time.perf_counter()
     try:
         task = build("task")
-        data = task.make_data(cfg.seed).to(device, dtype)
+        data = task.make_data(cfg.seed)
+        check_task_data(data, entries["task"])
+        data = data.to(device, dtype)
         model = build("model", spec=data.spec, generator=torch.Generator().manual_seed(cfg.seed), device=device, dtype=dtype)
+        check_model(model, data, entries["model"])
         metrics = []
         for name, params in cfg.metrics.items():
             cls = metric_entries[name].component
@@ -185,7 +184,7 @@ def train_config(
     except GrokbenchError:
         raise
     except Exception as exc:  # a plugin or training failure is a recorded run, not a crash
-        message = _describe(exc)
+        message = describe_failure(exc, {**entries, **{f"metric:{n}": e for n, e in metric_entries.items()}})
     finally:
         bar.close()
     return RunResult(
