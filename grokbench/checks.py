@@ -47,7 +47,11 @@ def check_task_data(data: Any, entry: Entry) -> None:
 
 
 def check_model(model: Any, data: TaskData, entry: Entry) -> None:
-    """The model has named tensor parameters and maps two training inputs to ``[2, output_dim]``."""
+    """The model has named tensor parameters and maps two training inputs to ``[2, output_dim]``.
+
+    The forward check is skipped for models that declare ``closed_form = True``
+    (they predict only once fitted).
+    """
     if not isinstance(model, Model):
         raise ConfigError(f"{_who(entry)} violates the contract: it built {type(model).__name__}, not a Model")
     params = model.parameters()
@@ -55,6 +59,8 @@ def check_model(model: Any, data: TaskData, entry: Entry) -> None:
         raise ConfigError(f"{_who(entry)} violates the contract: parameters() must be a non-empty dict of tensors")
     if not all(p.is_floating_point() for p in params.values()):
         raise ConfigError(f"{_who(entry)} violates the contract: every parameter must be a floating-point tensor")
+    if getattr(model, "closed_form", False):
+        return  # a closed-form model predicts only after it is fitted
     x = data.x_train[:2]
     with torch.no_grad():
         out = model(x)
