@@ -29,8 +29,9 @@ Fixtures:
   resolution, contract checks, trainer, metrics) and returns the
   :class:`~grokbench.runner.RunResult`; nothing is stored.
 
-Helper: :func:`check_model_contract` builds a model class on the tiny task and
-checks its parameters, output shape and gradients.
+Helpers: :func:`check_model_contract` builds a model class on the tiny task and
+checks its parameters, output shape and gradients; :func:`check_task_contract`
+checks a task's data, loss and evaluation.
 """
 
 from __future__ import annotations
@@ -117,6 +118,37 @@ def check_model_contract(model_cls: type[Model], params: Mapping[str, Any] | Non
     again = build().parameters()
     assert all(torch.equal(named[k], again[k]) for k in named), "the same seed must give the same initialization"
     return model
+
+
+def check_task_contract(task_cls: type[Task], params: Mapping[str, Any] | None = None, seed: int = 0) -> TaskData:
+    """Build ``task_cls`` and check what grokbench relies on; return its data for ``seed``.
+
+    Checks: ``make_data`` is deterministic in the seed and returns integer
+    inputs ``[n, positions]`` within the vocabulary and non-empty splits;
+    ``loss`` is a finite scalar; ``evaluate`` returns ``train_loss``,
+    ``train_acc``, ``test_loss`` and ``test_acc`` with accuracies in [0, 1].
+    """
+    task = task_cls(task_cls.Params.model_validate(dict(params or {})))
+    data, again = task.make_data(seed), task.make_data(seed)
+    spec = data.spec
+    for split in ("x_train", "y_train", "x_test", "y_test"):
+        assert torch.equal(getattr(data, split), getattr(again, split)), f"make_data({seed}) is not deterministic ({split})"
+    for x in (data.x_train, data.x_test):
+        assert not x.is_floating_point() and x.ndim == 2 and x.shape[1] == spec.positions, f"inputs must be integer [n, {spec.positions}]"
+        assert len(x) and int(x.min()) >= 0 and int(x.max()) < spec.vocab_size, f"tokens must lie in [0, {spec.vocab_size})"
+    out = torch.randn(len(data.x_train), spec.output_dim, generator=torch.Generator().manual_seed(seed))
+    loss = task.loss(out, data.y_train)
+    assert loss.ndim == 0 and torch.isfinite(loss), f"loss must be a finite scalar, got {loss}"
+
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        return torch.randn(len(x), spec.output_dim, generator=torch.Generator().manual_seed(len(x)))
+
+    result = task.evaluate(predict, data)
+    missing = {"train_loss", "train_acc", "test_loss", "test_acc"} - set(result)
+    assert not missing, f"evaluate must return {sorted(missing)}"
+    for key in ("train_acc", "test_acc"):
+        assert 0.0 <= result[key] <= 1.0, f"{key} = {result[key]} is not in [0, 1]"
+    return data
 
 
 @pytest.fixture

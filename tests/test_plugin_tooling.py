@@ -209,3 +209,10 @@ def test_blame_is_none_when_no_component_raised(registry):
         raise ValueError("core")
     except ValueError as exc:
         assert blame(exc, {"model": registry.entry("model", "quadratic")}) is None
+
+
+def test_a_plugin_registering_one_name_twice_is_broken_and_says_so():
+    registry = load_plugins(extra=[("twice", plugin(register_models=lambda register: [register(WrongShape), register(WrongShape)]))])
+    (broken,) = registry.broken
+    assert broken.error == "failed to register: ValueError: registers model 'wrong-shape' twice"
+    assert "wrong-shape" not in registry.names("model") and "transformer" in registry.names("model")

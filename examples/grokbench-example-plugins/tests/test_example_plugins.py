@@ -2,7 +2,7 @@
 
 import torch
 
-from grokbench.testing import check_model_contract
+from grokbench.testing import check_model_contract, check_task_contract
 
 from grokbench_example_plugins.grokfast import Grokfast
 from grokbench_example_plugins.mlp import MLP
@@ -10,13 +10,13 @@ from grokbench_example_plugins.tasks import ModMul, ModSub
 
 
 def test_tasks_label_every_pair_correctly():
-    sub = ModSub(ModSub.Params(p=7, train_fraction=0.5)).make_data(0)
+    sub = check_task_contract(ModSub, {"p": 7, "train_fraction": 0.5})
     x = torch.cat([sub.x_train, sub.x_test])
     y = torch.cat([sub.y_train, sub.y_test])
     assert len(x) == 49 and len(sub.x_train) == 24
     assert torch.equal(y, (x[:, 0] - x[:, 1]) % 7)
 
-    mul = ModMul(ModMul.Params(p=7, train_fraction=0.5)).make_data(0)
+    mul = check_task_contract(ModMul, {"p": 7, "train_fraction": 0.5})
     x = torch.cat([mul.x_train, mul.x_test])
     y = torch.cat([mul.y_train, mul.y_test])
     assert len(x) == 36 and (x > 0).all() and (y > 0).all()
