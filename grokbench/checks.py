@@ -96,9 +96,15 @@ def blame(exc: BaseException, entries: Mapping[str, Entry]) -> Entry | None:
     return None
 
 
-def describe_failure(exc: BaseException, entries: Mapping[str, Entry]) -> str:
-    """``model 'mlp' from plugin example (grokbench-example-plugins 0.1.0) raised RuntimeError: ...``."""
+def describe_failure(exc: BaseException, cfg: Any, registry: Any) -> str:
+    """``model 'mlp' from plugin example_mlp (grokbench-example-plugins 0.1.0) raised RuntimeError: ...``.
+
+    ``cfg`` is the run's :class:`~grokbench.config.RunConfig`, ``registry`` the
+    :class:`~grokbench.registry.Registry` its components came from.
+    """
     lines = str(exc).strip().splitlines()
     what = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    entries = {kind: registry.entry(kind, getattr(cfg, kind).name) for kind in ("task", "model", "regularizer", "optimizer")}
+    entries.update({f"metric:{name}": registry.entry("metric", name) for name in cfg.metrics})
     entry = blame(exc, entries)
     return f"{_who(entry)} raised {what}" if entry else what

@@ -102,6 +102,11 @@ def environment(device: torch.device) -> dict[str, Any]:
     }
 
 
+def _describe(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
 class _Progress:
     """A tqdm bar over steps with live train/test accuracy, on stderr."""
 
@@ -152,10 +157,10 @@ def train_config(
     try:
         task = build("task")
         data = task.make_data(cfg.seed)
-        check_task_data(data, entries["task"])
+        check_task_data(data, registry.entry("task", cfg.task.name))
         data = data.to(device, dtype)
         model = build("model", spec=data.spec, generator=torch.Generator().manual_seed(cfg.seed), device=device, dtype=dtype)
-        check_model(model, data, entries["model"])
+        check_model(model, data, registry.entry("model", cfg.model.name))
         metrics = []
         for name, params in cfg.metrics.items():
             cls = metric_entries[name].component
@@ -184,7 +189,7 @@ def train_config(
     except GrokbenchError:
         raise
     except Exception as exc:  # a plugin or training failure is a recorded run, not a crash
-        message = describe_failure(exc, {**entries, **{f"metric:{n}": e for n, e in metric_entries.items()}})
+        message = describe_failure(exc, cfg, registry)
     finally:
         bar.close()
     return RunResult(

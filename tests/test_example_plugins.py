@@ -129,7 +129,7 @@ def test_suite_and_report_include_plugin_entries_beside_the_built_ins(example_si
     runs = Store(tmp_path / "runs.db").runs()
     assert sorted(set(runs["model"])) == ["mlp", "quadratic"] and len(runs) == 6
     assert set(runs["status"]) == {"completed"}
-    report = grokbench_cli("report", "--store", "runs.db", "--out", "report", site=example_site, cwd=tmp_path)
+    report = grokbench_cli("report", "--store", "runs.db", "--out", "report", "--no-plots", site=example_site, cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     board = (tmp_path / "report" / "leaderboard.md").read_text()
     assert "mlp" in board and "quadratic" in board and DIST in board

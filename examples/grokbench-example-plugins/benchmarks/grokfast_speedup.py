@@ -6,6 +6,11 @@ arm is the same AdamW on Grokfast-EMA-filtered gradients (optimizer
 installed (pip install examples/grokbench-example-plugins).
 
     python benchmarks/grokfast_speedup.py --model quadratic --set model.width=128 --p 23 --seeds 5
+
+Measured (2-core CPU, modadd-cls p=23, train fraction 0.6, wd 1; steps to 99% test accuracy):
+quadratic width 128, lr 3e-3: AdamW median 1100, grokfast 1400 (5 seeds); lr 1e-3: 3450 vs 3325;
+mlp (embed 32, width 128, init 0.5), lr 3e-3, 6000 steps: AdamW 4675/-/4225, grokfast 5800/-/-.
+No speedup in these settings (see docs/plugins.md).
 """
 
 from __future__ import annotations
