@@ -19,8 +19,9 @@ follows Nanda et al.'s code: every matrix N(0, 1/d_model) except W_U, N(0,
 1/output_dim); biases zero; all scaled by ``init_scale``. The loss and
 gradients come from the generic autograd path (``Model.loss_and_grads``).
 
-Any task whose inputs are token positions works: ``modadd-cls`` (p-way logits),
-``modadd-reg`` (a scalar read out at the "=" position).
+Any task works: it only reads the task's ``DataSpec`` (``positions`` tokens
+from a vocabulary of ``vocab_size``, ``output_dim`` outputs read out at the
+"=" position), so ``modadd-cls`` and ``modadd-reg`` alike.
 """
 
 from __future__ import annotations
