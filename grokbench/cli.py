@@ -37,8 +37,14 @@ class GrokbenchGroup(click.Group):
 
 @click.group(cls=GrokbenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="grokbench")
-def cli() -> None:
+@click.option("--no-entry-points", is_flag=True, help="load no plugin at all, first-party ones included (sets GROKBENCH_NO_ENTRY_POINTS=1)")
+@click.option("--disable-plugin", "disable", multiple=True, metavar="NAME", help="skip a plugin by entry-point name (repeatable; adds to GROKBENCH_DISABLE_PLUGINS)")
+def cli(no_entry_points: bool, disable: tuple[str, ...]) -> None:
     """grokbench: a plugin-based benchmark suite for grokking."""
+    if no_entry_points or disable:
+        from .plugin_manager import configure_loading
+
+        configure_loading(no_entry_points=no_entry_points, disable=disable)
 
 
 @cli.command()
@@ -197,6 +203,26 @@ def export(fmt, out, suite_name, store) -> None:
 
     for path in export_store(Store(store, create=False), out, fmt, suite=suite_name):
         click.echo(str(path))
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def plugins(as_json: bool) -> None:
+    """Installed plugins: distribution, version, what each registers, and the broken or disabled ones with why."""
+    from .display import plugins_json, plugins_text
+    from .plugin_manager import get_registry
+
+    registry = get_registry()
+    click.echo(json.dumps(plugins_json(registry), indent=2) if as_json else plugins_text(registry))
+
+
+@cli.command("new-plugin")
+@click.argument("name")
+@click.option("--dir", "directory", type=click.Path(file_okay=False), help="where to write the package (default: ./NAME)")
+def new_plugin(name: str, directory: str | None) -> None:
+    """Write an installable plugin package skeleton (pyproject, one example model, a test) for NAME."""
+    from .scaffold import write_plugin
+
+    root = write_plugin(name, directory)
+    click.echo(f"wrote {root}\nnext: pip install -e {root} && pytest {root}")
 
 
 def main() -> None:

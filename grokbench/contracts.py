@@ -175,13 +175,14 @@ class Regularizer(Component):
     """Explicit or implicit regularization of the parameters.
 
     ``strength`` (λ) is conventional. :meth:`penalty` is added to the loss and
-    :meth:`penalty_grads` to its gradient; :meth:`decoupled_update` runs after
+    :meth:`penalty_grads` to its gradient; :meth:`decoupled_update` runs before
     every optimizer step (AdamW-style decay). The defaults do nothing.
     """
 
     kind: ClassVar[str] = "regularizer"
 
     def penalty(self, params: list[torch.Tensor]) -> torch.Tensor | None:
+        """The penalty added to the loss (a scalar tensor), or ``None`` for none."""
         return None
 
     def penalty_grads(self, params: list[torch.Tensor]) -> list[torch.Tensor] | None:
@@ -194,6 +195,7 @@ class Regularizer(Component):
             return list(torch.autograd.grad(value, leaves))
 
     def decoupled_update(self, params: list[torch.Tensor], lr: float) -> None:
+        """Update ``params`` in place before each optimizer step (``lr`` is the optimizer's); default: nothing."""
         return None
 
 
@@ -207,6 +209,7 @@ class Optimizer(Component):
     kind: ClassVar[str] = "optimizer"
 
     def build(self, params: list[torch.Tensor]) -> "OptimizerState":
+        """Return the state that updates ``params`` (the model's tensors, in order) from their gradients."""
         raise NotImplementedError
 
 
@@ -214,6 +217,7 @@ class OptimizerState:
     """What :meth:`Optimizer.build` returns: in-place updates from gradients."""
 
     def step(self, grads: list[torch.Tensor]) -> None:
+        """Update the parameters in place from ``grads`` (same order and shapes; the trainer may reuse them)."""
         raise NotImplementedError
 
 

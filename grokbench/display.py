@@ -139,3 +139,35 @@ def run_text(run: dict[str, Any], curves: pd.DataFrame, max_rows: int = 20) -> s
             shown = pd.concat([shown, curves.iloc[[-1]]])
         lines.append(f"\ncurves ({len(curves)} evaluations, every {step}th shown):\n" + tabulate(shown, headers="keys", showindex=False, floatfmt=".4g"))
     return "\n".join(lines)
+
+
+def plugins_json(registry: Registry) -> list[dict[str, Any]]:
+    """One object per plugin: provenance, entry-point target, status, error and what it registers."""
+    out = []
+    for p in sorted(registry.plugins, key=lambda p: p.name):
+        status = "disabled" if p.disabled else "broken" if p.error else "ok"
+        registers: dict[str, list[str]] = {}
+        for kind, name in p.registered:
+            registers.setdefault(kind, []).append(name)
+        out.append({**p.provenance(), "module": p.module, "status": status, "error": p.error, "registers": registers})
+    return out
+
+
+def plugins_text(registry: Registry) -> str:
+    rows = []
+    for item in plugins_json(registry):
+        what = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in item["registers"].items())
+        if item["status"] == "broken":
+            what = f"BROKEN: {item['error']}"
+        elif item["status"] == "disabled":
+            what = "disabled (GROKBENCH_DISABLE_PLUGINS)"
+        rows.append([item["plugin"], item["distribution"] or "-", item["version"] or "-", what or "(nothing)"])
+    if not rows:
+        return "no plugins loaded" + (" (entry points are off: GROKBENCH_NO_ENTRY_POINTS)" if not _entry_points_on() else "")
+    return tabulate(rows, headers=["plugin", "distribution", "version", "registers"])
+
+
+def _entry_points_on() -> bool:
+    from .plugin_manager import entry_points_enabled
+
+    return entry_points_enabled()

@@ -48,7 +48,7 @@ def register_regularizers(register: Callable[[type], None]) -> None:
     """Register regularizer classes (subclasses of :class:`grokbench.contracts.Regularizer`).
 
     A regularizer adds a penalty (and its (sub)gradient) to the loss, applies a
-    decoupled update after each optimizer step, or both. Call
+    decoupled update before each optimizer step, or both. Call
     ``register(RegularizerClass)`` once per regularizer.
     """
 

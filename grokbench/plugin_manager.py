@@ -4,8 +4,11 @@ Plugins are loaded on first use, never at import time. A plugin that fails to
 import, or raises or registers something invalid while registering, is kept as
 *broken* with its reason; every other plugin still works.
 
-``GROKBENCH_DISABLE_PLUGINS`` (comma-separated entry-point names) skips plugins,
-for debugging.
+For debugging: ``GROKBENCH_DISABLE_PLUGINS`` (comma-separated entry-point
+names) skips those plugins (they are listed as disabled), and
+``GROKBENCH_NO_ENTRY_POINTS=1`` loads no entry point at all, first-party ones
+included. The global options ``grokbench --disable-plugin NAME`` and
+``grokbench --no-entry-points`` set them.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from .registry import KINDS, PluginInfo, Registry, validate_component
 PROJECT = "grokbench"
 ENTRY_POINT_GROUP = "grokbench"
 DISABLE_ENV = "GROKBENCH_DISABLE_PLUGINS"
+NO_ENTRY_POINTS_ENV = "GROKBENCH_NO_ENTRY_POINTS"
 
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
@@ -59,21 +63,37 @@ def _collect(pm: pluggy.PluginManager, plugin: Any, others: list[Any]) -> list[t
     return staged
 
 
+def entry_points_enabled() -> bool:
+    """False when ``GROKBENCH_NO_ENTRY_POINTS`` is set to anything but '', '0' or 'false'."""
+    return os.environ.get(NO_ENTRY_POINTS_ENV, "").strip().lower() in ("", "0", "false", "no")
+
+
 def load_plugins(extra: Iterable[tuple[str, Any]] = (), entry_points: bool = True) -> Registry:
-    """Load the entry-point plugins (and ``extra`` (name, plugin) pairs, for tests) into a Registry."""
+    """Load the entry-point plugins (and ``extra`` (name, plugin) pairs, for tests) into a Registry.
+
+    An ``extra`` plugin replaces an entry point of the same name, so a plugin
+    author can test the plugin object under development while an older copy of
+    it is installed.
+    """
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
     disabled = {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+    extra = list(extra)
+    replaced = {name for name, _ in extra}
     registry = Registry()
     loaded: list[tuple[PluginInfo, Any]] = []
 
     candidates: list[tuple[PluginInfo, Any]] = []
-    if entry_points:
+    if entry_points and entry_points_enabled():
         for ep in _entry_points():
-            if ep.name in disabled:
+            if ep.name in replaced:
                 continue
             dist = getattr(ep, "dist", None)
-            info = PluginInfo(ep.name, dist.name if dist else None, dist.version if dist else None)
+            info = PluginInfo(ep.name, dist.name if dist else None, dist.version if dist else None, module=ep.value)
+            if ep.name in disabled:
+                info.disabled = True
+                registry.plugins.append(info)
+                continue
             candidates.append((info, ep))
     for name, plugin in extra:
         candidates.append((PluginInfo(name), plugin))
@@ -100,6 +120,16 @@ def load_plugins(extra: Iterable[tuple[str, Any]] = (), entry_points: bool = Tru
             continue
         registry.add_plugin(info, staged)
     return registry
+
+
+def configure_loading(*, no_entry_points: bool = False, disable: Iterable[str] = ()) -> None:
+    """Set the debugging switches for this process (and the workers it starts), then reload on next use."""
+    if no_entry_points:
+        os.environ[NO_ENTRY_POINTS_ENV] = "1"
+    names = [n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()] + list(disable)
+    if names:
+        os.environ[DISABLE_ENV] = ",".join(dict.fromkeys(names))
+    get_registry.cache_clear()
 
 
 @functools.lru_cache(maxsize=1)

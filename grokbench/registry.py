@@ -29,6 +29,10 @@ class PluginInfo:
     version: str | None = None
     error: str | None = None
     registered: list[tuple[str, str]] = field(default_factory=list)
+    #: the entry point's target ("package.module"), when it came from one
+    module: str | None = None
+    #: skipped because GROKBENCH_DISABLE_PLUGINS names it
+    disabled: bool = False
 
     @property
     def label(self) -> str:

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from . import __version__
+from .checks import check_model, check_task_data, describe_failure
 from .config import RunConfig, parse_assignments, resolve_config
 from .errors import ConfigError, GrokbenchError
 from .metrics import summarize
@@ -155,8 +156,11 @@ def train_config(
     started = time.perf_counter()
     try:
         task = build("task")
-        data = task.make_data(cfg.seed).to(device, dtype)
+        data = task.make_data(cfg.seed)
+        check_task_data(data, registry.entry("task", cfg.task.name))
+        data = data.to(device, dtype)
         model = build("model", spec=data.spec, generator=torch.Generator().manual_seed(cfg.seed), device=device, dtype=dtype)
+        check_model(model, data, registry.entry("model", cfg.model.name))
         metrics = []
         for name, params in cfg.metrics.items():
             cls = metric_entries[name].component
@@ -185,7 +189,7 @@ def train_config(
     except GrokbenchError:
         raise
     except Exception as exc:  # a plugin or training failure is a recorded run, not a crash
-        message = _describe(exc)
+        message = describe_failure(exc, cfg, registry)
     finally:
         bar.close()
     return RunResult(

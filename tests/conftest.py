@@ -20,6 +20,7 @@ def _isolated(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("GROKBENCH_STORE", raising=False)
     monkeypatch.delenv("GROKBENCH_DISABLE_PLUGINS", raising=False)
+    monkeypatch.delenv("GROKBENCH_NO_ENTRY_POINTS", raising=False)
     torch.set_num_threads(1)
 
 

@@ -106,7 +106,7 @@ def test_failed_run_exits_1_and_is_recorded(tmp_path, monkeypatch):
     result = invoke("run", "-t", "modadd-cls", "-m", "exploding", "--set", "task.p=11", "--store", str(store), "--json")
     assert result.exit_code == 1
     assert json.loads(result.stdout)["status"] == "failed"
-    assert result.stderr.strip().splitlines() == [f"error: run {json.loads(result.stdout)['run_id']} failed: RuntimeError: out of cheese"]
+    assert result.stderr.strip().splitlines() == [f"error: run {json.loads(result.stdout)['run_id']} failed: model 'exploding' from plugin exploding raised RuntimeError: out of cheese"]
     assert json.loads(invoke("runs", "--store", str(store), "--json").stdout)[0]["status"] == "failed"
 
 

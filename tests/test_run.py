@@ -103,9 +103,10 @@ exploding_plugin = type("P", (), {"register_models": staticmethod(hookimpl(lambd
 def test_a_plugin_failing_at_run_time_is_recorded_as_failed(store_path):
     registry = load_plugins(extra=[("exploding", exploding_plugin)])
     result = grokbench.run("modadd-cls", "exploding", overrides={"task": {"p": 11}}, store=store_path, registry=registry)
-    assert result.status == "failed" and result.message == "RuntimeError: out of cheese"
+    message = "model 'exploding' from plugin exploding raised RuntimeError: out of cheese"
+    assert result.status == "failed" and result.message == message
     assert len(result.curves) == 1  # the step-0 evaluation happened
-    assert Store(store_path).get_run(result.run_id)["message"] == "RuntimeError: out of cheese"
+    assert Store(store_path).get_run(result.run_id)["message"] == message
 
 
 def test_api_result_json_has_the_summary_keys():

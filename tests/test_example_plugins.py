@@ -1,0 +1,153 @@
+"""The example third-party package (examples/grokbench-example-plugins), installed with pip and used like any plugin."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import grokbench
+import grokbench.runner
+from grokbench.cli import cli as cli_group
+from grokbench.plugin_manager import load_plugins
+from grokbench.store import Store
+
+from ._install import env_with, pip_install
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "grokbench-example-plugins"
+DIST = "grokbench-example-plugins"
+SMALL = {"model": {"embed_dim": 16, "width": 64}, "train": {"steps": 150, "eval_every": 50}}
+
+
+@pytest.fixture(scope="session")
+def example_site(tmp_path_factory):
+    """The example package, pip-installed once per test process into a directory of its own."""
+    return pip_install(EXAMPLE, tmp_path_factory.mktemp("example-plugins"))
+
+
+@pytest.fixture
+def example_registry(example_site, monkeypatch):
+    monkeypatch.syspath_prepend(str(example_site))
+    return load_plugins()
+
+
+def grokbench_cli(*args, site, cwd):
+    return subprocess.run([sys.executable, "-m", "grokbench", *args], cwd=cwd, env=env_with(site), capture_output=True, text=True, timeout=300)
+
+
+def test_grokbench_never_imports_the_example_package():
+    for path in [*(REPO / "grokbench").glob("*.py"), *(REPO / "plugins").glob("*.py")]:
+        assert "grokbench_example_plugins" not in path.read_text(), path
+
+
+def test_entry_points_register_every_component_with_provenance(example_registry):
+    mine = {p.name: p for p in example_registry.plugins if p.distribution == DIST}
+    assert {name: (p.version, p.error, sorted(p.registered)) for name, p in mine.items()} == {
+        "example_tasks": ("0.1.0", None, [("task", "modmul-cls"), ("task", "modsub-cls")]),
+        "example_mlp": ("0.1.0", None, [("model", "mlp")]),
+        "example_grokfast": ("0.1.0", None, [("optimizer", "grokfast")]),
+    }
+    assert example_registry.get("model", "quadratic")  # the built-ins are unaffected
+
+
+def test_mlp_and_transformer_learn_the_example_tasks(example_registry):
+    for task, model, params in (
+        ("modsub-cls", "mlp", SMALL["model"]),
+        ("modmul-cls", "transformer", {"d_model": 16, "n_heads": 2, "d_mlp": 32}),
+    ):
+        result = grokbench.run(
+            task, model, optimizer="adamw",
+            overrides={"task": {"p": 11, "train_fraction": 0.6}, "model": params, "optimizer": {"lr": 1e-2, "weight_decay": 0.0}, "train": SMALL["train"]},
+            registry=example_registry,
+        )
+        assert result.status == "completed", result.message
+        assert result.summary["final_train_acc"] == 1.0, (task, model)
+
+
+def test_grokfast_with_lambda_zero_is_adamw_exactly(example_registry):
+    common = {"task": {"p": 11}, **SMALL}
+    adamw = grokbench.run("modsub-cls", "mlp", optimizer="adamw", overrides={**common, "optimizer": {"lr": 3e-3, "beta2": 0.98, "weight_decay": 0.5}}, registry=example_registry)
+    plain = grokbench.run("modsub-cls", "mlp", optimizer="grokfast", overrides={**common, "optimizer": {"lr": 3e-3, "lamb": 0.0, "weight_decay": 0.5}}, registry=example_registry)
+    amplified = grokbench.run("modsub-cls", "mlp", optimizer="grokfast", overrides={**common, "optimizer": {"lr": 3e-3, "weight_decay": 0.5}}, registry=example_registry)
+    assert torch.equal(torch.tensor(adamw.curves["train_loss"].values), torch.tensor(plain.curves["train_loss"].values))
+    assert not torch.equal(torch.tensor(adamw.curves["l2_norm"].values), torch.tensor(amplified.curves["l2_norm"].values))
+
+
+def test_bad_parameters_of_a_third_party_component_are_one_line(example_registry, monkeypatch, tmp_path):
+    monkeypatch.setattr(grokbench.runner, "get_registry", lambda: example_registry)
+    bad = CliRunner().invoke(cli_group, ["run", "-t", "modmul-cls", "-m", "mlp", "--set", "task.p=12", "--store", str(tmp_path / "s.db")])
+    assert bad.exit_code == 2
+    assert bad.stderr == "error: invalid value for task.p: Value error, p must be prime for the non-zero residues to form a group, got 12 (got 12)\n"
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_grokbench_run_in_a_real_process_stores_runs_beside_the_built_ins(example_site, example_registry, tmp_path):
+    args = ["--set", "task.p=11", "--set", "train.steps=100", "--set", "train.eval_every=50", "--store", "runs.db", "--json", "-q"]
+    mine = grokbench_cli("run", "-t", "modmul-cls", "-m", "mlp", "-o", "grokfast", "--set", "optimizer.lr=0.003", *args, site=example_site, cwd=tmp_path)
+    assert mine.returncode == 0, mine.stderr
+    summary = json.loads(mine.stdout)
+    assert (summary["status"], summary["task"], summary["model"], summary["optimizer"]) == ("completed", "modmul-cls", "mlp", "grokfast")
+    small = {"task": {"p": 11}, "model": {"width": 32}, "train": {"steps": 100, "eval_every": 50}}
+    builtin = grokbench.run("modadd-cls", "quadratic", overrides=small, store=tmp_path / "runs.db", registry=example_registry)
+    assert builtin.status == "completed"
+
+    store = Store(tmp_path / "runs.db")
+    shown = store.get_run(summary["run_id"])
+    assert shown["plugins"]["model"] == {"name": "mlp", "plugin": "example_mlp", "distribution": DIST, "version": "0.1.0"}
+    assert shown["plugins"]["optimizer"]["plugin"] == "example_grokfast"
+    assert shown["plugins"]["task"]["distribution"] == DIST
+    assert store.get_run(builtin.run_id)["plugins"]["model"]["distribution"] == "grokbench"
+    assert sorted(store.runs()["model"]) == ["mlp", "quadratic"]
+
+
+def test_the_example_packages_own_tests_pass(example_site):
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "tests")],
+        cwd=EXAMPLE, env=env_with(example_site), capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "4 passed" in done.stdout
+
+
+# ---- suites and reports (issue 4): these run once `grokbench suite` and `grokbench report` exist
+
+
+def _need(command):
+    if command not in cli_group.commands:
+        pytest.skip(f"`grokbench {command}` is not part of this version of grokbench")
+
+
+def test_suite_and_report_include_plugin_entries_beside_the_built_ins(example_site, tmp_path):
+    _need("suite")
+    _need("report")
+    suite = grokbench_cli("suite", "run", str(EXAMPLE / "suite.toml"), "--store", "runs.db", site=example_site, cwd=tmp_path)
+    assert suite.returncode == 0, suite.stderr
+    runs = Store(tmp_path / "runs.db").runs()
+    assert sorted(set(runs["model"])) == ["mlp", "quadratic"] and len(runs) == 6
+    assert set(runs["status"]) == {"completed"}
+    report = grokbench_cli("report", "--store", "runs.db", "--out", "report", "--no-plots", site=example_site, cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    board = (tmp_path / "report" / "leaderboard.md").read_text()
+    assert "mlp" in board and "quadratic" in board and DIST in board
+
+
+def test_in_a_suite_only_the_runs_of_a_crashing_plugin_fail(example_site, tmp_path):
+    _need("suite")
+    # make grokfast's step raise at run time, in every process of the suite
+    crash = tmp_path / "crash"
+    crash.mkdir()
+    (crash / "sitecustomize.py").write_text(
+        "import grokbench_example_plugins.grokfast as g\n"
+        "def boom(self, grads):\n    raise RuntimeError('filter exploded')\n"
+        "g.GrokfastState.step = boom\n"
+    )
+    env = env_with(example_site)
+    env["PYTHONPATH"] = f"{crash}:{env['PYTHONPATH']}"
+    suite = subprocess.run([sys.executable, "-m", "grokbench", "suite", "run", str(EXAMPLE / "suite.toml"), "--store", "runs.db"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    runs = Store(tmp_path / "runs.db").runs()
+    status = set(zip(runs["model"], runs["optimizer"], runs["status"]))
+    assert status == {("mlp", "grokfast", "failed"), ("mlp", "adamw", "completed"), ("quadratic", "adam", "completed")}, suite.stderr
