@@ -28,6 +28,7 @@ from pydantic import Field, PositiveFloat, field_validator
 
 from grokbench import hookimpl
 from grokbench.contracts import DataSpec, Model, Params, Task
+from grokbench.ntk import input_overlap
 
 
 def resolve_width(width: int | str, p: int) -> int:
@@ -108,6 +109,33 @@ class QuadraticNetwork(Model):
         for j in range(idx.shape[1]):
             grad_W.index_add_(0, idx[:, j], grad_z)
         return loss, [grad_W, grad_V]
+
+
+    # ---------------------------------------------------------- kernel views
+
+    def ntk(self, params: Mapping[str, torch.Tensor], x1: torch.Tensor, x2: torch.Tensor, output: str = "first") -> torch.Tensor:
+        """Closed-form eNTK. With z = W x, s the output scale and m(x, x') the input overlap
+        (number of equal positions), ∂f_c/∂V[:, d] = s δ_cd z² and ∂f_c/∂W[i] = 2 s V[:, c] ⊙ z Σ_j 1[idx_j = i], so
+
+            Θ_cd(x, x') = s² ( δ_cd ⟨z², z'²⟩ + 4 m(x, x') Σ_k V_kc V_kd z_k z'_k ).
+        """
+        W, V = params["W"], params["V"]
+        _, z1 = self._hidden(W, x1)
+        _, z2 = self._hidden(W, x2)
+        m = input_overlap(x1, x2).to(z1.dtype)
+        s2 = self.output_scale**2
+        sq = (z1 * z1) @ (z2 * z2).T
+        if output == "full":
+            cross = torch.einsum("ik,jk,kc,kd->ijcd", z1, z2, V, V)
+            eye = torch.eye(V.shape[1], dtype=V.dtype, device=V.device)
+            return s2 * (sq[:, :, None, None] * eye + 4 * m[:, :, None, None] * cross)
+        v2 = V[:, 0] ** 2 if output == "first" else (V * V).sum(1)
+        copies = 1 if output == "first" else V.shape[1]
+        return s2 * (copies * sq + 4 * m * ((z1 * v2) @ z2.T))
+
+    def token_weights(self) -> torch.Tensor:
+        k, p = self.spec.positions, self.spec.vocab_size
+        return self.params_["W"].reshape(k, p, -1)
 
 
 @hookimpl
