@@ -99,6 +99,6 @@ def empirical_ntk(
     return torch_func_ntk(model, x1, x2, params=params, output=output)
 
 
-def input_overlap(x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+def input_overlap(x1: torch.Tensor, x2: torch.Tensor, dtype: torch.dtype = torch.int64) -> torch.Tensor:
     """⟨x, x'⟩ of the concatenated one-hot encodings: the number of positions with equal tokens, ``[n1, n2]``."""
-    return (x1[:, None, :] == x2[None, :, :]).sum(-1)
+    return (x1[:, None, :] == x2[None, :, :]).sum(-1, dtype=dtype)

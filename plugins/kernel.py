@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from pydantic import Field, NonNegativeFloat
 
 from grokbench import hookimpl
-from grokbench.contracts import DataSpec, Model, Preset, Task, TaskData
+from grokbench.contracts import DataSpec, Model, Task, TaskData
 from grokbench.ntk import input_overlap
 
 from .quadratic import QuadraticNetwork
@@ -137,7 +137,7 @@ class InfiniteWidthNTKRegression(KernelRegression):
     name = "ntk-inf"
 
     def gram(self, x1, x2):
-        return infinite_width_ntk(input_overlap(x1, x2), self.spec.positions, self.net.width, self.params.init_scale, self.params.parameterization)
+        return infinite_width_ntk(input_overlap(x1, x2, torch.float64), self.spec.positions, self.net.width, self.params.init_scale, self.params.parameterization)
 
 
 def infinite_width_ntk(overlap: torch.Tensor, positions: int, width: int, alpha: float, parameterization: str) -> torch.Tensor:
@@ -156,25 +156,7 @@ def infinite_width_ntk(overlap: torch.Tensor, positions: int, width: int, alpha:
     return s2 * width * (alpha**4 * (1 + 2 * r * r) + 4 * var_v * alpha**2 * r * overlap.double())
 
 
-PRESETS = [
-    Preset(
-        name="default",
-        task=None,
-        model=model,
-        description="kernel models: the linearized network trained by GD (lr 1), no regularizer",
-        settings={"optimizer": {"name": "gd", "lr": 1.0}, "regularizer": {"name": "none"}},
-    )
-    for model in ("kernel", "ntk-inf")
-]
-
-
 @hookimpl
 def register_models(register):
     register(EmpiricalNTKRegression)
     register(InfiniteWidthNTKRegression)
-
-
-@hookimpl
-def register_presets(register):
-    for preset in PRESETS:
-        register(preset)

@@ -122,7 +122,7 @@ class QuadraticNetwork(Model):
         W, V = params["W"], params["V"]
         _, z1 = self._hidden(W, x1)
         _, z2 = self._hidden(W, x2)
-        m = input_overlap(x1, x2).to(z1.dtype)
+        m = input_overlap(x1, x2, z1.dtype)
         s2 = self.output_scale**2
         sq = (z1 * z1) @ (z2 * z2).T
         if output == "full":
