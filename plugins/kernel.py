@@ -4,8 +4,8 @@ Both are trained in closed form (``closed_form = True``): the trainer calls
 :meth:`fit` once and :meth:`set_step` before each evaluation, so their curves
 lie on the same step axis as a trained network's.
 
-With K = K(X, X) the kernel on the n training inputs, Y the targets (one-hot
-rows for a classification task, y for a regression task), f₀ the initial
+With K = K(X, X) the kernel on the n training inputs, Y the targets of the task's
+squared loss (one-hot rows for a cross-entropy classification task), f₀ the initial
 output (the network's for ``kernel``, 0 for ``ntk-inf``), K = Q diag(λ) Qᵀ and
 ρ = ``ridge`` + a jitter of 1e-10 · mean(diag K) (so "ridgeless" stays solvable),
 the predictor at step t is
@@ -21,6 +21,8 @@ regression. The optimizer and regularizer otherwise play no part. A matrix of
 outputs uses one scalar kernel for every coordinate (K ⊗ I): the first-output
 eNTK Θ₀₀ (``output = "first"``, as in the paper) or the trace Σ_c Θ_cc; the
 quadratic network's off-diagonal blocks Θ_cd (c ≠ d) vanish in expectation.
+When a training example observes only some output coordinates (a loss on one
+coordinate per example), each coordinate is regressed on the examples that observe it.
 
 The parameters (:meth:`parameters`) are the dual coefficients ``coef_t`` of the evaluated step.
 """
@@ -74,28 +76,33 @@ class KernelRegression(Model):
         return torch.zeros(len(x), self.spec.output_dim, device=self.device, dtype=torch.float64)
 
     def fit(self, task: Task, data: TaskData, lr: float) -> None:
-        x, y = data.x_train, data.y_train
-        if task.classification:
-            target = F.one_hot(y, self.spec.output_dim).double()
-        else:
-            target = y.double().reshape(len(y), -1)
+        x, n = data.x_train, len(data.x_train)
+        target, observed = squared_loss_form(task, data.y_train, n, self.spec.output_dim, self.device)
         self.x_train = x
         K = self.gram(x, x)
         self.ridge = self.params.ridge + JITTER * K.diagonal().mean().item()
-        lam, self.Q = torch.linalg.eigh(K)
-        self.lam = lam.clamp_min(0) + self.ridge
-        self.residual = self.Q.T @ (target - self.init_output(x))
-        self.rate = 2.0 * lr / len(x)
+        residual = target - self.init_output(x)
+        # output coordinates observed on the same examples share one eigendecomposition
+        if bool(observed.all()):
+            groups = [(torch.arange(n, device=self.device), torch.arange(self.spec.output_dim, device=self.device))]
+        else:
+            groups = [(observed[:, c].nonzero()[:, 0], torch.tensor([c], device=self.device)) for c in range(self.spec.output_dim)]
+        self.blocks = []
+        for rows, cols in groups:
+            if len(rows):
+                lam, Q = torch.linalg.eigh(K[rows][:, rows])
+                self.blocks.append((rows, cols, lam.clamp_min(0) + self.ridge, Q, Q.T @ residual[rows][:, cols]))
+        self.rate = 2.0 * lr / n
         self._cache.clear()
-        self.params_["coef"] = torch.zeros_like(self.residual)
+        self.params_["coef"] = torch.zeros_like(residual)
         self.set_step(0)
 
     def set_step(self, step: int) -> None:
-        if self.params.time == "infinite":
-            phi = 1.0 / self.lam
-        else:
-            phi = -torch.expm1(-self.rate * step * self.lam) / self.lam
-        self.params_["coef"].copy_(self.Q @ (phi[:, None] * self.residual))
+        coef = torch.zeros_like(self.params_["coef"])
+        for rows, cols, lam, Q, residual in self.blocks:
+            phi = 1.0 / lam if self.params.time == "infinite" else -torch.expm1(-self.rate * step * lam) / lam
+            coef[rows[:, None], cols] = Q @ (phi[:, None] * residual)
+        self.params_["coef"].copy_(coef)
 
     def parameters(self) -> dict[str, torch.Tensor]:
         return self.params_
@@ -113,6 +120,25 @@ class KernelRegression(Model):
     def apply(self, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         k, f0 = self._features(x)
         return (f0 + k @ params["coef"]).to(self.dtype)
+
+
+def squared_loss_form(task: Task, y: torch.Tensor, n: int, outputs: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Targets T and observed coordinates M (bool) with the task's loss = (1/n) Σ_{(i,c) ∈ M} (f_c(x_i) − T_ic)².
+
+    Read from the task's own loss gradient ∇, affine in the outputs for such a loss: for outputs R
+    (fixed, positive), ∇(0) = −(2/n) M ⊙ T and ∇(R) − ∇(0) = (2/n) M ⊙ R. A loss that is not squared
+    (cross-entropy) is replaced by the squared loss on one-hot targets, the usual kernel regression
+    for classification.
+    """
+    r = 0.5 + torch.rand(n, outputs, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(device)
+    g0, g1, g2 = (task.loss_and_output_grad(v * r, y)[1].double() for v in (0.0, 1.0, 2.0))
+    slope = g1 - g0
+    if not torch.allclose(g2 - g1, slope, rtol=1e-9, atol=1e-12 / n):
+        if not task.classification:
+            raise ValueError(f"task '{task.name}' has neither a squared loss nor class labels: no kernel regression targets")
+        return F.one_hot(y, outputs).double(), torch.ones(n, outputs, dtype=torch.bool, device=device)
+    observed = slope > 0
+    return torch.where(observed, -g0 * r / slope.where(observed, 1.0), 0.0), observed
 
 
 class EmpiricalNTKRegression(KernelRegression):

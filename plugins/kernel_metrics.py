@@ -4,14 +4,14 @@ None is a default metric (``--set metrics.ntk_drift=true`` or with parameters,
 ``--set metrics.ntk_drift.probe_size=256``).
 
 * ``ntk_drift``: ‖Θ_t − Θ₀‖_F / ‖Θ₀‖_F, the eNTK (:mod:`grokbench.ntk`) on a fixed probe set
-  of ``probe_size`` inputs drawn with ``probe_seed`` from all inputs (train and test, in a
-  canonical order, so the probe does not depend on the split). Θ₀ is the kernel of the first
+  of ``probe_size`` distinct inputs drawn with ``probe_seed`` from all inputs (train and test, in
+  sorted order, so the probe does not depend on the split). Θ₀ is the kernel of the first
   evaluation (step 0). Summary: ``ntk_drift_at_memorize``, ``ntk_drift_at_generalize`` (the
   drift at t_memorize and t_generalize) and ``kernel_departure_step`` (first evaluated step whose
   drift reaches ``threshold``).
-* ``kernel_alignment``: centered alignment ⟨HΘH, HLH⟩_F / (‖HΘH‖_F ‖HLH‖_F) of the eNTK with the
-  label kernel L = Y Yᵀ (one-hot Y for classification: L_ij = 1[y_i = y_j]; y yᵀ for regression)
-  on the same kind of probe set; H = I − 11ᵀ/n.
+* ``kernel_alignment`` (classification tasks): centered alignment ⟨HΘH, HLH⟩_F / (‖HΘH‖_F ‖HLH‖_F)
+  of the eNTK with the label kernel L = Y Yᵀ (one-hot Y: L_ij = 1[y_i = y_j]) on the same kind of
+  probe set; H = I − 11ᵀ/n.
 * ``margin`` (classification tasks, homogeneous models): the training set's minimum
   f_{y}(x) − max_{j≠y} f_j(x), divided by ‖θ‖∞^L (``margin``) and by ‖θ‖₂^L (``margin_l2``), with L
   the model's ``homogeneity``. Summary: ``margin_final``.
@@ -36,15 +36,13 @@ from grokbench.ntk import empirical_ntk, has_closed_form
 
 
 def probe_set(data: TaskData, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``size`` inputs (and their targets) drawn with ``seed`` from all inputs, in canonical order."""
+    """``size`` distinct inputs (and a target of each) drawn with ``seed`` from all inputs, in canonical order."""
     x = torch.cat([data.x_train, data.x_test])
     y = torch.cat([data.y_train, data.y_test])
-    vocab = data.spec.vocab_size
-    code = sum(x[:, j].long() * vocab ** (x.shape[1] - 1 - j) for j in range(x.shape[1]))
-    order = code.argsort()
-    pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:size].sort().values
-    idx = order[pick.to(order.device)]
-    return x[idx], y[idx]
+    distinct, inverse = torch.unique(x, dim=0, return_inverse=True)  # sorted: independent of the split
+    first = torch.full((len(distinct),), len(x), device=x.device).scatter_reduce(0, inverse, torch.arange(len(x), device=x.device), "amin")
+    pick = torch.randperm(len(distinct), generator=torch.Generator().manual_seed(seed))[:size].sort().values.to(x.device)
+    return distinct[pick], y[first[pick]]
 
 
 class ProbeParams(Params):
@@ -114,16 +112,20 @@ def centered_alignment(k: torch.Tensor, l: torch.Tensor) -> float:
 
 
 class KernelAlignment(ProbeNTK):
-    """Centered alignment of the eNTK with the label kernel Y Yᵀ on a fixed probe set."""
+    """Centered alignment of the eNTK with the label kernel Y Yᵀ on a fixed probe set (classification)."""
 
     name = "kernel_alignment"
     outputs = ("kernel_alignment",)
 
+    def check(self, task: Task, model: Model) -> None:
+        if not task.classification:
+            raise ConfigError(f"metric 'kernel_alignment' needs a classification task; '{task.name}' is not one")
+        super().check(task, model)
+
     def compute(self, ctx: EvalContext) -> dict[str, float]:
         theta = self.kernel(ctx)
         y = self.probe[1]
-        labels = (y[:, None] == y[None, :]) if ctx.task.classification else y[:, None] * y[None, :]
-        return {"kernel_alignment": centered_alignment(theta, labels)}
+        return {"kernel_alignment": centered_alignment(theta, y[:, None] == y[None, :])}
 
 
 class Margin(Metric):

@@ -38,6 +38,7 @@ def test_json_has_the_new_summary_keys_null_when_not_selected(tmp_path):
 CONFIG_ERRORS = [
     (["-t", "modadd-reg", "-m", "quadratic", "--set", "metrics.margin=true"], "metric 'margin' needs a classification task; 'modadd-reg' is not one"),
     (["-t", "modadd-cls", "-m", "kernel", "--set", "metrics.margin=true"], "metric 'margin' needs a homogeneous model"),
+    (["-t", "modadd-reg", "-m", "quadratic", "--set", "metrics.kernel_alignment=true"], "metric 'kernel_alignment' needs a classification task"),
     (["-t", "modadd-cls", "-m", "kernel", "--set", "metrics.ntk_drift=true"], "the kernel of model 'kernel' never moves"),
     (["-t", "modadd-cls", "-m", "ntk-inf", "--set", "metrics.kernel_alignment=true"], "the kernel of model 'ntk-inf' never moves"),
     (["-t", "modadd-cls", "-m", "ntk-inf", "--set", "metrics.fourier=true"], "metric 'fourier' needs first-layer token weights"),
