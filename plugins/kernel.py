@@ -104,9 +104,6 @@ class KernelRegression(Model):
             coef[rows[:, None], cols] = Q @ (phi[:, None] * residual)
         self.params_["coef"].copy_(coef)
 
-    def parameters(self) -> dict[str, torch.Tensor]:
-        return self.params_
-
     def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """K(x, X_train) and f₀(x), cached per input tensor (evaluation reuses the same sets)."""
         key = (x.data_ptr(), tuple(x.shape), tuple(x.stride()))
