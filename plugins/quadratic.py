@@ -31,6 +31,10 @@ from grokbench.contracts import DataSpec, Model, Params, Task
 from grokbench.ntk import input_overlap
 
 
+#: above this many input pairs the closed-form NTK accumulates its overlap term over shared-token blocks
+DENSE_PAIRS = 1 << 21
+
+
 def resolve_width(width: int | str, p: int) -> int:
     """``512`` -> 512; ``"4p"`` -> 4·p."""
     if isinstance(width, int):
@@ -119,8 +123,9 @@ class QuadraticNetwork(Model):
 
             Θ_cd(x, x') = s² ( δ_cd ⟨z², z'²⟩ + 4 m(x, x') Σ_k V_kc V_kd z_k z'_k ).
 
-        The overlap term is nonzero only for pairs sharing a token at some position, so it is
-        accumulated block by block over shared tokens (k/p of the pairs) instead of densely.
+        The overlap term is nonzero only for pairs sharing a token at some position, so on large
+        sets (more than ``DENSE_PAIRS`` pairs) it is accumulated block by block over shared tokens
+        (k/p of the pairs) instead of densely.
         """
         W, V = params["W"], params["V"]
         _, z1 = self._hidden(W, x1)
@@ -137,8 +142,11 @@ class QuadraticNetwork(Model):
         if output != "first":
             kernel.mul_(V.shape[1])
         a = z1 * (4 * v2)
-        for rows, cols in shared_token_blocks(x1, x2):
-            kernel[rows[:, None], cols] += a[rows] @ z2[cols].T
+        if len(x1) * len(x2) <= DENSE_PAIRS:
+            kernel += (a @ z2.T) * input_overlap(x1, x2, z1.dtype)
+        else:
+            for rows, cols in shared_token_blocks(x1, x2):
+                kernel[rows[:, None], cols] += a[rows] @ z2[cols].T
         return kernel.mul_(s2) if s2 != 1.0 else kernel
 
     def token_weights(self) -> torch.Tensor:

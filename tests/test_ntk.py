@@ -75,3 +75,16 @@ def test_infinite_width_ntk_is_the_expected_empirical_ntk(positions, parameteriz
     mean = sum(net.ntk(net.params_, x, x) for net in nets) / seeds
     expected = infinite_width_ntk(input_overlap(x, x), positions, width, alpha, parameterization)
     assert ((mean - expected).norm() / expected.norm()).item() < 0.05
+
+
+def test_shared_token_block_path_equals_torch_func(monkeypatch):
+    import grokbench_plugins.quadratic as quadratic
+
+    monkeypatch.setattr(quadratic, "DENSE_PAIRS", 0)  # large sets accumulate the overlap term block by block
+    for positions, outputs in ((2, 7), (3, 1)):
+        model = network(positions, outputs)
+        x1, x2 = inputs(40, positions), inputs(30, positions, seed=2)
+        for output in ("first", "trace"):
+            closed = empirical_ntk(model, x1, x2, output=output, method="closed-form")
+            generic = torch_func_ntk(model, x1, x2, output=output)
+            assert ((closed - generic).norm() / generic.norm()).item() < 1e-6
