@@ -170,6 +170,35 @@ class Model(Component):
             grads = torch.autograd.grad(loss, leaves)
         return loss.detach(), list(grads)
 
+    # ------------------------------------------------- optional capabilities
+    # A model opts into each of these by overriding the method; the defaults say "not supported".
+
+    #: trained in closed form (kernel methods): the trainer calls :meth:`fit` once and
+    #: :meth:`set_step` before every evaluation, and never runs the optimizer
+    closed_form: ClassVar[bool] = False
+
+    def fit(self, task: Task, data: TaskData, lr: float) -> None:
+        """Closed-form models: solve training once (``lr`` is the optimizer's, the step size of the time axis)."""
+        raise NotImplementedError
+
+    def set_step(self, step: int) -> None:
+        """Closed-form models: make predictions those of training step ``step``."""
+        raise NotImplementedError
+
+    def ntk(
+        self, params: Mapping[str, torch.Tensor], x1: torch.Tensor, x2: torch.Tensor, output: str = "first"
+    ) -> torch.Tensor:
+        """Closed-form empirical NTK under ``params`` (see :mod:`grokbench.ntk` for ``output``).
+
+        Optional fast path of :func:`grokbench.ntk.empirical_ntk`; the default is not implemented,
+        and the generic ``torch.func`` path is used instead.
+        """
+        raise NotImplementedError
+
+    def token_weights(self) -> torch.Tensor | None:
+        """First-layer weights as ``[positions, vocab_size, hidden]`` (for Fourier metrics), or ``None``."""
+        return None
+
 
 class Regularizer(Component):
     """Explicit or implicit regularization of the parameters.
@@ -262,6 +291,13 @@ class Metric(Component):
 
     def compute(self, ctx: EvalContext) -> dict[str, float]:
         raise NotImplementedError
+
+    #: summary keys :meth:`summarize` returns; every run's summary holds them (``None`` when not selected)
+    summary_keys: ClassVar[tuple[str, ...]] = ()
+
+    def summarize(self, curves: list[dict[str, float]], summary: Mapping[str, Any]) -> dict[str, Any]:
+        """Summary values from the run's curves, given the core summary (``t_memorize``, ...)."""
+        return {}
 
 
 class Executor(Component):

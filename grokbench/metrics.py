@@ -5,6 +5,8 @@
 * ``grokking_delay``: ``t_generalize − t_memorize``; ``grokking_ratio``: ``t_generalize / t_memorize``.
 * ``final_<curve>``: the last evaluated value of every curve (accuracies, losses, metric plugins').
 * ``best_test_acc``: the highest test accuracy seen.
+* metric plugins' own summary values (:meth:`Metric.summarize <grokbench.contracts.Metric.summarize>`):
+  every registered metric's ``summary_keys`` are present, ``None`` when the metric was not selected.
 
 A time never reached is ``None`` (null in JSON).
 """
@@ -12,9 +14,10 @@ A time never reached is ``None`` (null in JSON).
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from .config import TrainConfig
+from .contracts import Metric
 
 
 def first_step(curves: Sequence[dict[str, float]], key: str, threshold: float) -> int | None:
@@ -46,3 +49,13 @@ def summarize(curves: Sequence[dict[str, float]], cfg: TrainConfig) -> dict[str,
             if key != "step":
                 summary[f"final_{key}"] = _clean(float(value))
     return summary
+
+
+def metric_summaries(
+    curves: Sequence[dict[str, float]], summary: dict[str, Any], selected: Iterable[Metric], known: Iterable[type[Metric]]
+) -> dict[str, Any]:
+    """The selected metrics' summary values; the ``summary_keys`` of every known metric are present (None if unselected)."""
+    out: dict[str, Any] = {key: None for cls in known for key in cls.summary_keys}
+    for metric in selected:
+        out.update({k: _clean(v) for k, v in metric.summarize(list(curves), summary).items()})
+    return out

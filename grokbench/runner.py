@@ -22,7 +22,7 @@ from . import __version__
 from .checks import check_model, check_task_data, describe_failure
 from .config import RunConfig, parse_assignments, resolve_config
 from .errors import ConfigError, GrokbenchError
-from .metrics import summarize
+from .metrics import metric_summaries, summarize
 from .plugin_manager import get_registry
 from .registry import Registry
 from .store import Store
@@ -148,6 +148,7 @@ def train_config(
         cls = entries[kind].component
         return cls(cls.Params.model_validate(getattr(cfg, kind).params), **kwargs)
 
+    metrics: list[Any] = []
     bar = _Progress(cfg.train.steps, progress, f"{cfg.task.name}/{cfg.model.name}")
     status, message, steps = "failed", None, 0
     curves: list[dict[str, float]] = []
@@ -161,7 +162,6 @@ def train_config(
         data = data.to(device, dtype)
         model = build("model", spec=data.spec, generator=torch.Generator().manual_seed(cfg.seed), device=device, dtype=dtype)
         check_model(model, data, registry.entry("model", cfg.model.name))
-        metrics = []
         for name, params in cfg.metrics.items():
             cls = metric_entries[name].component
             metric = cls(cls.Params.model_validate(params))
@@ -192,13 +192,16 @@ def train_config(
         message = describe_failure(exc, cfg, registry)
     finally:
         bar.close()
+    summary = summarize(curves, cfg.train)
+    known = [e.component for e in registry.entries["metric"].values()]
+    summary.update(metric_summaries(curves, summary, metrics, known))
     return RunResult(
         run_id=uuid.uuid4().hex[:12],
         config=cfg,
         status=status,
         steps=steps,
         wall_seconds=time.perf_counter() - started,
-        summary=summarize(curves, cfg.train),
+        summary=summary,
         curves=pd.DataFrame(curves),
         plugins=plugins,
         message=message,

@@ -78,15 +78,23 @@ def train(
     seed: int,
     on_eval: Callable[[dict[str, float]], None],
 ) -> TrainOutcome:
-    """Train in place; every evaluation record goes to ``on_eval`` as soon as it is made."""
+    """Train in place; every evaluation record goes to ``on_eval`` as soon as it is made.
+
+    A closed-form model (``model.closed_form``) is fitted once and only moved to each
+    evaluated step; the optimizer and regularizer never run.
+    """
+    lr = float(optimizer.params.lr)
+    if model.closed_form:
+        model.fit(task, data, lr)
     params = list(model.parameters().values())
     state = optimizer.build(params)
-    lr = float(optimizer.params.lr)
     batches = Batches(data, cfg.batch_size, seed)
     outcome = TrainOutcome(status="completed", steps=0)
 
     for step in range(cfg.steps + 1):
         if step % cfg.eval_every == 0 or step == cfg.steps:
+            if model.closed_form:
+                model.set_step(step)
             record = evaluate(step, task, data, model, metrics)
             on_eval(record)
             if not (math.isfinite(record["train_loss"]) and all(torch.isfinite(p).all() for p in params)):
@@ -96,6 +104,9 @@ def train(
                 break
         if step == cfg.steps:
             break
+        if model.closed_form:
+            outcome.steps = step + 1
+            continue
         x, y = batches.next()
         _, grads = model.loss_and_grads(x, y, task)
         extra = regularizer.penalty_grads(params)

@@ -15,8 +15,13 @@ class LInfNorm(Metric):
     default = True
     outputs = ("linf_norm",)
 
+    summary_keys = ("linf_norm_final",)
+
     def compute(self, ctx: EvalContext) -> dict[str, float]:
         return {"linf_norm": max(p.abs().max().item() for p in ctx.model.parameters().values())}
+
+    def summarize(self, curves, summary):
+        return {"linf_norm_final": float(curves[-1]["linf_norm"]) if curves and "linf_norm" in curves[-1] else None}
 
 
 class L2Norm(Metric):

@@ -103,7 +103,7 @@ def test_grids_are_cartesian_products_and_entries_override_defaults(registry, tm
         (TINY_SUITE.replace('name = "adamw"', 'name = "adamw"\nbogus = 1'), "unknown key 'entries[0].bogus'"),
         (TINY_SUITE.replace("[suite]\n", "[suite]\nseed = 3\n"), "unknown key 'suite.seed'"),
         (TINY_SUITE.replace('name = "tiny"', ""), "missing key 'suite.name'"),
-        (TINY_SUITE.replace('regularizer = "l2"', 'regularizer = "l2"\nmodel = "kernel"'), "entry 'l2': unknown model 'kernel'"),
+        (TINY_SUITE.replace('regularizer = "l2"', 'regularizer = "l2"\nmodel = "kernal"'), "entry 'l2': unknown model 'kernal' (did you mean 'kernel'?)"),
         (TINY_SUITE.replace("strength = 0.5", "strength = 0.5\ngrid.task.p = 7"), "grid.task.p must be a non-empty list"),
         (TINY_SUITE.replace("strength = 0.5", "strenght = 0.5"), "entry 'adamw': unknown key 'regularizer.strenght'"),
     ],
