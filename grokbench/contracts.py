@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -162,13 +162,49 @@ class Model(Component):
         return self.apply(self.params_, x)
 
     def loss_and_grads(self, x: torch.Tensor, y: torch.Tensor, task: Task) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Loss on a batch and its gradient for each tensor of :meth:`parameters`."""
+        """Loss on a batch and its gradient for each tensor of :meth:`parameters`.
+
+        The gradients may be buffers that the next call overwrites (the trainer
+        consumes them before calling again)."""
         names = list(self.params_)
         leaves = [self.params_[k].detach().requires_grad_(True) for k in names]
         with torch.enable_grad():
             loss = task.loss(self.apply(dict(zip(names, leaves)), x), y)
             grads = torch.autograd.grad(loss, leaves)
         return loss.detach(), list(grads)
+
+    @classmethod
+    def stack(cls, models: Sequence["Model"]) -> "BatchedModel | None":
+        """Optional capability: train ``models`` (this class, same parameters and data shape, one per seed)
+        as one batched program. Return a :class:`BatchedModel`, or ``None`` (the default) when unsupported:
+        grokbench then trains the seeds one after another."""
+        return None
+
+
+class BatchedModel:
+    """Several models of one class, one per seed, trained as one tensor program.
+
+    Each parameter is stacked along a leading seed dimension ``[S, ...]``; each
+    member model's parameters become views of its slice, so evaluating a
+    member (and its metrics) sees the trained values. :meth:`loss_and_grads`
+    takes inputs ``[S, n, ...]`` (seed s's batch in row s) and returns, for each
+    stacked parameter, the stacked gradients of each member's own loss, exactly
+    what each member's ``loss_and_grads`` would return (within float
+    rounding). Subclasses implement it; see the ``quadratic`` model.
+    """
+
+    def __init__(self, models: Sequence[Model]):
+        self.members = list(models)
+        names = list(self.members[0].parameters())
+        self.params_ = {k: torch.stack([m.parameters()[k] for m in self.members]) for k in names}
+        for i, member in enumerate(self.members):
+            member.params_ = {k: self.params_[k][i] for k in names}
+
+    def parameters(self) -> dict[str, torch.Tensor]:
+        return self.params_
+
+    def loss_and_grads(self, x: torch.Tensor, y: torch.Tensor, task: Task) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        raise NotImplementedError
 
 
 class Regularizer(Component):
@@ -180,6 +216,9 @@ class Regularizer(Component):
     """
 
     kind: ClassVar[str] = "regularizer"
+    #: True when applying it to parameters stacked along a leading seed dimension is the same as
+    #: applying it to each seed's slice alone (elementwise, such as weight decay): multi-seed batching
+    seedwise: ClassVar[bool] = False
 
     def penalty(self, params: list[torch.Tensor]) -> torch.Tensor | None:
         return None
@@ -205,6 +244,9 @@ class Optimizer(Component):
     """
 
     kind: ClassVar[str] = "optimizer"
+    #: True when its update of parameters stacked along a leading seed dimension equals updating
+    #: each seed's slice alone (elementwise updates such as SGD or Adam): multi-seed batching
+    seedwise: ClassVar[bool] = False
 
     def build(self, params: list[torch.Tensor]) -> "OptimizerState":
         raise NotImplementedError

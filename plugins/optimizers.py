@@ -14,6 +14,11 @@ from grokbench import hookimpl
 from grokbench.contracts import Optimizer, OptimizerState, Params, TorchOptimizerState
 
 
+def _fusable(params: list[torch.Tensor]) -> bool | None:
+    """torch's fused (one kernel per step) Adam where it exists: CPU and CUDA floating-point tensors."""
+    return all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params) or None
+
+
 class Betas(Params):
     lr: PositiveFloat = Field(1e-3, description="learning rate η")
     beta1: float = Field(0.9, ge=0, lt=1)
@@ -25,6 +30,7 @@ class GradientDescent(Optimizer):
     """Plain gradient descent: θ ← θ − η ∇L."""
 
     name = "gd"
+    seedwise = True  # elementwise
 
     class Params(Params):
         lr: PositiveFloat = Field(1.0, description="learning rate η")
@@ -62,6 +68,7 @@ class MomentumSGD(Optimizer):
     """SGD with (heavy-ball or Nesterov) momentum, torch.optim.SGD."""
 
     name = "sgd"
+    seedwise = True  # elementwise
 
     class Params(Params):
         lr: PositiveFloat = Field(0.1, description="learning rate η")
@@ -79,17 +86,21 @@ class Adam(Optimizer):
     """Adam, torch.optim.Adam (no weight decay: use the adamw regularizer for decoupled decay)."""
 
     name = "adam"
+    seedwise = True  # elementwise
     Params = Betas
 
     def build(self, params):
         p = self.params
-        return TorchOptimizerState(params, lambda ps: torch.optim.Adam(ps, lr=p.lr, betas=(p.beta1, p.beta2), eps=p.eps))
+        return TorchOptimizerState(
+            params, lambda ps: torch.optim.Adam(ps, lr=p.lr, betas=(p.beta1, p.beta2), eps=p.eps, fused=_fusable(ps))
+        )
 
 
 class AdamW(Optimizer):
     """AdamW, torch.optim.AdamW with its own decoupled weight_decay."""
 
     name = "adamw"
+    seedwise = True  # elementwise
 
     class Params(Betas):
         weight_decay: float = Field(0.01, ge=0, description="decoupled weight decay λ (θ ← θ − η λ θ each step)")
@@ -98,7 +109,9 @@ class AdamW(Optimizer):
         p = self.params
         return TorchOptimizerState(
             params,
-            lambda ps: torch.optim.AdamW(ps, lr=p.lr, betas=(p.beta1, p.beta2), eps=p.eps, weight_decay=p.weight_decay),
+            lambda ps: torch.optim.AdamW(
+                ps, lr=p.lr, betas=(p.beta1, p.beta2), eps=p.eps, weight_decay=p.weight_decay, fused=_fusable(ps)
+            ),
         )
 
 
