@@ -418,3 +418,22 @@ def run(
         device=device,
     )
     return execute(cfg, registry=registry, store=store, progress=progress, on_eval=on_eval)
+
+
+def run_seeds(task: str, model: str, seeds: Sequence[int], *, store: str | os.PathLike[str] | Store | None | bool = False,
+              registry: Registry | None = None, progress: bool = False, notice: Callable[[str], None] | None = None,
+              **options: Any) -> list[RunResult]:
+    """:func:`run` for several seeds of one configuration, trained with :func:`train_group` (batched when the
+    model supports it), each saved as its own run. ``options`` are :func:`run`'s (regularizer, optimizer, preset,
+    overrides, device)."""
+    registry = registry or get_registry()
+    overrides = options.pop("overrides", None)
+    if overrides is not None and not isinstance(overrides, Mapping):
+        overrides = parse_assignments(list(overrides))
+    cfgs = [resolve_config(registry, task=task, model=model, overrides=overrides, seed=s, **options) for s in seeds]
+    target = open_store(store)
+    results = train_group(cfgs, registry=registry, progress=progress, notice=notice)
+    if target is not None:
+        for result in results:
+            save_result(target, result)
+    return results
