@@ -217,7 +217,8 @@ class Regularizer(Component):
 
     kind: ClassVar[str] = "regularizer"
     #: True when applying it to parameters stacked along a leading seed dimension is the same as
-    #: applying it to each seed's slice alone (elementwise, such as weight decay): multi-seed batching
+    #: applying it to each seed's slice alone (element-wise, such as weight decay); batched
+    #: multi-seed training then applies it once, instead of once per seed
     seedwise: ClassVar[bool] = False
 
     def penalty(self, params: list[torch.Tensor]) -> torch.Tensor | None:
@@ -245,7 +246,8 @@ class Optimizer(Component):
 
     kind: ClassVar[str] = "optimizer"
     #: True when its update of parameters stacked along a leading seed dimension equals updating
-    #: each seed's slice alone (elementwise updates such as SGD or Adam): multi-seed batching
+    #: each seed's slice alone (element-wise updates such as SGD or Adam); batched multi-seed
+    #: training then builds one state for all seeds, instead of one per seed
     seedwise: ClassVar[bool] = False
 
     def build(self, params: list[torch.Tensor]) -> "OptimizerState":

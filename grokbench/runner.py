@@ -249,10 +249,6 @@ def _batch_blocker(preps: Sequence[_Prepared]) -> str | None:
     first = preps[0]
     if any(_without_seed(p.cfg) != _without_seed(first.cfg) for p in preps):
         return "the configurations differ in more than their seed"
-    for kind in ("optimizer", "regularizer"):
-        component = getattr(first, kind)
-        if not component.seedwise:
-            return f"{kind} '{component.name}' does not support multi-seed batching"
     if any(p.data.x_train.shape != first.data.x_train.shape for p in preps):
         return "the seeds' training sets differ in shape"
     return None
@@ -270,8 +266,7 @@ def train_group(
     This is the unit of work an executor hands to a worker. Configurations that
     differ only in their seed train together as one batched program (each seed's
     parameters stacked along a leading dimension) when the model supports it
-    (:meth:`Model.stack`) and the optimizer and regularizer are ``seedwise``;
-    each result is then what training that seed alone gives, within float
+    (:meth:`Model.stack`); each result is then what training that seed alone gives, within float
     rounding. Otherwise they run one after another, and ``notice`` (default: a
     line on stderr) is told why.
     """

@@ -109,10 +109,16 @@ def train_members(
     each member is evaluated on its own data and leaves the program (diverged,
     or early-stopped) on its own. A member that has left keeps being stepped
     with the others, which changes nothing for them, but is never recorded again.
+    Optimizers and regularizers that are ``seedwise`` (element-wise) update the
+    stacked tensors in one go; any other one (a global norm, a max) is built and
+    stepped once per seed on that seed's views, so it sees exactly what it would alone.
     """
     batched = isinstance(trainable, BatchedModel)
     params = list(trainable.parameters().values())
-    state = optimizer.build(params)
+    # seedwise components step the stacked tensors at once; others step each seed's views on its own
+    per_seed = batched and not (optimizer.seedwise and regularizer.seedwise)
+    groups = [[p[i] for p in params] for i in range(len(members))] if per_seed else [params]
+    states = [optimizer.build(group) for group in groups]
     lr = float(optimizer.params.lr)
     batches = [Batches(m.data, cfg.batch_size, m.seed) for m in members]
 
@@ -144,10 +150,12 @@ def train_members(
             break
         x, y = full_batch or next_batch()
         _, grads = trainable.loss_and_grads(x, y, task)
-        extra = regularizer.penalty_grads(params)
-        if extra is not None:
-            for g, e in zip(grads, extra):
-                g.add_(e)
-        regularizer.decoupled_update(params, lr)
-        state.step(grads)
+        for i, (group, state) in enumerate(zip(groups, states)):
+            group_grads = [g[i] for g in grads] if per_seed else grads
+            extra = regularizer.penalty_grads(group)
+            if extra is not None:
+                for g, e in zip(group_grads, extra):
+                    g.add_(e)
+            regularizer.decoupled_update(group, lr)
+            state.step(group_grads)
     return outcomes

@@ -41,8 +41,9 @@ def assert_same_runs(batched, alone, rtol):
         (["train.dtype=float64", "optimizer.lr=0.01"], {}, 1e-10),  # default preset: Adam + AdamW decay, full batch
         (["train.batch_size=16", "train.dtype=float64", "optimizer.lr=0.05", "regularizer.strength=1e-3"], {"optimizer": "sgd", "regularizer": "l2"}, 1e-10),
         (["optimizer.lr=0.01"], {}, 1e-4),  # float32
+        (["train.dtype=float64", "optimizer.lr=0.5", "regularizer.strength=1e-3"], {"optimizer": "normalized-gd", "regularizer": "linf"}, 1e-10),
     ],
-    ids=["adamw-full-batch-f64", "sgd-l2-minibatch-f64", "adamw-f32"],
+    ids=["adamw-full-batch-f64", "sgd-l2-minibatch-f64", "adamw-f32", "per-seed-normalized-gd-linf-f64"],
 )
 def test_batched_seeds_match_training_each_alone(extra, names, rtol):
     cfgs = configs([0, 1, 5], extra, **names)
@@ -90,18 +91,13 @@ def test_stacked_gradients_are_each_members_autograd_gradients(task, parameteriz
 
 
 def test_unbatchable_groups_fall_back_to_sequential_runs_with_one_notice():
-    cfgs = configs([0, 1], ["optimizer.lr=0.5"], optimizer="normalized-gd", regularizer="linf")
-    notices = []
-    results = train_group(cfgs, notice=notices.append)
-    assert len(notices) == 1 and "normalized-gd" in notices[0] and "one after another" in notices[0]
-    assert all("batched_seeds" not in r.environment for r in results)
-    assert_same_runs(results, [train_config(c) for c in cfgs], 0)
-    # a model without batch support (a subclass that changes the math) falls back too, and its failure is recorded per run
+    # a model without batch support (a subclass that changes the math) runs seed after seed; failures are recorded per run
     registry = load_plugins(extra=[("exploding", exploding_plugin)])
     cfgs = [resolve_config(registry, task="modadd-cls", model="exploding", overrides={"task": {"p": 11}}, seed=s) for s in (0, 1)]
-    notices.clear()
+    notices = []
     results = train_group(cfgs, registry=registry, notice=notices.append)
-    assert len(notices) == 1 and "model 'exploding' does not support" in notices[0]
+    assert len(notices) == 1 and "model 'exploding' does not support" in notices[0] and "one after another" in notices[0]
+    assert all("batched_seeds" not in r.environment for r in results)
     assert [r.status for r in results] == ["failed", "failed"] and results[0].message == "RuntimeError: out of cheese"
     # configurations that differ in more than their seed are not batched
     mixed = configs([0], ["model.width=16"]) + configs([1])
