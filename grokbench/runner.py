@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import importlib.metadata
 import json
 import os
@@ -84,13 +85,20 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def environment(device: torch.device) -> dict[str, Any]:
-    packages = {}
+@functools.lru_cache(maxsize=1)
+def _package_versions() -> tuple[tuple[str, str | None], ...]:
+    """Read once per process (parsing package metadata costs more than a small run's training step)."""
+    versions = []
     for dist in ("torch", "pluggy", "pydantic", "numpy", "pandas", "click"):
         try:
-            packages[dist] = importlib.metadata.version(dist)
+            versions.append((dist, importlib.metadata.version(dist)))
         except importlib.metadata.PackageNotFoundError:
-            packages[dist] = None
+            versions.append((dist, None))
+    return tuple(versions)
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    packages = dict(_package_versions())
     return {
         "grokbench": __version__,
         "python": platform.python_version(),
