@@ -275,8 +275,10 @@ def train_group(
     differ only in their seed train together as one batched program (each seed's
     parameters stacked along a leading dimension) when the model supports it
     (:meth:`Model.stack`); each result is then what training that seed alone gives, within float
-    rounding. Otherwise they run one after another, and ``notice`` (default: a
-    line on stderr) is told why.
+    rounding; its ``wall_seconds`` is the group's wall time divided by the
+    number of seeds, and its environment records ``batched_seeds`` and
+    ``group_wall_seconds``. Otherwise they run one after another, and
+    ``notice`` (default: a line on stderr) is told why.
     """
     registry = registry or get_registry()
     if len(cfgs) < 2:

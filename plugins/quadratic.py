@@ -180,7 +180,7 @@ def stacked_loss_and_grads(
     out = torch.bmm(act, V, out=ws.out)
     if output_scale != 1.0:
         out.mul_(output_scale)
-    loss, g = task.loss_and_output_grad(out.view(S * n, -1), y.reshape(S * n, *y.shape[x.dim() :]))
+    loss, g = task.loss_and_output_grad(out.view(S * n, -1), y.reshape(S * n, *y.shape[x.dim() - 1 :]))
     if S * output_scale != 1.0:
         g = g * (S * output_scale)
     g = g.view(S, n, -1)
