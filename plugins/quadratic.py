@@ -167,8 +167,9 @@ def stacked_loss_and_grads(
     dV = (z²)ᵀ g, dz = 2 z ⊙ (g Vᵀ), dW[i] = Σ_{n, j: idx[n,j]=i} dz[n]. The
     task's loss is a mean over examples, so its gradient over all S·n rows at
     once is each network's gradient divided by S. The returned loss is the mean
-    over the S networks. Buffers come from ``ws``; only [n, out]-sized
-    temporaries are allocated.
+    over the S networks. Buffers come from ``ws``; only z (from
+    ``embedding_bag``, which has no ``out=``) and [n, out]-sized temporaries
+    are allocated per call.
     """
     S, rows, h = W.shape
     n, k = x.shape[-2], x.shape[-1]  # x may be [n, k] when S = 1
