@@ -313,15 +313,15 @@ def train_group(
         outcomes = train_members(
             task=first.task, members=members, trainable=batched, optimizer=first.optimizer, regularizer=first.regularizer, cfg=first.cfg.train
         )
-        ends = [(o.status, o.steps, o.message) for o in outcomes]
-    except Exception as exc:  # one failure fails the whole program
-        ends = [("failed", 0, _describe(exc))] * len(preps)
+    except Exception as exc:  # each run gets its own outcome, from scratch
+        (notice or _stderr_notice)(f"batched training failed ({_describe(exc)}); training {len(cfgs)} runs one after another")
+        return [train_config(cfg, registry=registry, progress=progress) for cfg in cfgs]
     finally:
         bar.close()
     wall = time.perf_counter() - started
     return [
-        _result(p, *end, curves[i], wall / len(preps), created_at, batched_seeds=len(preps), group_wall_seconds=wall)
-        for i, (p, end) in enumerate(zip(preps, ends))
+        _result(p, o.status, o.steps, o.message, curves[i], wall / len(preps), created_at, batched_seeds=len(preps), group_wall_seconds=wall)
+        for i, (p, o) in enumerate(zip(preps, outcomes))
     ]
 
 

@@ -165,3 +165,18 @@ def test_seedwise_components_step_stacked_tensors_like_each_slice(kind):
                 assert torch.allclose(p[i], q, rtol=0, atol=1e-14), name
         checked += 1
     assert checked >= 3
+
+
+def test_a_failing_batched_program_retrains_each_seed_alone(monkeypatch):
+    from grokbench_plugins import quadratic
+
+    def broken(self, x, y, task):
+        raise RuntimeError("batched step broke")
+
+    monkeypatch.setattr(quadratic.StackedQuadratic, "loss_and_grads", broken)
+    cfgs = configs([0, 1], ["train.dtype=float64", "optimizer.lr=0.01"])
+    notices = []
+    results = train_group(cfgs, notice=notices.append)
+    assert len(notices) == 1 and "batched step broke" in notices[0]
+    assert [r.status for r in results] == ["completed", "completed"]
+    assert_same_runs(results, [train_config(c) for c in cfgs], 0)
