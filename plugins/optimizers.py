@@ -14,11 +14,6 @@ from grokbench import hookimpl
 from grokbench.contracts import Optimizer, OptimizerState, Params, TorchOptimizerState
 
 
-def _fusable(params: list[torch.Tensor]) -> bool | None:
-    """torch's fused (one kernel per step) Adam where it exists: CPU and CUDA floating-point tensors."""
-    return all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params) or None
-
-
 class Betas(Params):
     lr: PositiveFloat = Field(1e-3, description="learning rate η")
     beta1: float = Field(0.9, ge=0, lt=1)
@@ -91,9 +86,7 @@ class Adam(Optimizer):
 
     def build(self, params):
         p = self.params
-        return TorchOptimizerState(
-            params, lambda ps: torch.optim.Adam(ps, lr=p.lr, betas=(p.beta1, p.beta2), eps=p.eps, fused=_fusable(ps))
-        )
+        return TorchOptimizerState(params, lambda ps: torch.optim.Adam(ps, lr=p.lr, betas=(p.beta1, p.beta2), eps=p.eps))
 
 
 class AdamW(Optimizer):
@@ -109,9 +102,7 @@ class AdamW(Optimizer):
         p = self.params
         return TorchOptimizerState(
             params,
-            lambda ps: torch.optim.AdamW(
-                ps, lr=p.lr, betas=(p.beta1, p.beta2), eps=p.eps, weight_decay=p.weight_decay, fused=_fusable(ps)
-            ),
+            lambda ps: torch.optim.AdamW(ps, lr=p.lr, betas=(p.beta1, p.beta2), eps=p.eps, weight_decay=p.weight_decay),
         )
 
 
