@@ -98,7 +98,7 @@ def test_unbatchable_groups_fall_back_to_sequential_runs_with_one_notice():
     results = train_group(cfgs, registry=registry, notice=notices.append)
     assert len(notices) == 1 and "model 'exploding' does not support" in notices[0] and "one after another" in notices[0]
     assert all("batched_seeds" not in r.environment for r in results)
-    assert [r.status for r in results] == ["failed", "failed"] and results[0].message == "RuntimeError: out of cheese"
+    assert [r.status for r in results] == ["failed", "failed"] and "out of cheese" in results[0].message
     # configurations that differ in more than their seed are not batched
     mixed = configs([0], ["model.width=16"]) + configs([1])
     notices.clear()
