@@ -8,7 +8,7 @@ import sys
 import click
 
 from . import __version__
-from .errors import GrokbenchError, RunError
+from .errors import ConfigError, GrokbenchError, RunError
 
 STORE_HELP = "results store (SQLite file); default $GROKBENCH_STORE or ./grokbench.db"
 
@@ -55,31 +55,32 @@ def cli(no_entry_points: bool, disable: tuple[str, ...]) -> None:
 @click.option("--preset", "-p", help="named preset (default: 'default' for the task and model)")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="override a dotted key, e.g. task.p=59 (repeatable)")
 @click.option("--seed", type=int, help="seed of initialization and split")
+@click.option("--seeds", metavar="SEEDS", help="several seeds of one config, e.g. 0-15 or 0,3,5: trained as one batched program when the model supports it, each saved as its own run")
 @click.option("--device", help="cpu, cuda, cuda:N or auto")
 @click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP)
-@click.option("--json", "as_json", is_flag=True, help="print one JSON object with the summary on stdout")
+@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON on stdout: one object per line, one line per seed")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
-def run(task, model, regularizer, optimizer, preset, assignments, seed, device, store, as_json, quiet) -> None:
+def run(task, model, regularizer, optimizer, preset, assignments, seed, seeds, device, store, as_json, quiet) -> None:
     """Train one model on one task, save the run, and print its summary."""
+    from .config import parse_seeds
     from .display import summary_text
     from .runner import run as run_one
+    from .runner import run_seeds
 
-    result = run_one(
-        task,
-        model,
-        regularizer=regularizer,
-        optimizer=optimizer,
-        preset=preset,
-        overrides=list(assignments),
-        seed=seed,
-        device=device,
-        store=store or True,
-        progress=not quiet and sys.stderr.isatty(),
-    )
-    summary = result.to_json()
-    click.echo(json.dumps(summary) if as_json else summary_text(summary))
-    if result.status == "failed":
-        raise RunError(f"run {result.run_id} failed: {result.message}")
+    options = dict(regularizer=regularizer, optimizer=optimizer, preset=preset, overrides=list(assignments), device=device)
+    progress = not quiet and sys.stderr.isatty()
+    if seeds is not None and seed is not None:
+        raise ConfigError("--seed and --seeds exclude each other")
+    if seeds is None:
+        results = [run_one(task, model, seed=seed, store=store or True, progress=progress, **options)]
+    else:
+        notice = lambda message: click.echo(f"notice: {message}", err=True)  # noqa: E731
+        results = run_seeds(task, model, parse_seeds(seeds), store=store or True, progress=progress, notice=notice, **options)
+    texts = [json.dumps(r.to_json()) if as_json else summary_text(r.to_json()) for r in results]
+    click.echo(("\n" if as_json else "\n\n").join(texts))
+    failed = next((r for r in results if r.status == "failed"), None)
+    if failed is not None:
+        raise RunError(f"run {failed.run_id} failed: {failed.message}")
 
 
 @cli.command("list")

@@ -110,6 +110,23 @@ def deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def parse_seeds(text: str) -> list[int]:
+    """``"0-15"`` -> 0..15; ``"0,3,5"`` -> [0, 3, 5]; ranges and lists mix (``"0-3,7"``). Repeats are an error."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        lo, dash, hi = part.strip().partition("-")
+        try:
+            first, last = int(lo), int(hi) if dash else int(lo)
+        except ValueError:
+            raise ConfigError(f"invalid seeds '{text}': expected a range such as 0-15 or a list such as 0,3,5") from None
+        if last < first:
+            raise ConfigError(f"invalid seeds '{text}': the range {part.strip()} is empty")
+        seeds.extend(range(first, last + 1))
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"invalid seeds '{text}': a seed is repeated")
+    return seeds
+
+
 # -------------------------------------------------------------------- resolution
 
 

@@ -162,7 +162,10 @@ class Model(Component):
         return self.apply(self.params_, x)
 
     def loss_and_grads(self, x: torch.Tensor, y: torch.Tensor, task: Task) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Loss on a batch and its gradient for each tensor of :meth:`parameters`."""
+        """Loss on a batch and its gradient for each tensor of :meth:`parameters`.
+
+        The gradients may be buffers that the next call overwrites (the trainer
+        consumes them before calling again)."""
         names = list(self.params_)
         leaves = [self.params_[k].detach().requires_grad_(True) for k in names]
         with torch.enable_grad():
@@ -199,6 +202,39 @@ class Model(Component):
         """First-layer weights as ``[positions, vocab_size, hidden]`` (for Fourier metrics), or ``None``."""
         return None
 
+    @classmethod
+    def stack(cls, models: Sequence["Model"]) -> "BatchedModel | None":
+        """Optional capability: train ``models`` (this class, same parameters and data shape, one per seed)
+        as one batched program. Return a :class:`BatchedModel`, or ``None`` (the default) when unsupported:
+        grokbench then trains the seeds one after another."""
+        return None
+
+
+class BatchedModel:
+    """Several models of one class, one per seed, trained as one tensor program.
+
+    Each parameter is stacked along a leading seed dimension ``[S, ...]``; each
+    member model's parameters become views of its slice, so evaluating a
+    member (and its metrics) sees the trained values. :meth:`loss_and_grads`
+    takes inputs ``[S, n, ...]`` (seed s's batch in row s) and returns, for each
+    stacked parameter, the stacked gradients of each member's own loss, exactly
+    what each member's ``loss_and_grads`` would return (within float
+    rounding). Subclasses implement it; see the ``quadratic`` model.
+    """
+
+    def __init__(self, models: Sequence[Model]):
+        self.members = list(models)
+        names = list(self.members[0].parameters())
+        self.params_ = {k: torch.stack([m.parameters()[k] for m in self.members]) for k in names}
+        for i, member in enumerate(self.members):
+            member.params_ = {k: self.params_[k][i] for k in names}
+
+    def parameters(self) -> dict[str, torch.Tensor]:
+        return self.params_
+
+    def loss_and_grads(self, x: torch.Tensor, y: torch.Tensor, task: Task) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        raise NotImplementedError
+
 
 class Regularizer(Component):
     """Explicit or implicit regularization of the parameters.
@@ -209,6 +245,10 @@ class Regularizer(Component):
     """
 
     kind: ClassVar[str] = "regularizer"
+    #: True when applying it to parameters stacked along a leading seed dimension is the same as
+    #: applying it to each seed's slice alone (element-wise, such as weight decay); batched
+    #: multi-seed training then applies it once, instead of once per seed
+    seedwise: ClassVar[bool] = False
 
     def penalty(self, params: list[torch.Tensor]) -> torch.Tensor | None:
         """The penalty added to the loss (a scalar tensor), or ``None`` for none."""
@@ -236,6 +276,10 @@ class Optimizer(Component):
     """
 
     kind: ClassVar[str] = "optimizer"
+    #: True when its update of parameters stacked along a leading seed dimension equals updating
+    #: each seed's slice alone (element-wise updates such as SGD or Adam); batched multi-seed
+    #: training then builds one state for all seeds, instead of one per seed
+    seedwise: ClassVar[bool] = False
 
     def build(self, params: list[torch.Tensor]) -> "OptimizerState":
         """Return the state that updates ``params`` (the model's tensors, in order) from their gradients."""

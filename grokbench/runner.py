@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import importlib.metadata
+import json
 import os
 import platform
 import sys
@@ -26,7 +28,7 @@ from .metrics import metric_summaries, summarize
 from .plugin_manager import get_registry
 from .registry import Registry
 from .store import Store
-from .trainer import train
+from .trainer import Member, train, train_members
 
 #: keys of the JSON summary that ``grokbench run --json`` always prints
 JSON_KEYS = ("run_id", "status", "steps", "t_memorize", "t_generalize", "final_train_acc", "final_test_acc", "wall_seconds")
@@ -84,13 +86,20 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def environment(device: torch.device) -> dict[str, Any]:
-    packages = {}
+@functools.lru_cache(maxsize=1)
+def _package_versions() -> tuple[tuple[str, str | None], ...]:
+    """Read once per process (parsing package metadata costs more than a small run's training step)."""
+    versions = []
     for dist in ("torch", "pluggy", "pydantic", "numpy", "pandas", "click"):
         try:
-            packages[dist] = importlib.metadata.version(dist)
+            versions.append((dist, importlib.metadata.version(dist)))
         except importlib.metadata.PackageNotFoundError:
-            packages[dist] = None
+            versions.append((dist, None))
+    return tuple(versions)
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    packages = dict(_package_versions())
     return {
         "grokbench": __version__,
         "python": platform.python_version(),
@@ -123,6 +132,79 @@ class _Progress:
         self.bar.close()
 
 
+@dataclass
+class _Prepared:
+    """One configuration's components, built and checked, ready to train."""
+
+    cfg: RunConfig
+    plugins: dict[str, Any]
+    device: torch.device
+    task: Any = None
+    data: Any = None
+    model: Any = None
+    optimizer: Any = None
+    regularizer: Any = None
+    metrics: list[Any] = field(default_factory=list)
+
+
+def _plugins(cfg: RunConfig, registry: Registry) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    entries = {kind: registry.entry(kind, getattr(cfg, kind).name) for kind in ("task", "model", "regularizer", "optimizer")}
+    metric_entries = {name: registry.entry("metric", name) for name in cfg.metrics}
+    plugins = {kind: {"name": e.name, **e.plugin.provenance()} for kind, e in entries.items()}
+    plugins["metrics"] = {name: e.plugin.provenance() for name, e in metric_entries.items()}
+    return entries, metric_entries, plugins
+
+
+def _prepare(cfg: RunConfig, registry: Registry) -> _Prepared:
+    """Build task, data, model, optimizer, regularizer and metrics (a ConfigError propagates)."""
+    entries, metric_entries, plugins = _plugins(cfg, registry)
+    prep = _Prepared(cfg, plugins, resolve_device(cfg.train.device))
+    dtype = getattr(torch, cfg.train.dtype)
+
+    def build(kind: str, **kwargs: Any) -> Any:
+        cls = entries[kind].component
+        return cls(cls.Params.model_validate(getattr(cfg, kind).params), **kwargs)
+
+    torch.manual_seed(cfg.seed)
+    prep.task = build("task")
+    data = prep.task.make_data(cfg.seed)
+    check_task_data(data, registry.entry("task", cfg.task.name))
+    prep.data = data.to(prep.device, dtype)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    prep.model = build("model", spec=prep.data.spec, generator=generator, device=prep.device, dtype=dtype)
+    check_model(prep.model, prep.data, registry.entry("model", cfg.model.name))
+    for name, params in cfg.metrics.items():
+        cls = metric_entries[name].component
+        metric = cls(cls.Params.model_validate(params))
+        metric.check(prep.task, prep.model)
+        prep.metrics.append(metric)
+    prep.optimizer, prep.regularizer = build("optimizer"), build("regularizer")
+    return prep
+
+
+def _result(prep: _Prepared, registry: Registry, status: str, steps: int, message: str | None, curves: list, wall: float, created_at: str, **env: Any) -> RunResult:
+    summary = summarize(curves, prep.cfg.train)
+    known = [e.component for e in registry.entries["metric"].values()]
+    summary.update(metric_summaries(curves, summary, prep.metrics, known))
+    return RunResult(
+        run_id=uuid.uuid4().hex[:12],
+        config=prep.cfg,
+        status=status,
+        steps=steps,
+        wall_seconds=wall,
+        summary=summary,
+        curves=pd.DataFrame(curves),
+        plugins=prep.plugins,
+        message=message,
+        created_at=created_at,
+        environment={**environment(prep.device), **env},
+    )
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
 def train_config(
     cfg: RunConfig,
     *,
@@ -137,36 +219,14 @@ def train_config(
     with its reason; a non-finite loss ends it with status ``diverged``.
     """
     registry = registry or get_registry()
-    entries = {kind: registry.entry(kind, getattr(cfg, kind).name) for kind in ("task", "model", "regularizer", "optimizer")}
-    metric_entries = {name: registry.entry("metric", name) for name in cfg.metrics}
-    plugins = {kind: {"name": e.name, **e.plugin.provenance()} for kind, e in entries.items()}
-    plugins["metrics"] = {name: e.plugin.provenance() for name, e in metric_entries.items()}
-    device = resolve_device(cfg.train.device)
-    dtype = getattr(torch, cfg.train.dtype)
-
-    def build(kind: str, **kwargs: Any) -> Any:
-        cls = entries[kind].component
-        return cls(cls.Params.model_validate(getattr(cfg, kind).params), **kwargs)
-
-    metrics: list[Any] = []
+    prep = _Prepared(cfg, _plugins(cfg, registry)[2], resolve_device(cfg.train.device))
     bar = _Progress(cfg.train.steps, progress, f"{cfg.task.name}/{cfg.model.name}")
     status, message, steps = "failed", None, 0
     curves: list[dict[str, float]] = []
-    created_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
-    torch.manual_seed(cfg.seed)
+    created_at = _now()
     started = time.perf_counter()
     try:
-        task = build("task")
-        data = task.make_data(cfg.seed)
-        check_task_data(data, registry.entry("task", cfg.task.name))
-        data = data.to(device, dtype)
-        model = build("model", spec=data.spec, generator=torch.Generator().manual_seed(cfg.seed), device=device, dtype=dtype)
-        check_model(model, data, registry.entry("model", cfg.model.name))
-        for name, params in cfg.metrics.items():
-            cls = metric_entries[name].component
-            metric = cls(cls.Params.model_validate(params))
-            metric.check(task, model)
-            metrics.append(metric)
+        prep = _prepare(cfg, registry)
 
         def report(record: dict[str, float]) -> None:
             curves.append(record)
@@ -175,12 +235,12 @@ def train_config(
                 on_eval(record)
 
         outcome = train(
-            task=task,
-            data=data,
-            model=model,
-            optimizer=build("optimizer"),
-            regularizer=build("regularizer"),
-            metrics=metrics,
+            task=prep.task,
+            data=prep.data,
+            model=prep.model,
+            optimizer=prep.optimizer,
+            regularizer=prep.regularizer,
+            metrics=prep.metrics,
             cfg=cfg.train,
             seed=cfg.seed,
             on_eval=report,
@@ -192,22 +252,21 @@ def train_config(
         message = describe_failure(exc, cfg, registry)
     finally:
         bar.close()
-    summary = summarize(curves, cfg.train)
-    known = [e.component for e in registry.entries["metric"].values()]
-    summary.update(metric_summaries(curves, summary, metrics, known))
-    return RunResult(
-        run_id=uuid.uuid4().hex[:12],
-        config=cfg,
-        status=status,
-        steps=steps,
-        wall_seconds=time.perf_counter() - started,
-        summary=summary,
-        curves=pd.DataFrame(curves),
-        plugins=plugins,
-        message=message,
-        created_at=created_at,
-        environment=environment(device),
-    )
+    return _result(prep, registry, status, steps, message, curves, time.perf_counter() - started, created_at)
+
+
+def _without_seed(cfg: RunConfig) -> str:
+    return json.dumps({**cfg.model_dump(mode="json"), "seed": None}, sort_keys=True)
+
+
+def _batch_blocker(preps: Sequence[_Prepared]) -> str | None:
+    """Why these prepared seeds cannot train as one batched program, or ``None`` if they can."""
+    first = preps[0]
+    if any(_without_seed(p.cfg) != _without_seed(first.cfg) for p in preps):
+        return "the configurations differ in more than their seed"
+    if any(p.data.x_train.shape != first.data.x_train.shape for p in preps):
+        return "the seeds' training sets differ in shape"
+    return None
 
 
 def train_group(
@@ -215,14 +274,66 @@ def train_group(
     *,
     registry: Registry | None = None,
     progress: bool = False,
+    notice: Callable[[str], None] | None = None,
 ) -> list[RunResult]:
     """Train several configurations in this process, one result each, in order; nothing is saved.
 
     This is the unit of work an executor hands to a worker. Configurations that
-    differ only in their seed may be trained together as one batched program
-    when the model supports it; otherwise they run one after another.
+    differ only in their seed train together as one batched program (each seed's
+    parameters stacked along a leading dimension) when the model supports it
+    (:meth:`Model.stack`); each result is then what training that seed alone gives, within float
+    rounding; its ``wall_seconds`` is the group's wall time divided by the
+    number of seeds, and its environment records ``batched_seeds`` and
+    ``group_wall_seconds``. Otherwise they run one after another, and
+    ``notice`` (default: a line on stderr) is told why.
     """
-    return [train_config(cfg, registry=registry, progress=progress) for cfg in cfgs]
+    registry = registry or get_registry()
+    if len(cfgs) < 2:
+        return [train_config(cfg, registry=registry, progress=progress) for cfg in cfgs]
+    created_at, started = _now(), time.perf_counter()
+    try:
+        preps = [_prepare(cfg, registry) for cfg in cfgs]
+        reason = _batch_blocker(preps)
+        batched = None if reason else type(preps[0].model).stack([p.model for p in preps])
+    except GrokbenchError:
+        raise
+    except Exception as exc:  # trained one by one below, where the failure is recorded per run
+        reason, batched = f"preparing them failed ({_describe(exc)})", None
+    if batched is None:
+        reason = reason or f"model '{cfgs[0].model.name}' does not support multi-seed batching"
+        (notice or _stderr_notice)(f"training {len(cfgs)} runs one after another: {reason}")
+        return [train_config(cfg, registry=registry, progress=progress) for cfg in cfgs]
+
+    first = preps[0]
+    bar = _Progress(first.cfg.train.steps, progress, f"{first.cfg.task.name}/{first.cfg.model.name} x{len(preps)}")
+    curves: list[list[dict[str, float]]] = [[] for _ in preps]
+
+    def report(i: int) -> Callable[[dict[str, float]], None]:
+        def on_eval(record: dict[str, float]) -> None:
+            curves[i].append(record)
+            bar(record)
+
+        return on_eval
+
+    members = [Member(p.data, p.model, p.metrics, p.cfg.seed, report(i)) for i, p in enumerate(preps)]
+    try:
+        outcomes = train_members(
+            task=first.task, members=members, trainable=batched, optimizer=first.optimizer, regularizer=first.regularizer, cfg=first.cfg.train
+        )
+    except Exception as exc:  # each run gets its own outcome, from scratch
+        (notice or _stderr_notice)(f"batched training failed ({_describe(exc)}); training {len(cfgs)} runs one after another")
+        return [train_config(cfg, registry=registry, progress=progress) for cfg in cfgs]
+    finally:
+        bar.close()
+    wall = time.perf_counter() - started
+    return [
+        _result(p, registry, o.status, o.steps, o.message, curves[i], wall / len(preps), created_at, batched_seeds=len(preps), group_wall_seconds=wall)
+        for i, (p, o) in enumerate(zip(preps, outcomes))
+    ]
+
+
+def _stderr_notice(message: str) -> None:
+    print(f"notice: {message}", file=sys.stderr)
 
 
 def open_store(store: str | os.PathLike[str] | Store | None | bool) -> Store | None:
@@ -325,3 +436,22 @@ def run(
         device=device,
     )
     return execute(cfg, registry=registry, store=store, progress=progress, on_eval=on_eval)
+
+
+def run_seeds(task: str, model: str, seeds: Sequence[int], *, store: str | os.PathLike[str] | Store | None | bool = False,
+              registry: Registry | None = None, progress: bool = False, notice: Callable[[str], None] | None = None,
+              **options: Any) -> list[RunResult]:
+    """:func:`run` for several seeds of one configuration, trained with :func:`train_group` (batched when the
+    model supports it), each saved as its own run. ``options`` are :func:`run`'s (regularizer, optimizer, preset,
+    overrides, device)."""
+    registry = registry or get_registry()
+    overrides = options.pop("overrides", None)
+    if overrides is not None and not isinstance(overrides, Mapping):
+        overrides = parse_assignments(list(overrides))
+    cfgs = [resolve_config(registry, task=task, model=model, overrides=overrides, seed=s, **options) for s in seeds]
+    target = open_store(store)
+    results = train_group(cfgs, registry=registry, progress=progress, notice=notice)
+    if target is not None:
+        for result in results:
+            save_result(target, result)
+    return results

@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 
 from .config import TrainConfig
-from .contracts import EvalContext, Metric, Model, Optimizer, Regularizer, Task, TaskData
+from .contracts import BatchedModel, EvalContext, Metric, Model, Optimizer, Regularizer, Task, TaskData
 
 EVAL_CHUNK = 1 << 16
 
@@ -66,6 +66,17 @@ class Batches:
         return self.x[idx], self.y[idx]
 
 
+@dataclass
+class Member:
+    """One run of a (possibly batched) training program: its data, model view, metrics and callback."""
+
+    data: TaskData
+    model: Model
+    metrics: list[Metric]
+    seed: int
+    on_eval: Callable[[dict[str, float]], None]
+
+
 def train(
     *,
     task: Task,
@@ -78,42 +89,80 @@ def train(
     seed: int,
     on_eval: Callable[[dict[str, float]], None],
 ) -> TrainOutcome:
-    """Train in place; every evaluation record goes to ``on_eval`` as soon as it is made.
+    """Train in place; every evaluation record goes to ``on_eval`` as soon as it is made."""
+    member = Member(data, model, metrics, seed, on_eval)
+    return train_members(task=task, members=[member], trainable=model, optimizer=optimizer, regularizer=regularizer, cfg=cfg)[0]
 
-    A closed-form model (``model.closed_form``) is fitted once and only moved to each
-    evaluated step; the optimizer and regularizer never run.
+
+def train_members(
+    *,
+    task: Task,
+    members: list[Member],
+    trainable: Model | BatchedModel,
+    optimizer: Optimizer,
+    regularizer: Regularizer,
+    cfg: TrainConfig,
+) -> list[TrainOutcome]:
+    """Train one model, or several seeds stacked in a :class:`BatchedModel`, with one optimizer.
+
+    A batched program feeds seed s's batch as row s of ``[S, n, ...]`` inputs;
+    each member is evaluated on its own data and leaves the program (diverged,
+    or early-stopped) on its own. A member that has left keeps being stepped
+    with the others, which changes nothing for them, but is never recorded again.
+    Optimizers and regularizers that are ``seedwise`` (element-wise) update the
+    stacked tensors in one go; any other one (a global norm, a max) is built and
+    stepped once per seed on that seed's views, so it sees exactly what it would alone.
     """
+    batched = isinstance(trainable, BatchedModel)
     lr = float(optimizer.params.lr)
-    if model.closed_form:
-        model.fit(task, data, lr)
-    params = list(model.parameters().values())
-    state = optimizer.build(params)
-    batches = Batches(data, cfg.batch_size, seed)
-    outcome = TrainOutcome(status="completed", steps=0)
+    closed_form = not batched and trainable.closed_form  # fitted once, moved to each evaluated step
+    if closed_form:
+        trainable.fit(task, members[0].data, lr)
+    params = list(trainable.parameters().values())
+    # seedwise components step the stacked tensors at once; others step each seed's views on its own
+    per_seed = batched and not (optimizer.seedwise and regularizer.seedwise)
+    groups = [[p[i] for p in params] for i in range(len(members))] if per_seed else [params]
+    states = [optimizer.build(group) for group in groups]
+    batches = [Batches(m.data, cfg.batch_size, m.seed) for m in members]
+
+    def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
+        xs, ys = zip(*(b.next() for b in batches))
+        return (torch.stack(xs), torch.stack(ys)) if batched else (xs[0], ys[0])
+
+    full_batch = next_batch() if batches[0].size is None else None
+    outcomes = [TrainOutcome(status="completed", steps=cfg.steps) for _ in members]
+    active = list(range(len(members)))
 
     for step in range(cfg.steps + 1):
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            if model.closed_form:
-                model.set_step(step)
-            record = evaluate(step, task, data, model, metrics)
-            on_eval(record)
-            if not (math.isfinite(record["train_loss"]) and all(torch.isfinite(p).all() for p in params)):
-                outcome.status, outcome.message = "diverged", f"non-finite loss or parameters at step {step}"
-                break
-            if cfg.early_stop and record["test_acc"] >= cfg.generalize_threshold:
+            if closed_form:
+                trainable.set_step(step)
+            for i in list(active):
+                m = members[i]
+                record = evaluate(step, task, m.data, m.model, m.metrics)
+                m.on_eval(record)
+                finite = math.isfinite(record["train_loss"]) and all(torch.isfinite(p).all() for p in m.model.parameters().values())
+                if not finite:
+                    outcomes[i] = TrainOutcome("diverged", step, f"non-finite loss or parameters at step {step}")
+                elif cfg.early_stop and record["test_acc"] >= cfg.generalize_threshold:
+                    outcomes[i].steps = step
+                else:
+                    continue
+                active.remove(i)
+            if not active:
                 break
         if step == cfg.steps:
             break
-        if model.closed_form:
-            outcome.steps = step + 1
+        if closed_form:
             continue
-        x, y = batches.next()
-        _, grads = model.loss_and_grads(x, y, task)
-        extra = regularizer.penalty_grads(params)
-        if extra is not None:
-            for g, e in zip(grads, extra):
-                g.add_(e)
-        regularizer.decoupled_update(params, lr)
-        state.step(grads)
-        outcome.steps = step + 1
-    return outcome
+        x, y = full_batch or next_batch()
+        _, grads = trainable.loss_and_grads(x, y, task)
+        for i, (group, state) in enumerate(zip(groups, states)):
+            group_grads = [g[i] for g in grads] if per_seed else grads
+            extra = regularizer.penalty_grads(group)
+            if extra is not None:
+                for g, e in zip(group_grads, extra):
+                    g.add_(e)
+            regularizer.decoupled_update(group, lr)
+            state.step(group_grads)
+    return outcomes

@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import math
 import re
-from typing import ClassVar, Literal, Mapping
+import warnings
+from typing import ClassVar, Literal, Mapping, Sequence
 
 import torch
+import torch.nn.functional as F
 from pydantic import Field, PositiveFloat, field_validator
 
 from grokbench import hookimpl
-from grokbench.contracts import DataSpec, Model, Params, Task
+from grokbench.contracts import BatchedModel, DataSpec, Model, Params, Task
 from grokbench.ntk import input_overlap
 
 
@@ -77,11 +79,15 @@ class QuadraticNetwork(Model):
         self.output_scale = 1.0 / h if params.parameterization == "mean-field" else 1.0
         self.offsets = torch.arange(k, device=self.device) * p
         self.params_ = {"W": W.to(device=self.device, dtype=dtype), "V": V.to(device=self.device, dtype=dtype)}
+        self._workspace: Workspace | None = None
 
     # ------------------------------------------------------------------ forward
 
     def _hidden(self, W: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Row indices into W ``[n, k]`` and pre-activations ``z = W x`` ``[n, h]``."""
+        """Row indices into W ``[n, k]`` and pre-activations ``z = W x`` ``[n, h]`` (a sum of gathered rows).
+
+        Plain row gathers rather than ``embedding_bag`` (which the training step uses): torch.func has
+        no batching rule for embedding_bag's backward, and this path is what the generic NTK differentiates."""
         idx = x + self.offsets
         z = W[idx[:, 0]]
         for j in range(1, idx.shape[1]):
@@ -96,24 +102,18 @@ class QuadraticNetwork(Model):
     # ----------------------------------------------------------------- backward
 
     def loss_and_grads(self, x: torch.Tensor, y: torch.Tensor, task: Task) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Closed-form backward: with g = dL/df (scaled by the output scale),
-        dV = (z²)ᵀ g, dz = 2 z ⊙ (g Vᵀ), dW[i] = Σ_{n, j: idx[n,j]=i} dz[n]."""
+        """Closed-form backward (see :func:`stacked_loss_and_grads`); the gradients are buffers reused by the next call."""
+        if self._workspace is None:
+            self._workspace = Workspace()
         W, V = self.params_["W"], self.params_["V"]
-        idx, z = self._hidden(W, x)
-        act = z * z
-        out = act @ V
-        if self.output_scale != 1.0:
-            out = out * self.output_scale
-        loss, g = task.loss_and_output_grad(out, y)
-        if self.output_scale != 1.0:
-            g = g * self.output_scale
-        grad_V = act.T @ g
-        grad_z = (g @ V.T).mul_(z).mul_(2.0)
-        grad_W = torch.zeros_like(W)
-        for j in range(idx.shape[1]):
-            grad_W.index_add_(0, idx[:, j], grad_z)
-        return loss, [grad_W, grad_V]
+        loss, (gW, gV) = stacked_loss_and_grads(W[None], V[None], x, y, task, self.output_scale, self._workspace)
+        return loss, [gW[0], gV[0]]
 
+    @classmethod
+    def stack(cls, models: Sequence[Model]) -> BatchedModel | None:
+        if cls.loss_and_grads is not QuadraticNetwork.loss_and_grads or cls.apply is not QuadraticNetwork.apply:
+            return None  # a subclass that changes the math must batch itself
+        return StackedQuadratic(models)
 
     # ---------------------------------------------------------- kernel views
 
@@ -152,6 +152,98 @@ class QuadraticNetwork(Model):
     def token_weights(self) -> torch.Tensor:
         k, p = self.spec.positions, self.spec.vocab_size
         return self.params_["W"].reshape(k, p, -1)
+
+
+class StackedQuadratic(BatchedModel):
+    """S quadratic networks trained as one program: W ``[S, k·p, h]``, V ``[S, h, out]``."""
+
+    def __init__(self, models: Sequence[Model]):
+        super().__init__(models)
+        self.output_scale = models[0].output_scale
+        self.workspace = Workspace()
+
+    def loss_and_grads(self, x: torch.Tensor, y: torch.Tensor, task: Task) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        loss, grads = stacked_loss_and_grads(self.params_["W"], self.params_["V"], x, y, task, self.output_scale, self.workspace)
+        return loss, list(grads)
+
+
+class Workspace:
+    """Buffers of the training step, allocated once per batch shape: no large allocation (or page fault) per step."""
+
+    def __init__(self) -> None:
+        self.key: tuple | None = None
+
+    def ensure(self, W: torch.Tensor, V: torch.Tensor, n: int) -> None:
+        S, rows, h = W.shape
+        key = (S, rows, h, V.shape[-1], n, W.dtype, W.device)
+        if key == self.key:
+            return
+        new = lambda *shape: torch.empty(shape, dtype=W.dtype, device=W.device)  # noqa: E731
+        self.key = key
+        self.act = new(S, n, h)  # z², then reused for dL/dz
+        self.out = new(S, n, V.shape[-1])
+        self.grad_W, self.grad_V = new(S, rows, h), new(*V.shape)
+        self.seed_rows = (torch.arange(S, device=W.device) * rows).view(S, 1, 1)
+        self.last_x: torch.Tensor | None = None
+
+    def scatter_matrix(self, x: torch.Tensor, idx: torch.Tensor, rows: int) -> torch.Tensor | None:
+        """The sparse matrix 2·Aᵀ (A: [examples, rows of W], k ones per example) when the same batch ``x``
+        comes twice in a row (full-batch training) on the CPU, where its product beats ``index_add_``;
+        ``None`` otherwise. Keeping a reference to ``x`` makes the identity check safe."""
+        if x.device.type != "cpu":
+            return None
+        if x is not self.last_x or x._version != self.last_version:
+            self.last_x, self.last_version, self.scatter = x, x._version, None
+            return None
+        if self.scatter is None:
+            examples = torch.arange(len(idx)).repeat_interleave(idx.shape[1])
+            entries = torch.stack([idx.reshape(-1), examples])
+            values = torch.full((entries.shape[1],), 2.0, dtype=self.act.dtype)
+            coo = torch.sparse_coo_tensor(entries, values, (rows, len(idx)), check_invariants=False)
+            with warnings.catch_warnings():  # "sparse CSR support is in beta"
+                warnings.simplefilter("ignore", UserWarning)
+                self.scatter = coo.coalesce().to_sparse_csr()
+        return self.scatter
+
+
+def stacked_loss_and_grads(
+    W: torch.Tensor, V: torch.Tensor, x: torch.Tensor, y: torch.Tensor, task: Task, output_scale: float, ws: Workspace
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """Loss and gradients of S stacked networks (W ``[S, k·p, h]``, V ``[S, h, out]``) on x ``[S, n, k]``, y ``[S, n, ...]``
+    (or ``[n, k]`` and ``[n, ...]`` when S = 1).
+
+    With g = dL/df of each network's mean loss (times the output scale):
+    dV = (z²)ᵀ g, dz = 2 z ⊙ (g Vᵀ), dW[i] = Σ_{n, j: idx[n,j]=i} dz[n]. The
+    task's loss is a mean over examples, so its gradient over all S·n rows at
+    once is each network's gradient divided by S. The returned loss is the mean
+    over the S networks. Buffers come from ``ws``; only z (from
+    ``embedding_bag``, which has no ``out=``) and [n, out]-sized temporaries
+    are allocated per call.
+    """
+    S, rows, h = W.shape
+    n, k = x.shape[-2], x.shape[-1]  # x may be [n, k] when S = 1
+    ws.ensure(W, V, n)
+    offsets = torch.arange(k, device=x.device) * (rows // k)
+    idx = (x + offsets + ws.seed_rows).view(S * n, k)  # rows of W viewed as [S·k·p, h]
+    z = F.embedding_bag(idx, W.view(S * rows, h), mode="sum").view(S, n, h)
+    act = torch.mul(z, z, out=ws.act)
+    out = torch.bmm(act, V, out=ws.out)
+    if output_scale != 1.0:
+        out.mul_(output_scale)
+    loss, g = task.loss_and_output_grad(out.view(S * n, -1), y.reshape(S * n, *y.shape[x.dim() - 1 :]))
+    if S * output_scale != 1.0:
+        g = g * (S * output_scale)
+    g = g.view(S, n, -1)
+    torch.bmm(act.transpose(1, 2), g, out=ws.grad_V)
+    grad_z = torch.bmm(g, V.transpose(1, 2), out=ws.act).mul_(z)
+    scatter = ws.scatter_matrix(x, idx, S * rows)
+    if scatter is not None:  # 2·Aᵀ dz with A the (fixed, cached) one-hot matrix, in CSR form
+        torch.mm(scatter, grad_z.view(S * n, h), out=ws.grad_W.view(S * rows, h))
+    else:
+        grad_W = ws.grad_W.zero_().view(S * rows, h)
+        for j in range(k):
+            grad_W.index_add_(0, idx[:, j], grad_z.view(S * n, h), alpha=2.0)
+    return loss, (ws.grad_W, ws.grad_V)
 
 
 def shared_token_blocks(x1: torch.Tensor, x2: torch.Tensor):

@@ -27,12 +27,14 @@ class NoRegularizer(Regularizer):
     """No regularization."""
 
     name = "none"
+    seedwise = True  # elementwise
 
 
 class L2(Regularizer):
     """λ/2 ‖θ‖₂² added to the loss."""
 
     name = "l2"
+    seedwise = True  # elementwise
     Params = Strength
 
     def penalty(self, params):
@@ -63,6 +65,7 @@ class AdamWDecay(Regularizer):
     """Decoupled weight decay θ ← (1 − ηλ) θ before each step: AdamW's implicit ‖θ‖∞ ≤ 1/λ bias."""
 
     name = "adamw"
+    seedwise = True  # elementwise
 
     class Params(Params):
         strength: NonNegativeFloat = Field(1.0, description="λ (the weight_decay of AdamW)")

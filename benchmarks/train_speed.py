@@ -1,0 +1,188 @@
+"""How fast grokbench trains the quadratic network, measured against the GEMM peak and a plain reference loop.
+
+    python benchmarks/train_speed.py [--threads N] [--repeats 3] [--steps 100] [--scaling] [--device cpu]
+
+Prints, for modadd-cls at p = 97, width 512, train fraction 0.5, full-batch
+Adam + AdamW decay (the default preset): steps/s of grokbench's trainer, useful
+GFLOP/s counting 6·p·h·n flops per step, the fp32 GEMM peak measured in this
+process (square matmul of 2048), their ratio; the same for a reference loop
+(nn.Module on dense one-hot inputs, autograd, torch.optim.AdamW) from the
+identical initialization, with the largest loss difference over the first 100
+steps; 16 seeds of p = 23, width 128 batched versus one after another; and the
+peak memory (RSS) of the default run in a subprocess. Every figure is the
+median of --repeats measurements, interleaved so that other load on the machine
+affects both sides of a ratio alike. --scaling adds steps/s for p = 23, 47, 97, 193.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from grokbench.config import parse_assignments, resolve_config
+from grokbench.plugin_manager import get_registry
+from grokbench.runner import _prepare, train_config, train_group
+from grokbench.trainer import train
+
+REGISTRY = get_registry()
+
+
+def config(p=97, width=512, steps=100, eval_every=None, seed=0, device="cpu", dtype="float32"):
+    sets = [f"task.p={p}", f"model.width={width}", f"train.steps={steps}", f"train.eval_every={eval_every or steps}", f"train.device={device}", f"train.dtype={dtype}"]
+    return resolve_config(REGISTRY, task="modadd-cls", model="quadratic", overrides=parse_assignments(sets), seed=seed)
+
+
+def sync(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def gemm_peak(device, size=2048, reps=10):
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    a @ b
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    sync(device)
+    return 2 * size**3 * reps / (time.perf_counter() - start) / 1e9
+
+
+def grokbench_steps_per_second(cfg, losses=None):
+    """Steps/s of grokbench's own trainer (evaluation only at the first and last step)."""
+    prep = _prepare(cfg, REGISTRY)
+    model = prep.model
+    if losses is not None:  # record the training loss of every step, for the agreement check
+        inner = model.loss_and_grads
+        model.loss_and_grads = lambda x, y, task: (lambda out: (losses.append(float(out[0])), out)[1])(inner(x, y, task))
+    sync(cfg.train.device)
+    start = time.perf_counter()
+    train(task=prep.task, data=prep.data, model=model, optimizer=prep.optimizer, regularizer=prep.regularizer, metrics=[], cfg=cfg.train, seed=cfg.seed, on_eval=lambda r: None)
+    sync(cfg.train.device)
+    return cfg.train.steps / (time.perf_counter() - start), prep
+
+
+class Reference(torch.nn.Module):
+    """The common way: dense one-hot inputs, two bias-free linear layers, x² activation, autograd."""
+
+    def __init__(self, W, V):
+        super().__init__()
+        self.first = torch.nn.Linear(W.shape[0], W.shape[1], bias=False)
+        self.second = torch.nn.Linear(V.shape[0], V.shape[1], bias=False)
+        with torch.no_grad():
+            self.first.weight.copy_(W.T)
+            self.second.weight.copy_(V.T)
+
+    def forward(self, onehot):
+        return self.second(self.first(onehot) ** 2)
+
+
+def reference_steps_per_second(cfg, losses=None):
+    prep = _prepare(cfg, REGISTRY)
+    p, data, opt_params = prep.data.spec.vocab_size, prep.data, prep.optimizer.params
+    net = Reference(prep.model.params_["W"], prep.model.params_["V"])
+    onehot = torch.cat([F.one_hot(data.x_train[:, j], p) for j in range(2)], dim=1).to(prep.model.dtype)
+    opt = torch.optim.AdamW(net.parameters(), lr=opt_params.lr, betas=(opt_params.beta1, opt_params.beta2), eps=opt_params.eps, weight_decay=prep.regularizer.params.strength)
+    sync(cfg.train.device)
+    start = time.perf_counter()
+    for _ in range(cfg.train.steps):
+        loss = F.cross_entropy(net(onehot), data.y_train)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if losses is not None:
+            losses.append(loss.item())
+    sync(cfg.train.device)
+    return cfg.train.steps / (time.perf_counter() - start)
+
+
+def multi_seed(device, seeds=16, steps=300):
+    cfgs = [config(p=23, width=128, steps=steps, eval_every=50, seed=s, device=device) for s in range(seeds)]
+    start = time.perf_counter()
+    train_group(cfgs, notice=print)
+    batched = time.perf_counter() - start
+    start = time.perf_counter()
+    for cfg in cfgs:
+        train_config(cfg)
+    sequential = time.perf_counter() - start
+    return seeds * steps / batched, seeds * steps / sequential
+
+
+def peak_memory_mb():
+    code = (
+        "import resource, grokbench; grokbench.run('modadd-cls', 'quadratic', overrides=['train.steps=200']);"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[-1]) / 1024
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--scaling", action="store_true", help="also steps/s for p = 23, 47, 97, 193 (width 512)")
+    parser.add_argument("--skip-multi-seed", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = config(steps=args.steps, device=args.device)
+    p, h = 97, 512
+    n = len(_prepare(cfg, REGISTRY).data.x_train)
+    flops = 6 * p * h * n
+    print(f"torch {torch.__version__}, device {args.device}, {args.threads} thread(s); p={p}, width={h}, n={n}: {flops / 1e9:.3f} GFLOP per step")
+
+    # the two loss curves over the first 100 steps, from the same initialization
+    ours, theirs = [], []
+    grokbench_steps_per_second(config(steps=100, device=args.device), losses=ours)
+    reference_steps_per_second(config(steps=100, device=args.device), losses=theirs)
+    gap = max(abs(a - b) / abs(b) for a, b in zip(ours, theirs))
+    print(f"loss curves, first 100 steps: grokbench {ours[0]:.6f} -> {ours[-1]:.6f}, reference {theirs[0]:.6f} -> {theirs[-1]:.6f}, largest relative difference {gap:.2e}")
+
+    rows = {"peak": [], "fast": [], "ref": []}
+    for _ in range(args.repeats):
+        rows["peak"].append(gemm_peak(args.device))
+        rows["fast"].append(grokbench_steps_per_second(cfg)[0])
+        rows["ref"].append(reference_steps_per_second(cfg))
+    med = {k: statistics.median(v) for k, v in rows.items()}
+    ratio_fast = [f * flops / 1e9 / pk for f, pk in zip(rows["fast"], rows["peak"])]
+    ratio_ref = [r * flops / 1e9 / pk for r, pk in zip(rows["ref"], rows["peak"])]
+    speedup = [f / r for f, r in zip(rows["fast"], rows["ref"])]
+    print(f"fp32 GEMM peak (2048² matmul)      {med['peak']:8.1f} GFLOP/s")
+    print(f"grokbench trainer                  {med['fast']:8.1f} steps/s  {med['fast'] * flops / 1e9:8.1f} GFLOP/s  {statistics.median(ratio_fast):6.1%} of peak")
+    print(f"reference loop (one-hot, autograd) {med['ref']:8.1f} steps/s  {med['ref'] * flops / 1e9:8.1f} GFLOP/s  {statistics.median(ratio_ref):6.1%} of peak")
+    print(f"speedup over the reference         {statistics.median(speedup):8.2f}x   (each repeat: {', '.join(f'{s:.2f}' for s in speedup)})")
+
+    if not args.skip_multi_seed:
+        runs = [multi_seed(args.device) for _ in range(args.repeats)]
+        gains = [b / s for b, s in runs]
+        b, s = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+        print(f"16 seeds, p=23, width 128: batched {b:.0f} seed-steps/s, one after another {s:.0f} seed-steps/s: {statistics.median(gains):.2f}x")
+
+    if args.device == "cpu":
+        print(f"peak memory (RSS) of the default run: {peak_memory_mb():.0f} MB")
+    else:
+        print(f"peak CUDA memory in this process: {torch.cuda.max_memory_allocated() / 2**20:.0f} MB")
+
+    if args.scaling:
+        print("p     n       steps/s   GFLOP/s   % of peak (width 512)")
+        for q in (23, 47, 97, 193):
+            c = config(p=q, steps=max(10, args.steps * 97 // q // 4) if q > 97 else args.steps, device=args.device)
+            m = len(_prepare(c, REGISTRY).data.x_train)
+            rates, peaks = [], []
+            for _ in range(args.repeats):
+                peaks.append(gemm_peak(args.device))
+                rates.append(grokbench_steps_per_second(c)[0])
+            rate, gf = statistics.median(rates), statistics.median(rates) * 6 * q * 512 * m / 1e9
+            print(f"{q:<5} {m:<7} {rate:8.1f} {gf:9.1f} {gf / statistics.median(peaks):9.1%}")
+
+
+if __name__ == "__main__":
+    main()

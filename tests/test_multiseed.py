@@ -1,0 +1,182 @@
+"""Multi-seed training: a batched program gives each seed what training it alone gives, stored as its own run."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from grokbench import cli as cli_module
+from grokbench.config import parse_assignments, parse_seeds, resolve_config
+from grokbench.contracts import Model
+from grokbench.errors import ConfigError
+from grokbench.plugin_manager import get_registry, load_plugins
+from grokbench.runner import train_config, train_group
+from grokbench.store import Store
+from grokbench_plugins.modadd import ModAddClassification, ModAddRegression
+from grokbench_plugins.quadratic import QuadraticNetwork
+from click.testing import CliRunner
+
+from .test_run import exploding_plugin
+
+SMALL = ["task.p=11", "model.width=32", "train.steps=120", "train.eval_every=20"]
+
+
+def configs(seeds, extra=(), registry=None, **names):
+    registry = registry or get_registry()
+    overrides = parse_assignments([*SMALL, *extra])
+    return [resolve_config(registry, task="modadd-cls", model="quadratic", overrides=overrides, seed=s, **names) for s in seeds]
+
+
+def assert_same_runs(batched, alone, rtol):
+    for b, a in zip(batched, alone):
+        assert (b.status, b.steps, b.config.seed) == (a.status, a.steps, a.config.seed)
+        assert b.summary["t_memorize"] == a.summary["t_memorize"] and b.summary["t_generalize"] == a.summary["t_generalize"]
+        pd.testing.assert_frame_equal(b.curves, a.curves, rtol=rtol, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "extra, names, rtol",
+    [
+        (["train.dtype=float64", "optimizer.lr=0.01"], {}, 1e-10),  # default preset: Adam + AdamW decay, full batch
+        (["train.batch_size=16", "train.dtype=float64", "optimizer.lr=0.05", "regularizer.strength=1e-3"], {"optimizer": "sgd", "regularizer": "l2"}, 1e-10),
+        (["optimizer.lr=0.01"], {}, 1e-4),  # float32
+        (["train.dtype=float64", "optimizer.lr=0.5", "regularizer.strength=1e-3"], {"optimizer": "normalized-gd", "regularizer": "linf"}, 1e-10),
+    ],
+    ids=["adamw-full-batch-f64", "sgd-l2-minibatch-f64", "adamw-f32", "per-seed-normalized-gd-linf-f64"],
+)
+def test_batched_seeds_match_training_each_alone(extra, names, rtol):
+    cfgs = configs([0, 1, 5], extra, **names)
+    notices = []
+    batched = train_group(cfgs, notice=notices.append)
+    assert notices == [] and all(r.environment["batched_seeds"] == 3 for r in batched)
+    alone = [train_config(cfg) for cfg in cfgs]
+    assert_same_runs(batched, alone, rtol)
+    # the seeds really differ, and training moved them
+    assert not batched[0].curves["train_loss"].equals(batched[1].curves["train_loss"])
+    assert batched[0].curves["train_loss"].iloc[-1] < batched[0].curves["train_loss"].iloc[0]
+
+
+def test_members_leave_the_batch_on_their_own():
+    """Early stopping: each seed stops at its own first generalizing evaluation, as it would alone."""
+    extra = ["task.p=23", "task.train_fraction=0.6", "model.width=128", "optimizer.lr=3e-3", "train.steps=3000", "train.eval_every=50", "train.early_stop=true"]
+    cfgs = configs([0, 1], extra)
+    batched = train_group(cfgs)
+    alone = [train_config(cfg) for cfg in cfgs]
+    assert_same_runs(batched, alone, 1e-3)
+    assert all(r.summary["t_generalize"] == r.steps < 3000 for r in batched)
+
+
+@pytest.mark.parametrize("parameterization", ["standard", "mean-field"])
+@pytest.mark.parametrize(
+    "task",
+    [ModAddClassification(ModAddClassification.Params(p=7)), ModAddClassification(ModAddClassification.Params(p=7, loss="mse")), ModAddRegression(ModAddRegression.Params(p=5))],
+    ids=["cls-ce", "cls-mse", "reg"],
+)
+def test_stacked_gradients_are_each_members_autograd_gradients(task, parameterization):
+    datas = [task.make_data(s).to("cpu", torch.float64) for s in range(3)]
+    params = QuadraticNetwork.Params(width=16, init_scale=0.8, parameterization=parameterization)
+    models = [QuadraticNetwork(params, datas[0].spec, generator=torch.Generator().manual_seed(s), dtype=torch.float64) for s in range(3)]
+    expected = [Model.loss_and_grads(m, d.x_train, d.y_train, task)[1] for m, d in zip(models, datas)]
+    stacked = QuadraticNetwork.stack(models)
+    x, y = torch.stack([d.x_train for d in datas]), torch.stack([d.y_train for d in datas])
+    for _ in range(2):  # the second call with the same batch uses the cached sparse scatter
+        _, grads = stacked.loss_and_grads(x, y, task)
+        for s in range(3):
+            for g, e in zip(grads, expected[s]):
+                assert torch.allclose(g[s], e, rtol=1e-9, atol=1e-12)
+    # members are views of the stacked parameters
+    stacked.parameters()["W"][1].zero_()
+    assert models[1].parameters()["W"].abs().max() == 0 and models[0].parameters()["W"].abs().max() > 0
+
+
+def test_unbatchable_groups_fall_back_to_sequential_runs_with_one_notice():
+    # a model without batch support (a subclass that changes the math) runs seed after seed; failures are recorded per run
+    registry = load_plugins(extra=[("exploding", exploding_plugin)])
+    cfgs = [resolve_config(registry, task="modadd-cls", model="exploding", overrides={"task": {"p": 11}}, seed=s) for s in (0, 1)]
+    notices = []
+    results = train_group(cfgs, registry=registry, notice=notices.append)
+    assert len(notices) == 1 and "model 'exploding' does not support" in notices[0] and "one after another" in notices[0]
+    assert all("batched_seeds" not in r.environment for r in results)
+    assert [r.status for r in results] == ["failed", "failed"] and "out of cheese" in results[0].message
+    # configurations that differ in more than their seed are not batched
+    mixed = configs([0], ["model.width=16"]) + configs([1])
+    notices.clear()
+    train_group(mixed, notice=notices.append)
+    assert "differ in more than their seed" in notices[0]
+
+
+def test_parse_seeds():
+    assert parse_seeds("0-3") == [0, 1, 2, 3]
+    assert parse_seeds("0,3,5") == [0, 3, 5]
+    assert parse_seeds("7, 0-1") == [7, 0, 1]
+    for bad in ("3-1", "a", "1,1", "0-2,2", ""):
+        with pytest.raises(ConfigError):
+            parse_seeds(bad)
+
+
+def test_cli_seeds_json_lines_and_store(tmp_path):
+    store = tmp_path / "s.db"
+    args = ["run", "-t", "modadd-cls", "-m", "quadratic", *sum((["--set", s] for s in SMALL), []), "--store", str(store), "--json", "-q"]
+    result = CliRunner().invoke(cli_module.cli, [*args, "--seeds", "0-2"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert [r["seed"] for r in lines] == [0, 1, 2] and all(r["status"] == "completed" for r in lines)
+    stored = Store(store).runs()
+    assert sorted(stored["id"]) == sorted(r["run_id"] for r in lines)
+    assert Store(store).get_run(lines[1]["run_id"])["environment"]["batched_seeds"] == 3
+    for bad in (["--seeds", "0-2", "--seed", "1"], ["--seeds", "x"]):
+        result = CliRunner().invoke(cli_module.cli, [*args, *bad])
+        assert result.exit_code == 2 and result.output.startswith("error: ")
+    assert len(Store(store).runs()) == 3
+
+
+@pytest.mark.parametrize("kind", ["optimizer", "regularizer"])
+def test_seedwise_components_step_stacked_tensors_like_each_slice(kind):
+    """A component that declares itself seedwise must update stacked parameters exactly as each slice alone."""
+    registry = get_registry()
+    checked = 0
+    for name in registry.names(kind):
+        cls = registry.get(kind, name)
+        if not cls.seedwise:
+            continue
+        component = cls(cls.Params())
+        g = torch.Generator().manual_seed(0)
+        stacked = [torch.randn(3, 4, 5, generator=g, dtype=torch.float64), torch.randn(3, 6, generator=g, dtype=torch.float64)]
+        slices = [[p[i].clone() for p in stacked] for i in range(3)]
+
+        def step(params, comp=component):
+            grads = [p.sin() for p in params]
+            if kind == "optimizer":
+                state = comp.build(params)
+                for _ in range(3):
+                    state.step([p.sin() for p in params])
+            else:
+                extra = comp.penalty_grads(params)
+                grads = [gr + e for gr, e in zip(grads, extra)] if extra is not None else grads
+                comp.decoupled_update(params, 0.1)
+                for p, gr in zip(params, grads):
+                    p.sub_(0.1 * gr)
+
+        step(stacked)
+        for i in range(3):
+            step(slices[i], cls(cls.Params()))
+            for p, q in zip(stacked, slices[i]):
+                assert torch.allclose(p[i], q, rtol=0, atol=1e-14), name
+        checked += 1
+    assert checked >= 3
+
+
+def test_a_failing_batched_program_retrains_each_seed_alone(monkeypatch):
+    from grokbench_plugins import quadratic
+
+    def broken(self, x, y, task):
+        raise RuntimeError("batched step broke")
+
+    monkeypatch.setattr(quadratic.StackedQuadratic, "loss_and_grads", broken)
+    cfgs = configs([0, 1], ["train.dtype=float64", "optimizer.lr=0.01"])
+    notices = []
+    results = train_group(cfgs, notice=notices.append)
+    assert len(notices) == 1 and "batched step broke" in notices[0]
+    assert [r.status for r in results] == ["completed", "completed"]
+    assert_same_runs(results, [train_config(c) for c in cfgs], 0)
