@@ -121,6 +121,27 @@ class Task(Component):
         raise NotImplementedError
 
 
+class ClassificationTask(Task):
+    """A task whose labels are class indices: cross-entropy loss and argmax accuracy, ready-made.
+
+    Subclasses implement :meth:`make_data` (``y`` holds class indices, ``output_dim``
+    classes); :meth:`evaluate` reports the loss and the argmax accuracy on both splits.
+    """
+
+    classification: ClassVar[bool] = True
+
+    def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(out, y)
+
+    def evaluate(self, predict: Predict, data: TaskData) -> dict[str, float]:
+        result = {}
+        for split, x, y in (("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
+            out = predict(x)
+            result[f"{split}_loss"] = self.loss(out, y).item()
+            result[f"{split}_acc"] = (out.argmax(1) == y).float().mean().item()
+        return result
+
+
 class Model(Component):
     """A parametric model on integer token inputs.
 

@@ -40,20 +40,18 @@ from typing import Any, Mapping
 
 import pytest
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 
-from .contracts import DataSpec, Model, Params, Predict, Task, TaskData
+from .contracts import ClassificationTask, DataSpec, Model, Params, Task, TaskData
 from .plugin_manager import hookimpl, load_plugins
 
 TINY_TASK = "tiny-modadd"
 
 
-class TinyModAdd(Task):
+class TinyModAdd(ClassificationTask):
     """(a, b) -> (a + b) mod p for a tiny p, cross-entropy: a task for plugin tests (not registered by default)."""
 
     name = TINY_TASK
-    classification = True
 
     class Params(Params):
         p: int = Field(7, ge=2, le=64, description="the modulus")
@@ -68,17 +66,6 @@ class TinyModAdd(Task):
         n = max(1, min(p * p - 1, round(self.params.train_fraction * p * p)))
         train, test = perm[:n], perm[n:]
         return TaskData(DataSpec(positions=2, vocab_size=p, output_dim=p), x[train], y[train], x[test], y[test])
-
-    def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(out, y)
-
-    def evaluate(self, predict: Predict, data: TaskData) -> dict[str, float]:
-        result = {}
-        for split, x, y in (("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
-            out = predict(x)
-            result[f"{split}_loss"] = self.loss(out, y).item()
-            result[f"{split}_acc"] = (out.argmax(1) == y).float().mean().item()
-        return result
 
 
 class _TestingPlugin:

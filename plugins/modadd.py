@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 from grokbench import hookimpl
-from grokbench.contracts import DataSpec, Params, Predict, Task, TaskData
+from grokbench.contracts import ClassificationTask, DataSpec, Params, Predict, Task, TaskData
 
 DEFAULT_TRAIN_FRACTION = 0.5
 _FORMULA = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*\*\s*p\s*\^\s*(?:\(\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)\s*\)|(\d+(?:\.\d+)?))\s*$")
@@ -75,11 +75,10 @@ def _all_inputs(p: int, positions: int) -> torch.Tensor:
     return torch.stack([g.reshape(-1) for g in grids], dim=1)
 
 
-class ModAddClassification(Task):
+class ModAddClassification(ClassificationTask):
     """(a, b) -> (a + b) mod p as p-way classification (cross-entropy, or MSE on one-hot targets)."""
 
     name = "modadd-cls"
-    classification = True
 
     class Params(SplitParams):
         loss: Literal["cross_entropy", "mse"] = Field("cross_entropy", description="training loss")
@@ -106,14 +105,6 @@ class ModAddClassification(Task):
             return loss, grad.div_(n)
         diff = out - F.one_hot(y, out.shape[1]).to(out.dtype)
         return diff.pow(2).sum(1).mean(), diff.mul_(2.0 / n)
-
-    def evaluate(self, predict: Predict, data: TaskData) -> dict[str, float]:
-        result = {}
-        for split, x, y in (("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
-            out = predict(x)
-            result[f"{split}_loss"] = self.loss(out, y).item()
-            result[f"{split}_acc"] = (out.argmax(1) == y).float().mean().item()
-        return result
 
 
 class ModAddRegression(Task):

@@ -14,11 +14,10 @@ drawn uniformly without replacement from all pairs by a generator seeded with
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field, field_validator
 
 from grokbench import hookimpl
-from grokbench.contracts import DataSpec, Params, Predict, Task, TaskData
+from grokbench.contracts import ClassificationTask, DataSpec, Params, TaskData
 
 
 class PairParams(Params):
@@ -27,10 +26,8 @@ class PairParams(Params):
     split_seed: int | None = Field(None, description="seed of the train/test split (default: the run's seed)")
 
 
-class PairTask(Task):
+class PairTask(ClassificationTask):
     """Base: (a, b) -> op(a, b) mod p over ``pairs()``, p-way classification."""
-
-    classification = True
 
     def pairs(self) -> torch.Tensor:
         p = self.params.p
@@ -48,17 +45,6 @@ class PairTask(Task):
         perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(split_seed))
         train, test = perm[:n].sort().values, perm[n:].sort().values
         return TaskData(DataSpec(positions=2, vocab_size=p, output_dim=p), x[train], y[train], x[test], y[test])
-
-    def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(out, y)
-
-    def evaluate(self, predict: Predict, data: TaskData) -> dict[str, float]:
-        result = {}
-        for split, x, y in (("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
-            out = predict(x)
-            result[f"{split}_loss"] = self.loss(out, y).item()
-            result[f"{split}_acc"] = (out.argmax(1) == y).float().mean().item()
-        return result
 
 
 class ModSub(PairTask):
