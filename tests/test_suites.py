@@ -340,3 +340,16 @@ def test_a_site_can_add_its_own_executor_through_the_hook(tmp_path):
     outcome = run_suite(suite, store=tmp_path / "b.db", executor="backwards", registry=registry)
     assert calls == [1, 0] and (outcome.trained, outcome.failed) == (4, 0)
     assert set(summaries(tmp_path / "b.db")) == {r.config.hash for r in suite.runs}
+
+
+SHIPPED_SUITES = sorted((Path(__file__).resolve().parents[1] / "tasks").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED_SUITES, ids=[p.name for p in SHIPPED_SUITES])
+def test_every_shipped_suite_file_expands_into_valid_runs(path):
+    from grokbench.suites import load_suite
+
+    suite = load_suite(path)  # every entry resolves against the installed plugins
+    assert suite.runs and suite.unique_configs(), path
+    # entries may ask for the same run twice (a shared grid point): it is trained once
+    assert len(suite.unique_configs()) == len({run.config.hash for run in suite.runs})
