@@ -67,6 +67,11 @@ class RunConfig(Strict):
         return json.dumps(self.model_dump(mode="json", exclude={"preset"}), sort_keys=True, separators=(",", ":"))
 
     @property
+    def variant(self) -> str:
+        """The hash with the seed left out: runs of one variant differ only in their seed."""
+        return self.model_copy(update={"seed": 0}).hash
+
+    @property
     def hash(self) -> str:
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import importlib.metadata
-import json
 import os
 import platform
 import sys
@@ -255,14 +254,10 @@ def train_config(
     return _result(prep, registry, status, steps, message, curves, time.perf_counter() - started, created_at)
 
 
-def _without_seed(cfg: RunConfig) -> str:
-    return json.dumps({**cfg.model_dump(mode="json"), "seed": None}, sort_keys=True)
-
-
 def _batch_blocker(preps: Sequence[_Prepared]) -> str | None:
     """Why these prepared seeds cannot train as one batched program, or ``None`` if they can."""
     first = preps[0]
-    if any(_without_seed(p.cfg) != _without_seed(first.cfg) for p in preps):
+    if any(p.cfg.variant != first.cfg.variant for p in preps):
         return "the configurations differ in more than their seed"
     if any(p.data.x_train.shape != first.data.x_train.shape for p in preps):
         return "the seeds' training sets differ in shape"

@@ -112,7 +112,7 @@ class PlannedRun:
     @property
     def variant(self) -> str:
         """The config hash with the seed left out: runs of one variant differ only in their seed."""
-        return self.config.model_copy(update={"seed": 0}).hash
+        return self.config.variant
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ class Suite:
         configs = self.unique_configs() if configs is None else configs
         by_variant: dict[str, list[RunConfig]] = {}
         for cfg in configs:
-            by_variant.setdefault(cfg.model_copy(update={"seed": 0}).hash, []).append(cfg)
+            by_variant.setdefault(cfg.variant, []).append(cfg)
         return list(by_variant.values())
 
     def members(self) -> list[tuple[str, str]]:
