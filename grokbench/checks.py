@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import torch
 
 from .contracts import DataSpec, Model, TaskData
-from .errors import ConfigError
+from .errors import ConfigError, describe
 from .registry import Entry
 
 
@@ -102,8 +102,7 @@ def describe_failure(exc: BaseException, cfg: Any, registry: Any) -> str:
     ``cfg`` is the run's :class:`~grokbench.config.RunConfig`, ``registry`` the
     :class:`~grokbench.registry.Registry` its components came from.
     """
-    lines = str(exc).strip().splitlines()
-    what = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    what = describe(exc)
     entries = {kind: registry.entry(kind, getattr(cfg, kind).name) for kind in ("task", "model", "regularizer", "optimizer")}
     entries.update({f"metric:{name}": registry.entry("metric", name) for name in cfg.metrics})
     entry = blame(exc, entries)

@@ -24,6 +24,12 @@ class RunError(GrokbenchError):
     exit_code = 1
 
 
+def describe(exc: BaseException) -> str:
+    """``RuntimeError: first line of the message``: an exception as one line, for stored messages and notices."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
 def unknown_name(kind: str, name: str, known: Iterable[str]) -> ConfigError:
     """``unknown task 'modad-cls' (did you mean 'modadd-cls'?)`` with the known names as a fallback."""
     known = sorted(known)

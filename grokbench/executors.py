@@ -25,11 +25,11 @@ import pandas as pd
 from pydantic import ValidationError
 
 from .config import RunConfig
-from .errors import ConfigError
+from .errors import ConfigError, describe
 from .metrics import summarize
 from .plugin_manager import get_registry
 from .registry import Registry
-from .runner import RunResult, _describe, environment, save_result, train_group
+from .runner import RunResult, environment, save_result, train_group
 from .store import Store
 from .suites import Suite
 
@@ -55,7 +55,7 @@ def failed_result(cfg: RunConfig, exc: BaseException | str, registry: Registry |
         summary=summarize([], cfg.train),
         curves=pd.DataFrame({"step": []}),
         plugins=plugins,
-        message=exc if isinstance(exc, str) else _describe(exc),
+        message=exc if isinstance(exc, str) else describe(exc),
         created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
         environment=environment(torch.device("cpu")),
     )

@@ -21,6 +21,7 @@ from typing import Any, Iterable
 import pluggy
 
 from . import hookspecs
+from .errors import describe
 from .registry import KINDS, PluginInfo, Registry, validate_component
 
 PROJECT = "grokbench"
@@ -29,11 +30,6 @@ DISABLE_ENV = "GROKBENCH_DISABLE_PLUGINS"
 NO_ENTRY_POINTS_ENV = "GROKBENCH_NO_ENTRY_POINTS"
 
 hookimpl = pluggy.HookimplMarker(PROJECT)
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def _entry_points() -> list[importlib.metadata.EntryPoint]:
@@ -103,7 +99,7 @@ def load_plugins(extra: Iterable[tuple[str, Any]] = (), entry_points: bool = Tru
             plugin = source.load() if isinstance(source, importlib.metadata.EntryPoint) else source
             pm.register(plugin, name=info.name)
         except Exception as exc:  # a broken plugin must not take grokbench down
-            info.error = f"failed to load: {_describe(exc)}"
+            info.error = f"failed to load: {describe(exc)}"
             registry.plugins.append(info)
             continue
         loaded.append((info, plugin))
@@ -114,7 +110,7 @@ def load_plugins(extra: Iterable[tuple[str, Any]] = (), entry_points: bool = Tru
         try:
             staged = _collect(pm, plugin, others)
         except Exception as exc:
-            info.error = f"failed to register: {_describe(exc)}"
+            info.error = f"failed to register: {describe(exc)}"
             pm.unregister(plugin)
             registry.plugins.append(info)
             continue

@@ -22,7 +22,7 @@ import torch
 from . import __version__
 from .checks import check_model, check_task_data, describe_failure
 from .config import RunConfig, parse_assignments, resolve_config
-from .errors import ConfigError, GrokbenchError
+from .errors import ConfigError, GrokbenchError, describe
 from .metrics import metric_summaries, summarize
 from .plugin_manager import get_registry
 from .registry import Registry
@@ -108,11 +108,6 @@ def environment(device: torch.device) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "packages": packages,
     }
-
-
-def _describe(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 class _Progress:
@@ -293,7 +288,7 @@ def train_group(
     except GrokbenchError:
         raise
     except Exception as exc:  # trained one by one below, where the failure is recorded per run
-        reason, batched = f"preparing them failed ({_describe(exc)})", None
+        reason, batched = f"preparing them failed ({describe(exc)})", None
     if batched is None:
         reason = reason or f"model '{cfgs[0].model.name}' does not support multi-seed batching"
         (notice or _stderr_notice)(f"training {len(cfgs)} runs one after another: {reason}")
@@ -316,7 +311,7 @@ def train_group(
             task=first.task, members=members, trainable=batched, optimizer=first.optimizer, regularizer=first.regularizer, cfg=first.cfg.train
         )
     except Exception as exc:  # each run gets its own outcome, from scratch
-        (notice or _stderr_notice)(f"batched training failed ({_describe(exc)}); training {len(cfgs)} runs one after another")
+        (notice or _stderr_notice)(f"batched training failed ({describe(exc)}); training {len(cfgs)} runs one after another")
         return [train_config(cfg, registry=registry, progress=progress) for cfg in cfgs]
     finally:
         bar.close()
