@@ -191,16 +191,20 @@ def test_scaling_fit_recovers_the_exponent_and_report_draws_it(tmp_path, registr
 
 def test_shipped_suites_load_or_name_the_missing_component(registry):
     from grokbench.errors import ConfigError
+    from grokbench.plugin_manager import load_plugins
     from grokbench.suites import load_suite
 
     scaling = load_suite(ROOT / "tasks" / "scaling.toml", registry)
     assert len(scaling.runs) == (7 * 9 + 7 * 8) * 3
-    if {"kernel", "ntk-inf"} <= set(registry.names("model")):
-        paper = load_suite(ROOT / "tasks" / "paper.toml", registry)
-        assert {r.entry for r in paper.runs} >= {"paper-cls", "frac-cls-kernel", "alpha", "width", "reg-adamw"}
-    else:  # the kernel plugins are not installed on this branch: a clear error naming the model
-        with pytest.raises(ConfigError, match=r"tasks/paper\.toml: entry 'frac-cls-kernel': unknown model 'kernel'"):
-            load_suite(ROOT / "tasks" / "paper.toml", registry)
+    paper = load_suite(ROOT / "tasks" / "paper.toml", registry)
+    assert {r.entry for r in paper.runs} >= {"paper-cls", "frac-cls-kernel", "alpha", "width", "reg-adamw"}
+    assert len(paper.unique_configs()) == 159
+    # without the kernel plugins, a clear error naming the model
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GROKBENCH_DISABLE_PLUGINS", "kernel")
+        without_kernels = load_plugins()
+    with pytest.raises(ConfigError, match=r"tasks/paper\.toml: entry 'frac-cls-kernel': unknown model 'kernel'"):
+        load_suite(ROOT / "tasks" / "paper.toml", without_kernels)
     # its network entries resolve here in any case
     from grokbench.suites import expand, parse_suite
 
