@@ -139,7 +139,8 @@ def suite() -> None:
 @click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="print what was done as one JSON object")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
-def suite_run(file, executor, jobs, address, executor_options, store, as_json, quiet) -> None:
+@click.option("--retry-failed", is_flag=True, help="train again the runs stored as failed (by default they count as done)")
+def suite_run(file, executor, jobs, address, executor_options, store, as_json, quiet, retry_failed) -> None:
     """Train every run of a suite file not already in the store (runs are keyed by their config hash)."""
     from .config import parse_assignments
     from .executors import run_suite
@@ -147,7 +148,12 @@ def suite_run(file, executor, jobs, address, executor_options, store, as_json, q
 
     options = {"jobs": jobs, "address": address, **parse_assignments(list(executor_options))}
     outcome = run_suite(
-        load_suite(file), store=store, executor=executor, options=options, progress=not quiet and sys.stderr.isatty()
+        load_suite(file),
+        store=store,
+        executor=executor,
+        options=options,
+        progress=not quiet and sys.stderr.isatty(),
+        retry_failed=retry_failed,
     )
     if as_json:
         click.echo(json.dumps(outcome.to_json()))

@@ -131,8 +131,12 @@ def run_suite(
     options: Mapping[str, Any] | None = None,
     registry: Registry | None = None,
     progress: bool = False,
+    retry_failed: bool = False,
 ) -> SuiteOutcome:
     """Train every run of ``suite`` not yet in ``store`` with the named executor; the driver alone writes.
+
+    A stored run that failed counts as done, unless ``retry_failed``: then it is trained again, and the
+    new run takes its place in the suite (the failed one stays in the store, as a run of no suite).
 
     Bad input (an unknown executor or option, an unusable store, an
     unreachable cluster) raises :class:`ConfigError` before anything is written.
@@ -144,7 +148,7 @@ def run_suite(
     try:
         target = store if isinstance(store, Store) else Store(store)  # checks (and migrates) the store
         configs = suite.unique_configs()
-        done = target.stored_hashes(c.hash for c in configs)
+        done = target.stored_hashes((c.hash for c in configs), failed=not retry_failed)
         pending = [c for c in configs if c.hash not in done]
         outcome = SuiteOutcome(suite.name, str(target.path), executor, planned=len(configs), skipped=len(configs) - len(pending))
         target.register_suite(suite.name, suite.source, suite.spec.model_dump(mode="json"), suite.members())
@@ -159,7 +163,7 @@ def run_suite(
                 by_hash = {r.config.hash: r for r in answer}
                 for cfg in group:  # a result for every config of the group, whatever the worker returned
                     result = by_hash.get(cfg.hash) or failed_result(cfg, "the executor returned no result for this run", registry)
-                    if save_result(target, result, suite=suite.name):
+                    if save_result(target, result, suite=suite.name, replace_failed=retry_failed):
                         outcome.trained += 1
                         outcome.failed += result.status == "failed"
                         outcome.statuses[result.status] = outcome.statuses.get(result.status, 0) + 1

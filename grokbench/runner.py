@@ -335,10 +335,11 @@ def open_store(store: str | os.PathLike[str] | Store | None | bool) -> Store | N
     return Store(None if store is True else store)
 
 
-def save_result(store: Store, result: RunResult, *, suite: str | None = None) -> bool:
+def save_result(store: Store, result: RunResult, *, suite: str | None = None, replace_failed: bool = False) -> bool:
     """Write a run and its curves in one transaction (``suite``: the suite that produced it).
 
-    Returns False, writing nothing, when a suite already stored this configuration.
+    Returns False, writing nothing, when a suite already stored this configuration
+    (unless that run failed and ``replace_failed`` is set: see :meth:`Store.save_run`).
     """
     cfg, summary = result.config, result.summary
     row = {
@@ -366,7 +367,7 @@ def save_result(store: Store, result: RunResult, *, suite: str | None = None) ->
     }
     if suite is not None:
         row["suite"] = suite
-    saved = store.save_run(row, result.curves.to_dict("records"))
+    saved = store.save_run(row, result.curves.to_dict("records"), replace_failed=replace_failed)
     result.store_path = str(store.path)
     return saved
 

@@ -157,11 +157,13 @@ class Store:
 
     # ------------------------------------------------------------------ writing
 
-    def save_run(self, run: dict[str, Any], curves: Iterable[dict[str, float]]) -> bool:
+    def save_run(self, run: dict[str, Any], curves: Iterable[dict[str, float]], *, replace_failed: bool = False) -> bool:
         """Insert a run and its curves atomically.
 
         Returns False (and writes nothing) when the run belongs to a suite and a run of the same
         configuration is already stored by a suite: a suite never stores a configuration twice.
+        With ``replace_failed``, a *failed* suite run of the configuration gives way instead, in the
+        same transaction: it stays in the store, with its error, as a run of no suite.
         """
         row = dict(run)
         for key in ("config", "summary", "plugins", "environment"):
@@ -177,6 +179,11 @@ class Store:
         self._ensure()
         try:
             with closing(self.connect()) as conn, conn:
+                if replace_failed and row.get("suite") is not None:
+                    conn.execute(
+                        "UPDATE runs SET suite = NULL WHERE config_hash = ? AND suite IS NOT NULL AND status = 'failed'",
+                        (row["config_hash"],),
+                    )
                 conn.execute(f"INSERT INTO runs ({columns}) VALUES ({marks})", row)
                 conn.executemany("INSERT INTO curves (run_id, step, name, value) VALUES (?, ?, ?, ?)", points)
         except sqlite3.IntegrityError as exc:
@@ -201,15 +208,16 @@ class Store:
                 [(name, entry, h, i) for i, (entry, h) in enumerate(members)],
             )
 
-    def stored_hashes(self, hashes: Iterable[str]) -> set[str]:
-        """The config hashes among ``hashes`` that have a stored run (whatever its status)."""
+    def stored_hashes(self, hashes: Iterable[str], *, failed: bool = True) -> set[str]:
+        """The config hashes among ``hashes`` that have a stored run (of any status; ``failed=False``: not failed)."""
         wanted = list(dict.fromkeys(hashes))
         if not self.path.exists() or not wanted:
             return set()
         with closing(self.connect()) as conn:
             conn.execute("CREATE TEMP TABLE wanted (h TEXT PRIMARY KEY)")
             conn.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", [(h,) for h in wanted])
-            rows = conn.execute("SELECT DISTINCT config_hash FROM runs JOIN wanted ON runs.config_hash = wanted.h").fetchall()
+            where = "" if failed else " WHERE runs.status != 'failed'"
+            rows = conn.execute(f"SELECT DISTINCT config_hash FROM runs JOIN wanted ON runs.config_hash = wanted.h{where}").fetchall()
         return {r[0] for r in rows}
 
     def suites(self) -> pd.DataFrame:

@@ -195,10 +195,10 @@ def test_shipped_suites_load_or_name_the_missing_component(registry):
     from grokbench.suites import load_suite
 
     scaling = load_suite(ROOT / "tasks" / "scaling.toml", registry)
-    assert len(scaling.runs) == (7 * 9 + 7 * 8) * 3
+    assert len(scaling.runs) == (7 * 8 + 5 * 6) * 3
     paper = load_suite(ROOT / "tasks" / "paper.toml", registry)
     assert {r.entry for r in paper.runs} >= {"paper-cls", "frac-cls-kernel", "alpha", "width", "reg-adamw"}
-    assert len(paper.unique_configs()) == 159
+    assert len(paper.unique_configs()) == 130
     # without the kernel plugins, a clear error naming the model
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GROKBENCH_DISABLE_PLUGINS", "kernel")

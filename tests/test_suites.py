@@ -171,6 +171,31 @@ def test_a_failing_run_is_recorded_with_its_error_and_the_suite_goes_on(tmp_path
     assert set(runs.loc[runs["status"] == "completed", "entry"]) == {"adamw"}
 
 
+def test_failed_runs_count_as_done_unless_retried_and_the_retry_keeps_the_failure(tmp_path, registry, monkeypatch):
+    from grokbench_plugins.regularizers import L2
+
+    def crash(self, params):
+        raise RuntimeError("l2 crashed")
+
+    suite = load_suite(write(tmp_path / "r.toml", TINY_SUITE), registry)
+    with monkeypatch.context() as patch:
+        patch.setattr(L2, "penalty_grads", crash)
+        first = run_suite(suite, store=tmp_path / "r.db")
+    assert (first.trained, first.failed) == (4, 2)
+    again = run_suite(suite, store=tmp_path / "r.db")  # fixed, but failed runs count as done
+    assert (again.skipped, again.trained) == (4, 0)
+    result = invoke("suite", "run", suite.source, "--store", tmp_path / "r.db", "--retry-failed", "--json")
+    assert result.exit_code == 0, result.output
+    retried = json.loads(result.stdout)
+    assert (retried["skipped"], retried["trained"], retried["failed"]) == (2, 2, 0)
+    runs = Store(tmp_path / "r.db").records("tiny")
+    assert list(runs["status"]) == ["completed"] * 4 and list(runs["steps"]) == [300] * 4
+    with sqlite3.connect(tmp_path / "r.db") as conn:
+        kept = conn.execute("SELECT status, suite, message FROM runs WHERE status = 'failed'").fetchall()
+    assert len(kept) == 2 and all(suite_name is None and "l2 crashed" in message for _, suite_name, message in kept)
+    assert run_suite(suite, store=tmp_path / "r.db", retry_failed=True).trained == 0  # nothing failed is left
+
+
 def test_unknown_executor_and_bad_option_exit_2_with_the_store_untouched(tmp_path):
     suite = write(tmp_path / "t.toml", TINY_SUITE)
     store = tmp_path / "s.db"
