@@ -102,6 +102,26 @@ def reference_steps_per_second(cfg, losses=None):
     return cfg.train.steps / (time.perf_counter() - start)
 
 
+def gemm_ceiling(S, n, h, p, device, repeats=20):
+    """Steps/s of the three (batched) GEMMs of a step alone, on random tensors of the step's shapes: what a
+    step would reach if the gathers, the square, the loss, the scatter and the optimizer cost nothing."""
+    act, V, g = (torch.randn(S, *shape, device=device) for shape in ((n, h), (h, p), (n, p)))
+    out, grad_V, grad_z = torch.empty(S, n, p, device=device), torch.empty(S, h, p, device=device), torch.empty(S, n, h, device=device)
+
+    def step():
+        torch.bmm(act, V, out=out)
+        torch.bmm(act.transpose(1, 2), g, out=grad_V)
+        torch.bmm(g, V.transpose(1, 2), out=grad_z)
+
+    step()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    sync(device)
+    return repeats / (time.perf_counter() - start)
+
+
 def multi_seed(device, seeds=16, steps=300):
     cfgs = [config(p=23, width=128, steps=steps, eval_every=50, seed=s, device=device) for s in range(seeds)]
     start = time.perf_counter()
@@ -146,9 +166,10 @@ def main():
     gap = max(abs(a - b) / abs(b) for a, b in zip(ours, theirs))
     print(f"loss curves, first 100 steps: grokbench {ours[0]:.6f} -> {ours[-1]:.6f}, reference {theirs[0]:.6f} -> {theirs[-1]:.6f}, largest relative difference {gap:.2e}")
 
-    rows = {"peak": [], "fast": [], "ref": []}
+    rows = {"peak": [], "fast": [], "ref": [], "ceiling": []}
     for _ in range(args.repeats):
         rows["peak"].append(gemm_peak(args.device))
+        rows["ceiling"].append(gemm_ceiling(1, n, h, p, args.device))
         rows["fast"].append(grokbench_steps_per_second(cfg)[0])
         rows["ref"].append(reference_steps_per_second(cfg))
     med = {k: statistics.median(v) for k, v in rows.items()}
@@ -159,12 +180,20 @@ def main():
     print(f"grokbench trainer                  {med['fast']:8.1f} steps/s  {med['fast'] * flops / 1e9:8.1f} GFLOP/s  {statistics.median(ratio_fast):6.1%} of peak")
     print(f"reference loop (one-hot, autograd) {med['ref']:8.1f} steps/s  {med['ref'] * flops / 1e9:8.1f} GFLOP/s  {statistics.median(ratio_ref):6.1%} of peak")
     print(f"speedup over the reference         {statistics.median(speedup):8.2f}x   (each repeat: {', '.join(f'{s:.2f}' for s in speedup)})")
+    ceiling = [c / r for c, r in zip(rows["ceiling"], rows["ref"])]
+    print(f"the step's three GEMMs alone       {med['ceiling']:8.1f} steps/s  {med['ceiling'] * flops / 1e9:8.1f} GFLOP/s  "
+          f"{statistics.median(c * flops / 1e9 / pk for c, pk in zip(rows['ceiling'], rows['peak'])):6.1%} of peak: "
+          f"grokbench runs at {statistics.median(f / c for f, c in zip(rows['fast'], rows['ceiling'])):.0%} of it; "
+          f"a step of nothing but these GEMMs would be {statistics.median(ceiling):.2f}x the reference")
 
     if not args.skip_multi_seed:
         runs = [multi_seed(args.device) for _ in range(args.repeats)]
         gains = [b / s for b, s in runs]
         b, s = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
         print(f"16 seeds, p=23, width 128: batched {b:.0f} seed-steps/s, one after another {s:.0f} seed-steps/s: {statistics.median(gains):.2f}x")
+        n23 = len(_prepare(config(p=23, width=128), REGISTRY).data.x_train)
+        bound = statistics.median(16 * gemm_ceiling(16, n23, 128, 23, args.device, repeats=200) / r[1] for r in runs)
+        print(f"  the 16 seeds' batched GEMMs alone would be {bound:.1f}x one after another (the ceiling of batching here)")
 
     if args.device == "cpu":
         print(f"peak memory (RSS) of the default run: {peak_memory_mb():.0f} MB")

@@ -167,12 +167,6 @@ class StackedQuadratic(BatchedModel):
         return loss, list(grads)
 
 
-#: on the CPU, the step streams its [n, h] arrays through the cache in blocks of rows of about this many bytes
-CHUNK_BYTES = 2 << 20
-#: and never fewer rows per block than this
-MIN_CHUNK_ROWS = 8
-
-
 class Workspace:
     """Buffers of the training step, allocated once per batch shape: no large allocation (or page fault) per step."""
 
@@ -186,12 +180,8 @@ class Workspace:
             return
         new = lambda *shape: torch.empty(shape, dtype=W.dtype, device=W.device)  # noqa: E731
         self.key = key
-        self.chunk = chunk_rows(S, n, h, W.element_size(), W.device)
-        self.grad_z = new(S, n, h)
-        # z² and the output, one block of rows at a time (flat, so that a shorter last block is contiguous too);
-        # without blocks z² shares the dL/dz buffer, where it is dead by the time dL/dz is written
-        self.act = self.grad_z.view(-1) if self.chunk == n else new(S * self.chunk * h)
-        self.out = new(S * self.chunk * V.shape[-1])
+        self.act = new(S, n, h)  # z², then reused for dL/dz
+        self.out = new(S, n, V.shape[-1])
         self.grad_W, self.grad_V = new(S, rows, h), new(*V.shape)
         self.seed_rows = (torch.arange(S, device=W.device) * rows).view(S, 1, 1)
         self.last_x: torch.Tensor | None = None
@@ -216,16 +206,6 @@ class Workspace:
         return self.scatter
 
 
-def chunk_rows(S: int, n: int, h: int, itemsize: int, device: torch.device) -> int:
-    """Rows per block of the step: all n on a GPU or when the [S, n, h] arrays are small; otherwise
-    blocks of about ``CHUNK_BYTES`` per array, so that z, z² and dL/dz of a block stay in the CPU's cache
-    between the operations that read them (about 1.2× faster at the default size than whole arrays)."""
-    row_bytes = S * h * itemsize
-    if device.type != "cpu" or n * row_bytes <= 2 * CHUNK_BYTES:
-        return n
-    return max(MIN_CHUNK_ROWS, CHUNK_BYTES // row_bytes)
-
-
 def stacked_loss_and_grads(
     W: torch.Tensor, V: torch.Tensor, x: torch.Tensor, y: torch.Tensor, task: Task, output_scale: float, ws: Workspace
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
@@ -234,50 +214,35 @@ def stacked_loss_and_grads(
 
     With g = dL/df of each network's mean loss (times the output scale):
     dV = (z²)ᵀ g, dz = 2 z ⊙ (g Vᵀ), dW[i] = Σ_{n, j: idx[n,j]=i} dz[n]. The
-    forward pass, the loss and dV, dz run over blocks of rows (:func:`chunk_rows`);
-    the task's loss is a mean over examples, so a block's gradient over its S·m
-    rows is scaled by S·m/n to make each network's gradient of its mean loss,
-    and the returned loss (the mean over the S networks) is the blocks' sum
-    weighted by m/n. Buffers come from ``ws``; only z (from ``embedding_bag``,
-    which has no ``out=``) and [block, out]-sized temporaries are allocated per call.
+    task's loss is a mean over examples, so its gradient over all S·n rows at
+    once is each network's gradient divided by S. The returned loss is the mean
+    over the S networks. Buffers come from ``ws``; only z (from
+    ``embedding_bag``, which has no ``out=``) and [n, out]-sized temporaries
+    are allocated per call.
     """
     S, rows, h = W.shape
-    batch_x = x
-    if x.dim() == 2:  # S = 1
-        x, y = x[None], y[None]
-    n, k = x.shape[1], x.shape[2]
+    n, k = x.shape[-2], x.shape[-1]  # x may be [n, k] when S = 1
     ws.ensure(W, V, n)
     offsets = torch.arange(k, device=x.device) * (rows // k)
-    idx = x + offsets + ws.seed_rows  # rows of W viewed as [S·k·p, h]
-    W_rows, V_t = W.view(S * rows, h), V.transpose(1, 2)
-    ws.grad_V.zero_()
-    loss = 0.0
-    for start in range(0, n, ws.chunk):
-        stop = min(start + ws.chunk, n)
-        m = stop - start
-        z = F.embedding_bag(idx[:, start:stop].reshape(S * m, k), W_rows, mode="sum").view(S, m, h)
-        act = torch.mul(z, z, out=ws.act[: S * m * h].view(S, m, h))
-        out = torch.bmm(act, V, out=ws.out[: S * m * V.shape[-1]].view(S, m, -1))
-        if output_scale != 1.0:
-            out.mul_(output_scale)
-        part, g = task.loss_and_output_grad(out.view(S * m, -1), y[:, start:stop].reshape(S * m, *y.shape[2:]))
-        scale = S * m / n * output_scale
-        g = (g * scale if scale != 1.0 else g).view(S, m, -1)
-        loss = loss + (part * (m / n) if m != n else part)
-        ws.grad_V.baddbmm_(act.transpose(1, 2), g)
-        grad_z = ws.grad_z[:, start:stop]
-        if grad_z.data_ptr() == act.data_ptr():  # one block: dL/dz overwrites z² in place
-            torch.bmm(g, V_t, out=grad_z).mul_(z)
-        else:
-            torch.mul(torch.bmm(g, V_t, out=act), z, out=grad_z)
-    idx = idx.view(S * n, k)
-    scatter = ws.scatter_matrix(batch_x, idx, S * rows)
+    idx = (x + offsets + ws.seed_rows).view(S * n, k)  # rows of W viewed as [S·k·p, h]
+    z = F.embedding_bag(idx, W.view(S * rows, h), mode="sum").view(S, n, h)
+    act = torch.mul(z, z, out=ws.act)
+    out = torch.bmm(act, V, out=ws.out)
+    if output_scale != 1.0:
+        out.mul_(output_scale)
+    loss, g = task.loss_and_output_grad(out.view(S * n, -1), y.reshape(S * n, *y.shape[x.dim() - 1 :]))
+    if S * output_scale != 1.0:
+        g = g * (S * output_scale)
+    g = g.view(S, n, -1)
+    torch.bmm(act.transpose(1, 2), g, out=ws.grad_V)
+    grad_z = torch.bmm(g, V.transpose(1, 2), out=ws.act).mul_(z)
+    scatter = ws.scatter_matrix(x, idx, S * rows)
     if scatter is not None:  # 2·Aᵀ dz with A the (fixed, cached) one-hot matrix, in CSR form
-        torch.mm(scatter, ws.grad_z.view(S * n, h), out=ws.grad_W.view(S * rows, h))
+        torch.mm(scatter, grad_z.view(S * n, h), out=ws.grad_W.view(S * rows, h))
     else:
         grad_W = ws.grad_W.zero_().view(S * rows, h)
         for j in range(k):
-            grad_W.index_add_(0, idx[:, j], ws.grad_z.view(S * n, h), alpha=2.0)
+            grad_W.index_add_(0, idx[:, j], grad_z.view(S * n, h), alpha=2.0)
     return loss, (ws.grad_W, ws.grad_V)
 
 

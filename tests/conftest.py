@@ -32,14 +32,3 @@ def registry():
 @pytest.fixture
 def store_path(tmp_path):
     return tmp_path / "results.db"
-
-
-@pytest.fixture(params=["whole", "row-blocks"])
-def step_blocks(request, monkeypatch):
-    """The quadratic step over all rows at once, or over blocks of 7 rows (the CPU's cache blocking, forced)."""
-    if request.param == "row-blocks":
-        from grokbench_plugins import quadratic
-
-        monkeypatch.setattr(quadratic, "CHUNK_BYTES", 1)
-        monkeypatch.setattr(quadratic, "MIN_CHUNK_ROWS", 7)
-    return request.param
