@@ -2,8 +2,8 @@
 
 The leaderboard ranks entries per task by the median time-to-generalize over
 seeds (a seed that never generalized counts as infinitely late), then by
-success rate; entries that never generalize rank last and say so. Everything
-here reads the store only.
+success rate, then by the median best test accuracy; entries that never
+generalize rank last and say so. Everything here reads the store only.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def _median(values: Iterable[float]) -> float:
 def leaderboard(frame: pd.DataFrame) -> pd.DataFrame:
     """Per (task, entry): seeds, success rate, median and IQR of time-to-generalize, finals, wall time, plugins."""
     columns = ["task", "rank", "entry", "suite", "seeds", "generalized", "success_rate", "median_t_generalize",
-               "iqr_t_generalize", "median_grokking_delay", "final_test_acc", "final_train_acc", "wall_seconds", "failed", "plugins", "note"]
+               "iqr_t_generalize", "median_grokking_delay", "best_test_acc", "final_test_acc", "final_train_acc", "wall_seconds", "failed", "plugins", "note"]
     if frame.empty:
         return pd.DataFrame(columns=columns)
     extra = _extra_summary_keys(frame)
@@ -119,6 +119,7 @@ def leaderboard(frame: pd.DataFrame) -> pd.DataFrame:
             "median_t_generalize": median,
             "iqr_t_generalize": iqr,
             "median_grokking_delay": _median(ok["grokking_delay"]),
+            "best_test_acc": _median(s.get("best_test_acc") for s in ok["summary"]),
             "final_test_acc": _median(ok["final_test_acc"]),
             "final_train_acc": _median(ok["final_train_acc"]),
             "wall_seconds": _median(group["wall_seconds"]),
@@ -132,7 +133,8 @@ def leaderboard(frame: pd.DataFrame) -> pd.DataFrame:
     board = pd.DataFrame(rows)
     board["_never"] = board["generalized"] == 0
     board = board.sort_values(
-        ["task", "_never", "median_t_generalize", "success_rate", "final_test_acc", "entry"], ascending=[True, True, True, False, False, True]
+        ["task", "_never", "median_t_generalize", "success_rate", "best_test_acc", "final_test_acc", "entry"],
+        ascending=[True, True, True, False, False, False, True],
     )
     board["rank"] = board.groupby("task").cumcount() + 1
     return board[columns + extra].reset_index(drop=True)
@@ -152,13 +154,13 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 def _display_rows(board: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     extra = [c for c in board.columns if c.startswith("final_") and c not in ("final_test_acc", "final_train_acc")]
-    headers = ["task", "rank", "entry", "success", "median t_gen", "IQR", "median delay", "final test acc", *extra, "wall (s)", "plugins", "note"]
+    headers = ["task", "rank", "entry", "success", "median t_gen", "IQR", "median delay", "best test acc", "final test acc", *extra, "wall (s)", "plugins", "note"]
     rows = []
     for _, r in board.iterrows():
         rows.append([
             r["task"], str(r["rank"]), r["entry"], f"{r['generalized']}/{r['seeds']}",
             _fmt(r["median_t_generalize"]) if math.isfinite(r["median_t_generalize"]) else "not reached",
-            _fmt(r["iqr_t_generalize"]), _fmt(r["median_grokking_delay"]), _fmt(r["final_test_acc"]),
+            _fmt(r["iqr_t_generalize"]), _fmt(r["median_grokking_delay"]), _fmt(r["best_test_acc"]), _fmt(r["final_test_acc"]),
             *[_fmt(r[c]) for c in extra], _fmt(r["wall_seconds"], 2), r["plugins"], r["note"],
         ])
     return headers, rows
@@ -394,7 +396,8 @@ def write_report(store: Store, out: str | os.PathLike[str], *, suite: str | None
         if scaling:
             images += plot_scaling(scaling, out)
     md = [f"# {title}", "", f"{len(frame)} runs; entries ranked per task by median time-to-generalize over seeds "
-          "(a seed that never generalized counts as never); success = seeds that generalized.", "",
+          "(a seed that never generalized counts as never), then by success and median best test accuracy; "
+          "success = seeds that generalized.", "",
           tabulate(rows, headers=headers, tablefmt="github"), ""]
     if scaling:
         md += ["## Sample-complexity scaling", ""]

@@ -79,6 +79,9 @@ def test_leaderboard_ranks_by_median_time_to_generalize_and_never_last(smoke):
     assert first["success_rate"] == "1.0" and first["seeds"] == "2" and "grokbench 0.1.0" in first["plugins"]
     assert rows[3]["generalized"] == "0" and rows[3]["note"] == "never generalized" and float(rows[3]["final_test_acc"]) < 0.2
     assert 0.3 < float(rows[2]["final_test_acc"]) < 0.99  # l2 generalizes partly
+    # among entries that never generalize, the better best test accuracy ranks first
+    assert float(rows[2]["best_test_acc"]) > float(rows[3]["best_test_acc"]) and float(rows[2]["best_test_acc"]) >= float(rows[2]["final_test_acc"])
+    assert float(rows[0]["best_test_acc"]) >= 0.99
     md = (work / "report" / "leaderboard.md").read_text()
     assert "| modadd-cls |      4 | none" in md and "never generalized" in md
 
