@@ -196,38 +196,47 @@ def _band(ax: Any, table: pd.DataFrame, column: str, color: Any, label: str) -> 
         ax.fill_between(wide.index, wide.min(axis=1), wide.max(axis=1), color=color, alpha=0.2, linewidth=0)
 
 
-def plot_learning_curves(frame: pd.DataFrame, curves: pd.DataFrame, out: Path, max_entries: int = 24) -> list[Path]:
+def plot_learning_curves(frame: pd.DataFrame, curves: pd.DataFrame, out: Path, per_page: int = 24) -> list[Path]:
+    """One figure per task and suite entry (``curves-<task>-<entry>``), a panel per grid point with its seeds
+    shaded; an entry with more than ``per_page`` grid points continues on ``-2``, ``-3``, ... pages."""
+    written = []
+    entries = frame.assign(entry_name=frame["label"].str.replace(r"\[.*\]$", "", regex=True))
+    for (task, entry), tframe in entries.groupby(["task", "entry_name"], sort=False):
+        labels = list(dict.fromkeys(tframe["label"]))
+        for page, start in enumerate(range(0, len(labels), per_page), start=1):
+            stem = f"curves-{_slug(task)}-{_slug(entry)}" + (f"-{page}" if page > 1 else "")
+            written += _curves_page(tframe, curves, labels[start : start + per_page], f"{task}, {entry}", out, stem)
+    return written
+
+
+def _curves_page(tframe: pd.DataFrame, curves: pd.DataFrame, labels: list[str], title: str, out: Path, stem: str) -> list[Path]:
     import matplotlib.pyplot as plt
 
-    written = []
-    for task, tframe in frame.groupby("task", sort=True):
-        labels = list(dict.fromkeys(tframe["label"]))[:max_entries]
-        ncols = min(3, len(labels))
-        nrows = math.ceil(len(labels) / ncols)
-        fig, axes = plt.subplots(nrows, ncols, figsize=(5 * ncols, 3.4 * nrows), squeeze=False, layout="constrained")
-        for ax, label in zip(axes.flat, labels):
-            ids = set(tframe.loc[tframe["label"] == label, "id"])
-            wide = curves[curves["run_id"].isin(ids)].pivot_table(index=["run_id", "step"], columns="name", values="value").reset_index()
-            if wide.empty:
-                ax.set_visible(False)
-                continue
-            _band(ax, wide, "train_acc", "tab:blue", "train acc")
-            _band(ax, wide, "test_acc", "tab:orange", "test acc")
-            ax.set_xscale("log")
-            ax.set_ylim(-0.02, 1.02)
-            ax.set_xlabel("step")
-            ax.set_title(f"{label} ({len(ids)} seeds)", fontsize=9)
-            drift = [c for c in wide.columns if "drift" in str(c)]
-            if drift:
-                twin = ax.twinx()
-                _band(twin, wide, drift[0], "tab:green", drift[0])
-                twin.set_ylabel(drift[0], color="tab:green")
-            ax.legend(fontsize=7, loc="lower right")
-        for ax in list(axes.flat)[len(labels):]:
+    ncols = min(3, len(labels))
+    nrows = math.ceil(len(labels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5 * ncols, 3.4 * nrows), squeeze=False, layout="constrained")
+    for ax, label in zip(axes.flat, labels):
+        ids = set(tframe.loc[tframe["label"] == label, "id"])
+        wide = curves[curves["run_id"].isin(ids)].pivot_table(index=["run_id", "step"], columns="name", values="value").reset_index()
+        if wide.empty:
             ax.set_visible(False)
-        fig.suptitle(f"{task}: learning curves (median over seeds, min–max shaded)")
-        written += _save(fig, out, f"curves-{_slug(task)}")
-    return written
+            continue
+        _band(ax, wide, "train_acc", "tab:blue", "train acc")
+        _band(ax, wide, "test_acc", "tab:orange", "test acc")
+        ax.set_xscale("log")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("step")
+        ax.set_title(f"{label} ({len(ids)} seeds)", fontsize=9)
+        drift = [c for c in wide.columns if "drift" in str(c)]
+        if drift:
+            twin = ax.twinx()
+            _band(twin, wide, drift[0], "tab:green", drift[0])
+            twin.set_ylabel(drift[0], color="tab:green")
+        ax.legend(fontsize=7, loc="lower right")
+    for ax in list(axes.flat)[len(labels):]:
+        ax.set_visible(False)
+    fig.suptitle(f"{title}: learning curves (median over seeds, min–max shaded)")
+    return _save(fig, out, stem)
 
 
 def _sweep(frame: pd.DataFrame, key: str, y: str) -> dict[tuple[str, str], pd.DataFrame]:
@@ -250,13 +259,17 @@ def plot_sweep(frame: pd.DataFrame, out: Path, key: str, y: str, ylabel: str, st
     written = []
     for task in sorted({t for t, _ in sweeps}):
         fig, ax = plt.subplots(figsize=(6, 4))
+        xs: set[float] = set()
         for (t, entry), stats in sweeps.items():
             if t != task:
                 continue
             ax.plot(stats["x"], stats["median"], marker="o", label=entry)
             ax.fill_between(stats["x"], stats["q1"], stats["q3"], alpha=0.2, linewidth=0)
-        if logx:
+            xs |= set(stats["x"])
+        if logx:  # ticks at the swept values, written plainly (not 3×10⁻¹)
             ax.set_xscale("log")
+            ax.set_xticks(sorted(xs), [f"{x:g}" for x in sorted(xs)])
+            ax.xaxis.set_minor_formatter(plt.NullFormatter())
         ax.set_xlabel(key)
         ax.set_ylabel(ylabel)
         ax.set_title(f"{task}: {ylabel} against {key} (median, IQR shaded)")

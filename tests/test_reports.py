@@ -54,7 +54,8 @@ def test_the_ci_workflow_runs_the_smoke_suite_reports_and_matches_the_baseline(s
     assert report.exit_code == 0, report.output
     out = work / "report"
     for name in ("leaderboard.md", "leaderboard.html", "leaderboard.csv", "baseline.json",
-                 "curves-modadd-cls.png", "curves-modadd-cls.svg", "test-acc-vs-train-fraction-modadd-cls.png"):
+                 "curves-modadd-cls-adamw.png", "curves-modadd-cls-adamw.svg", "curves-modadd-cls-l2.png",
+                 "curves-modadd-cls-none.png", "test-acc-vs-train-fraction-modadd-cls.png"):
         assert (out / name).stat().st_size > 200, name
     assert compare.exit_code == 0, compare.output
     assert "| modadd-cls | adamw[task.train_fraction=0.7] |" in compare.stdout and "0 regression(s)" in compare.stdout
@@ -84,6 +85,17 @@ def test_leaderboard_ranks_by_median_time_to_generalize_and_never_last(smoke):
     assert float(rows[0]["best_test_acc"]) >= 0.99
     md = (work / "report" / "leaderboard.md").read_text()
     assert "| modadd-cls |      4 | none" in md and "never generalized" in md
+
+
+def test_learning_curves_one_figure_per_entry_and_pages_beyond_the_limit(smoke, tmp_path):
+    from grokbench.reports import plot_learning_curves, runs_frame
+
+    work, _ = smoke
+    store = Store(work / "smoke.db")
+    frame = runs_frame(store, "smoke")
+    written = plot_learning_curves(frame, store.curves_long(frame["id"].unique()), tmp_path, per_page=1)
+    names = sorted(p.name for p in written if p.suffix == ".png")
+    assert names == ["curves-modadd-cls-adamw-2.png", "curves-modadd-cls-adamw.png", "curves-modadd-cls-l2.png", "curves-modadd-cls-none.png"]
 
 
 def test_compare_exits_1_on_a_regression_with_a_markdown_table(smoke, tmp_path):
