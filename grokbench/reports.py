@@ -181,6 +181,16 @@ def _save(fig: Any, out: Path, stem: str) -> list[Path]:
     return paths
 
 
+def _log_x_at(ax: Any, values: Iterable[float]) -> None:
+    """A log x axis with ticks at ``values``, written plainly (0.25, 97) rather than as 2.5×10⁻¹."""
+    from matplotlib.ticker import NullFormatter
+
+    ticks = sorted(values)
+    ax.set_xscale("log")
+    ax.set_xticks(ticks, [f"{x:g}" for x in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
 
@@ -266,10 +276,8 @@ def plot_sweep(frame: pd.DataFrame, out: Path, key: str, y: str, ylabel: str, st
             ax.plot(stats["x"], stats["median"], marker="o", label=entry)
             ax.fill_between(stats["x"], stats["q1"], stats["q3"], alpha=0.2, linewidth=0)
             xs |= set(stats["x"])
-        if logx:  # ticks at the swept values, written plainly (not 3×10⁻¹)
-            ax.set_xscale("log")
-            ax.set_xticks(sorted(xs), [f"{x:g}" for x in sorted(xs)])
-            ax.xaxis.set_minor_formatter(plt.NullFormatter())
+        if logx:
+            _log_x_at(ax, xs)
         ax.set_xlabel(key)
         ax.set_ylabel(ylabel)
         ax.set_title(f"{task}: {ylabel} against {key} (median, IQR shaded)")
@@ -332,11 +340,8 @@ def plot_scaling(table: list[dict[str, Any]], out: Path) -> list[Path]:
             if item["theory_exponent"]:
                 theory = [ys[0] * (x / xs[0]) ** item["theory_exponent"] for x in xs]
                 ax.plot(xs, theory, linestyle="--", color="gray", label=f"theory p^{item['theory_exponent']:.3g} {item['theory_label']}".strip())
-        ax.set_xscale("log")
+        _log_x_at(ax, {pt["p"] for item in table if item["task"] == task for pt in item["points"]})
         ax.set_yscale("log")
-        ps = sorted({pt["p"] for item in table if item["task"] == task for pt in item["points"]})
-        ax.set_xticks(ps, [f"{p:g}" for p in ps])
-        ax.xaxis.set_minor_formatter(plt.NullFormatter())
         ax.set_xlabel("p")
         ax.set_ylabel(next(t["quantity"] for t in table if t["task"] == task))
         ax.set_title(f"{task}: sample complexity against p")
