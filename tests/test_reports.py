@@ -204,6 +204,24 @@ def test_scaling_fit_recovers_the_exponent_and_report_draws_it(tmp_path, registr
     assert re.search(r"\| modadd-cls \| cls +\| n\* = fraction·p\^2 +\| +1\.67 \| +1\.67 \| p=23: 0\.703, p=41: 0\.58", md), md
 
 
+def test_scaling_plots_label_each_task_with_its_own_quantity(tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+
+    from grokbench.reports import plot_scaling
+
+    def item(task, k, exponent):
+        points = [{"p": p, "fraction": 0.5, "n_star": 0.5 * p**k} for p in (7, 11)]
+        return {"task": task, "entry": "e", "points": points, "fitted_exponent": float(k), "theory_exponent": exponent,
+                "theory_label": "", "quantity": f"n* = fraction·p^{k}"}
+
+    labels = []
+    original = Axes.set_ylabel
+    monkeypatch.setattr(Axes, "set_ylabel", lambda self, text, *a, **kw: (labels.append(text), original(self, text, *a, **kw))[1])
+    written = plot_scaling([item("modadd-cls", 2, 5 / 3), item("modadd-reg", 3, 2.0)], tmp_path)
+    assert labels == ["n* = fraction·p^2", "n* = fraction·p^3"]
+    assert sorted(p.name for p in written) == ["scaling-modadd-cls.png", "scaling-modadd-cls.svg", "scaling-modadd-reg.png", "scaling-modadd-reg.svg"]
+
+
 def test_shipped_suites_load_or_name_the_missing_component(registry):
     from grokbench.errors import ConfigError
     from grokbench.plugin_manager import load_plugins
