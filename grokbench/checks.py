@@ -96,14 +96,10 @@ def blame(exc: BaseException, entries: Mapping[str, Entry]) -> Entry | None:
     return None
 
 
-def describe_failure(exc: BaseException, cfg: Any, registry: Any) -> str:
+def describe_failure(exc: BaseException, components: Mapping[str, Entry]) -> str:
     """``model 'mlp' from plugin example_mlp (grokbench-example-plugins 0.1.0) raised RuntimeError: ...``.
 
-    ``cfg`` is the run's :class:`~grokbench.config.RunConfig`, ``registry`` the
-    :class:`~grokbench.registry.Registry` its components came from.
+    ``components`` are the run's registry entries (see :func:`blame`).
     """
-    what = describe(exc)
-    entries = {kind: registry.entry(kind, getattr(cfg, kind).name) for kind in ("task", "model", "regularizer", "optimizer")}
-    entries.update({f"metric:{name}": registry.entry("metric", name) for name in cfg.metrics})
-    entry = blame(exc, entries)
-    return f"{_who(entry)} raised {what}" if entry else what
+    entry = blame(exc, components)
+    return f"{_who(entry)} raised {describe(exc)}" if entry else describe(exc)

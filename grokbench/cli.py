@@ -74,8 +74,7 @@ def run(task, model, regularizer, optimizer, preset, assignments, seed, seeds, d
     if seeds is None:
         results = [run_one(task, model, seed=seed, store=store or True, progress=progress, **options)]
     else:
-        notice = lambda message: click.echo(f"notice: {message}", err=True)  # noqa: E731
-        results = run_seeds(task, model, parse_seeds(seeds), store=store or True, progress=progress, notice=notice, **options)
+        results = run_seeds(task, model, parse_seeds(seeds), store=store or True, progress=progress, **options)
     texts = [json.dumps(r.to_json()) if as_json else summary_text(r.to_json()) for r in results]
     click.echo(("\n" if as_json else "\n\n").join(texts))
     failed = next((r for r in results if r.status == "failed"), None)
@@ -210,6 +209,8 @@ def export(fmt, out, suite_name, store) -> None:
 
     for path in export_store(Store(store, create=False), out, fmt, suite=suite_name):
         click.echo(str(path))
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def plugins(as_json: bool) -> None:

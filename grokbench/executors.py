@@ -12,7 +12,6 @@ recorded with its error and the suite goes on.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import os
 import sys
@@ -29,7 +28,7 @@ from .errors import ConfigError, describe
 from .metrics import summarize
 from .plugin_manager import get_registry
 from .registry import Registry
-from .runner import RunResult, environment, save_result, train_group
+from .runner import RunResult, environment, save_result, train_group, utc_now
 from .store import Store
 from .suites import Suite
 
@@ -56,7 +55,7 @@ def failed_result(cfg: RunConfig, exc: BaseException | str, registry: Registry |
         curves=pd.DataFrame({"step": []}),
         plugins=plugins,
         message=exc if isinstance(exc, str) else describe(exc),
-        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
+        created_at=utc_now(),
         environment=environment(torch.device("cpu")),
     )
 

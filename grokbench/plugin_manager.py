@@ -59,6 +59,11 @@ def _collect(pm: pluggy.PluginManager, plugin: Any, others: list[Any]) -> list[t
     return staged
 
 
+def disabled_names() -> list[str]:
+    """The entry-point names listed in ``GROKBENCH_DISABLE_PLUGINS`` (comma-separated), in order."""
+    return [n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()]
+
+
 def entry_points_enabled() -> bool:
     """False when ``GROKBENCH_NO_ENTRY_POINTS`` is set to anything but '', '0' or 'false'."""
     return os.environ.get(NO_ENTRY_POINTS_ENV, "").strip().lower() in ("", "0", "false", "no")
@@ -73,7 +78,7 @@ def load_plugins(extra: Iterable[tuple[str, Any]] = (), entry_points: bool = Tru
     """
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
-    disabled = {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+    disabled = set(disabled_names())
     extra = list(extra)
     replaced = {name for name, _ in extra}
     registry = Registry()
@@ -122,7 +127,7 @@ def configure_loading(*, no_entry_points: bool = False, disable: Iterable[str] =
     """Set the debugging switches for this process (and the workers it starts), then reload on next use."""
     if no_entry_points:
         os.environ[NO_ENTRY_POINTS_ENV] = "1"
-    names = [n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()] + list(disable)
+    names = disabled_names() + list(disable)
     if names:
         os.environ[DISABLE_ENV] = ",".join(dict.fromkeys(names))
     get_registry.cache_clear()

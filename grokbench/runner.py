@@ -25,7 +25,7 @@ from .config import RunConfig, parse_assignments, resolve_config
 from .errors import ConfigError, GrokbenchError, describe
 from .metrics import metric_summaries, summarize
 from .plugin_manager import get_registry
-from .registry import Registry
+from .registry import Entry, Registry
 from .store import Store
 from .trainer import Member, train, train_members
 
@@ -128,9 +128,11 @@ class _Progress:
 
 @dataclass
 class _Prepared:
-    """One configuration's components, built and checked, ready to train."""
+    """One configuration: its plugins and device (:func:`_start`), then its components, built and checked (:func:`_build`)."""
 
     cfg: RunConfig
+    entries: dict[str, Entry]
+    metric_entries: dict[str, Entry]
     plugins: dict[str, Any]
     device: torch.device
     task: Any = None
@@ -140,40 +142,53 @@ class _Prepared:
     regularizer: Any = None
     metrics: list[Any] = field(default_factory=list)
 
+    def components(self) -> dict[str, Entry]:
+        """Every component's registry entry (metrics as ``metric:<name>``), to name the plugin behind a failure."""
+        return {**self.entries, **{f"metric:{name}": e for name, e in self.metric_entries.items()}}
 
-def _plugins(cfg: RunConfig, registry: Registry) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+
+def _start(cfg: RunConfig, registry: Registry) -> _Prepared:
+    """Resolve the configuration's plugins and device: what even a run that fails to build records."""
     entries = {kind: registry.entry(kind, getattr(cfg, kind).name) for kind in ("task", "model", "regularizer", "optimizer")}
     metric_entries = {name: registry.entry("metric", name) for name in cfg.metrics}
     plugins = {kind: {"name": e.name, **e.plugin.provenance()} for kind, e in entries.items()}
     plugins["metrics"] = {name: e.plugin.provenance() for name, e in metric_entries.items()}
-    return entries, metric_entries, plugins
+    return _Prepared(cfg, entries, metric_entries, plugins, resolve_device(cfg.train.device))
 
 
-def _prepare(cfg: RunConfig, registry: Registry) -> _Prepared:
-    """Build task, data, model, optimizer, regularizer and metrics (a ConfigError propagates)."""
-    entries, metric_entries, plugins = _plugins(cfg, registry)
-    prep = _Prepared(cfg, plugins, resolve_device(cfg.train.device))
+def _build(prep: _Prepared) -> _Prepared:
+    """Build task, data, model, metrics, optimizer and regularizer into ``prep`` (a ConfigError propagates).
+
+    The metrics are attached last, so that a run whose building fails records no metric summaries."""
+    cfg = prep.cfg
     dtype = getattr(torch, cfg.train.dtype)
 
     def build(kind: str, **kwargs: Any) -> Any:
-        cls = entries[kind].component
+        cls = prep.entries[kind].component
         return cls(cls.Params.model_validate(getattr(cfg, kind).params), **kwargs)
 
     torch.manual_seed(cfg.seed)
     prep.task = build("task")
     data = prep.task.make_data(cfg.seed)
-    check_task_data(data, registry.entry("task", cfg.task.name))
+    check_task_data(data, prep.entries["task"])
     prep.data = data.to(prep.device, dtype)
     generator = torch.Generator().manual_seed(cfg.seed)
     prep.model = build("model", spec=prep.data.spec, generator=generator, device=prep.device, dtype=dtype)
-    check_model(prep.model, prep.data, registry.entry("model", cfg.model.name))
+    check_model(prep.model, prep.data, prep.entries["model"])
+    metrics = []
     for name, params in cfg.metrics.items():
-        cls = metric_entries[name].component
+        cls = prep.metric_entries[name].component
         metric = cls(cls.Params.model_validate(params))
         metric.check(prep.task, prep.model)
-        prep.metrics.append(metric)
+        metrics.append(metric)
     prep.optimizer, prep.regularizer = build("optimizer"), build("regularizer")
+    prep.metrics = metrics
     return prep
+
+
+def _prepare(cfg: RunConfig, registry: Registry) -> _Prepared:
+    """:func:`_start` then :func:`_build`: a configuration ready to train."""
+    return _build(_start(cfg, registry))
 
 
 def _result(prep: _Prepared, registry: Registry, status: str, steps: int, message: str | None, curves: list, wall: float, created_at: str, **env: Any) -> RunResult:
@@ -195,7 +210,8 @@ def _result(prep: _Prepared, registry: Registry, status: str, steps: int, messag
     )
 
 
-def _now() -> str:
+def utc_now() -> str:
+    """The current time as an ISO timestamp in UTC, to the millisecond (a run's ``created_at``)."""
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
@@ -213,14 +229,14 @@ def train_config(
     with its reason; a non-finite loss ends it with status ``diverged``.
     """
     registry = registry or get_registry()
-    prep = _Prepared(cfg, _plugins(cfg, registry)[2], resolve_device(cfg.train.device))
+    prep = _start(cfg, registry)
     bar = _Progress(cfg.train.steps, progress, f"{cfg.task.name}/{cfg.model.name}")
     status, message, steps = "failed", None, 0
     curves: list[dict[str, float]] = []
-    created_at = _now()
+    created_at = utc_now()
     started = time.perf_counter()
     try:
-        prep = _prepare(cfg, registry)
+        _build(prep)
 
         def report(record: dict[str, float]) -> None:
             curves.append(record)
@@ -243,7 +259,7 @@ def train_config(
     except GrokbenchError:
         raise
     except Exception as exc:  # a plugin or training failure is a recorded run, not a crash
-        message = describe_failure(exc, cfg, registry)
+        message = describe_failure(exc, prep.components())
     finally:
         bar.close()
     return _result(prep, registry, status, steps, message, curves, time.perf_counter() - started, created_at)
@@ -278,9 +294,10 @@ def train_group(
     ``notice`` (default: a line on stderr) is told why.
     """
     registry = registry or get_registry()
+    notice = notice or _stderr_notice
     if len(cfgs) < 2:
         return [train_config(cfg, registry=registry, progress=progress) for cfg in cfgs]
-    created_at, started = _now(), time.perf_counter()
+    created_at, started = utc_now(), time.perf_counter()
     try:
         preps = [_prepare(cfg, registry) for cfg in cfgs]
         reason = _batch_blocker(preps)
@@ -291,7 +308,7 @@ def train_group(
         reason, batched = f"preparing them failed ({describe(exc)})", None
     if batched is None:
         reason = reason or f"model '{cfgs[0].model.name}' does not support multi-seed batching"
-        (notice or _stderr_notice)(f"training {len(cfgs)} runs one after another: {reason}")
+        notice(f"training {len(cfgs)} runs one after another: {reason}")
         return [train_config(cfg, registry=registry, progress=progress) for cfg in cfgs]
 
     first = preps[0]
@@ -311,7 +328,7 @@ def train_group(
             task=first.task, members=members, trainable=batched, optimizer=first.optimizer, regularizer=first.regularizer, cfg=first.cfg.train
         )
     except Exception as exc:  # each run gets its own outcome, from scratch
-        (notice or _stderr_notice)(f"batched training failed ({describe(exc)}); training {len(cfgs)} runs one after another")
+        notice(f"batched training failed ({describe(exc)}); training {len(cfgs)} runs one after another")
         return [train_config(cfg, registry=registry, progress=progress) for cfg in cfgs]
     finally:
         bar.close()
