@@ -69,6 +69,11 @@ class ProbeNTK(Metric):
         return empirical_ntk(ctx.model, self.probe[0], output=self.params.output, method=self.params.method).double()
 
 
+def needs_classification(metric: Metric, task: Task) -> None:
+    if not task.classification:
+        raise ConfigError(f"metric '{metric.name}' needs a classification task; '{task.name}' is not one")
+
+
 def value_at(curves: list[dict[str, float]], key: str, step: int | None) -> float | None:
     for record in curves:
         if step is not None and record["step"] == step and key in record:
@@ -118,8 +123,7 @@ class KernelAlignment(ProbeNTK):
     outputs = ("kernel_alignment",)
 
     def check(self, task: Task, model: Model) -> None:
-        if not task.classification:
-            raise ConfigError(f"metric 'kernel_alignment' needs a classification task; '{task.name}' is not one")
+        needs_classification(self, task)
         super().check(task, model)
 
     def compute(self, ctx: EvalContext) -> dict[str, float]:
@@ -136,8 +140,7 @@ class Margin(Metric):
     summary_keys = ("margin_final",)
 
     def check(self, task: Task, model: Model) -> None:
-        if not task.classification:
-            raise ConfigError(f"metric 'margin' needs a classification task; '{task.name}' is not one")
+        needs_classification(self, task)
         if model.homogeneity is None:
             raise ConfigError(f"metric 'margin' needs a homogeneous model; '{model.name}' declares no homogeneity degree")
 
