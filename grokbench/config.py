@@ -24,6 +24,8 @@ from .errors import ConfigError
 from .registry import Registry
 
 COMPONENT_KINDS = ("task", "model", "regularizer", "optimizer")
+#: the kinds a model trained in closed form does without
+TRAINING_KINDS = ("regularizer", "optimizer")
 
 
 class Strict(BaseModel):
@@ -55,12 +57,18 @@ class RunConfig(Strict):
 
     task: ComponentConfig
     model: ComponentConfig
-    regularizer: ComponentConfig
-    optimizer: ComponentConfig
+    #: None for a model trained in closed form (capability ``closed-form``), which takes neither
+    regularizer: ComponentConfig | None
+    optimizer: ComponentConfig | None
     metrics: dict[str, dict[str, Any]] = Field(default_factory=dict)
     train: TrainConfig = TrainConfig()
     seed: int = 0
     preset: str | None = None
+
+    def name_of(self, kind: str) -> str:
+        """The component's name, ``-`` for the optimizer and regularizer of a closed-form model (which has none)."""
+        component = getattr(self, kind)
+        return "-" if component is None else str(component.name)
 
     def canonical_json(self) -> str:
         """The configuration as canonical JSON, without the preset's name (which values came from)."""
@@ -189,7 +197,14 @@ def resolve_config(
         raise ConfigError(f"unknown key '{sorted(unknown)[0]}' (top-level keys: task, model, regularizer, optimizer, metrics, train, seed)")
 
     explicit = {"task": task, "model": model, "regularizer": regularizer, "optimizer": optimizer}
-    for kind in COMPONENT_KINDS:
+    closed_form = registry.get("model", model).supports("closed-form")
+    kinds = [k for k in COMPONENT_KINDS if not (closed_form and k in TRAINING_KINDS)]
+    if closed_form:
+        for kind in TRAINING_KINDS:
+            if explicit[kind] or overrides.get(kind):
+                raise ConfigError(f"model '{model}' is trained in closed form and takes no {kind} (drop the {kind} from the run's options)")
+            tree.pop(kind, None)
+    for kind in kinds:
         sections = [from_preset.get(kind, {}), overrides.get(kind, {})]
         for section in sections:
             if not isinstance(section, Mapping):
@@ -204,8 +219,8 @@ def resolve_config(
             preset_sec = {}
         tree[kind] = {"name": chosen, "params": deep_merge(preset_sec, over_sec)}
 
-    components = {}
-    for kind in COMPONENT_KINDS:
+    components: dict[str, ComponentConfig | None] = dict.fromkeys(TRAINING_KINDS)
+    for kind in kinds:
         name, raw = tree[kind]["name"], tree[kind]["params"]
         components[kind] = ComponentConfig(name=name, params=_validate_params(registry, kind, name, raw, kind))
 

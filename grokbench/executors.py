@@ -23,12 +23,13 @@ from typing import Any, Mapping
 import pandas as pd
 from pydantic import ValidationError
 
-from .config import RunConfig
+from .config import COMPONENT_KINDS, RunConfig
 from .errors import ConfigError, describe
 from .metrics import summarize
 from .plugin_manager import get_registry
 from .registry import Registry
-from .runner import RunResult, environment, save_result, train_group, utc_now
+from .results import RunResult, environment, failure, new_run_id, utc_now
+from .runner import save_result, train_group
 from .store import Store
 from .suites import Suite
 
@@ -37,16 +38,20 @@ def failed_result(cfg: RunConfig, exc: BaseException | str, registry: Registry |
     """The record of a run that could not be trained at all (its worker crashed, its device is missing)."""
     registry = registry or get_registry()
     plugins: dict[str, Any] = {}
-    for kind in ("task", "model", "regularizer", "optimizer"):
-        name = getattr(cfg, kind).name
+    for kind in COMPONENT_KINDS:
+        if getattr(cfg, kind) is None:
+            continue
+        name = cfg.name_of(kind)
         try:
             plugins[kind] = {"name": name, **registry.entry(kind, name).plugin.provenance()}
         except ConfigError:
             plugins[kind] = {"name": name, "plugin": None, "distribution": None, "version": None}
     import torch
 
+    message, trace = (exc, None) if isinstance(exc, str) else failure(exc, {})
     return RunResult(
-        run_id=uuid.uuid4().hex[:12],
+        run_id=new_run_id(),
+        traceback=trace,
         config=cfg,
         status="failed",
         steps=0,
@@ -54,7 +59,7 @@ def failed_result(cfg: RunConfig, exc: BaseException | str, registry: Registry |
         summary=summarize([], cfg.train),
         curves=pd.DataFrame({"step": []}),
         plugins=plugins,
-        message=exc if isinstance(exc, str) else describe(exc),
+        message=message,
         created_at=utc_now(),
         environment=environment(torch.device("cpu")),
     )
@@ -152,7 +157,7 @@ def run_suite(
         outcome = SuiteOutcome(suite.name, str(target.path), executor, planned=len(configs), skipped=len(configs) - len(pending))
         target.register_suite(suite.name, suite.source, suite.spec.model_dump(mode="json"), suite.members())
         groups = suite.groups(pending)
-        work = functools.partial(train_work, registry=registry) if runner.in_process else train_work
+        work = functools.partial(train_work, registry=registry) if runner.supports("in-process") else train_work
         bar = _bar(len(configs), outcome.skipped, progress, f"suite {suite.name}")
         try:
             for index, answer in runner.map(work, groups):

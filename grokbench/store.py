@@ -80,6 +80,10 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX suite_members_config_hash ON suite_members (config_hash);
     """,
+    # v3: a failed run keeps the full traceback of its exception (`grokbench show RUN --traceback`).
+    """
+    ALTER TABLE runs ADD COLUMN traceback TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

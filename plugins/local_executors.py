@@ -18,7 +18,7 @@ class InlineExecutor(Executor):
     """Train the runs one group after another in this process (the reference; no parallelism)."""
 
     name = "inline"
-    in_process = True
+    capabilities = frozenset({"in-process"})
 
     class Params(Params):
         threads: PositiveInt = Field(1, description="torch threads while the suite runs (small runs gain nothing from more)")

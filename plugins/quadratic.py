@@ -48,6 +48,7 @@ class QuadraticNetwork(Model):
     """f(x) = V (W x)², two layers, quadratic activation, no biases (the paper's model)."""
 
     name = "quadratic"
+    capabilities = frozenset({"homogeneous", "batched-step", "ntk", "token-weights"})
     homogeneity: ClassVar[int] = 3
 
     class Params(Params):
@@ -110,9 +111,10 @@ class QuadraticNetwork(Model):
         return loss, [gW[0], gV[0]]
 
     @classmethod
-    def stack(cls, models: Sequence[Model]) -> BatchedModel | None:
+    def stack(cls, models: Sequence[Model]) -> BatchedModel:
+        """The hand-written batched step; a subclass that changes the math must override it."""
         if cls.loss_and_grads is not QuadraticNetwork.loss_and_grads or cls.apply is not QuadraticNetwork.apply:
-            return None  # a subclass that changes the math must batch itself
+            raise TypeError(f"model '{cls.name}' changes the quadratic network's math but not its batched step")
         return StackedQuadratic(models)
 
     # ---------------------------------------------------------- kernel views
