@@ -13,7 +13,8 @@ parameters stacked along a leading dimension, when their data have one shape:
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch.func import grad_and_value, vmap

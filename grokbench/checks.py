@@ -12,7 +12,8 @@ exception during a run, from its traceback.
 from __future__ import annotations
 
 import types
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 

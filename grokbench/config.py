@@ -16,7 +16,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from typing import Any, Literal, Mapping
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import abc
 import inspect
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterator, Mapping, NamedTuple, Sequence
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -50,8 +51,9 @@ class Component(abc.ABC):
     #: the capabilities this kind knows: name -> :class:`Capability` (set by each kind's base class)
     CAPABILITIES: ClassVar[Mapping[str, Capability]] = {}
 
-    def __init__(self, params: Params):
-        self.params = params
+    def __init__(self, params: BaseModel):
+        #: the validated parameters, an instance of this class's ``Params`` (typed Any so subclasses read their fields)
+        self.params: Any = params
 
     @classmethod
     def description(cls) -> str:
@@ -148,7 +150,7 @@ class TaskData:
     y_test: torch.Tensor
     extras: dict[str, Any] = field(default_factory=dict)
 
-    def to(self, device: torch.device | str, dtype: torch.dtype) -> "TaskData":
+    def to(self, device: torch.device | str, dtype: torch.dtype) -> TaskData:
         def move(t: Any) -> Any:
             if not isinstance(t, torch.Tensor):
                 return t
@@ -315,7 +317,7 @@ class Model(Component):
         raise NotImplementedError(f"model '{self.name}' does not declare capability 'token-weights'")
 
     @classmethod
-    def stack(cls, models: Sequence["Model"]) -> "BatchedModel":
+    def stack(cls, models: Sequence[Model]) -> BatchedModel:
         """Capability ``batched-step``: train ``models`` (this class, same parameters and data shape, one per
         seed) as one hand-written batched program."""
         raise NotImplementedError(f"model '{cls.name}' does not declare capability 'batched-step'")
@@ -401,7 +403,7 @@ class Optimizer(Component):
     }
 
     @abc.abstractmethod
-    def build(self, params: list[torch.Tensor]) -> "OptimizerState":
+    def build(self, params: list[torch.Tensor]) -> OptimizerState:
         """Return the state that updates ``params`` (the model's tensors, in order) from their gradients."""
 
 

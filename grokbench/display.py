@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pandas as pd
+from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from tabulate import tabulate
@@ -28,7 +29,7 @@ def _type_name(field: FieldInfo) -> str:
     return text.replace("typing.", "").replace("NoneType", "None")
 
 
-def describe_params(params_model: type) -> list[dict[str, Any]]:
+def describe_params(params_model: type[BaseModel]) -> list[dict[str, Any]]:
     out = []
     for name, field in params_model.model_fields.items():
         default = None if field.default is PydanticUndefined else field.default

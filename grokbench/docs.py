@@ -68,7 +68,7 @@ def _signature(node: ast.FunctionDef) -> str:
 
 def _comment_above(lines: list[str], lineno: int) -> str:
     """The ``#:`` comment lines directly above source line ``lineno`` (1-based)."""
-    found = []
+    found: list[str] = []
     i = lineno - 2
     while i >= 0 and lines[i].strip().startswith("#:"):
         found.insert(0, lines[i].strip()[2:].strip())

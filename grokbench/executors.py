@@ -16,15 +16,15 @@ import functools
 import os
 import sys
 import time
-import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 from pydantic import ValidationError
 
 from .config import COMPONENT_KINDS, RunConfig
-from .errors import ConfigError, describe
+from .errors import ConfigError
 from .metrics import summarize
 from .plugin_manager import get_registry
 from .registry import Registry

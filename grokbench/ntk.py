@@ -18,7 +18,8 @@ in chunks of examples, contracted over all parameters.
 
 from __future__ import annotations
 
-from typing import Literal, Mapping
+from collections.abc import Mapping
+from typing import Literal
 
 import torch
 from torch.func import jacrev, vmap

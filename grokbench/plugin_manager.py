@@ -19,7 +19,8 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import os
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import pluggy
 
@@ -73,6 +74,10 @@ def _unknown_hooks(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
     return sorted(names)
 
 
+def _normalize(distribution: str) -> str:
+    return distribution.lower().replace("_", "-").replace(".", "-")
+
+
 def disabled_names() -> list[str]:
     """The entry-point names listed in ``GROKBENCH_DISABLE_PLUGINS`` (comma-separated), in order."""
     return [n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()]
@@ -83,13 +88,15 @@ def entry_points_enabled() -> bool:
     return os.environ.get(NO_ENTRY_POINTS_ENV, "").strip().lower() in ("", "0", "false", "no")
 
 
-def load_plugins(extra: Iterable[tuple[str, Any]] = (), entry_points: bool = True) -> Registry:
+def load_plugins(extra: Iterable[tuple[str, Any]] = (), entry_points: bool = True, distributions: Iterable[str] | None = None) -> Registry:
     """Load the entry-point plugins (and ``extra`` (name, plugin) pairs, for tests) into a Registry.
 
     An ``extra`` plugin replaces an entry point of the same name, so a plugin
     author can test the plugin object under development while an older copy of
-    it is installed.
+    it is installed. ``distributions``, when given, loads only the entry points
+    of grokbench itself (its first-party plugins) and of those distributions.
     """
+    allowed = None if distributions is None else {_normalize(PROJECT), *(_normalize(d) for d in distributions)}
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
     disabled = set(disabled_names())
@@ -104,6 +111,8 @@ def load_plugins(extra: Iterable[tuple[str, Any]] = (), entry_points: bool = Tru
             if ep.name in replaced:
                 continue
             dist = getattr(ep, "dist", None)
+            if allowed is not None and (dist is None or _normalize(dist.name) not in allowed):
+                continue
             info = PluginInfo(ep.name, dist.name if dist else None, dist.version if dist else None, module=ep.value)
             if ep.name in disabled:
                 info.disabled = True

@@ -70,8 +70,9 @@ def validate_component(kind: str, obj: Any) -> str:
         return preset_key(obj)
     if not (isinstance(obj, type) and issubclass(obj, base)):
         raise TypeError(f"{KINDS[kind][0]} expects subclasses of {base.__module__}.{base.__name__}, got {obj!r}")
-    obj.check_class()
-    return str(obj.name)
+    component: Any = obj
+    component.check_class()
+    return str(component.name)
 
 
 def split_name(name: str) -> tuple[str | None, str]:

@@ -16,8 +16,9 @@ import os
 import platform
 import traceback as tb
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 import torch

@@ -8,15 +8,16 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
 from . import batching
 from .batching import batch_blocker
 from .building import Prepared, build, prepare, start
-from .contracts import BatchedModel
 from .config import RunConfig, parse_assignments, resolve_config
+from .contracts import BatchedModel
 from .errors import GrokbenchError, describe
 from .metrics import metric_summaries, summarize
 from .plugin_manager import get_registry
@@ -24,6 +25,7 @@ from .registry import Registry
 from .results import RunResult, environment, failure, last_step, new_run_id, utc_now
 from .store import Store
 from .trainer import Member, train, train_members
+
 
 class _Progress:
     """A tqdm bar over steps with live train/test accuracy, on stderr."""

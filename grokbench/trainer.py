@@ -8,8 +8,8 @@ plugin's. A step is: batch -> model loss and gradients -> regularizer penalty
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -116,13 +116,15 @@ def train_members(
     step; it has no optimizer and no regularizer.
     """
     batched = isinstance(trainable, BatchedModel)
-    closed_form = isinstance(trainable, Model) and trainable.supports("closed-form")
-    if closed_form:
-        trainable.fit(task, members[0].data)
+    fitted = trainable if isinstance(trainable, Model) and trainable.supports("closed-form") else None
+    closed_form = fitted is not None
+    if fitted is not None:
+        fitted.fit(task, members[0].data)
     else:
         assert optimizer is not None and regularizer is not None, "only a closed-form model trains without them"
+        reg: Regularizer = regularizer
         lr = float(optimizer.params.lr)
-        penalty, decoupled = regularizer.supports("penalty"), regularizer.supports("decoupled")
+        penalty, decoupled = reg.supports("penalty"), reg.supports("decoupled")
         params = list(trainable.parameters().values())
         # seedwise components step the stacked tensors at once; others step each seed's views on its own
         per_seed = batched and not (optimizer.supports("seedwise") and regularizer.supports("seedwise"))
@@ -140,8 +142,8 @@ def train_members(
 
     for step in range(cfg.steps + 1):
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            if closed_form:
-                trainable.set_step(step)
+            if fitted is not None:
+                fitted.set_step(step)
             for i in list(active):
                 m = members[i]
                 record = evaluate(step, task, m.data, m.model, m.metrics)
@@ -165,9 +167,9 @@ def train_members(
         for i, (group, state) in enumerate(zip(groups, states)):
             group_grads = [g[i] for g in grads] if per_seed else grads
             if penalty:
-                for g, e in zip(group_grads, regularizer.penalty_grads(group)):
+                for g, e in zip(group_grads, reg.penalty_grads(group)):
                     g.add_(e)
             if decoupled:
-                regularizer.decoupled_update(group, lr)
+                reg.decoupled_update(group, lr)
             state.step(group_grads)
     return outcomes

@@ -32,8 +32,8 @@ The parameters (:meth:`parameters`) are the dual coefficients ``coef_t`` of the 
 from __future__ import annotations
 
 import abc
-
-from typing import Literal, Mapping
+from collections.abc import Mapping
+from typing import Literal
 
 import torch
 import torch.nn.functional as F

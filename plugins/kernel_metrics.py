@@ -151,6 +151,7 @@ class Margin(Metric):
         raw = (out.gather(1, y)[:, 0] - others).min()
         theta = torch.cat([p.detach().double().reshape(-1) for p in ctx.model.parameters().values()])
         degree = ctx.model.homogeneity
+        assert degree is not None  # check() requires capability 'homogeneous'
         return {
             "margin": (raw / theta.abs().max() ** degree).item(),
             "margin_l2": (raw / theta.norm() ** degree).item(),
