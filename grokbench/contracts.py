@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
+
+from .validation import StrictModel
 
 
-class Params(BaseModel):
+class Params(StrictModel):
     """Base class of every component's parameters: unknown keys are an error."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Capability(NamedTuple):

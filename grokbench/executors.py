@@ -32,6 +32,7 @@ from .results import RunResult, environment, failure, new_run_id, utc_now
 from .runner import save_result, train_group
 from .store import Store
 from .suites import Suite
+from .validation import validation_error
 
 
 def failed_result(cfg: RunConfig, exc: BaseException | str, registry: Registry | None = None) -> RunResult:
@@ -112,12 +113,9 @@ def make_executor(name: str, options: Mapping[str, Any], registry: Registry) -> 
     try:
         params = cls.Params.model_validate(given)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(str(x) for x in err["loc"])
-        if err["type"] == "extra_forbidden":
-            known = ", ".join(cls.Params.model_fields) or "none"
-            raise ConfigError(f"executor '{name}' takes no option '{key}' (its options: {known})") from None
-        raise ConfigError(f"invalid option {key} for executor '{name}': {err['msg']} (got {err.get('input')!r})") from None
+        known = ", ".join(cls.Params.model_fields) or "none"
+        unknown = f"executor '{name}' takes no option '{{key}}' (its options: {known})"
+        raise validation_error(exc, unknown=unknown) from None
     return cls(params)
 
 

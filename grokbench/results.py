@@ -74,7 +74,6 @@ class RunResult:
             "seed": cfg.seed,
             "status": self.status,
             "message": self.message,
-            "traceback": self.traceback,
             "steps": self.steps,
             "t_memorize": summary["t_memorize"],
             "t_generalize": summary["t_generalize"],
@@ -85,6 +84,8 @@ class RunResult:
             "plugins": self.plugins,
             "environment": self.environment,
         }
+        if self.traceback is not None:  # a column of schema v3: absent (NULL) for a run that did not fail
+            row["traceback"] = self.traceback
         if suite is not None:
             row["suite"] = suite
         return row
