@@ -72,8 +72,10 @@ def test_duplicate_names_are_a_clear_error_naming_both(monkeypatch):
         registry.get("task", "nobody:modadd-cls")
     result = grokbench.run("my-plugin:modadd-cls", "quadratic", overrides={"task": {"p": 7}, "train": {"steps": 2}}, registry=registry)
     assert result.status == "completed" and result.config.task.name == "my-plugin:modadd-cls"
-    monkeypatch.setattr(grokbench.plugin_manager, "get_registry", lambda: registry)
-    listing = CliRunner().invoke(grokbench.cli.cli, ["plugins"])
+    from grokbench import cli, plugin_manager
+
+    monkeypatch.setattr(plugin_manager, "get_registry", lambda: registry)
+    listing = CliRunner().invoke(cli.cli, ["plugins"])
     assert "CLASH: task 'modadd-cls' (use 'my-plugin:modadd-cls')" in listing.output
 
 
