@@ -2,6 +2,7 @@ import importlib.metadata
 import inspect
 import types
 
+import pydantic
 import pytest
 from click.testing import CliRunner
 
@@ -96,7 +97,7 @@ def test_raising_or_invalid_registration_marks_only_that_plugin_broken():
 
         name = "loose"
 
-        class Params(Params.__base__):
+        class Params(pydantic.BaseModel):
             pass
 
     registry = load_plugins(
