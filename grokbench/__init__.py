@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .runner import RunResult
 
 
-def run(*args: Any, **kwargs: Any) -> "RunResult":
+def run(*args: Any, **kwargs: Any) -> RunResult:
     """Configure, train, store and summarize one run; see :func:`grokbench.runner.run`."""
     from .runner import run as _run
 

@@ -3,15 +3,17 @@
 Registration already checks a component's class (``registry.validate_component``).
 What a component *returns* can only be checked once it runs: before training,
 :func:`check_task_data` and :func:`check_model` look at the task's data and one
-forward pass on two examples, and raise a :class:`ConfigError` that names the
-plugin. :func:`blame` finds which component (and so which plugin) raised an
+forward pass on a real training batch (the task's training inputs, or one
+minibatch of them) and on the held-out inputs, and raise a :class:`ConfigError`
+that names the plugin whose output was wrong. :func:`blame` finds which component (and so which plugin) raised an
 exception during a run, from its traceback.
 """
 
 from __future__ import annotations
 
 import types
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -46,11 +48,11 @@ def check_task_data(data: Any, entry: Entry) -> None:
         raise ConfigError(f"{_who(entry)} violates the contract: the training set is empty")
 
 
-def check_model(model: Any, data: TaskData, entry: Entry) -> None:
-    """The model has named tensor parameters and maps two training inputs to ``[2, output_dim]``.
+def check_model(model: Any, data: TaskData, entry: Entry, batch_size: int | None = None) -> None:
+    """The model has named tensor parameters and maps a real training batch (``batch_size`` rows of the
+    training inputs, all of them when None) and the held-out inputs to ``[n, output_dim]``.
 
-    The forward check is skipped for models that declare ``closed_form = True``
-    (they predict only once fitted).
+    The forward check is skipped for models with capability ``closed-form`` (they predict only once fitted).
     """
     if not isinstance(model, Model):
         raise ConfigError(f"{_who(entry)} violates the contract: it built {type(model).__name__}, not a Model")
@@ -59,16 +61,18 @@ def check_model(model: Any, data: TaskData, entry: Entry) -> None:
         raise ConfigError(f"{_who(entry)} violates the contract: parameters() must be a non-empty dict of tensors")
     if not all(p.is_floating_point() for p in params.values()):
         raise ConfigError(f"{_who(entry)} violates the contract: every parameter must be a floating-point tensor")
-    if getattr(model, "closed_form", False):
+    if model.supports("closed-form"):
         return  # a closed-form model predicts only after it is fitted
-    x = data.x_train[:2]
-    with torch.no_grad():
-        out = model(x)
-    expected = [len(x), data.spec.output_dim]
-    if not isinstance(out, torch.Tensor) or list(out.shape) != expected:
-        raise ConfigError(
-            f"{_who(entry)} violates the contract: apply returned {_shape(out)} for {len(x)} inputs, expected {expected}"
-        )
+    for x in (data.x_train[:batch_size] if batch_size else data.x_train, data.x_test):
+        if not len(x):
+            continue
+        with torch.no_grad():
+            out = model(x)
+        expected = [len(x), data.spec.output_dim]
+        if not isinstance(out, torch.Tensor) or list(out.shape) != expected:
+            raise ConfigError(
+                f"{_who(entry)} violates the contract: apply returned {_shape(out)} for {len(x)} inputs, expected {expected}"
+            )
 
 
 def blame(exc: BaseException, entries: Mapping[str, Entry]) -> Entry | None:

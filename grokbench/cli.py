@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
@@ -13,13 +14,20 @@ from .errors import ConfigError, GrokbenchError, RunError
 STORE_HELP = "results store (SQLite file); default $GROKBENCH_STORE or ./grokbench.db"
 
 
+DEBUG_ENV = "GROKBENCH_DEBUG"  # the same as grokbench.results.DEBUG_ENV (not imported: it would import torch)
+
+
 class GrokbenchGroup(click.Group):
-    """Turns every error into one line on stderr: exit 2 for bad input, 1 for a failed run."""
+    """Turns every error into one line on stderr: exit 2 for bad input, 1 for a failed run.
+
+    With ``--debug`` (or ``GROKBENCH_DEBUG=1``) errors, and failures inside runs, propagate with their traceback."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
             rv = super().main(args, prog_name or "grokbench", complete_var, standalone_mode=False, **extra)
         except GrokbenchError as exc:
+            if os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no"):
+                raise
             code, message = exc.exit_code, str(exc)
         except click.exceptions.Abort:
             code, message = 130, "aborted"
@@ -39,8 +47,11 @@ class GrokbenchGroup(click.Group):
 @click.version_option(__version__, prog_name="grokbench")
 @click.option("--no-entry-points", is_flag=True, help="load no plugin at all, first-party ones included (sets GROKBENCH_NO_ENTRY_POINTS=1)")
 @click.option("--disable-plugin", "disable", multiple=True, metavar="NAME", help="skip a plugin by entry-point name (repeatable; adds to GROKBENCH_DISABLE_PLUGINS)")
-def cli(no_entry_points: bool, disable: tuple[str, ...]) -> None:
+@click.option("--debug", is_flag=True, help="a failure inside a run, or any error, is raised with its full traceback (sets GROKBENCH_DEBUG=1)")
+def cli(no_entry_points: bool, disable: tuple[str, ...], debug: bool) -> None:
     """grokbench: a plugin-based benchmark suite for grokking."""
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
     if no_entry_points or disable:
         from .plugin_manager import configure_loading
 
@@ -79,7 +90,7 @@ def run(task, model, regularizer, optimizer, preset, assignments, seed, seeds, d
     click.echo(("\n" if as_json else "\n\n").join(texts))
     failed = next((r for r in results if r.status == "failed"), None)
     if failed is not None:
-        raise RunError(f"run {failed.run_id} failed: {failed.message}")
+        raise RunError(f"run {failed.run_id} failed: {failed.message} (traceback: grokbench show {failed.run_id} --traceback)")
 
 
 @cli.command("list")
@@ -110,13 +121,19 @@ def runs(store, limit, as_json) -> None:
 @click.argument("run_id")
 @click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output, curves included")
-def show(run_id, store, as_json) -> None:
+@click.option("--traceback", "traceback_only", is_flag=True, help="print only the full traceback of the run's failure")
+def show(run_id, store, as_json, traceback_only) -> None:
     """Print one run: config, summary, plugins, environment and curves (RUN_ID may be a prefix)."""
     from .display import run_text
     from .store import Store
 
     db = Store(store, create=False)
     record = db.get_run(run_id)
+    if traceback_only:
+        if not record.get("traceback"):
+            raise ConfigError(f"run {record['id']} has no traceback (status {record['status']})")
+        click.echo(record["traceback"].rstrip())
+        return
     curves = db.curves(record["id"])
     if as_json:
         click.echo(json.dumps({**record, "curves": curves.to_dict(orient="list")}))

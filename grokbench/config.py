@@ -16,28 +16,30 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from typing import Any, Literal, Mapping
+from collections.abc import Mapping
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+from pydantic import Field, PositiveInt, ValidationError
 
 from .errors import ConfigError
 from .registry import Registry
+from .validation import StrictModel, validation_error
 
 COMPONENT_KINDS = ("task", "model", "regularizer", "optimizer")
+#: the kinds a model trained in closed form does without
+TRAINING_KINDS = ("regularizer", "optimizer")
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ComponentConfig(Strict):
+class ComponentConfig(StrictModel):
     """A component by name with its (fully resolved) parameters."""
 
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-class TrainConfig(Strict):
+class TrainConfig(StrictModel):
     """How a model is trained and evaluated (the same for every task and model)."""
 
     steps: PositiveInt = 1000
@@ -50,17 +52,23 @@ class TrainConfig(Strict):
     dtype: Literal["float32", "float64"] = "float32"
 
 
-class RunConfig(Strict):
+class RunConfig(StrictModel):
     """Everything that determines a run; its hash is the run's identity in the store."""
 
     task: ComponentConfig
     model: ComponentConfig
-    regularizer: ComponentConfig
-    optimizer: ComponentConfig
+    #: None for a model trained in closed form (capability ``closed-form``), which takes neither
+    regularizer: ComponentConfig | None
+    optimizer: ComponentConfig | None
     metrics: dict[str, dict[str, Any]] = Field(default_factory=dict)
     train: TrainConfig = TrainConfig()
     seed: int = 0
     preset: str | None = None
+
+    def name_of(self, kind: str) -> str:
+        """The component's name, ``-`` for the optimizer and regularizer of a closed-form model (which has none)."""
+        component = getattr(self, kind)
+        return "-" if component is None else str(component.name)
 
     def canonical_json(self) -> str:
         """The configuration as canonical JSON, without the preset's name (which values came from)."""
@@ -69,11 +77,18 @@ class RunConfig(Strict):
     @property
     def variant(self) -> str:
         """The hash with the seed left out: runs of one variant differ only in their seed."""
-        return self.model_copy(update={"seed": 0}).hash
+        return variant_of(self.model_dump(mode="json"))
 
     @property
     def hash(self) -> str:
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
+
+
+def variant_of(config: Mapping[str, Any]) -> str:
+    """The variant hash of a stored configuration (``RunConfig.model_dump(mode="json")``): the config hash
+    with the seed (and the preset's name) left out. The one definition, for runs and stored records alike."""
+    canonical = {k: v for k, v in config.items() if k != "preset"} | {"seed": 0}
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
 # ----------------------------------------------------------------- --set parsing
@@ -135,23 +150,12 @@ def parse_seeds(text: str) -> list[int]:
 # -------------------------------------------------------------------- resolution
 
 
-def _error_line(where: str, exc: ValidationError) -> ConfigError:
-    err = exc.errors()[0]
-    loc = ".".join(str(x) for x in err["loc"])
-    key = f"{where}.{loc}" if loc else where
-    if err["type"] == "extra_forbidden":
-        return ConfigError(f"unknown key '{key}'")
-    got = err.get("input")
-    shown = f" (got {got!r})" if not isinstance(got, (dict, list)) else ""
-    return ConfigError(f"invalid value for {key}: {err['msg']}{shown}")
-
-
 def _validate_params(registry: Registry, kind: str, name: str, raw: Mapping[str, Any], where: str) -> dict[str, Any]:
     cls = registry.get(kind, name)
     try:
         params = cls.Params.model_validate(dict(raw))
     except ValidationError as exc:
-        raise _error_line(where, exc) from None
+        raise validation_error(exc, where) from None
     return params.model_dump(mode="json")
 
 
@@ -189,7 +193,14 @@ def resolve_config(
         raise ConfigError(f"unknown key '{sorted(unknown)[0]}' (top-level keys: task, model, regularizer, optimizer, metrics, train, seed)")
 
     explicit = {"task": task, "model": model, "regularizer": regularizer, "optimizer": optimizer}
-    for kind in COMPONENT_KINDS:
+    closed_form = registry.get("model", model).supports("closed-form")
+    kinds = [k for k in COMPONENT_KINDS if not (closed_form and k in TRAINING_KINDS)]
+    if closed_form:
+        for kind in TRAINING_KINDS:
+            if explicit[kind] or overrides.get(kind):
+                raise ConfigError(f"model '{model}' is trained in closed form and takes no {kind} (drop the {kind} from the run's options)")
+            tree.pop(kind, None)
+    for kind in kinds:
         sections = [from_preset.get(kind, {}), overrides.get(kind, {})]
         for section in sections:
             if not isinstance(section, Mapping):
@@ -204,8 +215,8 @@ def resolve_config(
             preset_sec = {}
         tree[kind] = {"name": chosen, "params": deep_merge(preset_sec, over_sec)}
 
-    components = {}
-    for kind in COMPONENT_KINDS:
+    components: dict[str, ComponentConfig | None] = dict.fromkeys(TRAINING_KINDS)
+    for kind in kinds:
         name, raw = tree[kind]["name"], tree[kind]["params"]
         components[kind] = ComponentConfig(name=name, params=_validate_params(registry, kind, name, raw, kind))
 
@@ -217,7 +228,7 @@ def resolve_config(
     try:
         train_cfg = TrainConfig.model_validate(train_raw)
     except ValidationError as exc:
-        raise _error_line("train", exc) from None
+        raise validation_error(exc, "train") from None
 
     run_seed = seed if seed is not None else tree.get("seed", 0)
     if not isinstance(run_seed, int) or isinstance(run_seed, bool):

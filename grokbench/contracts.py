@@ -8,34 +8,119 @@ validated parameters.
 
 from __future__ import annotations
 
+import abc
 import inspect
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, NamedTuple
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
+
+from .validation import StrictModel
 
 
-class Params(BaseModel):
+class Params(StrictModel):
     """Base class of every component's parameters: unknown keys are an error."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+class Capability(NamedTuple):
+    """An optional capability a component class may declare in its ``capabilities``."""
+
+    #: what declaring it promises (rendered in docs/plugins.md)
+    doc: str
+    #: members the declaring class must define (override); they are also the capability's own members
+    requires: tuple[str, ...] = ()
+    #: members the declaring class may override; overriding them without declaring it is refused
+    optional: tuple[str, ...] = ()
 
 
-class Component:
-    """Common base of tasks, models, regularizers, optimizers and metrics."""
+class Component(abc.ABC):
+    """Common base of tasks, models, regularizers, optimizers, metrics and executors.
 
-    kind: ClassVar[str] = "component"
+    Required methods are abstract: registration refuses a class that leaves one
+    unimplemented. Optional behaviour is declared in :attr:`capabilities`, from
+    the kind's :attr:`CAPABILITIES`; registration (:meth:`check_class`) checks
+    the declaration against what the class defines.
+    """
+
     name: ClassVar[str]
     Params: ClassVar[type[Params]] = Params
+    #: the optional capabilities this class declares (names from its kind's ``CAPABILITIES``)
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    #: the capabilities this kind knows: name -> :class:`Capability` (set by each kind's base class)
+    CAPABILITIES: ClassVar[Mapping[str, Capability]] = {}
 
-    def __init__(self, params: Params):
-        self.params = params
+    def __init__(self, params: BaseModel):
+        #: the validated parameters, an instance of this class's ``Params`` (typed Any so subclasses read their fields)
+        self.params: Any = params
 
     @classmethod
     def description(cls) -> str:
         doc = inspect.getdoc(cls) or ""
         return doc.strip().splitlines()[0] if doc.strip() else ""
+
+    @classmethod
+    def supports(cls, capability: str) -> bool:
+        """Whether this class declares ``capability`` (one of its kind's ``CAPABILITIES``)."""
+        return capability in cls.capabilities
+
+    @classmethod
+    def check_class(cls) -> None:
+        """Registration's check of the class; raise ``TypeError`` with a one-line reason.
+
+        Checks the ``name``, the ``Params`` model, that no required (abstract) method is left
+        unimplemented, and the declared ``capabilities``. A kind's base class (and a plugin's
+        class) may extend it; call ``super().check_class()`` first.
+        """
+        from pydantic import BaseModel
+
+        name = getattr(cls, "name", None)
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{cls.__name__} has no 'name'")
+        if ":" in name:
+            raise TypeError(f"{cls.__name__}.name '{name}' contains ':' (reserved for plugin:name)")
+        if not (isinstance(cls.Params, type) and issubclass(cls.Params, BaseModel)):
+            raise TypeError(f"{cls.__name__}.Params must be a pydantic model")
+        if cls.Params.model_config.get("extra") != "forbid":
+            raise TypeError(f"{cls.__name__}.Params must reject unknown keys (extra='forbid'; subclass grokbench.contracts.Params)")
+        missing = sorted(getattr(cls, "__abstractmethods__", ()))
+        if missing:
+            raise TypeError(f"{cls.__name__} does not implement the required method(s) {', '.join(missing)}")
+        _check_capabilities(cls)
+
+
+def _kind_base(cls: type[Component]) -> type[Component]:
+    """The class that defines ``cls``'s ``CAPABILITIES`` (its kind's base class)."""
+    return next(c for c in cls.__mro__ if "CAPABILITIES" in vars(c))
+
+
+def _static(cls: type, member: str) -> Any:
+    """``member`` as stored in the class dictionary that defines it (so classmethods compare by identity)."""
+    return next((vars(c)[member] for c in cls.__mro__ if member in vars(c)), None)
+
+
+def _defines(cls: type, base: type, member: str) -> bool:
+    return _static(cls, member) is not _static(base, member)
+
+
+def _check_capabilities(cls: type[Component]) -> None:
+    known = cls.CAPABILITIES
+    if not isinstance(cls.capabilities, frozenset):
+        raise TypeError(f"{cls.__name__}.capabilities must be a frozenset of names")
+    unknown = sorted(cls.capabilities - set(known))
+    if unknown:
+        raise TypeError(f"{cls.__name__} declares unknown capability '{unknown[0]}' (known: {', '.join(sorted(known)) or 'none'})")
+    base = _kind_base(cls)
+    for cap, spec in known.items():
+        if cap in cls.capabilities:
+            missing = [m for m in spec.requires if not _defines(cls, base, m)]
+            if missing:
+                raise TypeError(f"{cls.__name__} declares capability '{cap}' but does not define {', '.join(missing)}")
+        else:
+            extra = [m for m in (*spec.requires, *spec.optional) if _defines(cls, base, m)]
+            if extra:
+                raise TypeError(f"{cls.__name__} defines {', '.join(extra)} without declaring capability '{cap}'")
 
 
 # --------------------------------------------------------------------------- data
@@ -65,7 +150,7 @@ class TaskData:
     y_test: torch.Tensor
     extras: dict[str, Any] = field(default_factory=dict)
 
-    def to(self, device: torch.device | str, dtype: torch.dtype) -> "TaskData":
+    def to(self, device: torch.device | str, dtype: torch.dtype) -> TaskData:
         def move(t: Any) -> Any:
             if not isinstance(t, torch.Tensor):
                 return t
@@ -95,17 +180,17 @@ class Task(Component):
     with a closed form.
     """
 
-    kind: ClassVar[str] = "task"
-    #: whether margin-style metrics (argmax over output classes) make sense
-    classification: ClassVar[bool] = False
+    CAPABILITIES: ClassVar[Mapping[str, Capability]] = {
+        "classification": Capability("labels are class indices and outputs are class scores (argmax is the prediction)"),
+    }
 
+    @abc.abstractmethod
     def make_data(self, seed: int) -> TaskData:
         """Build the split for this seed, deterministically, on the CPU."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Training loss (a scalar, averaged over the batch)."""
-        raise NotImplementedError
 
     def loss_and_output_grad(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(loss, d loss / d out)``; the default uses autograd."""
@@ -115,10 +200,10 @@ class Task(Component):
             (grad,) = torch.autograd.grad(loss, out)
         return loss.detach(), grad
 
+    @abc.abstractmethod
     def evaluate(self, predict: Predict, data: TaskData) -> dict[str, float]:
         """Evaluate a predictor; must return at least ``train_loss``,
         ``train_acc``, ``test_loss`` and ``test_acc`` (accuracies in [0, 1])."""
-        raise NotImplementedError
 
 
 class ClassificationTask(Task):
@@ -128,7 +213,7 @@ class ClassificationTask(Task):
     classes); :meth:`evaluate` reports the loss and the argmax accuracy on both splits.
     """
 
-    classification: ClassVar[bool] = True
+    capabilities: ClassVar[frozenset[str]] = frozenset({"classification"})
 
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.cross_entropy(out, y)
@@ -152,8 +237,21 @@ class Model(Component):
     autograd and may be replaced by a hand-written backward pass.
     """
 
-    kind: ClassVar[str] = "model"
-    #: degree of positive homogeneity in the parameters (f(c·θ) = c^L f(θ)), if any
+    CAPABILITIES: ClassVar[Mapping[str, Capability]] = {
+        "closed-form": Capability(
+            "trained in closed form: the trainer calls `fit` once and `set_step` before every evaluation; "
+            "a run of it takes no optimizer and no regularizer",
+            requires=("fit", "set_step"),
+        ),
+        "ntk": Capability("a closed-form empirical NTK `ntk` (fast path of `grokbench.ntk.empirical_ntk`)", requires=("ntk",)),
+        "token-weights": Capability("first-layer weights per position and token, `token_weights` (Fourier metrics)", requires=("token_weights",)),
+        "homogeneous": Capability("positively homogeneous in its parameters, f(c·θ) = c^L f(θ) with L = `homogeneity`", requires=("homogeneity",)),
+        "batched-step": Capability(
+            "a hand-written multi-seed training step: `stack` returns a `BatchedModel` (otherwise seeds batch through torch.func)",
+            requires=("stack",),
+        ),
+    }
+    #: degree L of positive homogeneity (capability ``homogeneous``)
     homogeneity: ClassVar[int | None] = None
 
     def __init__(
@@ -175,9 +273,10 @@ class Model(Component):
         """The trainable tensors, by name (updated in place by optimizers)."""
         return self.params_
 
+    @abc.abstractmethod
     def apply(self, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """Outputs ``[n, output_dim]`` for inputs ``x`` under ``params``."""
-        raise NotImplementedError
+        """Outputs ``[n, output_dim]`` for inputs ``x`` under ``params``, a pure function of ``params``
+        (``torch.func`` differentiates and vmaps it: seeds batch through it)."""
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.apply(self.params_, x)
@@ -185,8 +284,9 @@ class Model(Component):
     def loss_and_grads(self, x: torch.Tensor, y: torch.Tensor, task: Task) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Loss on a batch and its gradient for each tensor of :meth:`parameters`.
 
-        The gradients may be buffers that the next call overwrites (the trainer
-        consumes them before calling again)."""
+        The default is autograd through :meth:`apply` and the task's loss; a replacement must
+        compute the same gradients. They may be buffers that the next call overwrites (the
+        trainer consumes them before calling again)."""
         names = list(self.params_)
         leaves = [self.params_[k].detach().requires_grad_(True) for k in names]
         with torch.enable_grad():
@@ -194,44 +294,36 @@ class Model(Component):
             grads = torch.autograd.grad(loss, leaves)
         return loss.detach(), list(grads)
 
-    # ------------------------------------------------- optional capabilities
-    # A model opts into each of these by overriding the method; the defaults say "not supported".
+    # ------------------------------------------------- optional capabilities (see CAPABILITIES)
 
-    #: trained in closed form (kernel methods): the trainer calls :meth:`fit` once and
-    #: :meth:`set_step` before every evaluation, and never runs the optimizer
-    closed_form: ClassVar[bool] = False
-
-    def fit(self, task: Task, data: TaskData, lr: float) -> None:
-        """Closed-form models: solve training once (``lr`` is the optimizer's, the step size of the time axis)."""
-        raise NotImplementedError
+    def fit(self, task: Task, data: TaskData) -> None:
+        """Capability ``closed-form``: solve training once."""
+        raise NotImplementedError(f"model '{self.name}' does not declare capability 'closed-form'")
 
     def set_step(self, step: int) -> None:
-        """Closed-form models: make predictions those of training step ``step``."""
-        raise NotImplementedError
+        """Capability ``closed-form``: make predictions those of training step ``step``."""
+        raise NotImplementedError(f"model '{self.name}' does not declare capability 'closed-form'")
 
     def ntk(
         self, params: Mapping[str, torch.Tensor], x1: torch.Tensor, x2: torch.Tensor, output: str = "first"
     ) -> torch.Tensor:
-        """Closed-form empirical NTK under ``params`` (see :mod:`grokbench.ntk` for ``output``).
+        """Capability ``ntk``: the empirical NTK under ``params`` in closed form (see :mod:`grokbench.ntk` for ``output``).
 
-        Optional fast path of :func:`grokbench.ntk.empirical_ntk`; the default is not implemented,
-        and the generic ``torch.func`` path is used instead.
-        """
-        raise NotImplementedError
+        Without it, :func:`grokbench.ntk.empirical_ntk` uses the generic ``torch.func`` path."""
+        raise NotImplementedError(f"model '{self.name}' does not declare capability 'ntk'")
 
-    def token_weights(self) -> torch.Tensor | None:
-        """First-layer weights as ``[positions, vocab_size, hidden]`` (for Fourier metrics), or ``None``."""
-        return None
+    def token_weights(self) -> torch.Tensor:
+        """Capability ``token-weights``: first-layer weights as ``[positions, vocab_size, hidden]``."""
+        raise NotImplementedError(f"model '{self.name}' does not declare capability 'token-weights'")
 
     @classmethod
-    def stack(cls, models: Sequence["Model"]) -> "BatchedModel | None":
-        """Optional capability: train ``models`` (this class, same parameters and data shape, one per seed)
-        as one batched program. Return a :class:`BatchedModel`, or ``None`` (the default) when unsupported:
-        grokbench then trains the seeds one after another."""
-        return None
+    def stack(cls, models: Sequence[Model]) -> BatchedModel:
+        """Capability ``batched-step``: train ``models`` (this class, same parameters and data shape, one per
+        seed) as one hand-written batched program."""
+        raise NotImplementedError(f"model '{cls.name}' does not declare capability 'batched-step'")
 
 
-class BatchedModel:
+class BatchedModel(abc.ABC):
     """Several models of one class, one per seed, trained as one tensor program.
 
     Each parameter is stacked along a leading seed dimension ``[S, ...]``; each
@@ -253,8 +345,9 @@ class BatchedModel:
     def parameters(self) -> dict[str, torch.Tensor]:
         return self.params_
 
+    @abc.abstractmethod
     def loss_and_grads(self, x: torch.Tensor, y: torch.Tensor, task: Task) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        raise NotImplementedError
+        """Each member's loss (their mean) and the stacked gradients ``[S, ...]`` of each parameter."""
 
 
 class Regularizer(Component):
@@ -265,28 +358,34 @@ class Regularizer(Component):
     every optimizer step (AdamW-style decay). The defaults do nothing.
     """
 
-    kind: ClassVar[str] = "regularizer"
-    #: True when applying it to parameters stacked along a leading seed dimension is the same as
-    #: applying it to each seed's slice alone (element-wise, such as weight decay); batched
-    #: multi-seed training then applies it once, instead of once per seed
-    seedwise: ClassVar[bool] = False
+    CAPABILITIES: ClassVar[Mapping[str, Capability]] = {
+        "seedwise": Capability(
+            "applying it to parameters stacked along a leading seed dimension equals applying it to each seed's "
+            "slice (element-wise, such as weight decay): batched multi-seed training applies it once"
+        ),
+        "penalty": Capability(
+            "adds `penalty(params)` to the loss and its (sub)gradient `penalty_grads` (default: autograd) to the gradients",
+            requires=("penalty",),
+            optional=("penalty_grads",),
+        ),
+        "decoupled": Capability("updates the parameters in place before every optimizer step, `decoupled_update`", requires=("decoupled_update",)),
+    }
 
-    def penalty(self, params: list[torch.Tensor]) -> torch.Tensor | None:
-        """The penalty added to the loss (a scalar tensor), or ``None`` for none."""
-        return None
+    def penalty(self, params: list[torch.Tensor]) -> torch.Tensor:
+        """Capability ``penalty``: the penalty added to the loss (a scalar tensor)."""
+        raise NotImplementedError(f"regularizer '{self.name}' does not declare capability 'penalty'")
 
-    def penalty_grads(self, params: list[torch.Tensor]) -> list[torch.Tensor] | None:
-        """(Sub)gradient of :meth:`penalty`; the default uses autograd."""
+    def penalty_grads(self, params: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Capability ``penalty``: (sub)gradient of :meth:`penalty`, one per parameter; the default uses
+        autograd, with zeros for a parameter the penalty does not depend on."""
         leaves = [p.detach().requires_grad_(True) for p in params]
         with torch.enable_grad():
-            value = self.penalty(leaves)
-            if value is None:
-                return None
-            return list(torch.autograd.grad(value, leaves))
+            grads = torch.autograd.grad(self.penalty(leaves), leaves, allow_unused=True)
+        return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
 
     def decoupled_update(self, params: list[torch.Tensor], lr: float) -> None:
-        """Update ``params`` in place before each optimizer step (``lr`` is the optimizer's); default: nothing."""
-        return None
+        """Capability ``decoupled``: update ``params`` in place before each optimizer step (``lr`` is the optimizer's)."""
+        raise NotImplementedError(f"regularizer '{self.name}' does not declare capability 'decoupled'")
 
 
 class Optimizer(Component):
@@ -296,23 +395,24 @@ class Optimizer(Component):
     :class:`torch.optim.Optimizer` or anything with ``step(grads)``.
     """
 
-    kind: ClassVar[str] = "optimizer"
-    #: True when its update of parameters stacked along a leading seed dimension equals updating
-    #: each seed's slice alone (element-wise updates such as SGD or Adam); batched multi-seed
-    #: training then builds one state for all seeds, instead of one per seed
-    seedwise: ClassVar[bool] = False
+    CAPABILITIES: ClassVar[Mapping[str, Capability]] = {
+        "seedwise": Capability(
+            "its update of parameters stacked along a leading seed dimension equals updating each seed's slice "
+            "alone (element-wise, such as SGD or Adam): batched multi-seed training builds one state for all seeds"
+        ),
+    }
 
-    def build(self, params: list[torch.Tensor]) -> "OptimizerState":
+    @abc.abstractmethod
+    def build(self, params: list[torch.Tensor]) -> OptimizerState:
         """Return the state that updates ``params`` (the model's tensors, in order) from their gradients."""
-        raise NotImplementedError
 
 
-class OptimizerState:
+class OptimizerState(abc.ABC):
     """What :meth:`Optimizer.build` returns: in-place updates from gradients."""
 
+    @abc.abstractmethod
     def step(self, grads: list[torch.Tensor]) -> None:
         """Update the parameters in place from ``grads`` (same order and shapes; the trainer may reuse them)."""
-        raise NotImplementedError
 
 
 class TorchOptimizerState(OptimizerState):
@@ -345,7 +445,6 @@ class EvalContext:
 class Metric(Component):
     """A quantity recorded at every evaluation step as one or more curves."""
 
-    kind: ClassVar[str] = "metric"
     #: computed in every run unless the configuration removes it
     default: ClassVar[bool] = False
     #: curve names this metric records (for listings and summaries)
@@ -354,8 +453,9 @@ class Metric(Component):
     def check(self, task: Task, model: Model) -> None:
         """Raise :class:`grokbench.errors.ConfigError` if unsupported for this task/model."""
 
+    @abc.abstractmethod
     def compute(self, ctx: EvalContext) -> dict[str, float]:
-        raise NotImplementedError
+        """The metric's values at this evaluation step, by curve name."""
 
     #: summary keys :meth:`summarize` returns; every run's summary holds them (``None`` when not selected)
     summary_keys: ClassVar[tuple[str, ...]] = ()
@@ -381,13 +481,14 @@ class Executor(Component):
     group. An executor never writes to the results store.
     """
 
-    kind: ClassVar[str] = "executor"
-    #: True when ``work`` runs in the driver's own process (it may then use the driver's plugins directly)
-    in_process: ClassVar[bool] = False
+    CAPABILITIES: ClassVar[Mapping[str, Capability]] = {
+        "in-process": Capability("`work` runs in the driver's own process (it may then use the driver's plugins directly)"),
+    }
 
     def start(self) -> None:
         """Acquire resources: start a pool, connect to a cluster."""
 
+    @abc.abstractmethod
     def map(self, work: Callable[[list[Any]], list[Any]], groups: Sequence[list[Any]]) -> Iterator[tuple[int, Any]]:
         """Call ``work(groups[i])`` for every ``i`` and yield ``(i, results)`` as each finishes, in any order.
 
@@ -395,7 +496,6 @@ class Executor(Component):
         yield ``(i, exception)`` instead: the driver records its runs as failed
         and the suite goes on.
         """
-        raise NotImplementedError
 
     def close(self) -> None:
         """Release what :meth:`start` acquired."""
@@ -415,5 +515,3 @@ class Preset:
     model: str | None
     description: str
     settings: Mapping[str, Any]
-
-    kind: ClassVar[str] = "preset"

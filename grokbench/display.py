@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pandas as pd
+from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from tabulate import tabulate
@@ -28,7 +29,7 @@ def _type_name(field: FieldInfo) -> str:
     return text.replace("typing.", "").replace("NoneType", "None")
 
 
-def describe_params(params_model: type) -> list[dict[str, Any]]:
+def describe_params(params_model: type[BaseModel]) -> list[dict[str, Any]]:
     out = []
     for name, field in params_model.model_fields.items():
         default = None if field.default is PydanticUndefined else field.default
@@ -98,7 +99,8 @@ def summary_text(result: dict[str, Any]) -> str:
     rows = [
         ("run", result["run_id"]),
         ("run config", f"{result['task']} / {result['model']} / {result['regularizer']} / {result['optimizer']}, seed {result['seed']}"),
-        ("status", result["status"] + (f" ({result['message']})" if result.get("message") else "")),
+        # a failure's message is the error line on stderr: printed once
+        ("status", result["status"] + (f" ({result['message']})" if result.get("message") and result["status"] != "failed" else "")),
         ("steps", result["steps"]),
         ("time to memorize", result.get("t_memorize")),
         ("time to generalize", result.get("t_generalize")),
@@ -145,11 +147,14 @@ def plugins_json(registry: Registry) -> list[dict[str, Any]]:
     """One object per plugin: provenance, entry-point target, status, error and what it registers."""
     out = []
     for p in sorted(registry.plugins, key=lambda p: p.name):
-        status = "disabled" if p.disabled else "broken" if p.error else "ok"
         registers: dict[str, list[str]] = {}
+        clashes: list[str] = []
         for kind, name in p.registered:
             registers.setdefault(kind, []).append(name)
-        out.append({**p.provenance(), "module": p.module, "status": status, "error": p.error, "registers": registers})
+            if name in registry.conflicts[kind]:
+                clashes.append(f"{kind} '{name}' (use '{p.name}:{name}')")
+        status = "disabled" if p.disabled else "broken" if p.error else "clash" if clashes else "ok"
+        out.append({**p.provenance(), "module": p.module, "status": status, "error": p.error, "registers": registers, "clashes": clashes})
     return out
 
 
@@ -161,6 +166,8 @@ def plugins_text(registry: Registry) -> str:
             what = f"BROKEN: {item['error']}"
         elif item["status"] == "disabled":
             what = "disabled (GROKBENCH_DISABLE_PLUGINS)"
+        elif item["status"] == "clash":
+            what = f"CLASH: {'; '.join(item['clashes'])} registered by another plugin too | {what}"
         rows.append([item["plugin"], item["distribution"] or "-", item["version"] or "-", what or "(nothing)"])
     if not rows:
         return "no plugins loaded" + (" (entry points are off: GROKBENCH_NO_ENTRY_POINTS)" if not _entry_points_on() else "")

@@ -45,7 +45,7 @@ def _calling_rule(name: str, opts: dict) -> str:
         rule = (
             f"Called once per plugin when plugins are loaded (on first use, never at import). {rule} Each object "
             f"passed to `register` is validated (a subclass of `{base.__module__}.{base.__qualname__}`"
-            + (" instance" if kinds[0] == "preset" else " with a `name` and a `Params` that forbids unknown keys")
+            + (" instance" if kinds[0] == "preset" else " and checked by its `check_class()`: a `name`, a `Params` that forbids unknown keys, no unimplemented required method, and declared capabilities that match the methods it defines")
             + "); if the hook raises or registers something invalid, the whole plugin is marked broken with the reason "
             f"and none of its registrations are kept. Registers component kind `{kinds[0]}`."
         )
@@ -68,7 +68,7 @@ def _signature(node: ast.FunctionDef) -> str:
 
 def _comment_above(lines: list[str], lineno: int) -> str:
     """The ``#:`` comment lines directly above source line ``lineno`` (1-based)."""
-    found = []
+    found: list[str] = []
     i = lineno - 2
     while i >= 0 and lines[i].strip().startswith("#:"):
         found.insert(0, lines[i].strip()[2:].strip())
@@ -76,13 +76,24 @@ def _comment_above(lines: list[str], lineno: int) -> str:
     return " ".join(found)
 
 
-def _raises_not_implemented(node: ast.FunctionDef) -> bool:
-    for stmt in node.body:
-        if isinstance(stmt, ast.Raise) and stmt.exc is not None:
-            exc = stmt.exc.func if isinstance(stmt.exc, ast.Call) else stmt.exc
-            if isinstance(exc, ast.Name) and exc.id == "NotImplementedError":
-                return True
-    return False
+def method_status(cls: type, name: str) -> str:
+    """``required`` (abstract), ``capability 'x'`` (a member of an optional capability) or ``has a default``."""
+    if name == "__init__":
+        return "constructor: grokbench calls it"
+    if name in getattr(cls, "__abstractmethods__", ()):
+        return "**required**"
+    for cap, spec in getattr(cls, "CAPABILITIES", {}).items():
+        if name in spec.requires or name in spec.optional:
+            return f"capability `{cap}`"
+    return "has a default"
+
+
+def _capability_table(cls: type) -> list[str]:
+    caps = vars(cls).get("CAPABILITIES")
+    if not caps:
+        return []
+    rows = [f"| `{name}` | {', '.join(f'`{m}`' for m in spec.requires) or '-'} | {', '.join(f'`{m}`' for m in spec.optional) or '-'} | {spec.doc} |" for name, spec in caps.items()]
+    return ["Capabilities (declare in `capabilities`):", "", "| capability | requires | may override | meaning |", "| --- | --- | --- | --- |", *rows, ""]
 
 
 def _class_section(cls: type, node: ast.ClassDef, lines: list[str]) -> str:
@@ -98,11 +109,10 @@ def _class_section(cls: type, node: ast.ClassDef, lines: list[str]) -> str:
             attrs.append(f"- `{text}`" + (f": {note}" if note else ""))
         elif isinstance(item, ast.FunctionDef) and (not item.name.startswith("_") or item.name == "__init__"):
             sig = _signature(item)
-            status = "**must implement**" if _raises_not_implemented(item) else "has a default"
-            if item.name == "__init__":
-                status = "constructor: grokbench calls it"
+            status = method_status(cls, item.name)
             doc = ast.get_docstring(item) or ""
             methods.append(f"- `{item.name}{sig}` ({status})" + (":\n" + textwrap.indent(doc, "  ") if doc else ""))
+    out += _capability_table(cls)
     if attrs:
         out += ["Attributes:", "", *attrs, ""]
     if methods:
@@ -117,8 +127,9 @@ def _contract_section() -> str:
     out = [
         "### Contracts",
         "",
-        "Base classes in `grokbench.contracts`, in source order. *must implement*: the base method raises "
-        "`NotImplementedError`; *has a default*: override only to change it.",
+        "Base classes in `grokbench.contracts`, in source order. **required**: an abstract method, registration "
+        "refuses a class that leaves it unimplemented; *capability `x`*: define it only with `x` in the class's "
+        "`capabilities` (registration checks both ways); *has a default*: override only to change it.",
         "",
         "| kind | hook | base class |",
         "| --- | --- | --- |",

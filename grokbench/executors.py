@@ -16,37 +16,43 @@ import functools
 import os
 import sys
 import time
-import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 from pydantic import ValidationError
 
-from .config import RunConfig
-from .errors import ConfigError, describe
+from .config import COMPONENT_KINDS, RunConfig
+from .errors import ConfigError
 from .metrics import summarize
 from .plugin_manager import get_registry
 from .registry import Registry
-from .runner import RunResult, environment, save_result, train_group, utc_now
+from .results import RunResult, environment, failure, new_run_id, utc_now
+from .runner import save_result, train_group
 from .store import Store
 from .suites import Suite
+from .validation import validation_error
 
 
 def failed_result(cfg: RunConfig, exc: BaseException | str, registry: Registry | None = None) -> RunResult:
     """The record of a run that could not be trained at all (its worker crashed, its device is missing)."""
     registry = registry or get_registry()
     plugins: dict[str, Any] = {}
-    for kind in ("task", "model", "regularizer", "optimizer"):
-        name = getattr(cfg, kind).name
+    for kind in COMPONENT_KINDS:
+        if getattr(cfg, kind) is None:
+            continue
+        name = cfg.name_of(kind)
         try:
             plugins[kind] = {"name": name, **registry.entry(kind, name).plugin.provenance()}
         except ConfigError:
             plugins[kind] = {"name": name, "plugin": None, "distribution": None, "version": None}
     import torch
 
+    message, trace = (exc, None) if isinstance(exc, str) else failure(exc, {})
     return RunResult(
-        run_id=uuid.uuid4().hex[:12],
+        run_id=new_run_id(),
+        traceback=trace,
         config=cfg,
         status="failed",
         steps=0,
@@ -54,7 +60,7 @@ def failed_result(cfg: RunConfig, exc: BaseException | str, registry: Registry |
         summary=summarize([], cfg.train),
         curves=pd.DataFrame({"step": []}),
         plugins=plugins,
-        message=exc if isinstance(exc, str) else describe(exc),
+        message=message,
         created_at=utc_now(),
         environment=environment(torch.device("cpu")),
     )
@@ -107,12 +113,9 @@ def make_executor(name: str, options: Mapping[str, Any], registry: Registry) -> 
     try:
         params = cls.Params.model_validate(given)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(str(x) for x in err["loc"])
-        if err["type"] == "extra_forbidden":
-            known = ", ".join(cls.Params.model_fields) or "none"
-            raise ConfigError(f"executor '{name}' takes no option '{key}' (its options: {known})") from None
-        raise ConfigError(f"invalid option {key} for executor '{name}': {err['msg']} (got {err.get('input')!r})") from None
+        known = ", ".join(cls.Params.model_fields) or "none"
+        unknown = f"executor '{name}' takes no option '{{key}}' (its options: {known})"
+        raise validation_error(exc, unknown=unknown) from None
     return cls(params)
 
 
@@ -152,7 +155,7 @@ def run_suite(
         outcome = SuiteOutcome(suite.name, str(target.path), executor, planned=len(configs), skipped=len(configs) - len(pending))
         target.register_suite(suite.name, suite.source, suite.spec.model_dump(mode="json"), suite.members())
         groups = suite.groups(pending)
-        work = functools.partial(train_work, registry=registry) if runner.in_process else train_work
+        work = functools.partial(train_work, registry=registry) if runner.supports("in-process") else train_work
         bar = _bar(len(configs), outcome.skipped, progress, f"suite {suite.name}")
         try:
             for index, answer in runner.map(work, groups):

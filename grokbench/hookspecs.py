@@ -16,7 +16,7 @@ These docstrings are the reference documentation of the hooks.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pluggy
 

@@ -14,7 +14,8 @@ A time never reached is ``None`` (null in JSON).
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from .config import TrainConfig
 from .contracts import Metric

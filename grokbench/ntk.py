@@ -18,7 +18,8 @@ in chunks of examples, contracted over all parameters.
 
 from __future__ import annotations
 
-from typing import Literal, Mapping
+from collections.abc import Mapping
+from typing import Literal
 
 import torch
 from torch.func import jacrev, vmap
@@ -34,9 +35,8 @@ CHUNK = 256
 
 
 def has_closed_form(model: Model | type[Model]) -> bool:
-    """Whether the model (or model class) overrides :meth:`Model.ntk`."""
-    cls = model if isinstance(model, type) else type(model)
-    return cls.ntk is not Model.ntk
+    """Whether the model (or model class) declares capability ``ntk``."""
+    return model.supports("ntk")
 
 
 def jacobian(model: Model, params: Mapping[str, torch.Tensor], x: torch.Tensor, output: Output = "first") -> torch.Tensor:

@@ -2,7 +2,10 @@
 
 Plugins are loaded on first use, never at import time. A plugin that fails to
 import, or raises or registers something invalid while registering, is kept as
-*broken* with its reason; every other plugin still works.
+*broken* with its reason; every other plugin still works. So is a plugin
+that implements a hook grokbench does not know (a misspelled ``register_model``):
+pluggy's ``check_pending`` names it. Anything raised at import, ``SystemExit``
+included (but not ``KeyboardInterrupt``), counts as a failure to load.
 
 For debugging: ``GROKBENCH_DISABLE_PLUGINS`` (comma-separated entry-point
 names) skips those plugins (they are listed as disabled), and
@@ -16,7 +19,8 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import os
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import pluggy
 
@@ -59,6 +63,21 @@ def _collect(pm: pluggy.PluginManager, plugin: Any, others: list[Any]) -> list[t
     return staged
 
 
+def _unknown_hooks(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
+    """The hooks ``plugin`` implements that no specification declares (``pm.check_pending``, per plugin)."""
+    names = []
+    for name in dir(pm.hook):
+        caller = getattr(pm.hook, name)
+        if isinstance(caller, pluggy.HookCaller) and not caller.has_spec():
+            if any(impl.plugin is plugin for impl in caller.get_hookimpls()):
+                names.append(name)
+    return sorted(names)
+
+
+def _normalize(distribution: str) -> str:
+    return distribution.lower().replace("_", "-").replace(".", "-")
+
+
 def disabled_names() -> list[str]:
     """The entry-point names listed in ``GROKBENCH_DISABLE_PLUGINS`` (comma-separated), in order."""
     return [n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()]
@@ -69,13 +88,15 @@ def entry_points_enabled() -> bool:
     return os.environ.get(NO_ENTRY_POINTS_ENV, "").strip().lower() in ("", "0", "false", "no")
 
 
-def load_plugins(extra: Iterable[tuple[str, Any]] = (), entry_points: bool = True) -> Registry:
+def load_plugins(extra: Iterable[tuple[str, Any]] = (), entry_points: bool = True, distributions: Iterable[str] | None = None) -> Registry:
     """Load the entry-point plugins (and ``extra`` (name, plugin) pairs, for tests) into a Registry.
 
     An ``extra`` plugin replaces an entry point of the same name, so a plugin
     author can test the plugin object under development while an older copy of
-    it is installed.
+    it is installed. ``distributions``, when given, loads only the entry points
+    of grokbench itself (its first-party plugins) and of those distributions.
     """
+    allowed = None if distributions is None else {_normalize(PROJECT), *(_normalize(d) for d in distributions)}
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
     disabled = set(disabled_names())
@@ -90,6 +111,8 @@ def load_plugins(extra: Iterable[tuple[str, Any]] = (), entry_points: bool = Tru
             if ep.name in replaced:
                 continue
             dist = getattr(ep, "dist", None)
+            if allowed is not None and (dist is None or _normalize(dist.name) not in allowed):
+                continue
             info = PluginInfo(ep.name, dist.name if dist else None, dist.version if dist else None, module=ep.value)
             if ep.name in disabled:
                 info.disabled = True
@@ -103,8 +126,16 @@ def load_plugins(extra: Iterable[tuple[str, Any]] = (), entry_points: bool = Tru
         try:
             plugin = source.load() if isinstance(source, importlib.metadata.EntryPoint) else source
             pm.register(plugin, name=info.name)
-        except Exception as exc:  # a broken plugin must not take grokbench down
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a broken plugin must not take grokbench down, even by SystemExit
             info.error = f"failed to load: {describe(exc)}"
+            registry.plugins.append(info)
+            continue
+        unknown = _unknown_hooks(pm, plugin)
+        if unknown:
+            info.error = f"implements unknown hook(s) {', '.join(unknown)} (known: {', '.join(sorted(hook for hook, _ in KINDS.values()))})"
+            pm.unregister(plugin)
             registry.plugins.append(info)
             continue
         loaded.append((info, plugin))
@@ -114,7 +145,9 @@ def load_plugins(extra: Iterable[tuple[str, Any]] = (), entry_points: bool = Tru
         others = [p for p in plugins if p is not plugin]
         try:
             staged = _collect(pm, plugin, others)
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
             info.error = f"failed to register: {describe(exc)}"
             pm.unregister(plugin)
             registry.plugins.append(info)

@@ -59,7 +59,10 @@ def preset_key(preset: Preset) -> str:
 
 
 def validate_component(kind: str, obj: Any) -> str:
-    """Check that ``obj`` fits the contract of ``kind``; return its registry key."""
+    """Check that ``obj`` fits the contract of ``kind``; return its registry key.
+
+    A component class is checked by its own :meth:`~grokbench.contracts.Component.check_class`
+    (name, Params, required methods, declared capabilities), which raises ``TypeError``."""
     _, base = KINDS[kind]
     if kind == "preset":
         if not isinstance(obj, Preset):
@@ -67,16 +70,15 @@ def validate_component(kind: str, obj: Any) -> str:
         return preset_key(obj)
     if not (isinstance(obj, type) and issubclass(obj, base)):
         raise TypeError(f"{KINDS[kind][0]} expects subclasses of {base.__module__}.{base.__name__}, got {obj!r}")
-    name = getattr(obj, "name", None)
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"{obj.__name__} has no 'name'")
-    from pydantic import BaseModel
+    component: Any = obj
+    component.check_class()
+    return str(component.name)
 
-    if not (isinstance(obj.Params, type) and issubclass(obj.Params, BaseModel)):
-        raise TypeError(f"{obj.__name__}.Params must be a pydantic model")
-    if obj.Params.model_config.get("extra") != "forbid":
-        raise TypeError(f"{obj.__name__}.Params must reject unknown keys (extra='forbid'; subclass grokbench.contracts.Params)")
-    return name
+
+def split_name(name: str) -> tuple[str | None, str]:
+    """``"plugin:name"`` -> ``("plugin", "name")``; ``"name"`` -> ``(None, "name")``."""
+    plugin, sep, rest = name.partition(":")
+    return (plugin, rest) if sep else (None, name)
 
 
 class Registry:
@@ -86,12 +88,15 @@ class Registry:
         self.entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
         self.conflicts: dict[str, dict[str, list[PluginInfo]]] = {kind: {} for kind in KINDS}
         self.plugins: list[PluginInfo] = []
+        #: every registration by (kind, plugin name, component name), clashing ones included
+        self.qualified: dict[str, dict[tuple[str, str], Entry]] = {kind: {} for kind in KINDS}
 
     def add_plugin(self, info: PluginInfo, staged: list[tuple[str, str, Any]]) -> None:
         """Add one plugin's registrations; a name another plugin already holds becomes a conflict."""
         self.plugins.append(info)
         for kind, key, obj in staged:
             info.registered.append((kind, key))
+            self.qualified[kind][(info.name, key)] = Entry(kind, key, obj, info)
             if key in self.conflicts[kind]:
                 self.conflicts[kind][key].append(info)
             elif key in self.entries[kind]:
@@ -104,9 +109,18 @@ class Registry:
         return sorted(set(self.entries[kind]) | set(self.conflicts[kind]))
 
     def entry(self, kind: str, name: str) -> Entry:
+        """The component ``name``, or ``plugin:name`` to pick one plugin's (resolves a clash)."""
+        plugin, bare = split_name(name)
+        if plugin is not None:
+            found = self.qualified[kind].get((plugin, bare))
+            if found is None:
+                known = [f"{p}:{n}" for p, n in self.qualified[kind]]
+                raise unknown_name(kind, name, known)
+            return found
         if name in self.conflicts[kind]:
             owners = " and ".join(p.label for p in self.conflicts[kind][name])
-            raise ConfigError(f"{kind} '{name}' is registered by more than one plugin: {owners}; uninstall or disable one")
+            choices = " or ".join(f"'{p.name}:{name}'" for p in self.conflicts[kind][name])
+            raise ConfigError(f"{kind} '{name}' is registered by more than one plugin: {owners}; name one as {choices}, or disable one")
         try:
             return self.entries[kind][name]
         except KeyError:
@@ -116,11 +130,15 @@ class Registry:
         return self.entry(kind, name).component
 
     def presets_for(self, name: str, task: str, model: str) -> list[Entry]:
-        """Presets called ``name`` that apply to this task and model, most general first."""
+        """Presets called ``name`` (or ``plugin:name``: that plugin's only) that apply to this task and model,
+        most general first (``task`` and ``model`` may be qualified names too)."""
+        plugin, name = split_name(name)
+        task, model = split_name(task)[1], split_name(model)[1]
         found = [
             e
             for e in self.entries["preset"].values()
             if e.component.name == name
+            and plugin in (None, e.plugin.name)
             and e.component.task in (None, task)
             and e.component.model in (None, model)
         ]

@@ -5,109 +5,26 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import functools
-import importlib.metadata
 import os
-import platform
 import sys
 import time
-import uuid
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
-import torch
 
-from . import __version__
-from .checks import check_model, check_task_data, describe_failure
+from . import batching
+from .batching import batch_blocker
+from .building import Prepared, build, prepare, start
 from .config import RunConfig, parse_assignments, resolve_config
-from .errors import ConfigError, GrokbenchError, describe
+from .contracts import BatchedModel
+from .errors import GrokbenchError, describe
 from .metrics import metric_summaries, summarize
 from .plugin_manager import get_registry
-from .registry import Entry, Registry
+from .registry import Registry
+from .results import RunResult, environment, failure, last_step, new_run_id, utc_now
 from .store import Store
 from .trainer import Member, train, train_members
-
-#: keys of the JSON summary that ``grokbench run --json`` always prints
-JSON_KEYS = ("run_id", "status", "steps", "t_memorize", "t_generalize", "final_train_acc", "final_test_acc", "wall_seconds")
-
-
-@dataclass
-class RunResult:
-    """A finished run: its configuration, outcome, summary metrics and curves (one row per evaluation)."""
-
-    run_id: str
-    config: RunConfig
-    status: str
-    steps: int
-    wall_seconds: float
-    summary: dict[str, Any]
-    curves: pd.DataFrame
-    plugins: dict[str, Any] = field(default_factory=dict)
-    message: str | None = None
-    created_at: str = ""
-    environment: dict[str, Any] = field(default_factory=dict)
-    store_path: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "run_id": self.run_id,
-            "status": self.status,
-            "steps": self.steps,
-            "wall_seconds": round(self.wall_seconds, 3),
-            "config_hash": self.config.hash,
-            "task": self.config.task.name,
-            "model": self.config.model.name,
-            "regularizer": self.config.regularizer.name,
-            "optimizer": self.config.optimizer.name,
-            "seed": self.config.seed,
-            "message": self.message,
-            "store": self.store_path,
-        }
-        out.update(self.summary)
-        return out
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise ConfigError(f"invalid device '{name}' (use cpu, cuda, cuda:N or auto)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device '{name}' is not available: torch sees no CUDA device")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ConfigError(f"device '{name}' is not available: torch sees {torch.cuda.device_count()} CUDA device(s)")
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"unsupported device '{name}' (use cpu, cuda, cuda:N or auto)")
-    return device
-
-
-@functools.lru_cache(maxsize=1)
-def _package_versions() -> tuple[tuple[str, str | None], ...]:
-    """Read once per process (parsing package metadata costs more than a small run's training step)."""
-    versions = []
-    for dist in ("torch", "pluggy", "pydantic", "numpy", "pandas", "click"):
-        try:
-            versions.append((dist, importlib.metadata.version(dist)))
-        except importlib.metadata.PackageNotFoundError:
-            versions.append((dist, None))
-    return tuple(versions)
-
-
-def environment(device: torch.device) -> dict[str, Any]:
-    packages = dict(_package_versions())
-    return {
-        "grokbench": __version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
-        "torch_threads": torch.get_num_threads(),
-        "packages": packages,
-    }
 
 
 class _Progress:
@@ -126,77 +43,13 @@ class _Progress:
         self.bar.close()
 
 
-@dataclass
-class _Prepared:
-    """One configuration: its plugins and device (:func:`_start`), then its components, built and checked (:func:`_build`)."""
-
-    cfg: RunConfig
-    entries: dict[str, Entry]
-    metric_entries: dict[str, Entry]
-    plugins: dict[str, Any]
-    device: torch.device
-    task: Any = None
-    data: Any = None
-    model: Any = None
-    optimizer: Any = None
-    regularizer: Any = None
-    metrics: list[Any] = field(default_factory=list)
-
-    def components(self) -> dict[str, Entry]:
-        """Every component's registry entry (metrics as ``metric:<name>``), to name the plugin behind a failure."""
-        return {**self.entries, **{f"metric:{name}": e for name, e in self.metric_entries.items()}}
-
-
-def _start(cfg: RunConfig, registry: Registry) -> _Prepared:
-    """Resolve the configuration's plugins and device: what even a run that fails to build records."""
-    entries = {kind: registry.entry(kind, getattr(cfg, kind).name) for kind in ("task", "model", "regularizer", "optimizer")}
-    metric_entries = {name: registry.entry("metric", name) for name in cfg.metrics}
-    plugins = {kind: {"name": e.name, **e.plugin.provenance()} for kind, e in entries.items()}
-    plugins["metrics"] = {name: e.plugin.provenance() for name, e in metric_entries.items()}
-    return _Prepared(cfg, entries, metric_entries, plugins, resolve_device(cfg.train.device))
-
-
-def _build(prep: _Prepared) -> _Prepared:
-    """Build task, data, model, metrics, optimizer and regularizer into ``prep`` (a ConfigError propagates).
-
-    The metrics are attached last, so that a run whose building fails records no metric summaries."""
-    cfg = prep.cfg
-    dtype = getattr(torch, cfg.train.dtype)
-
-    def build(kind: str, **kwargs: Any) -> Any:
-        cls = prep.entries[kind].component
-        return cls(cls.Params.model_validate(getattr(cfg, kind).params), **kwargs)
-
-    torch.manual_seed(cfg.seed)
-    prep.task = build("task")
-    data = prep.task.make_data(cfg.seed)
-    check_task_data(data, prep.entries["task"])
-    prep.data = data.to(prep.device, dtype)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    prep.model = build("model", spec=prep.data.spec, generator=generator, device=prep.device, dtype=dtype)
-    check_model(prep.model, prep.data, prep.entries["model"])
-    metrics = []
-    for name, params in cfg.metrics.items():
-        cls = prep.metric_entries[name].component
-        metric = cls(cls.Params.model_validate(params))
-        metric.check(prep.task, prep.model)
-        metrics.append(metric)
-    prep.optimizer, prep.regularizer = build("optimizer"), build("regularizer")
-    prep.metrics = metrics
-    return prep
-
-
-def _prepare(cfg: RunConfig, registry: Registry) -> _Prepared:
-    """:func:`_start` then :func:`_build`: a configuration ready to train."""
-    return _build(_start(cfg, registry))
-
-
-def _result(prep: _Prepared, registry: Registry, status: str, steps: int, message: str | None, curves: list, wall: float, created_at: str, **env: Any) -> RunResult:
+def _result(prep: Prepared, registry: Registry, status: str, steps: int, message: str | None, curves: list, wall: float, created_at: str, traceback: str | None = None, **env: Any) -> RunResult:
     summary = summarize(curves, prep.cfg.train)
     known = [e.component for e in registry.entries["metric"].values()]
     summary.update(metric_summaries(curves, summary, prep.metrics, known))
     return RunResult(
-        run_id=uuid.uuid4().hex[:12],
+        run_id=new_run_id(),
+        traceback=traceback,
         config=prep.cfg,
         status=status,
         steps=steps,
@@ -208,11 +61,6 @@ def _result(prep: _Prepared, registry: Registry, status: str, steps: int, messag
         created_at=created_at,
         environment={**environment(prep.device), **env},
     )
-
-
-def utc_now() -> str:
-    """The current time as an ISO timestamp in UTC, to the millisecond (a run's ``created_at``)."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
 def train_config(
@@ -229,14 +77,14 @@ def train_config(
     with its reason; a non-finite loss ends it with status ``diverged``.
     """
     registry = registry or get_registry()
-    prep = _start(cfg, registry)
+    prep = start(cfg, registry)
     bar = _Progress(cfg.train.steps, progress, f"{cfg.task.name}/{cfg.model.name}")
-    status, message, steps = "failed", None, 0
+    status, message, steps, trace = "failed", None, 0, None
     curves: list[dict[str, float]] = []
     created_at = utc_now()
     started = time.perf_counter()
     try:
-        _build(prep)
+        build(prep)
 
         def report(record: dict[str, float]) -> None:
             curves.append(record)
@@ -259,20 +107,10 @@ def train_config(
     except GrokbenchError:
         raise
     except Exception as exc:  # a plugin or training failure is a recorded run, not a crash
-        message = describe_failure(exc, prep.components())
+        (message, trace), steps = failure(exc, prep.components()), last_step(curves)
     finally:
         bar.close()
-    return _result(prep, registry, status, steps, message, curves, time.perf_counter() - started, created_at)
-
-
-def _batch_blocker(preps: Sequence[_Prepared]) -> str | None:
-    """Why these prepared seeds cannot train as one batched program, or ``None`` if they can."""
-    first = preps[0]
-    if any(p.cfg.variant != first.cfg.variant for p in preps):
-        return "the configurations differ in more than their seed"
-    if any(p.data.x_train.shape != first.data.x_train.shape for p in preps):
-        return "the seeds' training sets differ in shape"
-    return None
+    return _result(prep, registry, status, steps, message, curves, time.perf_counter() - started, created_at, trace)
 
 
 def train_group(
@@ -287,7 +125,7 @@ def train_group(
     This is the unit of work an executor hands to a worker. Configurations that
     differ only in their seed train together as one batched program (each seed's
     parameters stacked along a leading dimension) when the model supports it
-    (:meth:`Model.stack`); each result is then what training that seed alone gives, within float
+    (see :mod:`grokbench.batching`); each result is then what training that seed alone gives, within float
     rounding; its ``wall_seconds`` is the group's wall time divided by the
     number of seeds, and its environment records ``batched_seeds`` and
     ``group_wall_seconds``. Otherwise they run one after another, and
@@ -298,17 +136,17 @@ def train_group(
     if len(cfgs) < 2:
         return [train_config(cfg, registry=registry, progress=progress) for cfg in cfgs]
     created_at, started = utc_now(), time.perf_counter()
+    batched: BatchedModel | str
     try:
-        preps = [_prepare(cfg, registry) for cfg in cfgs]
-        reason = _batch_blocker(preps)
-        batched = None if reason else type(preps[0].model).stack([p.model for p in preps])
+        preps = [prepare(cfg, registry) for cfg in cfgs]
+        reason = batch_blocker([p.cfg for p in preps], [p.data for p in preps])
+        batched = reason if reason else batching.stack([p.model for p in preps])
     except GrokbenchError:
         raise
     except Exception as exc:  # trained one by one below, where the failure is recorded per run
-        reason, batched = f"preparing them failed ({describe(exc)})", None
-    if batched is None:
-        reason = reason or f"model '{cfgs[0].model.name}' does not support multi-seed batching"
-        notice(f"training {len(cfgs)} runs one after another: {reason}")
+        batched = f"preparing them failed ({describe(exc)})"
+    if isinstance(batched, str):
+        notice(f"training {len(cfgs)} runs one after another: {batched}")
         return [train_config(cfg, registry=registry, progress=progress) for cfg in cfgs]
 
     first = preps[0]
@@ -358,33 +196,7 @@ def save_result(store: Store, result: RunResult, *, suite: str | None = None, re
     Returns False, writing nothing, when a suite already stored this configuration
     (unless that run failed and ``replace_failed`` is set: see :meth:`Store.save_run`).
     """
-    cfg, summary = result.config, result.summary
-    row = {
-        "id": result.run_id,
-        "created_at": result.created_at,
-        "config_hash": cfg.hash,
-        "config": cfg.model_dump(mode="json"),
-        "task": cfg.task.name,
-        "model": cfg.model.name,
-        "regularizer": cfg.regularizer.name,
-        "optimizer": cfg.optimizer.name,
-        "preset": cfg.preset,
-        "seed": cfg.seed,
-        "status": result.status,
-        "message": result.message,
-        "steps": result.steps,
-        "t_memorize": summary["t_memorize"],
-        "t_generalize": summary["t_generalize"],
-        "final_train_acc": summary.get("final_train_acc"),
-        "final_test_acc": summary.get("final_test_acc"),
-        "wall_seconds": result.wall_seconds,
-        "summary": summary,
-        "plugins": result.plugins,
-        "environment": result.environment,
-    }
-    if suite is not None:
-        row["suite"] = suite
-    saved = store.save_run(row, result.curves.to_dict("records"), replace_failed=replace_failed)
+    saved = store.save_run(result.record(suite), result.curves.to_dict("records"), replace_failed=replace_failed)
     result.store_path = str(store.path)
     return saved
 

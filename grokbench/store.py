@@ -13,9 +13,10 @@ import json
 import math
 import os
 import sqlite3
+from collections.abc import Iterable
 from contextlib import closing
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -79,6 +80,10 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (suite, entry, config_hash)
     ) WITHOUT ROWID;
     CREATE INDEX suite_members_config_hash ON suite_members (config_hash);
+    """,
+    # v3: a failed run keeps the full traceback of its exception (`grokbench show RUN --traceback`).
+    """
+    ALTER TABLE runs ADD COLUMN traceback TEXT;
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

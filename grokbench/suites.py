@@ -35,15 +35,17 @@ import itertools
 import json
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
-from .config import RunConfig, deep_merge, resolve_config
+from .config import COMPONENT_KINDS, RunConfig, deep_merge, resolve_config
 from .errors import ConfigError
 from .registry import Registry
+from .validation import StrictModel, validation_error
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -51,11 +53,9 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class EntryFields(_Strict):
+class EntryFields(StrictModel):
     """What an entry (or the defaults every entry inherits) may say."""
 
     task: str | None = None
@@ -72,13 +72,13 @@ class EntrySpec(EntryFields):
     name: str = Field(min_length=1, pattern=r"^[^\[\]]+$")
 
 
-class SuiteMeta(_Strict):
+class SuiteMeta(StrictModel):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
 
 
-class ScalingTheory(_Strict):
+class ScalingTheory(StrictModel):
     """The theory's sample complexity for one task: n* = Õ(p^exponent) of p^inputs_exponent inputs."""
 
     exponent: float = Field(gt=0)
@@ -86,7 +86,7 @@ class ScalingTheory(_Strict):
     label: str = ""
 
 
-class ReportSpec(_Strict):
+class ReportSpec(StrictModel):
     """Hints for ``grokbench report`` (what the plots should fit)."""
 
     success_rate: float = Field(0.5, gt=0, le=1, description="seeds that must generalize for a grid point to count")
@@ -94,7 +94,7 @@ class ReportSpec(_Strict):
     scaling: dict[str, ScalingTheory] = Field(default_factory=dict, description="theory by task name")
 
 
-class SuiteSpec(_Strict):
+class SuiteSpec(StrictModel):
     suite: SuiteMeta
     defaults: EntryFields = EntryFields()
     entries: list[EntrySpec] = Field(min_length=1)
@@ -142,13 +142,6 @@ class Suite:
         return [(r.label, r.config.hash) for r in self.runs]
 
 
-def _loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
 def _flatten_grid(grid: Mapping[str, Any], prefix: str = "") -> dict[str, list[Any]]:
     axes: dict[str, list[Any]] = {}
     for key, value in grid.items():
@@ -188,15 +181,7 @@ def parse_suite(text: str, source: str = "<suite>") -> SuiteSpec:
     try:
         return SuiteSpec.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        key = _loc(err["loc"])
-        if err["type"] == "extra_forbidden":
-            raise ConfigError(f"{source}: unknown key '{key}'") from None
-        if err["type"] == "missing":
-            raise ConfigError(f"{source}: missing key '{key}'") from None
-        got = err.get("input")
-        shown = f" (got {got!r})" if not isinstance(got, (dict, list)) else ""
-        raise ConfigError(f"{source}: invalid value for '{key}': {err['msg']}{shown}") from None
+        raise ConfigError(f"{source}: {validation_error(exc)}") from None
 
 
 def expand(spec: SuiteSpec, registry: Registry, source: str = "<suite>") -> list[PlannedRun]:
@@ -209,7 +194,7 @@ def expand(spec: SuiteSpec, registry: Registry, source: str = "<suite>") -> list
     base = spec.defaults
     for entry in spec.entries:
         where = f"{source}: entry '{entry.name}'"
-        fields = {k: getattr(entry, k) or getattr(base, k) for k in ("task", "model", "regularizer", "optimizer", "preset")}
+        fields = {k: getattr(entry, k) or getattr(base, k) for k in (*COMPONENT_KINDS, "preset")}
         for kind in ("task", "model"):
             if not fields[kind]:
                 raise ConfigError(f"{where}: no {kind} (set '{kind}' in the entry or in [defaults])")

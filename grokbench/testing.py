@@ -17,11 +17,16 @@ Installed with grokbench, so any test suite run with pytest can use them::
 
 Fixtures:
 
-* ``grokbench_extra_plugins``: ``(name, plugin)`` pairs to load besides the installed
-  entry points (default: none). An extra plugin replaces an installed entry
+* ``grokbench_extra_plugins``: ``(name, plugin)`` pairs to load besides grokbench's
+  first-party plugins (default: none). An extra plugin replaces an installed entry
   point of the same name, so the code under test wins over an older install.
-* ``grokbench_registry``: a :class:`~grokbench.registry.Registry` of the installed
-  plugins, ``grokbench_extra_plugins`` and the tiny task below.
+* ``grokbench_distributions``: installed distributions whose entry points load too
+  (default: none; e.g. ``["my-package"]`` to test the installed entry points).
+  No other installed plugin package is loaded, so an unrelated package that
+  registers a clashing name cannot break your tests.
+* ``grokbench_registry``: a :class:`~grokbench.registry.Registry` of grokbench's
+  first-party plugins, ``grokbench_distributions``, ``grokbench_extra_plugins``
+  and the tiny task below.
 * ``tiny_task`` / ``tiny_data``: :class:`TinyModAdd` (``tiny-modadd``: (a, b) ->
   (a + b) mod 7, 60% of the 49 pairs for training) and its data for seed 0.
 * ``grokbench_run``: ``grokbench_run(model=..., task="tiny-modadd", steps=50,
@@ -36,7 +41,8 @@ checks a task's data, loss and evaluation.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 import torch
@@ -145,9 +151,15 @@ def grokbench_extra_plugins() -> list[tuple[str, Any]]:
 
 
 @pytest.fixture
-def grokbench_registry(grokbench_extra_plugins):
-    """The installed plugins, your ``grokbench_extra_plugins`` and the tiny task, in a fresh registry."""
-    return load_plugins(extra=[*grokbench_extra_plugins, ("grokbench-testing", _TestingPlugin())])
+def grokbench_distributions() -> list[str]:
+    """Override in your conftest.py: installed distributions whose entry points load besides grokbench's own."""
+    return []
+
+
+@pytest.fixture
+def grokbench_registry(grokbench_extra_plugins, grokbench_distributions):
+    """grokbench's first-party plugins, your distributions and extra plugins and the tiny task, in a fresh registry."""
+    return load_plugins(extra=[*grokbench_extra_plugins, ("grokbench-testing", _TestingPlugin())], distributions=grokbench_distributions)
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ plugin's. A step is: batch -> model loss and gradients -> regularizer penalty
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -82,8 +82,8 @@ def train(
     task: Task,
     data: TaskData,
     model: Model,
-    optimizer: Optimizer,
-    regularizer: Regularizer,
+    optimizer: Optimizer | None,
+    regularizer: Regularizer | None,
     metrics: list[Metric],
     cfg: TrainConfig,
     seed: int,
@@ -99,8 +99,8 @@ def train_members(
     task: Task,
     members: list[Member],
     trainable: Model | BatchedModel,
-    optimizer: Optimizer,
-    regularizer: Regularizer,
+    optimizer: Optimizer | None,
+    regularizer: Regularizer | None,
     cfg: TrainConfig,
 ) -> list[TrainOutcome]:
     """Train one model, or several seeds stacked in a :class:`BatchedModel`, with one optimizer.
@@ -109,20 +109,27 @@ def train_members(
     each member is evaluated on its own data and leaves the program (diverged,
     or early-stopped) on its own. A member that has left keeps being stepped
     with the others, which changes nothing for them, but is never recorded again.
-    Optimizers and regularizers that are ``seedwise`` (element-wise) update the
+    Optimizers and regularizers with capability ``seedwise`` (element-wise) update the
     stacked tensors in one go; any other one (a global norm, a max) is built and
     stepped once per seed on that seed's views, so it sees exactly what it would alone.
+    A model with capability ``closed-form`` is fitted once and moved to each evaluated
+    step; it has no optimizer and no regularizer.
     """
     batched = isinstance(trainable, BatchedModel)
-    lr = float(optimizer.params.lr)
-    closed_form = not batched and trainable.closed_form  # fitted once, moved to each evaluated step
-    if closed_form:
-        trainable.fit(task, members[0].data, lr)
-    params = list(trainable.parameters().values())
-    # seedwise components step the stacked tensors at once; others step each seed's views on its own
-    per_seed = batched and not (optimizer.seedwise and regularizer.seedwise)
-    groups = [[p[i] for p in params] for i in range(len(members))] if per_seed else [params]
-    states = [optimizer.build(group) for group in groups]
+    fitted = trainable if isinstance(trainable, Model) and trainable.supports("closed-form") else None
+    closed_form = fitted is not None
+    if fitted is not None:
+        fitted.fit(task, members[0].data)
+    else:
+        assert optimizer is not None and regularizer is not None, "only a closed-form model trains without them"
+        reg: Regularizer = regularizer
+        lr = float(optimizer.params.lr)
+        penalty, decoupled = reg.supports("penalty"), reg.supports("decoupled")
+        params = list(trainable.parameters().values())
+        # seedwise components step the stacked tensors at once; others step each seed's views on its own
+        per_seed = batched and not (optimizer.supports("seedwise") and regularizer.supports("seedwise"))
+        groups = [[p[i] for p in params] for i in range(len(members))] if per_seed else [params]
+        states = [optimizer.build(group) for group in groups]
     batches = [Batches(m.data, cfg.batch_size, m.seed) for m in members]
 
     def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,8 +142,8 @@ def train_members(
 
     for step in range(cfg.steps + 1):
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            if closed_form:
-                trainable.set_step(step)
+            if fitted is not None:
+                fitted.set_step(step)
             for i in list(active):
                 m = members[i]
                 record = evaluate(step, task, m.data, m.model, m.metrics)
@@ -159,10 +166,10 @@ def train_members(
         _, grads = trainable.loss_and_grads(x, y, task)
         for i, (group, state) in enumerate(zip(groups, states)):
             group_grads = [g[i] for g in grads] if per_seed else grads
-            extra = regularizer.penalty_grads(group)
-            if extra is not None:
-                for g, e in zip(group_grads, extra):
+            if penalty:
+                for g, e in zip(group_grads, reg.penalty_grads(group)):
                     g.add_(e)
-            regularizer.decoupled_update(group, lr)
+            if decoupled:
+                reg.decoupled_update(group, lr)
             state.step(group_grads)
     return outcomes

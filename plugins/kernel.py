@@ -1,8 +1,10 @@
 """Kernel models: ``kernel`` (the eNTK of the quadratic network at initialization) and ``ntk-inf`` (its infinite-width limit).
 
-Both are trained in closed form (``closed_form = True``): the trainer calls
+Both are trained in closed form (capability ``closed-form``): the trainer calls
 :meth:`fit` once and :meth:`set_step` before each evaluation, so their curves
-lie on the same step axis as a trained network's.
+lie on the same step axis as a trained network's. A run of them takes no
+optimizer and no regularizer (the step size η of the time axis is the model's
+own ``lr`` parameter).
 
 With K = K(X, X) the kernel on the n training inputs, Y the targets of the task's
 squared loss (one-hot rows for a cross-entropy classification task), f₀ the initial
@@ -14,10 +16,10 @@ the predictor at step t is
     φ_t(λ) = (1 − exp(−2 η t (λ + ρ) / n)) / (λ + ρ)      (time = "step"),
     φ_∞(λ) = 1 / (λ + ρ)                                   (time = "infinite"),
 
-with η the optimizer's ``lr``. For ρ = 0, f_t is exactly the linearized network
+with η the model's ``lr``. For ρ = 0, f_t is exactly the linearized network
 trained by gradient flow on the mean squared loss (1/n) Σ ‖f(x_i) − y_i‖² for
 time η·t (t optimizer steps of size η); for t → ∞ it is kernel (ridge)
-regression. The optimizer and regularizer otherwise play no part. A matrix of
+regression. A matrix of
 outputs uses one scalar kernel for every coordinate (K ⊗ I): the first-output
 eNTK Θ₀₀ (``output = "first"``, as in the paper) or the trace Σ_c Θ_cc; the
 quadratic network's off-diagonal blocks Θ_cd (c ≠ d) vanish in expectation.
@@ -29,11 +31,13 @@ The parameters (:meth:`parameters`) are the dual coefficients ``coef_t`` of the 
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Mapping
+import abc
+from collections.abc import Mapping
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, NonNegativeFloat
+from pydantic import Field, NonNegativeFloat, PositiveFloat
 
 from grokbench import hookimpl
 from grokbench.contracts import DataSpec, Model, Task, TaskData
@@ -50,32 +54,33 @@ class KernelParams(QuadraticNetwork.Params):
     time: Literal["step", "infinite"] = Field(
         "step", description="step: gradient flow of the linearized network at time lr·step; infinite: the converged kernel regression"
     )
+    lr: PositiveFloat = Field(1.0, description="η, the step size of the time axis (time = lr·step)")
 
 
 class KernelRegression(Model):
     """Base of the closed-form kernel models (not registered): subclasses define :meth:`gram` and :meth:`init_output`."""
 
-    closed_form: ClassVar[bool] = True
+    capabilities = frozenset({"closed-form"})
     Params = KernelParams
     CACHE = 8
 
     def __init__(self, params: KernelParams, spec: DataSpec, *, generator: torch.Generator, device="cpu", dtype=torch.float32):
         super().__init__(params, spec, generator=generator, device=device, dtype=dtype)
-        net_params = QuadraticNetwork.Params(**params.model_dump(include=_NET_FIELDS))
+        net_params = QuadraticNetwork.Params(**params.model_dump(include=_NET_FIELDS - {"lr"}))
         # the quadratic network at initialization, same seed (kernels are computed in float64)
         self.net = QuadraticNetwork(net_params, spec, generator=generator, device=device, dtype=torch.float64)
         self.params_ = {"coef": torch.zeros(0, spec.output_dim, device=self.device, dtype=torch.float64)}
         self._cache: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
+    @abc.abstractmethod
     def gram(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         """The kernel K(x1, x2), float64 ``[n1, n2]``."""
-        raise NotImplementedError
 
     def init_output(self, x: torch.Tensor) -> torch.Tensor:
         """f₀(x), float64 ``[n, output_dim]``."""
         return torch.zeros(len(x), self.spec.output_dim, device=self.device, dtype=torch.float64)
 
-    def fit(self, task: Task, data: TaskData, lr: float) -> None:
+    def fit(self, task: Task, data: TaskData) -> None:
         x, n = data.x_train, len(data.x_train)
         target, observed = squared_loss_form(task, data.y_train, n, self.spec.output_dim, self.device)
         self.x_train = x
@@ -92,7 +97,7 @@ class KernelRegression(Model):
             if len(rows):
                 lam, Q = torch.linalg.eigh(K[rows][:, rows])
                 self.blocks.append((rows, cols, lam.clamp_min(0) + self.ridge, Q, Q.T @ residual[rows][:, cols]))
-        self.rate = 2.0 * lr / n
+        self.rate = 2.0 * self.params.lr / n
         self._cache.clear()
         self.params_["coef"] = torch.zeros_like(residual)
         self.set_step(0)
@@ -131,7 +136,7 @@ def squared_loss_form(task: Task, y: torch.Tensor, n: int, outputs: int, device)
     g0, g1, g2 = (task.loss_and_output_grad(v * r, y)[1].double() for v in (0.0, 1.0, 2.0))
     slope = g1 - g0
     if not torch.allclose(g2 - g1, slope, rtol=1e-9, atol=1e-12 / n):
-        if not task.classification:
+        if not task.supports("classification"):
             raise ValueError(f"task '{task.name}' has neither a squared loss nor class labels: no kernel regression targets")
         return F.one_hot(y, outputs).double(), torch.ones(n, outputs, dtype=torch.bool, device=device)
     observed = slope > 0

@@ -58,7 +58,7 @@ class ProbeNTK(Metric):
     Params = ProbeParams
 
     def check(self, task: Task, model: Model) -> None:
-        if model.closed_form:
+        if model.supports("closed-form"):
             raise ConfigError(f"metric '{self.name}' needs a network trained by the optimizer: the kernel of model '{model.name}' never moves")
         if self.params.method == "closed-form" and not has_closed_form(model):
             raise ConfigError(f"metric '{self.name}': model '{model.name}' has no closed-form NTK (set metrics.{self.name}.method=torch.func or auto)")
@@ -70,7 +70,7 @@ class ProbeNTK(Metric):
 
 
 def needs_classification(metric: Metric, task: Task) -> None:
-    if not task.classification:
+    if not task.supports("classification"):
         raise ConfigError(f"metric '{metric.name}' needs a classification task; '{task.name}' is not one")
 
 
@@ -141,7 +141,7 @@ class Margin(Metric):
 
     def check(self, task: Task, model: Model) -> None:
         needs_classification(self, task)
-        if model.homogeneity is None:
+        if not model.supports("homogeneous"):
             raise ConfigError(f"metric 'margin' needs a homogeneous model; '{model.name}' declares no homogeneity degree")
 
     def compute(self, ctx: EvalContext) -> dict[str, float]:
@@ -151,6 +151,7 @@ class Margin(Metric):
         raw = (out.gather(1, y)[:, 0] - others).min()
         theta = torch.cat([p.detach().double().reshape(-1) for p in ctx.model.parameters().values()])
         degree = ctx.model.homogeneity
+        assert degree is not None  # check() requires capability 'homogeneous'
         return {
             "margin": (raw / theta.abs().max() ** degree).item(),
             "margin_l2": (raw / theta.norm() ** degree).item(),
@@ -167,7 +168,7 @@ class Fourier(Metric):
     outputs = ("fourier_ipr", "fourier_top")
 
     def check(self, task: Task, model: Model) -> None:
-        if model.token_weights() is None:
+        if not model.supports("token-weights"):
             raise ConfigError(f"metric 'fourier' needs first-layer token weights; model '{model.name}' has none")
 
     def compute(self, ctx: EvalContext) -> dict[str, float]:

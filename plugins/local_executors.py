@@ -5,22 +5,23 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from pydantic import Field, PositiveInt
 
-from grokbench import hookimpl
-from grokbench.contracts import Executor, Params
+from grokbench import contracts, hookimpl
+from grokbench.contracts import Executor
 
 
 class InlineExecutor(Executor):
     """Train the runs one group after another in this process (the reference; no parallelism)."""
 
     name = "inline"
-    in_process = True
+    capabilities = frozenset({"in-process"})
 
-    class Params(Params):
+    class Params(contracts.Params):
         threads: PositiveInt = Field(1, description="torch threads while the suite runs (small runs gain nothing from more)")
 
     def start(self) -> None:
@@ -53,7 +54,7 @@ class ProcessExecutor(Executor):
 
     name = "process"
 
-    class Params(Params):
+    class Params(contracts.Params):
         jobs: PositiveInt | None = Field(None, description="worker processes (default: the number of CPUs)")
         threads: PositiveInt | None = Field(None, description="torch threads per worker (default: CPUs / jobs)")
 

@@ -46,7 +46,7 @@ class SplitParams(Params):
     positions: ClassVar[int] = 2
 
     @model_validator(mode="after")
-    def _check_size(self) -> "SplitParams":
+    def _check_size(self) -> SplitParams:
         if self.train_fraction is not None and self.n_train is not None:
             raise ValueError("train_fraction and n_train exclude each other: set one, and the other to null")
         total = self.p**self.positions

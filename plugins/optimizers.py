@@ -25,7 +25,7 @@ class GradientDescent(Optimizer):
     """Plain gradient descent: θ ← θ − η ∇L."""
 
     name = "gd"
-    seedwise = True  # elementwise
+    capabilities = frozenset({"seedwise"})  # elementwise
 
     class Params(Params):
         lr: PositiveFloat = Field(1.0, description="learning rate η")
@@ -63,7 +63,7 @@ class MomentumSGD(Optimizer):
     """SGD with (heavy-ball or Nesterov) momentum, torch.optim.SGD."""
 
     name = "sgd"
-    seedwise = True  # elementwise
+    capabilities = frozenset({"seedwise"})  # elementwise
 
     class Params(Params):
         lr: PositiveFloat = Field(0.1, description="learning rate η")
@@ -81,7 +81,7 @@ class Adam(Optimizer):
     """Adam, torch.optim.Adam (no weight decay: use the adamw regularizer for decoupled decay)."""
 
     name = "adam"
-    seedwise = True  # elementwise
+    capabilities = frozenset({"seedwise"})  # elementwise
     Params = Betas
 
     def build(self, params):
@@ -93,7 +93,7 @@ class AdamW(Optimizer):
     """AdamW, torch.optim.AdamW with its own decoupled weight_decay."""
 
     name = "adamw"
-    seedwise = True  # elementwise
+    capabilities = frozenset({"seedwise"})  # elementwise
 
     class Params(Betas):
         weight_decay: float = Field(0.01, ge=0, description="decoupled weight decay λ (θ ← θ − η λ θ each step)")

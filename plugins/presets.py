@@ -71,15 +71,6 @@ PRESETS = [
             "train": {"steps": 20000, "eval_every": 200, "dtype": "float64"},
         },
     ),
-] + [
-    Preset(
-        name="default",
-        task=None,
-        model=model,
-        description="kernel models: the linearized network trained by gradient flow at lr 1, no regularizer",
-        settings={"optimizer": {"name": "gd", "lr": 1.0}, "regularizer": {"name": "none"}},
-    )
-    for model in ("kernel", "ntk-inf")
 ]
 
 

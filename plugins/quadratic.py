@@ -22,7 +22,8 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from typing import ClassVar, Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import ClassVar, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +32,6 @@ from pydantic import Field, PositiveFloat, field_validator
 from grokbench import hookimpl
 from grokbench.contracts import BatchedModel, DataSpec, Model, Params, Task
 from grokbench.ntk import input_overlap
-
 
 #: above this many input pairs the closed-form NTK accumulates its overlap term over shared-token blocks
 DENSE_PAIRS = 1 << 21
@@ -48,6 +48,7 @@ class QuadraticNetwork(Model):
     """f(x) = V (W x)², two layers, quadratic activation, no biases (the paper's model)."""
 
     name = "quadratic"
+    capabilities = frozenset({"homogeneous", "batched-step", "ntk", "token-weights"})
     homogeneity: ClassVar[int] = 3
 
     class Params(Params):
@@ -110,9 +111,10 @@ class QuadraticNetwork(Model):
         return loss, [gW[0], gV[0]]
 
     @classmethod
-    def stack(cls, models: Sequence[Model]) -> BatchedModel | None:
+    def stack(cls, models: Sequence[Model]) -> BatchedModel:
+        """The hand-written batched step; a subclass that changes the math must override it."""
         if cls.loss_and_grads is not QuadraticNetwork.loss_and_grads or cls.apply is not QuadraticNetwork.apply:
-            return None  # a subclass that changes the math must batch itself
+            raise TypeError(f"model '{cls.name}' changes the quadratic network's math but not its batched step")
         return StackedQuadratic(models)
 
     # ---------------------------------------------------------- kernel views
@@ -159,7 +161,7 @@ class StackedQuadratic(BatchedModel):
 
     def __init__(self, models: Sequence[Model]):
         super().__init__(models)
-        self.output_scale = models[0].output_scale
+        self.output_scale = cast(QuadraticNetwork, models[0]).output_scale
         self.workspace = Workspace()
 
     def loss_and_grads(self, x: torch.Tensor, y: torch.Tensor, task: Task) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -185,6 +187,7 @@ class Workspace:
         self.grad_W, self.grad_V = new(S, rows, h), new(*V.shape)
         self.seed_rows = (torch.arange(S, device=W.device) * rows).view(S, 1, 1)
         self.last_x: torch.Tensor | None = None
+        self.last_version = -1
 
     def scatter_matrix(self, x: torch.Tensor, idx: torch.Tensor, rows: int) -> torch.Tensor | None:
         """The sparse matrix 2·Aᵀ (A: [examples, rows of W], k ones per example) when the same batch ``x``

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, PositiveFloat, PositiveInt
@@ -60,7 +61,7 @@ class RayExecutor(Executor):
             check_reachable(address)
         if ray.is_initialized():  # the caller already connected (a notebook, a test session): use that
             return
-        quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
+        quiet: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
         if address:
             try:
                 ray.init(address=address, **({} if address.startswith("ray://") else quiet))

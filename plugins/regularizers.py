@@ -27,14 +27,14 @@ class NoRegularizer(Regularizer):
     """No regularization."""
 
     name = "none"
-    seedwise = True  # elementwise
+    capabilities = frozenset({"seedwise"})  # elementwise
 
 
 class L2(Regularizer):
     """λ/2 ‖θ‖₂² added to the loss."""
 
     name = "l2"
-    seedwise = True  # elementwise
+    capabilities = frozenset({"seedwise", "penalty"})  # elementwise
     Params = Strength
 
     def penalty(self, params):
@@ -48,6 +48,7 @@ class LInf(Regularizer):
     """λ ‖θ‖∞ added to the mean loss (the paper's regularizer), exact subgradient."""
 
     name = "linf"
+    capabilities = frozenset({"penalty"})
     Params = Strength
 
     def penalty(self, params):
@@ -65,7 +66,7 @@ class AdamWDecay(Regularizer):
     """Decoupled weight decay θ ← (1 − ηλ) θ before each step: AdamW's implicit ‖θ‖∞ ≤ 1/λ bias."""
 
     name = "adamw"
-    seedwise = True  # elementwise
+    capabilities = frozenset({"seedwise", "decoupled"})  # elementwise
 
     class Params(Params):
         strength: NonNegativeFloat = Field(1.0, description="λ (the weight_decay of AdamW)")

@@ -27,7 +27,8 @@ from a vocabulary of ``vocab_size``, ``output_dim`` outputs read out at the
 from __future__ import annotations
 
 import math
-from typing import Literal, Mapping
+from collections.abc import Mapping
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +51,7 @@ class Transformer(Model):
         init_scale: PositiveFloat = Field(1.0, description="multiplies every initial weight")
 
         @model_validator(mode="after")
-        def _heads_divide(self) -> "Transformer.Params":
+        def _heads_divide(self) -> Transformer.Params:
             if self.d_model % self.n_heads:
                 raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
             return self

@@ -6,9 +6,11 @@ import sys
 import pytest
 from click.testing import CliRunner
 
+import grokbench
 from grokbench import cli as cli_module
 from grokbench import runner
 from grokbench.plugin_manager import load_plugins
+from grokbench.store import Store
 
 from .test_run import exploding_plugin
 
@@ -106,8 +108,37 @@ def test_failed_run_exits_1_and_is_recorded(tmp_path, monkeypatch):
     result = invoke("run", "-t", "modadd-cls", "-m", "exploding", "--set", "task.p=11", "--store", str(store), "--json")
     assert result.exit_code == 1
     assert json.loads(result.stdout)["status"] == "failed"
-    assert result.stderr.strip().splitlines() == [f"error: run {json.loads(result.stdout)['run_id']} failed: model 'exploding' from plugin exploding raised RuntimeError: out of cheese"]
+    run_id = json.loads(result.stdout)["run_id"]
+    message = "model 'exploding' from plugin exploding raised RuntimeError: out of cheese"
+    assert result.stderr.strip().splitlines() == [f"error: run {run_id} failed: {message} (traceback: grokbench show {run_id} --traceback)"]
     assert json.loads(invoke("runs", "--store", str(store), "--json").stdout)[0]["status"] == "failed"
+    # the message is printed once: the summary table says "failed", the error line says why
+    text = invoke("run", "-t", "modadd-cls", "-m", "exploding", "--set", "task.p=11", "--store", str(store))
+    assert (text.stdout + text.stderr).count("out of cheese") == 1
+    # the full traceback is kept in the store
+    shown = invoke("show", run_id, "--store", str(store), "--traceback")
+    assert shown.exit_code == 0 and shown.stdout.startswith("Traceback (most recent call last):")
+    assert "in loss_and_grads" in shown.stdout and shown.stdout.rstrip().endswith("RuntimeError: out of cheese")
+    # --debug (or GROKBENCH_DEBUG=1) re-raises with the traceback instead of recording the failure
+    monkeypatch.setenv("GROKBENCH_DEBUG", "0")  # restored (unset) after the test, whatever --debug sets
+    with pytest.raises(RuntimeError, match="out of cheese"):
+        cli_module.cli.main(["--debug", "run", "-t", "modadd-cls", "-m", "exploding", "--set", "task.p=11", "--store", str(store)], standalone_mode=False)
+    assert len(json.loads(invoke("runs", "--store", str(store), "--json").stdout)) == 2
+
+
+def test_a_failed_run_reports_the_last_step_it_reached(tmp_path):
+    from .test_plugin_tooling import ExplodingPenalty
+
+    registry = load_plugins(extra=[("penalties", hookimpl_plugin(ExplodingPenalty))])
+    result = grokbench.run("modadd-cls", "quadratic", regularizer="exploding", overrides={"task": {"p": 11}, "model": {"width": 16}, "train": {"steps": 10, "eval_every": 1}}, registry=registry, store=tmp_path / "s.db")
+    assert result.status == "failed" and result.steps == 2 == int(result.curves["step"].max())
+    assert Store(tmp_path / "s.db").get_run(result.run_id)["steps"] == 2
+
+
+def hookimpl_plugin(regularizer):
+    from grokbench import hookimpl
+
+    return type("P", (), {"register_regularizers": staticmethod(hookimpl(lambda register: register(regularizer)))})
 
 
 def test_list_json_shows_every_component_with_parameters_and_plugin():

@@ -70,13 +70,13 @@ def test_kernel_is_the_networks_entk_at_init_and_its_flow_starts_at_the_networks
     net = QuadraticNetwork(QuadraticNetwork.Params(width=32), data.spec, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     x = data.x_test[:40]
     assert torch.equal(model.gram(x, data.x_train), empirical_ntk(net, x, data.x_train))
-    model.fit(task, data, lr=1.0)
+    model.fit(task, data)
     assert torch.allclose(model(x), net(x))  # step 0: the network at initialization
 
 
 def test_flow_is_the_linearized_gradient_flow_and_converges_to_kernel_ridge_regression():
-    task, data, model = kernel_model(ridge=1e-3)
-    model.fit(task, data, lr=0.5)
+    task, data, model = kernel_model(ridge=1e-3, lr=0.5)
+    model.fit(task, data)
     x, X, n = data.x_test, data.x_train, len(data.x_train)
     K, f0X, f0x = model.gram(X, X), model.init_output(X), model.init_output(x)
     Y = F.one_hot(data.y_train, data.spec.output_dim).double()
@@ -95,6 +95,6 @@ def test_flow_is_the_linearized_gradient_flow_and_converges_to_kernel_ridge_regr
     ridge = f0x + model.gram(x, X) @ torch.linalg.solve(K + rho * torch.eye(n, dtype=K.dtype), Y - f0X)
     model.set_step(10**9)
     assert torch.allclose(model(x), ridge, rtol=1e-6, atol=1e-6)
-    _, _, infinite = kernel_model(time="infinite", ridge=1e-3)
-    infinite.fit(task, data, lr=0.5)
+    _, _, infinite = kernel_model(time="infinite", ridge=1e-3, lr=0.5)
+    infinite.fit(task, data)
     assert torch.allclose(infinite(x), ridge, rtol=1e-6, atol=1e-6)

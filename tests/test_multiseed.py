@@ -96,7 +96,7 @@ def test_unbatchable_groups_fall_back_to_sequential_runs_with_one_notice():
     cfgs = [resolve_config(registry, task="modadd-cls", model="exploding", overrides={"task": {"p": 11}}, seed=s) for s in (0, 1)]
     notices = []
     results = train_group(cfgs, registry=registry, notice=notices.append)
-    assert len(notices) == 1 and "model 'exploding' does not support" in notices[0] and "one after another" in notices[0]
+    assert len(notices) == 1 and "model 'exploding' changes the quadratic network's math" in notices[0] and "one after another" in notices[0]
     assert all("batched_seeds" not in r.environment for r in results)
     assert [r.status for r in results] == ["failed", "failed"] and "out of cheese" in results[0].message
     # configurations that differ in more than their seed are not batched
@@ -138,7 +138,7 @@ def test_seedwise_components_step_stacked_tensors_like_each_slice(kind):
     checked = 0
     for name in registry.names(kind):
         cls = registry.get(kind, name)
-        if not cls.seedwise:
+        if not cls.supports("seedwise"):
             continue
         component = cls(cls.Params())
         g = torch.Generator().manual_seed(0)
@@ -152,9 +152,10 @@ def test_seedwise_components_step_stacked_tensors_like_each_slice(kind):
                 for _ in range(3):
                     state.step([p.sin() for p in params])
             else:
-                extra = comp.penalty_grads(params)
-                grads = [gr + e for gr, e in zip(grads, extra)] if extra is not None else grads
-                comp.decoupled_update(params, 0.1)
+                if comp.supports("penalty"):
+                    grads = [gr + e for gr, e in zip(grads, comp.penalty_grads(params))]
+                if comp.supports("decoupled"):
+                    comp.decoupled_update(params, 0.1)
                 for p, gr in zip(params, grads):
                     p.sub_(0.1 * gr)
 

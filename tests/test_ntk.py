@@ -47,6 +47,7 @@ def test_output_modes_are_consistent():
 
 class NoClosedForm(QuadraticNetwork):
     name = "no-closed-form"
+    capabilities = QuadraticNetwork.capabilities - {"ntk"}
     ntk = Model.ntk
 
 

@@ -81,6 +81,9 @@ def test_an_extra_plugin_replaces_the_installed_entry_point_of_its_name(monkeypa
 
         name = "quadratic-v2"
 
+        def apply(self, params, x):
+            return x
+
     monkeypatch.delenv("GROKBENCH_NO_ENTRY_POINTS", raising=False)
     registry = load_plugins(extra=[("quadratic", plugin(register_models=lambda register: register(Replacement)))])
     assert "quadratic" not in registry.names("model") and "quadratic-v2" in registry.names("model")
@@ -113,7 +116,7 @@ class NoParameters(WrongShape):
         Model.__init__(self, params, spec, **kwargs)
 
 
-class FloatTokens(grokbench.contracts.Task):
+class FloatTokens(grokbench.contracts.ClassificationTask):
     """Returns one-hot float inputs instead of token indices."""
 
     name = "float-tokens"
@@ -135,7 +138,7 @@ def bad_registry():
 @pytest.mark.parametrize(
     "task, model, message",
     [
-        ("modadd-cls", "wrong-shape", r"model 'wrong-shape' from plugin bad-models violates the contract: apply returned \[2, 8\] for 2 inputs, expected \[2, 7\]"),
+        ("modadd-cls", "wrong-shape", r"model 'wrong-shape' from plugin bad-models violates the contract: apply returned \[24, 8\] for 24 inputs, expected \[24, 7\]"),
         ("modadd-cls", "no-parameters", r"model 'no-parameters' from plugin bad-models violates the contract: parameters\(\) must be a non-empty dict"),
         ("float-tokens", "quadratic", r"task 'float-tokens' from plugin bad-tasks violates the contract: x_train must be an integer tensor \[n, 2\]"),
     ],
@@ -161,9 +164,13 @@ class ExplodingPenalty(Regularizer):
     """Raises on the third step."""
 
     name = "exploding"
+    capabilities = frozenset({"penalty"})
 
     class Params(Params):
         strength: float = 0.0
+
+    def penalty(self, params):
+        return params[0].sum() * 0.0
 
     def __init__(self, params):
         super().__init__(params)
@@ -173,7 +180,7 @@ class ExplodingPenalty(Regularizer):
         self.calls += 1
         if self.calls == 3:
             raise FloatingPointError("penalty went sideways")
-        return None
+        return [torch.zeros_like(p) for p in params]
 
 
 class ExplodingMetric(Metric):

@@ -2,6 +2,7 @@ import importlib.metadata
 import inspect
 import types
 
+import pydantic
 import pytest
 from click.testing import CliRunner
 
@@ -11,6 +12,7 @@ from grokbench.contracts import Params, Task
 from grokbench.errors import ConfigError
 from grokbench.plugin_manager import load_plugins
 from grokbench.registry import KINDS
+from grokbench_plugins.modadd import ModAddClassification
 
 FIRST_PARTY = {"modadd", "quadratic", "regularizers", "optimizers", "norms", "presets"}
 
@@ -23,7 +25,7 @@ def plugin(**hooks):
     return module
 
 
-class OtherAddition(Task):
+class OtherAddition(ModAddClassification):
     """A second task that claims an existing name."""
 
     name = "modadd-cls"
@@ -64,6 +66,18 @@ def test_duplicate_names_are_a_clear_error_naming_both(monkeypatch):
     with pytest.raises(ConfigError, match=r"registered by more than one plugin: modadd \(grokbench .*\) and my-plugin"):
         registry.get("task", "modadd-cls")
     assert registry.get("task", "modadd-reg")  # the rest still works
+    # a qualified name picks one of them, anywhere a name is accepted
+    assert registry.get("task", "my-plugin:modadd-cls") is OtherAddition
+    assert registry.get("task", "modadd:modadd-cls") is ModAddClassification
+    with pytest.raises(ConfigError, match="unknown task 'nobody:modadd-cls'"):
+        registry.get("task", "nobody:modadd-cls")
+    result = grokbench.run("my-plugin:modadd-cls", "quadratic", overrides={"task": {"p": 7}, "train": {"steps": 2}}, registry=registry)
+    assert result.status == "completed" and result.config.task.name == "my-plugin:modadd-cls"
+    from grokbench import cli, plugin_manager
+
+    monkeypatch.setattr(plugin_manager, "get_registry", lambda: registry)
+    listing = CliRunner().invoke(cli.cli, ["plugins"])
+    assert "CLASH: task 'modadd-cls' (use 'my-plugin:modadd-cls')" in listing.output
 
 
 def test_import_failure_is_reported_not_raised():
@@ -83,7 +97,7 @@ def test_raising_or_invalid_registration_marks_only_that_plugin_broken():
 
         name = "loose"
 
-        class Params(Params.__base__):
+        class Params(pydantic.BaseModel):
             pass
 
     registry = load_plugins(

@@ -17,8 +17,7 @@ def params64(seed=0):
 
 def test_none_does_nothing():
     reg = make(NoRegularizer)
-    ps = params64()
-    assert reg.penalty(ps) is None and reg.penalty_grads(ps) is None
+    assert reg.capabilities == {"seedwise"}  # no penalty, no decoupled update: the trainer calls neither
 
 
 def test_l2_penalty_and_gradient():

@@ -32,7 +32,7 @@ def test_new_plugin_installs_registers_and_passes_its_own_tests(tmp_path):
     assert mine == [
         {
             "plugin": "my_plugin", "distribution": "my-plugin", "version": "0.1.0", "module": "my_plugin.plugin",
-            "status": "ok", "error": None, "registers": {"model": ["my-plugin-mlp"]},
+            "status": "ok", "error": None, "registers": {"model": ["my-plugin-mlp"]}, "clashes": [],
         }
     ]
 

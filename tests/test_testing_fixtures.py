@@ -76,3 +76,13 @@ def test_contract_helpers_accept_good_components_and_catch_bad_ones(grokbench_re
         check_model_contract(Unseeded)
     data = check_task_contract(grokbench_registry.get("task", "modadd-cls"), {"p": 5})
     assert data.spec.output_dim == 5
+
+
+def test_fixtures_load_only_first_party_plugins_and_the_named_distributions(grokbench_registry):
+    # grokbench-example-plugins is installed in the test environment, but not named: its models stay out
+    assert "mlp" not in grokbench_registry.names("model") and "quadratic" in grokbench_registry.names("model")
+    from grokbench.plugin_manager import load_plugins
+
+    named = load_plugins(distributions=["grokbench-example-plugins"])
+    assert "mlp" in named.names("model") and "quadratic" in named.names("model")
+    assert not load_plugins(distributions=[]).names("model").count("mlp")
