@@ -76,6 +76,8 @@ def validate_component(kind: str, obj: Any) -> str:
         raise TypeError(f"{obj.__name__}.Params must be a pydantic model")
     if obj.Params.model_config.get("extra") != "forbid":
         raise TypeError(f"{obj.__name__}.Params must reject unknown keys (extra='forbid'; subclass grokbench.contracts.Params)")
+    if kind == "metric":
+        obj.check_class()
     return name
 
 
