@@ -140,7 +140,10 @@ def panels_figure(title: str, panels: Sequence[Panel], *, columns: int = 2) -> A
     fig = make_subplots(rows=nrows, cols=columns, subplot_titles=[html.escape(p.title) for p in panels],
                         horizontal_spacing=0.09, vertical_spacing=min(0.5 / max(nrows, 1), 0.15))
     colors: dict[str, str] = {}
-    shown: set[str] = set()
+    legend: dict[str, Series] = {}  # the series that carries its group's legend entry: a solid one where there is one
+    for s in (s for p in panels for s in p.series):
+        if (s.group or s.name) not in legend or (legend[s.group or s.name].dash and not s.dash):
+            legend[s.group or s.name] = s
     for i, panel in enumerate(panels):
         row, col = i // columns + 1, i % columns + 1
         for s in panel.series:
@@ -151,16 +154,16 @@ def panels_figure(title: str, panels: Sequence[Panel], *, columns: int = 2) -> A
                                          fillcolor=color, opacity=0.15, line={"width": 0}, hoverinfo="skip",
                                          legendgroup=group, showlegend=False), row=row, col=col)
             fig.add_trace(go.Scatter(x=list(s.x), y=list(s.y), mode="lines+markers" if len(s.x) < 12 else "lines",
-                                     name=html.escape(group), legendgroup=group, showlegend=group not in shown,
+                                     name=html.escape(group), legendgroup=group, showlegend=legend[group] is s,
                                      line={"color": color, "dash": "dash" if s.dash else "solid"},
                                      hovertemplate=f"{html.escape(s.name)}<br>{html.escape(panel.x_label)}=%{{x}}<br>{html.escape(panel.y_label)}=%{{y:.4g}}<extra></extra>"),
                           row=row, col=col)
-            shown.add(group)
         fig.update_xaxes(title_text=html.escape(panel.x_label), type="log" if panel.log_x else "linear", row=row, col=col)
         fig.update_yaxes(title_text=html.escape(panel.y_label), type="log" if panel.log_y else "linear", row=row, col=col)
     if title:
         fig.update_layout(title={"text": html.escape(title), "font": {"size": 14}})
-    fig.update_layout(height=320 * nrows + 80, autosize=True, margin={"l": 60, "r": 20, "t": 70 if title else 40, "b": 50}, legend={"orientation": "h", "y": -0.12 if nrows == 1 else -0.05},
+    fig.update_layout(height=320 * nrows + 120, autosize=True, margin={"l": 60, "r": 20, "t": 70 if title else 40, "b": 90},
+                      legend={"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom"},
                       template="plotly_white")
     return fig
 

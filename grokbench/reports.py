@@ -158,10 +158,18 @@ def runs_frame(store: Store, suite: str | None = None, compare: Sequence[str] | 
     def setting(h: dict[str, Any]) -> str:
         return json.dumps({k: v for k, v in h.items() if not _compared(k, compare)}, sort_keys=True)
 
+    def names(h: dict[str, Any]) -> str:
+        return " + ".join(str(h[c]) for c in compare if c in h) or "run"
+
+    # a compared parameter goes into a label when it tells apart runs of the same components
+    by_names: dict[str, list[dict[str, Any]]] = {}
+    for h in frame["hyper"]:
+        by_names.setdefault(names(h), []).append(h)
+    telling = [k for k in method_varied if k not in compare and any(k in varied_keys(hs) for hs in by_names.values())]
+
     def auto_label(h: dict[str, Any]) -> str:
-        names = " + ".join(str(h[c]) for c in compare if c in h) or "run"
-        params = ", ".join(f"{k}={_value(h.get(k))}" for k in method_varied if k not in compare)
-        return names + (f" [{params}]" if params else "")
+        params = ", ".join(f"{k}={_value(h.get(k))}" for k in telling)
+        return names(h) + (f" [{params}]" if params else "")
 
     frame["setting"] = frame["hyper"].map(setting)
     frame["label"] = frame["entry"].where(frame["entry"].notna(), frame["hyper"].map(auto_label))
@@ -608,6 +616,10 @@ def write_report(
     if scaling:
         fragments += [html_page.heading("Sample-complexity scaling"), html_page.table(*_scaling_rows(scaling))]
         fragments += [html_page.image(p.read_bytes(), p.stem) for p in images if p.suffix == ".png" and p.stem.startswith("scaling-")]
+    if figures:
+        fragments.append(html_page.paragraph("Plots: median over seeds, min–max (learning curves) or quartiles (sweeps) shaded; "
+                                             "train dashed, test solid. Hover for values, drag to zoom (double-click resets), "
+                                             "click a legend entry to hide or show it in every panel."))
     for figure in figures:
         fragments += [html_page.heading(figure.title), html_page.figure(html_page.panels_figure("", figure.panels))]
     files = {

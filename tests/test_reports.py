@@ -280,3 +280,78 @@ def test_shipped_suites_load_or_name_the_missing_component(registry):
     runs = expand(network, registry)
     assert len(runs) == 90 and {r.config.model.params["width"] for r in runs if r.entry == "width"} == {"4p", "8p", "16p"}
     assert len(load_suite(ROOT / "tasks" / "paper-mini.toml", registry).runs) == 36
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+def test_the_html_leaderboard_in_a_real_headless_chromium(smoke, tmp_path):
+    """Loads with no console error and no request beyond the file; fits 1000 px; the table sorts and filters;
+    a screenshot shows the table and a plot."""
+    import time
+
+    from matplotlib.image import imread
+
+    from .browser import Browser
+
+    work, _ = smoke
+    page = work / "report" / "leaderboard.html"
+    browser = Browser(width=1000, height=1100)
+    try:
+        browser.call("Network.enable", session=True)
+        browser.open(page)
+        for _ in range(100):  # plotly draws after the load event
+            if browser.evaluate("document.querySelectorAll('.gb-figure .main-svg').length") >= 3:
+                break
+            time.sleep(0.1)
+        assert browser.errors() == []
+        assert browser.requests() == [page.resolve().as_uri()]  # nothing fetched
+        assert browser.evaluate("document.querySelectorAll('.gb-figure .js-plotly-plot').length") == 3  # 2 groups, 1 sweep
+        assert browser.evaluate("document.documentElement.scrollWidth") <= 1000
+        axis_titles = browser.evaluate("Array.from(document.querySelectorAll('.gb-figure text')).filter(e => /^y\\d*title$/.test(e.getAttribute('class'))).map(e => e.textContent)")
+        assert {"accuracy", "loss", "‖θ‖∞"} <= set(axis_titles)
+        column = "Array.from(document.querySelectorAll('th')).findIndex(t => t.textContent.startsWith('median t_gen'))"
+        shown = f"Array.from(document.querySelectorAll('tbody tr')).filter(r => !r.hidden).map(r => r.cells[{column}].textContent)"
+        browser.evaluate(f"document.querySelectorAll('th')[{column}].click()")
+        assert browser.evaluate(shown) == ["850", "1075", "not reached", "not reached"]
+        browser.evaluate(f"document.querySelectorAll('th')[{column}].click()")
+        assert browser.evaluate(shown) == ["not reached", "not reached", "1075", "850"]
+        browser.evaluate("const f = document.querySelector('.gb-filter'); f.value = 'l2'; f.dispatchEvent(new Event('input'))")
+        assert browser.evaluate(shown) == ["not reached"]
+        browser.evaluate("const g = document.querySelector('.gb-filter'); g.value = ''; g.dispatchEvent(new Event('input'))")
+        png = browser.screenshot(tmp_path / "leaderboard.png")
+    finally:
+        browser.close()
+    assert len(png) > 50_000
+    pixels = imread(tmp_path / "leaderboard.png")
+    assert pixels.shape[:2] == (1100, 1000)
+    colored = (pixels[..., :3].max(axis=2) - pixels[..., :3].min(axis=2)) > 0.3  # plot lines, not black text on white
+    assert colored[500:].mean() > 0.002 and pixels[:400, :, :3].std() > 0.1  # a plot below, the table above
+    shutil.copy(tmp_path / "leaderboard.png", work / "report" / "screenshot.png")
+
+
+def test_the_workflow_tests_comments_once_and_refreshes_the_baseline_on_main():
+    import yaml
+
+    flow = yaml.safe_load(WORKFLOW.read_text())
+    triggers = flow.get("on", flow.get(True))
+    assert set(triggers) == {"pull_request", "push"} and triggers["push"]["branches"] == ["main"]
+    assert flow["permissions"] == {"contents": "read"} and flow["concurrency"]["group"].startswith("leaderboard-")
+    (job,) = flow["jobs"].values()
+    assert job["permissions"] == {"contents": "write", "pull-requests": "write"}
+    steps = {s.get("name", s.get("uses")): s for s in job["steps"]}
+    assert steps["actions/setup-python@v5"]["with"]["cache"] == "pip"
+    assert "python -m pytest -n 2 -q" in steps["Test suite"]["run"] and "chromium" in steps["Install"]["run"]
+    comment = steps["Post or update the pull-request comment"]
+    assert comment["uses"].startswith("actions/github-script@") and "updateComment" in comment["with"]["script"]
+    assert "grokbench-leaderboard" in comment["with"]["script"] and "grokbench-leaderboard" in steps["Compare with the baseline"]["run"]
+    assert "summary.md" in steps["Compare with the baseline"]["run"] and ".png" not in steps["Compare with the baseline"]["run"]
+    refresh = steps["Refresh the committed baseline"]
+    assert "refs/heads/main" in refresh["if"] and "reports/baseline.json" in refresh["run"] and "git push" in refresh["run"]
+
+
+@pytest.mark.skipif(shutil.which("actionlint") is None,
+                    reason="actionlint is not installed (pip install -e '.[lint]'; the sdist fetches its binary, which fails offline)")
+def test_the_workflow_passes_actionlint():
+    import subprocess
+
+    done = subprocess.run(["actionlint", "-no-color", str(WORKFLOW)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
