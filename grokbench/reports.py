@@ -201,7 +201,7 @@ def check_comparable(frame: pd.DataFrame) -> None:
                 return
     a, b = hypers[0], hypers[1]
     raise ConfigError(
-        f"nothing comparable among these {len(frame)} runs: no two differ only in {' or '.join(frame.attrs['compare'])} "
+        f"nothing comparable among these {len(frame)} runs: no two differ only in {' or '.join(frame.attrs.get('compare', DEFAULT_COMPARE))} "
         f"or in one hyperparameter (the first two differ in {', '.join(varied_keys([a, b]))}); report runs of one suite or pass --suite"
     )
 
@@ -233,7 +233,7 @@ def leaderboard(frame: pd.DataFrame, columns: Sequence[SummaryColumn] = ()) -> p
     time-to-generalize, finals, the declared metric columns, wall time, plugins; ranked within the group."""
     if frame.empty:
         return pd.DataFrame(columns=BOARD_COLUMNS)
-    setting_varied, method_varied = frame.attrs["setting_varied"], frame.attrs["method_varied"]
+    setting_varied, method_varied = frame.attrs.get("setting_varied", []), frame.attrs.get("method_varied", [])
     metric_columns = _present(frame, columns)
     rows = []
     for (group, suite, label), runs in frame.groupby(["group", "suite_name", "label"], sort=False):

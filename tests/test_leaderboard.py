@@ -6,17 +6,17 @@ import json
 import re
 import subprocess
 import sys
-import types
 
 import pytest
 import torch
 
-from grokbench import hookimpl, plugin_manager
+from grokbench import plugin_manager
 from grokbench.contracts import CurvePanel, EvalContext, Metric, SummaryColumn
 from grokbench.plugin_manager import load_plugins
 from grokbench.store import Store
 
 from .test_cli import invoke
+from .test_plugin_tooling import plugin
 
 
 class NormRatio(Metric):
@@ -34,13 +34,6 @@ class NormRatio(Metric):
 
     def summarize(self, curves, summary):
         return {"norm_ratio_final": float(curves[-1]["norm_ratio"]) if curves else None}
-
-
-def plugin(**hooks):
-    module = types.ModuleType("test_plugin")
-    for name, fn in hooks.items():
-        setattr(module, name, hookimpl(fn))
-    return module
 
 
 def metric_plugin(cls):
