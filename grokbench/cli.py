@@ -75,6 +75,7 @@ def run(task, model, regularizer, optimizer, preset, assignments, seed, seeds, d
     """Train one model on one task, save the run, and print its summary."""
     from .config import parse_seeds
     from .display import summary_text
+    from .reports import metric_declarations
     from .runner import run as run_one
     from .runner import run_seeds
 
@@ -86,7 +87,8 @@ def run(task, model, regularizer, optimizer, preset, assignments, seed, seeds, d
         results = [run_one(task, model, seed=seed, store=store or True, progress=progress, **options)]
     else:
         results = run_seeds(task, model, parse_seeds(seeds), store=store or True, progress=progress, **options)
-    texts = [json.dumps(r.to_json()) if as_json else summary_text(r.to_json()) for r in results]
+    columns = () if as_json else metric_declarations().columns
+    texts = [json.dumps(r.to_json()) if as_json else summary_text(r.to_json(), columns) for r in results]
     click.echo(("\n" if as_json else "\n\n").join(texts))
     failed = next((r for r in results if r.status == "failed"), None)
     if failed is not None:

@@ -12,7 +12,7 @@ import abc
 import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
 from pydantic import BaseModel
@@ -442,8 +442,37 @@ class EvalContext:
     evaluation: dict[str, float]
 
 
+@dataclass(frozen=True)
+class SummaryColumn:
+    """A leaderboard column a metric contributes: the median over seeds of one of its summary values.
+
+    ``key`` is one of the metric's ``summary_keys`` or ``final_<output>`` (the last value of one of its
+    curves); ``direction`` says which way is better (``"max"``, ``"min"``, or ``None`` for neither);
+    ``format`` is a Python format spec for tables (``".3g"``).
+    """
+
+    key: str
+    label: str
+    direction: Literal["max", "min"] | None = None
+    format: str = ".3g"
+
+
+@dataclass(frozen=True)
+class CurvePanel:
+    """A learning-curve panel a metric contributes, drawn beside accuracy and loss: ``curves`` (among its
+    ``outputs``) against step, median over seeds, with ``label`` as the y axis (log scale with ``log_y``)."""
+
+    curves: tuple[str, ...]
+    label: str
+    log_y: bool = False
+
+
 class Metric(Component):
-    """A quantity recorded at every evaluation step as one or more curves."""
+    """A quantity recorded at every evaluation step as one or more curves.
+
+    What it contributes to reports is declared, and checked when it registers (:meth:`check_class`):
+    ``report_columns`` (:class:`SummaryColumn`) and ``report_panels`` (:class:`CurvePanel`).
+    """
 
     #: computed in every run unless the configuration removes it
     default: ClassVar[bool] = False
@@ -463,6 +492,36 @@ class Metric(Component):
     def summarize(self, curves: list[dict[str, float]], summary: Mapping[str, Any]) -> dict[str, Any]:
         """Summary values from the run's curves, given the core summary (``t_memorize``, ...)."""
         return {}
+
+    #: leaderboard columns (md, html, csv, baseline.json) and the end-of-run summary rows
+    report_columns: ClassVar[tuple[SummaryColumn, ...]] = ()
+    #: learning-curve panels (plots and the HTML page)
+    report_panels: ClassVar[tuple[CurvePanel, ...]] = ()
+
+    @classmethod
+    def check_class(cls) -> None:
+        """Raise TypeError (one line) when the report declarations do not fit the metric's outputs and summary keys."""
+        super().check_class()
+        summaries = set(cls.summary_keys) | {f"final_{o}" for o in cls.outputs}
+        for column in cls.report_columns:
+            if not isinstance(column, SummaryColumn):
+                raise TypeError(f"metric '{cls.name}': report_columns holds {column!r}, not a grokbench.contracts.SummaryColumn")
+            if column.key not in summaries:
+                raise TypeError(f"metric '{cls.name}': report column '{column.key}' is none of its summary_keys or final_<output> ({', '.join(sorted(summaries)) or 'none'})")
+            if column.direction not in ("max", "min", None):
+                raise TypeError(f"metric '{cls.name}': report column '{column.key}' has direction {column.direction!r} (use 'max', 'min' or None)")
+            try:
+                format(1.0, column.format)
+            except ValueError:
+                raise TypeError(f"metric '{cls.name}': report column '{column.key}' has an invalid format {column.format!r}") from None
+        for panel in cls.report_panels:
+            if not isinstance(panel, CurvePanel):
+                raise TypeError(f"metric '{cls.name}': report_panels holds {panel!r}, not a grokbench.contracts.CurvePanel")
+            if isinstance(panel.curves, str) or not panel.curves:
+                raise TypeError(f"metric '{cls.name}': report panel '{panel.label}' names no curve (give a tuple of its outputs)")
+            unknown = [c for c in panel.curves if c not in cls.outputs]
+            if unknown:
+                raise TypeError(f"metric '{cls.name}': report panel '{panel.label}' names curve '{unknown[0]}', not one of its outputs ({', '.join(cls.outputs) or 'none'})")
 
 
 class Executor(Component):

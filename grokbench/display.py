@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -11,6 +12,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from tabulate import tabulate
 
+from .contracts import SummaryColumn
 from .registry import KINDS, Registry
 
 KIND_TITLES = {
@@ -86,16 +88,17 @@ def registry_text(registry: Registry) -> str:
     return "\n\n".join(blocks)
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any, spec: str = ".4g") -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return format(value, spec)
     return str(value)
 
 
-def summary_text(result: dict[str, Any]) -> str:
-    """The end-of-run table, from a RunResult's JSON form."""
+def summary_text(result: dict[str, Any], columns: Sequence[SummaryColumn] = ()) -> str:
+    """The end-of-run table, from a RunResult's JSON form; ``columns``: the metric plugins' declared
+    summary columns, shown when the run has a value for them."""
     rows = [
         ("run", result["run_id"]),
         ("run config", f"{result['task']} / {result['model']} / {result['regularizer']} / {result['optimizer']}, seed {result['seed']}"),
@@ -107,7 +110,7 @@ def summary_text(result: dict[str, Any]) -> str:
         ("grokking delay", result.get("grokking_delay")),
         ("final train acc", result.get("final_train_acc")),
         ("final test acc", result.get("final_test_acc")),
-        ("final ‖θ‖∞", result.get("final_linf_norm")),
+        *[(c.label, _fmt(result[c.key], c.format)) for c in columns if result.get(c.key) is not None],
         ("wall time (s)", result.get("wall_seconds")),
         ("stored in", result.get("store") or "(not stored)"),
     ]

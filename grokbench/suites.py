@@ -90,7 +90,10 @@ class ReportSpec(StrictModel):
     """Hints for ``grokbench report`` (what the plots should fit)."""
 
     success_rate: float = Field(0.5, gt=0, le=1, description="seeds that must generalize for a grid point to count")
-    scaling_parameter: str = "task.p"
+    compare: list[str] = Field(["regularizer", "optimizer"], min_length=1,
+                               description="what competes on the leaderboard (components or dotted keys); the rest is held equal per group")
+    scaling_parameter: str | None = Field(None, description="dotted key of p for the sample-complexity table, e.g. task.p")
+    fraction_parameter: str | None = Field(None, description="dotted key of the train fraction for the sample-complexity table")
     scaling: dict[str, ScalingTheory] = Field(default_factory=dict, description="theory by task name")
 
 

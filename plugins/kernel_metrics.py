@@ -30,7 +30,7 @@ import torch
 from pydantic import Field, PositiveInt
 
 from grokbench import hookimpl
-from grokbench.contracts import EvalContext, Metric, Model, Params, Task, TaskData
+from grokbench.contracts import CurvePanel, EvalContext, Metric, Model, Params, SummaryColumn, Task, TaskData
 from grokbench.errors import ConfigError
 from grokbench.ntk import empirical_ntk, has_closed_form
 
@@ -87,6 +87,11 @@ class NTKDrift(ProbeNTK):
     name = "ntk_drift"
     outputs = ("ntk_drift",)
     summary_keys = ("ntk_drift_at_memorize", "ntk_drift_at_generalize", "kernel_departure_step")
+    report_columns = (
+        SummaryColumn("ntk_drift_at_generalize", "NTK drift at t_gen", None, ".3g"),
+        SummaryColumn("kernel_departure_step", "kernel departure step", None, ".4g"),
+    )
+    report_panels = (CurvePanel(("ntk_drift",), "NTK drift ‖Θ_t − Θ₀‖/‖Θ₀‖"),)
 
     class Params(ProbeParams):
         threshold: float = Field(0.5, gt=0, description="drift that counts as leaving the kernel regime (kernel_departure_step)")
@@ -121,6 +126,8 @@ class KernelAlignment(ProbeNTK):
 
     name = "kernel_alignment"
     outputs = ("kernel_alignment",)
+    report_columns = (SummaryColumn("final_kernel_alignment", "final kernel alignment", "max", ".3g"),)
+    report_panels = (CurvePanel(("kernel_alignment",), "eNTK–label alignment"),)
 
     def check(self, task: Task, model: Model) -> None:
         needs_classification(self, task)
@@ -138,6 +145,8 @@ class Margin(Metric):
     name = "margin"
     outputs = ("margin", "margin_l2")
     summary_keys = ("margin_final",)
+    report_columns = (SummaryColumn("margin_final", "final margin (ℓ∞-normalized)", "max", ".3g"),)
+    report_panels = (CurvePanel(("margin",), "normalized margin"),)
 
     def check(self, task: Task, model: Model) -> None:
         needs_classification(self, task)
@@ -166,6 +175,8 @@ class Fourier(Metric):
 
     name = "fourier"
     outputs = ("fourier_ipr", "fourier_top")
+    report_columns = (SummaryColumn("final_fourier_ipr", "final Fourier IPR", None, ".3g"),)
+    report_panels = (CurvePanel(("fourier_ipr", "fourier_top"), "Fourier concentration"),)
 
     def check(self, task: Task, model: Model) -> None:
         if not model.supports("token-weights"):

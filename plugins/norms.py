@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from grokbench import hookimpl
-from grokbench.contracts import EvalContext, Metric
+from grokbench.contracts import CurvePanel, EvalContext, Metric, SummaryColumn
 
 
 class LInfNorm(Metric):
@@ -16,6 +16,8 @@ class LInfNorm(Metric):
     outputs = ("linf_norm",)
 
     summary_keys = ("linf_norm_final",)
+    report_columns = (SummaryColumn("linf_norm_final", "final ‖θ‖∞", None, ".3g"),)
+    report_panels = (CurvePanel(("linf_norm",), "‖θ‖∞", log_y=True),)
 
     def compute(self, ctx: EvalContext) -> dict[str, float]:
         return {"linf_norm": max(p.abs().max().item() for p in ctx.model.parameters().values())}
@@ -30,6 +32,7 @@ class L2Norm(Metric):
     name = "l2_norm"
     default = True
     outputs = ("l2_norm",)
+    report_panels = (CurvePanel(("l2_norm",), "‖θ‖₂", log_y=True),)
 
     def compute(self, ctx: EvalContext) -> dict[str, float]:
         squares = sum(p.double().pow(2).sum() for p in ctx.model.parameters().values())

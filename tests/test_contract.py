@@ -2,6 +2,7 @@
 
 import importlib.metadata
 import types
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -145,6 +146,7 @@ def test_a_closed_form_model_takes_no_optimizer_and_they_leave_its_hash():
     assert result.status == "completed" and result.to_json()["optimizer"] == "-"
 
 
+EXAMPLE_SRC = Path(__file__).resolve().parents[1] / "examples" / "grokbench-example-plugins" / "src"
 TRANSFORMER = {"task": {"p": 7}, "model": {"d_model": 16, "n_heads": 2, "d_mlp": 32}, "train": {"steps": 12, "eval_every": 4, "dtype": "float64"}}
 MLP = {"task": {"p": 7}, "model": {"embed_dim": 8, "width": 16}, "optimizer": {"lr": 0.01}, "train": {"steps": 12, "eval_every": 4, "dtype": "float64"}}
 
@@ -154,13 +156,17 @@ MLP = {"task": {"p": 7}, "model": {"embed_dim": 8, "width": 16}, "optimizer": {"
     [("transformer", TRANSFORMER, {}), ("mlp", MLP, {"optimizer": "adamw", "regularizer": "none"}), ("transformer", {**TRANSFORMER, "regularizer": {"strength": 1e-3}}, {"regularizer": "linf"})],
     ids=["transformer", "mlp", "transformer-linf-per-seed"],
 )
-def test_torch_func_batching_gives_the_numbers_of_one_after_another_runs(model, overrides, names):
-    registry = get_registry()
+def test_torch_func_batching_gives_the_numbers_of_one_after_another_runs(model, overrides, names, monkeypatch):
+    # the example package's mlp, loaded from its source tree like a plugin under development
+    monkeypatch.syspath_prepend(str(EXAMPLE_SRC))
+    from grokbench_example_plugins import mlp as example_mlp
+
+    registry = load_plugins(extra=[("example_mlp", example_mlp)])
     cfgs = [resolve_config(registry, task="modadd-cls", model=model, overrides=overrides, seed=s, **names) for s in (0, 1, 2)]
     notices = []
-    batched = train_group(cfgs, notice=notices.append)
+    batched = train_group(cfgs, registry=registry, notice=notices.append)
     assert notices == [] and all(r.environment["batched_seeds"] == 3 for r in batched)
-    alone = [train_config(cfg) for cfg in cfgs]
+    alone = [train_config(cfg, registry=registry) for cfg in cfgs]
     for b, a in zip(batched, alone):
         assert b.status == a.status == "completed"
         pd.testing.assert_frame_equal(b.curves, a.curves, rtol=1e-12, atol=1e-12)

@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -122,10 +123,12 @@ def test_suite_and_report_include_plugin_entries_beside_the_built_ins(example_si
     runs = Store(tmp_path / "runs.db").runs()
     assert sorted(set(runs["model"])) == ["kernel", "mlp", "quadratic"] and len(runs) == 8
     assert set(runs["status"]) == {"completed"}
-    report = grokbench_cli("report", "--store", "runs.db", "--out", "report", "--no-plots", site=example_site, cwd=tmp_path)
+    report = grokbench_cli("report", "--suite", "example-plugins", "--store", "runs.db", "--out", "report", "--no-plots", site=example_site, cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     board = (tmp_path / "report" / "leaderboard.md").read_text()
     assert "mlp" in board and "quadratic" in board and "kernel" in board and DIST in board
+    # the suite's [report] compare puts the models in competition: quadratic and kernel share modadd-cls's group
+    assert re.search(r"\| G\d +\| modadd-cls .*\| +2 \| kernel-modadd ", board) or re.search(r"\| G\d +\| modadd-cls .*\| +2 \| quadratic-modadd ", board), board
 
 
 def test_in_a_suite_only_the_runs_of_a_crashing_plugin_fail(example_site, tmp_path):

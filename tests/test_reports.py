@@ -27,7 +27,7 @@ def workflow_commands() -> list[list[str]]:
     for line in WORKFLOW.read_text().splitlines():
         line = line.strip()
         if line.startswith("grokbench "):
-            commands.append(shlex.split(re.split(r"\s(?:\||>>)\s", line)[0])[1:])
+            commands.append(shlex.split(re.split(r"\s(?:\||>>|>)\s", line)[0])[1:])
     return commands
 
 
@@ -53,12 +53,15 @@ def test_the_ci_workflow_runs_the_smoke_suite_reports_and_matches_the_baseline(s
     assert "8 runs, 0 already stored, 8 trained (0 failed) with 'process'" in run.stdout
     assert report.exit_code == 0, report.output
     out = work / "report"
-    for name in ("leaderboard.md", "leaderboard.html", "leaderboard.csv", "baseline.json",
-                 "curves-modadd-cls-adamw.png", "curves-modadd-cls-adamw.svg", "curves-modadd-cls-l2.png",
-                 "curves-modadd-cls-none.png", "test-acc-vs-train-fraction-modadd-cls.png"):
+    for name in ("leaderboard.md", "leaderboard.html", "leaderboard.csv", "baseline.json", "summary.md",
+                 "curves-modadd-cls-g1.png", "curves-modadd-cls-g1.svg", "curves-modadd-cls-g2.png",
+                 "sweep-modadd-cls-task.train_fraction.png"):
         assert (out / name).stat().st_size > 200, name
     assert compare.exit_code == 0, compare.output
-    assert "| modadd-cls | adamw[task.train_fraction=0.7] |" in compare.stdout and "0 regression(s)" in compare.stdout
+    assert "| modadd-cls, task.train_fraction=0.7 | adamw[task.train_fraction=0.7] |" in compare.stdout and "0 regression(s)" in compare.stdout
+    # the job summary and the pull-request comment get summary.md: tables, and no image link that would break there
+    summary = (out / "summary.md").read_text()
+    assert "| G1 " in summary and "![" not in summary and ".png" not in summary
     # the committed baseline is what this code produces on the smoke suite (medians within the CI tolerance,
     # since another CPU may round differently)
     fresh = json.loads((out / "baseline.json").read_text())["entries"]
@@ -73,29 +76,41 @@ def test_leaderboard_ranks_by_median_time_to_generalize_and_never_last(smoke):
     work, _ = smoke
     with open(work / "report" / "leaderboard.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [r["entry"] for r in rows] == ["adamw[task.train_fraction=0.7]", "adamw[task.train_fraction=0.6]", "l2", "none"]
-    assert [r["rank"] for r in rows] == ["1", "2", "3", "4"]
-    first, second = rows[0], rows[1]
-    assert float(first["median_t_generalize"]) < float(second["median_t_generalize"]) <= 2000
+    # train fraction 0.6 (adamw, l2, none compete) and 0.7 (adamw alone) are two groups, never ranked together
+    assert [(r["group"], r["task.train_fraction"], r["rank"], r["entry"]) for r in rows] == [
+        ("1", "0.6", "1", "adamw[task.train_fraction=0.6]"), ("1", "0.6", "2", "l2"), ("1", "0.6", "3", "none"),
+        ("2", "0.7", "1", "adamw[task.train_fraction=0.7]")]
+    assert [r["regularizer"] for r in rows] == ["adamw", "l2", "none", "adamw"] and rows[1]["regularizer.strength"] == "0.001"
+    first = rows[0]
+    assert float(first["median_t_generalize"]) <= 2000 and float(rows[3]["median_t_generalize"]) < float(first["median_t_generalize"])
     assert first["success_rate"] == "1.0" and first["seeds"] == "2" and "grokbench 0.1.0" in first["plugins"]
-    assert rows[3]["generalized"] == "0" and rows[3]["note"] == "never generalized" and float(rows[3]["final_test_acc"]) < 0.2
-    assert 0.3 < float(rows[2]["final_test_acc"]) < 0.99  # l2 generalizes partly
+    assert rows[2]["generalized"] == "0" and rows[2]["note"] == "never generalized" and float(rows[2]["final_test_acc"]) < 0.2
+    assert 0.3 < float(rows[1]["final_test_acc"]) < 0.99  # l2 generalizes partly
     # among entries that never generalize, the better best test accuracy ranks first
-    assert float(rows[2]["best_test_acc"]) > float(rows[3]["best_test_acc"]) and float(rows[2]["best_test_acc"]) >= float(rows[2]["final_test_acc"])
+    assert float(rows[1]["best_test_acc"]) > float(rows[2]["best_test_acc"]) and float(rows[1]["best_test_acc"]) >= float(rows[1]["final_test_acc"])
     assert float(rows[0]["best_test_acc"]) >= 0.99
+    # the norms plugin's declared column (its final ‖θ‖∞): decay keeps θ smaller than no regularization
+    assert float(rows[0]["linf_norm_final"]) < float(rows[2]["linf_norm_final"])
     md = (work / "report" / "leaderboard.md").read_text()
-    assert "| modadd-cls |      4 | none" in md and "never generalized" in md
+    assert re.search(r"\| G1 +\| modadd-cls +\| +0\.6 \| none .*\| +3 \| none ", md) and "never generalized" in md and "final ‖θ‖∞" in md
+    assert "Only entries that differ in regularizer and optimizer compete" in md
 
 
-def test_learning_curves_one_figure_per_entry_and_pages_beyond_the_limit(smoke, tmp_path):
-    from grokbench.reports import plot_learning_curves, runs_frame
+def test_learning_curves_one_figure_per_group_with_loss_and_declared_metric_panels(smoke):
+    from grokbench.reports import CORE_PANELS, curve_figures, metric_declarations, runs_frame
 
     work, _ = smoke
     store = Store(work / "smoke.db")
     frame = runs_frame(store, "smoke")
-    written = plot_learning_curves(frame, store.curves_long(frame["id"].unique()), tmp_path, per_page=1)
-    names = sorted(p.name for p in written if p.suffix == ".png")
-    assert names == ["curves-modadd-cls-adamw-2.png", "curves-modadd-cls-adamw.png", "curves-modadd-cls-l2.png", "curves-modadd-cls-none.png"]
+    figures = curve_figures(frame, store.curves_long(frame["id"].unique()), CORE_PANELS + metric_declarations().panels)
+    assert [f.stem for f in figures] == ["curves-modadd-cls-g1", "curves-modadd-cls-g2"]
+    g1 = figures[0]
+    assert [p.title for p in g1.panels] == ["accuracy", "loss", "‖θ‖₂", "‖θ‖∞"]
+    assert all(p.x_label == "step" and p.y_label for p in g1.panels)
+    accuracy = g1.panels[0]
+    assert {s.group for s in accuracy.series} == {"adamw[task.train_fraction=0.6]", "l2", "none"}
+    test_acc = next(s for s in accuracy.series if s.name == "adamw[task.train_fraction=0.6] · test_acc")
+    assert test_acc.y[-1] == 1.0 and test_acc.low is not None and not test_acc.dash  # two seeds: a band
 
 
 def test_compare_exits_1_on_a_regression_with_a_markdown_table(smoke, tmp_path):
@@ -110,13 +125,31 @@ def test_compare_exits_1_on_a_regression_with_a_markdown_table(smoke, tmp_path):
     path.write_text(json.dumps(baseline))
     result = invoke("compare", "--baseline", path, "--store", work / "smoke.db")
     assert result.exit_code == 1
-    assert "| modadd-cls | adamw[task.train_fraction=0.7] | 400 " in result.stdout
+    assert "| modadd-cls, task.train_fraction=0.7 | adamw[task.train_fraction=0.7] | 400 " in result.stdout
     assert "REGRESSION: slower to generalize" in result.stdout and "REGRESSION: stopped generalizing" in result.stdout
     assert result.stderr.strip() == f"error: 2 regression(s) against {path}"
     loose = invoke("compare", "--baseline", path, "--store", work / "smoke.db", "--tolerance", "1.5")
     assert loose.exit_code == 1 and "slower" not in loose.stdout  # only the entry that stopped generalizing remains
     bad = invoke("compare", "--baseline", work / "tasks" / "smoke.toml", "--store", work / "smoke.db")
     assert bad.exit_code == 2 and "is not a grokbench baseline" in bad.stderr
+
+
+def test_compare_refuses_a_baseline_of_another_grokbench_version_in_one_line(smoke, tmp_path):
+    """Through the real CLI, in a subprocess."""
+    import subprocess
+    import sys
+
+    work, _ = smoke
+    baseline = json.loads((ROOT / "reports" / "baseline.json").read_text())
+    assert baseline["format"] == 2 and baseline["grokbench"] == "0.1.0"
+    for change, said in (({"grokbench": "0.0.9"}, "grokbench 0.0.9 in baseline format 2"), ({"format": 1}, "baseline format 1")):
+        path = tmp_path / "old.json"
+        path.write_text(json.dumps({**baseline, **change}))
+        done = subprocess.run([sys.executable, "-m", "grokbench", "compare", "--baseline", str(path), "--store", str(work / "smoke.db")],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and done.stdout == ""
+        (line,) = done.stderr.strip().splitlines()
+        assert said in line and "this is grokbench 0.1.0 (format 2): regenerate it with 'grokbench report'" in line
 
 
 def test_export_csv_and_parquet(smoke, tmp_path):
@@ -161,12 +194,13 @@ def test_the_html_leaderboard_escapes_every_plugin_provided_string(tmp_path):
     result = invoke("report", "--store", tmp_path / "s.db", "--out", tmp_path / "rep")
     assert result.exit_code == 0, result.output
     page = (tmp_path / "rep" / "leaderboard.html").read_text()
-    assert "<script" not in page and "<img src=x" not in page and "<b>" not in page
+    assert "<script>alert" not in page and "<img src=x" not in page and "<b>m" not in page and "</script>alert" not in page
+    assert page.count("<script") == 3  # plotly.js, the figure, the table's sorting and filtering
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "evil&amp;co" in page
-    assert "data:image/png;base64," in page  # plots embedded: the page stands alone
+    assert 'class="gb-figure"' in page and "src=\"http" not in page  # plots inlined: the page stands alone
     with open(tmp_path / "rep" / "leaderboard.csv") as f:
         (row,) = list(csv.DictReader(f))
-    assert row["generalized"] == "1" and row["seeds"] == "2" and float(row["final_margin"]) == 0.75
+    assert row["generalized"] == "1" and row["seeds"] == "2"
 
 
 def test_scaling_fit_recovers_the_exponent_and_report_draws_it(tmp_path, registry):
@@ -246,3 +280,78 @@ def test_shipped_suites_load_or_name_the_missing_component(registry):
     runs = expand(network, registry)
     assert len(runs) == 90 and {r.config.model.params["width"] for r in runs if r.entry == "width"} == {"4p", "8p", "16p"}
     assert len(load_suite(ROOT / "tasks" / "paper-mini.toml", registry).runs) == 36
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+def test_the_html_leaderboard_in_a_real_headless_chromium(smoke, tmp_path):
+    """Loads with no console error and no request beyond the file; fits 1000 px; the table sorts and filters;
+    a screenshot shows the table and a plot."""
+    import time
+
+    from matplotlib.image import imread
+
+    from .browser import Browser
+
+    work, _ = smoke
+    page = work / "report" / "leaderboard.html"
+    browser = Browser(width=1000, height=1100)
+    try:
+        browser.call("Network.enable", session=True)
+        browser.open(page)
+        for _ in range(100):  # plotly draws after the load event
+            if browser.evaluate("document.querySelectorAll('.gb-figure .main-svg').length") >= 3:
+                break
+            time.sleep(0.1)
+        assert browser.errors() == []
+        assert browser.requests() == [page.resolve().as_uri()]  # nothing fetched
+        assert browser.evaluate("document.querySelectorAll('.gb-figure .js-plotly-plot').length") == 3  # 2 groups, 1 sweep
+        assert browser.evaluate("document.documentElement.scrollWidth") <= 1000
+        axis_titles = browser.evaluate("Array.from(document.querySelectorAll('.gb-figure text')).filter(e => /^y\\d*title$/.test(e.getAttribute('class'))).map(e => e.textContent)")
+        assert {"accuracy", "loss", "‖θ‖∞"} <= set(axis_titles)
+        column = "Array.from(document.querySelectorAll('th')).findIndex(t => t.textContent.startsWith('median t_gen'))"
+        shown = f"Array.from(document.querySelectorAll('tbody tr')).filter(r => !r.hidden).map(r => r.cells[{column}].textContent)"
+        browser.evaluate(f"document.querySelectorAll('th')[{column}].click()")
+        assert browser.evaluate(shown) == ["850", "1075", "not reached", "not reached"]
+        browser.evaluate(f"document.querySelectorAll('th')[{column}].click()")
+        assert browser.evaluate(shown) == ["not reached", "not reached", "1075", "850"]
+        browser.evaluate("const f = document.querySelector('.gb-filter'); f.value = 'l2'; f.dispatchEvent(new Event('input'))")
+        assert browser.evaluate(shown) == ["not reached"]
+        browser.evaluate("const g = document.querySelector('.gb-filter'); g.value = ''; g.dispatchEvent(new Event('input'))")
+        png = browser.screenshot(tmp_path / "leaderboard.png")
+    finally:
+        browser.close()
+    assert len(png) > 50_000
+    pixels = imread(tmp_path / "leaderboard.png")
+    assert pixels.shape[:2] == (1100, 1000)
+    colored = (pixels[..., :3].max(axis=2) - pixels[..., :3].min(axis=2)) > 0.3  # plot lines, not black text on white
+    assert colored[500:].mean() > 0.002 and pixels[:400, :, :3].std() > 0.1  # a plot below, the table above
+    shutil.copy(tmp_path / "leaderboard.png", work / "report" / "screenshot.png")
+
+
+def test_the_workflow_tests_comments_once_and_refreshes_the_baseline_on_main():
+    import yaml
+
+    flow = yaml.safe_load(WORKFLOW.read_text())
+    triggers = flow.get("on", flow.get(True))
+    assert set(triggers) == {"pull_request", "push"} and triggers["push"]["branches"] == ["main"]
+    assert flow["permissions"] == {"contents": "read"} and flow["concurrency"]["group"].startswith("leaderboard-")
+    (job,) = flow["jobs"].values()
+    assert job["permissions"] == {"contents": "write", "pull-requests": "write"}
+    steps = {s.get("name", s.get("uses")): s for s in job["steps"]}
+    assert steps["actions/setup-python@v5"]["with"]["cache"] == "pip"
+    assert "python -m pytest -n 2 -q" in steps["Test suite"]["run"] and "chromium" in steps["Install"]["run"]
+    comment = steps["Post or update the pull-request comment"]
+    assert comment["uses"].startswith("actions/github-script@") and "updateComment" in comment["with"]["script"]
+    assert "grokbench-leaderboard" in comment["with"]["script"] and "grokbench-leaderboard" in steps["Compare with the baseline"]["run"]
+    assert "summary.md" in steps["Compare with the baseline"]["run"] and ".png" not in steps["Compare with the baseline"]["run"]
+    refresh = steps["Refresh the committed baseline"]
+    assert "refs/heads/main" in refresh["if"] and "reports/baseline.json" in refresh["run"] and "git push" in refresh["run"]
+
+
+@pytest.mark.skipif(shutil.which("actionlint") is None,
+                    reason="actionlint is not installed (pip install -e '.[lint]'; the sdist fetches its binary, which fails offline)")
+def test_the_workflow_passes_actionlint():
+    import subprocess
+
+    done = subprocess.run(["actionlint", "-no-color", str(WORKFLOW)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
