@@ -16,13 +16,15 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import os
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import pluggy
 
 from . import hookspecs
 from .errors import describe
-from .registry import KINDS, PluginInfo, Registry, validate_component
+
+if TYPE_CHECKING:  # the registry imports the contracts, hence torch: loaded on first use, so `grokbench --help` stays light
+    from .registry import Registry
 
 PROJECT = "grokbench"
 ENTRY_POINT_GROUP = "grokbench"
@@ -44,6 +46,8 @@ def _entry_points() -> list[importlib.metadata.EntryPoint]:
 
 def _collect(pm: pluggy.PluginManager, plugin: Any, others: list[Any]) -> list[tuple[str, str, Any]]:
     """Call one plugin's registration hooks and validate what it registers."""
+    from .registry import KINDS, validate_component
+
     staged: list[tuple[str, str, Any]] = []
     keys: set[tuple[str, str]] = set()
     for kind, (hook_name, _) in KINDS.items():
@@ -76,6 +80,8 @@ def load_plugins(extra: Iterable[tuple[str, Any]] = (), entry_points: bool = Tru
     author can test the plugin object under development while an older copy of
     it is installed.
     """
+    from .registry import PluginInfo, Registry
+
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
     disabled = set(disabled_names())
