@@ -117,6 +117,13 @@ def test_runs_on_the_regression_task(registry):
     assert result.curves["train_loss"].iloc[-1] < result.curves["train_loss"].iloc[0]
 
 
+
+def test_laptop_preset_is_nandas_network_and_optimizer_on_a_smaller_problem(registry):
+    nanda, laptop = (resolve_config(registry, task="modadd-cls", model="transformer", preset=name) for name in ("nanda", "laptop"))
+    assert laptop.model == nanda.model and laptop.optimizer == nanda.optimizer and laptop.regularizer == nanda.regularizer
+    assert laptop.task.params["p"] == 59 and laptop.task.params["train_fraction"] == 0.5
+    assert laptop.train.early_stop and laptop.train.steps == 10000
+
 def per_example_reference(model, params, x):
     """The transformer as first written: every example's queries, keys and values from its residual stream."""
     import math
