@@ -134,10 +134,8 @@ LAPTOP = Preset(
     model="transformer",
     description="nanda's network and AdamW at p=59 with half the pairs, stopping once it generalizes: groks in ~2,000 steps, about a minute of one CPU core",
     settings={
+        **NANDA.settings,
         "task": {"p": 59, "train_fraction": 0.5, "loss": "cross_entropy"},
-        "model": {"d_model": 128, "n_heads": 4, "d_mlp": 512, "activation": "relu", "init_scale": 1.0},
-        "optimizer": {"name": "adamw", "lr": 1e-3, "weight_decay": 1.0, "beta1": 0.9, "beta2": 0.98},
-        "regularizer": {"name": "none"},
         "train": {"steps": 10000, "eval_every": 100, "batch_size": None, "early_stop": True},
     },
 )
