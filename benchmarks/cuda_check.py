@@ -6,7 +6,8 @@
    the CPU in float64 from the same seed: train and test loss/accuracy at every
    evaluation must agree (losses within 2 % relative, accuracies within 0.02).
 2. Four seeds batched on CUDA (float64) equal each seed alone on CUDA (losses to 1e-6 relative).
-3. Steps/s of one run on CUDA and of 16 seeds (p = 23, width 128) batched vs one after another,
+3. The transformer (preset laptop, 200 steps) on CUDA in float32 agrees with the CPU in float64 (losses within 2 %).
+4. Steps/s of one run on CUDA and of 16 seeds (p = 23, width 128) batched vs one after another,
    and the fp32 GEMM peak, via benchmarks/train_speed.py's helpers.
 """
 
@@ -52,6 +53,18 @@ gap = max(((b.curves[c] - a.curves[c]).abs() / a.curves[c].abs()).max() for b, a
 check(gap < 1e-6, f"batched seeds equal each seed alone: largest relative loss difference {gap:.2e}")
 acc = max((b.curves[c] - a.curves[c]).abs().max() for b, a in zip(batched, alone) for c in ("train_acc", "test_acc"))
 check(acc <= 0.01, f"batched seeds equal each seed alone: largest accuracy difference {acc:.4f}")
+
+def transformer(device, dtype):
+    from grokbench.config import parse_assignments, resolve_config
+    from grokbench.plugin_manager import get_registry
+
+    sets = parse_assignments(["train.steps=200", "train.eval_every=50", f"train.device={device}", f"train.dtype={dtype}"])
+    return train_config(resolve_config(get_registry(), task="modadd-cls", model="transformer", preset="laptop", overrides=sets))
+
+
+t_cuda, t_cpu = transformer("cuda", "float32"), transformer("cpu", "float64")
+gap = max(((t_cuda.curves[c] - t_cpu.curves[c]).abs() / t_cpu.curves[c].abs()).max() for c in ("train_loss", "test_loss"))
+check(t_cuda.status == "completed" and gap < 0.02, f"transformer: CUDA float32 vs CPU float64, largest relative loss difference {gap:.2e}")
 
 torch.cuda.reset_peak_memory_stats()
 rate, _ = grokbench_steps_per_second(config(steps=500, device="cuda"))

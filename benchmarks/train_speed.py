@@ -17,6 +17,7 @@ affects both sides of a ratio alike. --scaling adds steps/s for p = 23, 47, 97, 
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import subprocess
 import sys
@@ -102,6 +103,55 @@ def reference_steps_per_second(cfg, losses=None):
     return cfg.train.steps / (time.perf_counter() - start)
 
 
+def jax_step(prep, threads):
+    """The same full-batch step (gathered rows, z², cross-entropy, Adam with decoupled decay) written in JAX and
+    jit-compiled, with its parameters donated so that XLA updates them in place; ``None`` without JAX (the
+    ``bench`` extra). Returns a function running k steps and waiting for the result."""
+    import os
+
+    if threads == 1:  # must precede JAX's first import
+        os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return None
+    jax.config.update("jax_platforms", "cpu")
+    o, wd = prep.optimizer.params, prep.regularizer.params.strength
+    lr, b1, b2, eps = o.lr, o.beta1, o.beta2, o.eps
+    p = prep.data.spec.vocab_size
+    idx = jnp.asarray((prep.data.x_train + torch.tensor([0, p])).numpy())
+    y = jnp.asarray(prep.data.y_train.numpy())
+
+    def loss(params):
+        W, V = params
+        z = W[idx[:, 0]] + W[idx[:, 1]]
+        logp = jax.nn.log_softmax((z * z) @ V)
+        return -jnp.take_along_axis(logp, y[:, None], 1).mean()
+
+    @functools.partial(jax.jit, donate_argnums=(0, 1, 2))
+    def step(params, m, v, t):
+        grads = jax.grad(loss)(params)
+        t = t + 1
+        m = [b1 * a + (1 - b1) * g for a, g in zip(m, grads)]
+        v = [b2 * a + (1 - b2) * g * g for a, g in zip(v, grads)]
+        c1, c2 = 1 - b1**t, 1 - b2**t
+        params = [q * (1 - lr * wd) - (lr / c1) * a / (jnp.sqrt(b / c2) + eps) for q, a, b in zip(params, m, v)]
+        return params, m, v, t
+
+    state = [[jnp.asarray(prep.model.params_[k].numpy()) for k in ("W", "V")]]
+    state += [[jnp.zeros_like(a) for a in state[0]], [jnp.zeros_like(a) for a in state[0]], jnp.float32(0)]
+
+    def run(k):
+        nonlocal state
+        for _ in range(k):
+            state = list(step(*state))
+        jax.block_until_ready(state[0])
+
+    run(2)  # compile
+    return run
+
+
 def gemm_ceiling(S, n, h, p, device, repeats=20):
     """Steps/s of the three (batched) GEMMs of a step alone, on random tensors of the step's shapes: what a
     step would reach if the gathers, the square, the loss, the scatter and the optimizer cost nothing."""
@@ -151,6 +201,7 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--scaling", action="store_true", help="also steps/s for p = 23, 47, 97, 193 (width 512)")
     parser.add_argument("--skip-multi-seed", action="store_true")
+    parser.add_argument("--skip-jax", action="store_true", help="no JAX comparison (it needs the bench extra; CPU only)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cfg = config(steps=args.steps, device=args.device)
@@ -166,12 +217,17 @@ def main():
     gap = max(abs(a - b) / abs(b) for a, b in zip(ours, theirs))
     print(f"loss curves, first 100 steps: grokbench {ours[0]:.6f} -> {ours[-1]:.6f}, reference {theirs[0]:.6f} -> {theirs[-1]:.6f}, largest relative difference {gap:.2e}")
 
-    rows = {"peak": [], "fast": [], "ref": [], "ceiling": []}
+    jax_run = jax_step(_prepare(cfg, REGISTRY), args.threads) if args.device == "cpu" and not args.skip_jax else None
+    rows = {"peak": [], "fast": [], "ref": [], "ceiling": [], "jax": []}
     for _ in range(args.repeats):
         rows["peak"].append(gemm_peak(args.device))
         rows["ceiling"].append(gemm_ceiling(1, n, h, p, args.device))
         rows["fast"].append(grokbench_steps_per_second(cfg)[0])
         rows["ref"].append(reference_steps_per_second(cfg))
+        if jax_run is not None:
+            start = time.perf_counter()
+            jax_run(args.steps)
+            rows["jax"].append(args.steps / (time.perf_counter() - start))
     med = {k: statistics.median(v) for k, v in rows.items()}
     ratio_fast = [f * flops / 1e9 / pk for f, pk in zip(rows["fast"], rows["peak"])]
     ratio_ref = [r * flops / 1e9 / pk for r, pk in zip(rows["ref"], rows["peak"])]
@@ -185,6 +241,12 @@ def main():
           f"{statistics.median(c * flops / 1e9 / pk for c, pk in zip(rows['ceiling'], rows['peak'])):6.1%} of peak: "
           f"grokbench runs at {statistics.median(f / c for f, c in zip(rows['fast'], rows['ceiling'])):.0%} of it; "
           f"a step of nothing but these GEMMs would be {statistics.median(ceiling):.2f}x the reference")
+    if rows["jax"]:
+        vs_jax = [f / j for f, j in zip(rows["fast"], rows["jax"])]
+        print(f"JAX, jit-compiled, same step       {statistics.median(rows['jax']):8.1f} steps/s: grokbench is {statistics.median(vs_jax):.2f}x it "
+              f"(each repeat: {', '.join(f'{r:.2f}' for r in vs_jax)})")
+    elif args.device == "cpu" and not args.skip_jax:
+        print("JAX comparison skipped: jax is not installed (pip install -e '.[bench]')")
 
     if not args.skip_multi_seed:
         runs = [multi_seed(args.device) for _ in range(args.repeats)]

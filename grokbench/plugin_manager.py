@@ -20,13 +20,15 @@ import functools
 import importlib.metadata
 import os
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from . import hookspecs
 from .errors import describe
-from .registry import KINDS, PluginInfo, Registry, validate_component
+
+if TYPE_CHECKING:  # the registry imports the contracts, hence torch: loaded on first use, so `grokbench --help` stays light
+    from .registry import Registry
 
 PROJECT = "grokbench"
 ENTRY_POINT_GROUP = "grokbench"
@@ -48,6 +50,8 @@ def _entry_points() -> list[importlib.metadata.EntryPoint]:
 
 def _collect(pm: pluggy.PluginManager, plugin: Any, others: list[Any]) -> list[tuple[str, str, Any]]:
     """Call one plugin's registration hooks and validate what it registers."""
+    from .registry import KINDS, validate_component
+
     staged: list[tuple[str, str, Any]] = []
     keys: set[tuple[str, str]] = set()
     for kind, (hook_name, _) in KINDS.items():
@@ -96,6 +100,8 @@ def load_plugins(extra: Iterable[tuple[str, Any]] = (), entry_points: bool = Tru
     it is installed. ``distributions``, when given, loads only the entry points
     of grokbench itself (its first-party plugins) and of those distributions.
     """
+    from .registry import KINDS, PluginInfo, Registry
+
     allowed = None if distributions is None else {_normalize(PROJECT), *(_normalize(d) for d in distributions)}
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)

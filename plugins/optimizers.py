@@ -3,6 +3,13 @@
 All update parameters in place from the gradients the trainer passes. Whether
 training is full batch or minibatch is the trainer's ``train.batch_size``, not
 the optimizer's: ``gd`` on minibatches is plain SGD without momentum.
+
+The element-wise updates (gd, sgd, adam, adamw) are written out here, each
+exactly as ``torch.optim``'s single-tensor path computes it (the tests check
+equality bit for bit against ``torch.optim``), rather than by wrapping a
+``torch.optim`` optimizer: constructing or stepping one imports
+``torch._dynamo``, which takes as long as importing torch itself (3 s here),
+on every run's start.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ import torch
 from pydantic import Field, PositiveFloat
 
 from grokbench import hookimpl
-from grokbench.contracts import Optimizer, OptimizerState, Params, TorchOptimizerState
+from grokbench.contracts import Optimizer, OptimizerState, Params
 
 
 class Betas(Params):
@@ -19,6 +26,53 @@ class Betas(Params):
     beta1: float = Field(0.9, ge=0, lt=1)
     beta2: float = Field(0.999, ge=0, lt=1)
     eps: PositiveFloat = 1e-8
+
+
+class SGDStep(OptimizerState):
+    """torch.optim.SGD's update (dampening 0): θ ← θ − η g, with g = b ← μ b + ∇L (b₀ = ∇L) under momentum μ,
+    or g = ∇L + μ b (Nesterov)."""
+
+    def __init__(self, params: list[torch.Tensor], lr: float, momentum: float = 0.0, nesterov: bool = False):
+        self.params, self.lr, self.momentum, self.nesterov = params, lr, momentum, nesterov
+        self.buffers: list[torch.Tensor] | None = None
+
+    @torch.no_grad()
+    def step(self, grads: list[torch.Tensor]) -> None:
+        if self.momentum:
+            if self.buffers is None:
+                self.buffers = [g.detach().clone() for g in grads]
+            else:
+                for b, g in zip(self.buffers, grads):
+                    b.mul_(self.momentum).add_(g)
+            grads = [g.add(b, alpha=self.momentum) for g, b in zip(grads, self.buffers)] if self.nesterov else self.buffers
+        for p, g in zip(self.params, grads):
+            p.add_(g, alpha=-self.lr)
+
+
+class AdamStep(OptimizerState):
+    """torch.optim.Adam(W)'s update (single-tensor path, no amsgrad): decoupled decay θ ← θ(1 − ηλ), then
+    m ← β₁-lerp, v ← β₂ v + (1 − β₂) g², θ ← θ − η/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε)."""
+
+    def __init__(self, params: list[torch.Tensor], lr: float, beta1: float, beta2: float, eps: float, weight_decay: float = 0.0):
+        self.params, self.lr, self.beta1, self.beta2, self.eps, self.weight_decay = params, lr, beta1, beta2, eps, weight_decay
+        self.exp_avg = [torch.zeros_like(p) for p in params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in params]
+        self.denom = [torch.empty_like(p) for p in params]
+        self.t = 0
+
+    @torch.no_grad()
+    def step(self, grads: list[torch.Tensor]) -> None:
+        self.t += 1
+        step = float(self.t)
+        step_size = self.lr / (1 - self.beta1**step)
+        bias_correction2_sqrt = (1 - self.beta2**step) ** 0.5
+        for p, g, m, v, denom in zip(self.params, grads, self.exp_avg, self.exp_avg_sq, self.denom):
+            if self.weight_decay:
+                p.mul_(1 - self.lr * self.weight_decay)
+            m.lerp_(g, 1 - self.beta1)
+            v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
+            torch.sqrt(v, out=denom).div_(bias_correction2_sqrt).add_(self.eps)
+            p.addcdiv_(m, denom, value=-step_size)
 
 
 class GradientDescent(Optimizer):
@@ -31,7 +85,7 @@ class GradientDescent(Optimizer):
         lr: PositiveFloat = Field(1.0, description="learning rate η")
 
     def build(self, params):
-        return TorchOptimizerState(params, lambda ps: torch.optim.SGD(ps, lr=self.params.lr))
+        return SGDStep(params, self.params.lr)
 
 
 class NormalizedStep(OptimizerState):
@@ -60,7 +114,7 @@ class NormalizedGradientDescent(Optimizer):
 
 
 class MomentumSGD(Optimizer):
-    """SGD with (heavy-ball or Nesterov) momentum, torch.optim.SGD."""
+    """SGD with (heavy-ball or Nesterov) momentum, as torch.optim.SGD."""
 
     name = "sgd"
     capabilities = frozenset({"seedwise"})  # elementwise
@@ -72,13 +126,11 @@ class MomentumSGD(Optimizer):
 
     def build(self, params):
         p = self.params
-        return TorchOptimizerState(
-            params, lambda ps: torch.optim.SGD(ps, lr=p.lr, momentum=p.momentum, nesterov=p.nesterov and p.momentum > 0)
-        )
+        return SGDStep(params, p.lr, p.momentum, p.nesterov and p.momentum > 0)
 
 
 class Adam(Optimizer):
-    """Adam, torch.optim.Adam (no weight decay: use the adamw regularizer for decoupled decay)."""
+    """Adam, as torch.optim.Adam (no weight decay: use the adamw regularizer for decoupled decay)."""
 
     name = "adam"
     capabilities = frozenset({"seedwise"})  # elementwise
@@ -86,11 +138,11 @@ class Adam(Optimizer):
 
     def build(self, params):
         p = self.params
-        return TorchOptimizerState(params, lambda ps: torch.optim.Adam(ps, lr=p.lr, betas=(p.beta1, p.beta2), eps=p.eps))
+        return AdamStep(params, p.lr, p.beta1, p.beta2, p.eps)
 
 
 class AdamW(Optimizer):
-    """AdamW, torch.optim.AdamW with its own decoupled weight_decay."""
+    """AdamW, as torch.optim.AdamW, with its own decoupled weight_decay."""
 
     name = "adamw"
     capabilities = frozenset({"seedwise"})  # elementwise
@@ -100,10 +152,7 @@ class AdamW(Optimizer):
 
     def build(self, params):
         p = self.params
-        return TorchOptimizerState(
-            params,
-            lambda ps: torch.optim.AdamW(ps, lr=p.lr, betas=(p.beta1, p.beta2), eps=p.eps, weight_decay=p.weight_decay),
-        )
+        return AdamStep(params, p.lr, p.beta1, p.beta2, p.eps, p.weight_decay)
 
 
 @hookimpl

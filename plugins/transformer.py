@@ -86,19 +86,30 @@ class Transformer(Model):
         self._act = F.relu if p.activation == "relu" else F.gelu
 
     def apply(self, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        n = x.shape[0]
-        equals = torch.full((n, 1), self.spec.vocab_size, dtype=x.dtype, device=x.device)
-        tokens = torch.cat([x, equals], dim=1)  # [n, ctx]
-        resid = params["W_E"][tokens] + params["W_pos"]  # [n, ctx, d]
-        # one layer, read out at the last position: only its query matters, and
-        # under the causal mask it attends to every position
-        q = torch.einsum("nd,hde->nhe", resid[:, -1], params["W_Q"])
-        k = torch.einsum("nsd,hde->nhse", resid, params["W_K"])
-        v = torch.einsum("nsd,hde->nhse", resid, params["W_V"])
-        attn = (torch.einsum("nhe,nhse->nhs", q, k) / math.sqrt(q.shape[-1])).softmax(-1)  # [n, h, ctx]
-        z = torch.einsum("nhs,nhse->nhe", attn, v)
-        last = resid[:, -1] + torch.einsum("nhe,hed->nd", z, params["W_O"])
-        last = last + self._act(last @ params["W_in"] + params["b_in"]) @ params["W_out"] + params["b_out"]
+        """The same function as the per-example formulation in the module docstring, computed from per-token tables.
+
+        The query is that of the "=" position, the same for every example; the embedding of a position is
+        ``W_E[token] + W_pos[s]``, so its attention score and its value are a per-token table plus a per-position
+        one, each computed once per call on the vocabulary (a few hundred rows) rather than on every example.
+        Per example there remain gathers of those tables, a softmax over the positions, a weighted sum of the
+        values, and the GEMMs of W_O, the MLP and W_U. No Python loop over heads, positions or examples."""
+        n, heads = x.shape[0], self.params.n_heads
+        W_E, W_pos = params["W_E"], params["W_pos"]
+        d = W_E.shape[1]
+        dh = d // heads
+        tokens = F.pad(x, (0, 1), value=self.spec.vocab_size)  # [n, ctx]: the inputs and "="
+        query = W_E[self.spec.vocab_size] + W_pos[-1]  # the "=" position's residual: the same for every example
+        q = torch.einsum("d,hde->he", query, params["W_Q"])  # [heads, d_head]
+        # score of (token t at position s, head h) = (W_E[t] + W_pos[s]) · (W_K[h] q[h]) / √d_head
+        key_q = torch.einsum("hde,he->dh", params["W_K"], q) / math.sqrt(dh)  # [d, heads]
+        scores = F.embedding(tokens, W_E @ key_q) + W_pos @ key_q  # [n, ctx, heads]
+        attn = scores.softmax(1)
+        W_V = params["W_V"].transpose(0, 1).reshape(d, d)  # [d, heads·d_head]
+        values = F.embedding(tokens, W_E @ W_V) + W_pos @ W_V  # [n, ctx, heads·d_head]
+        z = (values.view(n, -1, heads, dh) * attn.unsqueeze(-1)).sum(1)  # [n, heads, d_head]
+        last = torch.addmm(query, z.view(n, d), params["W_O"].reshape(d, d))  # resid + Σ_heads z_h W_O[h]
+        hidden = self._act(torch.addmm(params["b_in"], last, params["W_in"]))
+        last = torch.addmm(params["b_out"], hidden, params["W_out"]) + last
         return last @ params["W_U"]
 
 
@@ -114,6 +125,19 @@ NANDA = Preset(
         "optimizer": {"name": "adamw", "lr": 1e-3, "weight_decay": 1.0, "beta1": 0.9, "beta2": 0.98},
         "regularizer": {"name": "none"},
         "train": {"steps": 40000, "eval_every": 100, "batch_size": None},
+    },
+)
+
+#: Nanda et al.'s network and optimizer on a smaller problem that groks in about a minute of one CPU core
+LAPTOP = Preset(
+    name="laptop",
+    task="modadd-cls",
+    model="transformer",
+    description="nanda's network and AdamW at p=59 with half the pairs, stopping once it generalizes: groks in ~2,000 steps, about a minute of one CPU core",
+    settings={
+        **NANDA.settings,
+        "task": {"p": 59, "train_fraction": 0.5, "loss": "cross_entropy"},
+        "train": {"steps": 10000, "eval_every": 100, "batch_size": None, "early_stop": True},
     },
 )
 
@@ -138,4 +162,5 @@ def register_models(register):
 @hookimpl
 def register_presets(register):
     register(NANDA)
+    register(LAPTOP)
     register(DEFAULT)

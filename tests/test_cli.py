@@ -166,3 +166,22 @@ def test_the_installed_command_in_a_real_subprocess(tmp_path):
     assert proc.stderr == ""  # no progress bar when stderr is not a terminal
     bad = subprocess.run([sys.executable, "-m", "grokbench", "run", "--task", "modad-cls", "--model", "quadratic"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
     assert bad.returncode == 2 and bad.stderr.strip() == "error: unknown task 'modad-cls' (did you mean 'modadd-cls'?)"
+
+
+def test_help_and_the_cli_module_do_not_import_torch():
+    """`grokbench --help` stays fast: the CLI, the package and the plugin manager load torch only when a command needs it."""
+    code = (
+        "import sys\n"
+        "import grokbench.cli\n"
+        "assert 'torch' not in sys.modules, 'import grokbench.cli'\n"
+        "sys.argv = ['grokbench', '--help']\n"
+        "try:\n"
+        "    grokbench.cli.main()\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 0, exc.code\n"
+        "assert 'torch' not in sys.modules, 'grokbench --help'\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("ok") and "Usage: grokbench" in proc.stdout

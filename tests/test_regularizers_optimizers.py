@@ -110,3 +110,34 @@ def test_sgd_momentum_matches_torch():
             p.grad = p.detach() - 1.0
         opt.step()
     assert all(torch.allclose(a, b.detach()) for a, b in zip(ps, ref))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    "ours,theirs",
+    [
+        (lambda: make(Adam, lr=0.05, beta2=0.98), lambda ps: torch.optim.Adam(ps, lr=0.05, betas=(0.9, 0.98))),
+        (lambda: make(AdamW, lr=0.05, beta2=0.98, weight_decay=0.7), lambda ps: torch.optim.AdamW(ps, lr=0.05, betas=(0.9, 0.98), weight_decay=0.7)),
+        (lambda: make(GradientDescent, lr=0.25), lambda ps: torch.optim.SGD(ps, lr=0.25)),
+        (lambda: make(MomentumSGD, lr=0.1, momentum=0.9), lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9)),
+        (lambda: make(MomentumSGD, lr=0.1, momentum=0.8, nesterov=True), lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.8, nesterov=True)),
+    ],
+    ids=["adam", "adamw", "gd", "sgd-momentum", "sgd-nesterov"],
+)
+def test_elementwise_optimizers_equal_torch_optim_bit_for_bit(ours, theirs, dtype):
+    """The updates are written out (no torch.optim, whose import of torch._dynamo costs seconds per run): same bits.
+    The gradients are buffers overwritten after every step, as the quadratic model's are."""
+    ps = [p.to(dtype) for p in params64()]
+    start = [p.clone() for p in ps]
+    ref = [p.clone().requires_grad_(True) for p in ps]
+    state, opt = ours().build(ps), theirs(ref)
+    buffers = [torch.empty_like(p) for p in ps]
+    for step in range(25):
+        for b, p in zip(buffers, ps):
+            torch.sub(p, torch.cos(p * (step + 1)), out=b)  # a gradient that changes direction
+        for p, b in zip(ref, buffers):
+            p.grad = b.clone()
+        state.step(buffers)
+        opt.step()
+    for a, b, s in zip(ps, ref, start):
+        assert (a - s).abs().max() > 0.1 and torch.equal(a, b.detach())

@@ -115,3 +115,47 @@ def test_runs_on_the_regression_task(registry):
     )
     assert result.status == "completed", result.message
     assert result.curves["train_loss"].iloc[-1] < result.curves["train_loss"].iloc[0]
+
+
+
+def test_laptop_preset_is_nandas_network_and_optimizer_on_a_smaller_problem(registry):
+    nanda, laptop = (resolve_config(registry, task="modadd-cls", model="transformer", preset=name) for name in ("nanda", "laptop"))
+    assert laptop.model == nanda.model and laptop.optimizer == nanda.optimizer and laptop.regularizer == nanda.regularizer
+    assert laptop.task.params["p"] == 59 and laptop.task.params["train_fraction"] == 0.5
+    assert laptop.train.early_stop and laptop.train.steps == 10000
+
+def per_example_reference(model, params, x):
+    """The transformer as first written: every example's queries, keys and values from its residual stream."""
+    import math
+
+    n = x.shape[0]
+    equals = torch.full((n, 1), model.spec.vocab_size, dtype=x.dtype)
+    resid = params["W_E"][torch.cat([x, equals], dim=1)] + params["W_pos"]
+    q = torch.einsum("nd,hde->nhe", resid[:, -1], params["W_Q"])
+    k = torch.einsum("nsd,hde->nhse", resid, params["W_K"])
+    v = torch.einsum("nsd,hde->nhse", resid, params["W_V"])
+    attn = (torch.einsum("nhe,nhse->nhs", q, k) / math.sqrt(q.shape[-1])).softmax(-1)
+    last = resid[:, -1] + torch.einsum("nhe,hed->nd", torch.einsum("nhs,nhse->nhe", attn, v), params["W_O"])
+    last = last + model._act(last @ params["W_in"] + params["b_in"]) @ params["W_out"] + params["b_out"]
+    return last @ params["W_U"]
+
+
+@pytest.mark.parametrize("activation,positions", [("relu", 2), ("gelu", 3)])
+def test_table_formulation_equals_the_per_example_one(registry, activation, positions):
+    """apply (per-token tables) against the per-example formulation: outputs and every gradient, float64."""
+    spec = DataSpec(positions=positions, vocab_size=7, output_dim=7)
+    model = build(registry, spec, dtype=torch.float64, activation=activation, init_scale=2.0)
+    x = torch.randint(0, 7, (40, positions), generator=torch.Generator().manual_seed(1))
+    names = list(model.parameters())
+    outputs, grads = [], []
+    for fn in (model.apply, lambda ps, x: per_example_reference(model, ps, x)):
+        leaves = {k: model.parameters()[k].detach().clone().requires_grad_(True) for k in names}
+        out = fn(leaves, x)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        outputs.append(out.detach())
+        grads.append([leaves[k].grad for k in names])
+    assert outputs[0].abs().max() > 0.1
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-12, atol=1e-12)
+    for name, a, b in zip(names, *grads):
+        assert b.abs().max() > 0, name
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=name)
