@@ -1,5 +1,7 @@
 """The optimizer ``grokfast``: Grokfast-EMA (Lee et al. 2024) in front of AdamW (or plain GD).
 
+(First-party since the benchmark made it a baseline; it began in the example plugin package.)
+
 Lee, Kang, Lee, Kim & Kang (2024), "Grokfast: Accelerated Grokking by
 Amplifying Slow Gradients", treat the sequence of gradients as a signal and
 amplify its slow (low-frequency) component. Before every update:
