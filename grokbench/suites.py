@@ -37,7 +37,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -181,12 +181,20 @@ def _label(name: str, point: Mapping[str, Any]) -> str:
 
 def parse_suite(text: str, source: str = "<suite>") -> SuiteSpec:
     """Parse and validate suite TOML; errors name ``source`` and the offending key."""
+    return parse_toml(text, source, SuiteSpec)
+
+
+Spec = TypeVar("Spec", bound=BaseModel)
+
+
+def parse_toml(text: str, source: str, model: type[Spec]) -> Spec:
+    """Parse TOML and validate it as ``model`` (a suite, a benchmark); errors name ``source`` and the key."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: invalid TOML: {exc}") from None
     try:
-        return SuiteSpec.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
         key = _loc(err["loc"])
