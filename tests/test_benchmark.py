@@ -128,7 +128,7 @@ def test_bench_run_and_report_through_the_cli_with_a_real_store(tiny, tmp_path):
             "FROM suite_members m JOIN runs r ON r.config_hash = m.config_hash WHERE m.suite LIKE 'tiny-bench/%'", conn)
     for (suite, track), g in rows.groupby(["suite", "track"]):
         method = suite.split("/", 1)[1]
-        steps = [t if s == "completed" and t == t and t is not None else math.inf for s, t in zip(g["status"], g["t"])]
+        steps = [t if s == "completed" and t is not None and not math.isnan(t) else math.inf for s, t in zip(g["status"], g["t"])]
         mine = table[(table.method == method) & (table.track == track)].iloc[0]
         assert mine.successes == sum(math.isfinite(x) for x in steps)
         median = pd.Series(steps).median()
@@ -164,8 +164,9 @@ def test_a_missing_benchmark_file_is_bad_input(tmp_path):
 
 
 def test_a_method_failing_on_one_track_is_recorded_and_the_others_go_on(registry, tiny, tmp_path, monkeypatch):
-    from grokbench.benchmark import run_benchmark
     from grokbench_plugins import orthograd
+
+    from grokbench.benchmark import run_benchmark
 
     def boom(self, grads):
         raise RuntimeError("projection exploded")
