@@ -139,3 +139,26 @@ def test_in_a_suite_only_the_runs_of_a_crashing_plugin_fail(example_site, tmp_pa
         ("quadratic", "adam", "completed"),
         ("kernel", "gd", "completed"),
     }, suite.stderr
+
+
+# ---- the benchmark
+
+
+def test_a_third_party_method_gets_its_benchmark_row_with_no_change_to_grokbench(example_site, tmp_path):
+    from .test_benchmark import TINY
+
+    (tmp_path / "tiny.toml").write_text(TINY)
+    run = grokbench_cli("bench", "run", "--benchmark", "tiny.toml", "--method", "adamw", "--method", "signsgd", "--track", "cls",
+                        "--store", "b.db", "-q", site=example_site, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    report = grokbench_cli("bench", "report", "--benchmark", "tiny.toml", "--store", "b.db", "--out", "rep", "--no-plots", site=example_site, cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "rep" / "benchmark.csv")
+    mine = table[(table.method == "signsgd") & (table.track == "cls")].iloc[0]
+    assert mine.status == "scored" and mine.seeds == 2 and mine.runs == 2
+    assert "| signsgd" in (tmp_path / "rep" / "benchmark.md").read_text()
+    shown = Store(tmp_path / "b.db").records(suite="tiny-bench/signsgd")
+    assert set(shown["optimizer"]) == {"sign-sgd"}
+    assert {p["optimizer"]["plugin"] for p in shown["plugins"]} == {"example_signsgd"}
