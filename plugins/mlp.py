@@ -3,8 +3,10 @@
     f(x) = W₂ relu(Σ_j W₁[j, x_j] + b₁) + b₂
 
 i.e. a two-layer ReLU network on the concatenated one-hot encodings of the
-positions (W₁[j, v] is the first-layer column of token v at position j, gathered,
-never multiplied by a one-hot matrix). For bit inputs (sparse parity) this is the
+positions (W₁[j, v] is the first-layer row of token v at position j). The
+forward pass multiplies the one-hot matrix [n, k·V] by W₁ viewed as [k·V, h]:
+for the small vocabularies it is meant for (bits: V = 2) one GEMM, forward and
+backward, is several times cheaper on a CPU than gathering [n, k, h] rows. For bit inputs (sparse parity) this is the
 MLP of Barak et al. (2022). Initialization: W₁ ~ N(0, 1/k), W₂ ~ N(0, 1/h) (k
 positions, h hidden units), scaled by ``init_scale``; biases zero. Gradients by
 autograd. (Named ``relu-mlp`` so as not to clash with the example package's
@@ -45,10 +47,11 @@ class ReluMLP(Model):
             "W2": normal(h, spec.output_dim, std=1 / math.sqrt(h)),
             "b2": torch.zeros(spec.output_dim, device=self.device, dtype=dtype),
         }
-        self._positions = torch.arange(k, device=self.device)
 
     def apply(self, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        hidden = params["W1"][self._positions, x].sum(1) + params["b1"]  # [n, h]
+        w1 = params["W1"]
+        onehot = torch.nn.functional.one_hot(x, self.spec.vocab_size).to(w1.dtype).flatten(1)  # [n, k·V]
+        hidden = onehot @ w1.reshape(-1, w1.shape[-1]) + params["b1"]  # [n, h]
         return torch.relu(hidden) @ params["W2"] + params["b2"]
 
     def token_weights(self) -> torch.Tensor:
