@@ -38,7 +38,9 @@ from __future__ import annotations
 
 import math
 import os
+import resource
 import statistics
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,7 @@ from typing import Any
 import pandas as pd
 from pydantic import Field, ValidationError
 
+from .config import deep_merge
 from .errors import ConfigError
 from .registry import Registry
 from .store import Store
@@ -118,8 +121,6 @@ class Benchmark:
 
     def merged(self, track: TrackSpec) -> TrackSpec:
         """A track with the defaults filled in."""
-        from .config import deep_merge
-
         d = self.spec.defaults
         return track.model_copy(
             update={
@@ -281,7 +282,6 @@ class TrackScore:
     failed: int = 0  # runs that failed at run time (errors), not just did not generalize
     steps: list[float] = field(default_factory=list)  # step to generalize per seed (inf: not within budget)
     wall_seconds: float = 0.0
-    cpu_seconds: float | None = None
     speedup: float | None = None
     note: str = ""
 
@@ -311,7 +311,7 @@ def method_scores(store: Store, bench: Benchmark, method: str, registry: Registr
     for name in bench.tracks:
         track = bench.merged(bench.track(name))
         assert track.task and track.model and track.seeds
-        why = not_applicable(method, track.task, track.model, track.set.get("task", {}), registry) if registry else None
+        why = not_applicable(method, track.task, track.model, track.set.get("task", {}), registry)
         score = TrackScore(method, name, "not-applicable", seeds=len(track.seeds), note=why or "")
         if why:
             out.append(score)
@@ -385,7 +385,7 @@ class BenchmarkOutcome:
     failed: int
     not_applicable: dict[str, dict[str, str]]
     wall_seconds: float
-    cpu_seconds: float  # this process and its (finished) worker processes
+    cpu_seconds: float  # user + system CPU of this process and of its worker processes (reaped when the pool closes)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -417,9 +417,6 @@ def run_benchmark(
     benchmark (this invocation's runs), so that the workers stay busy across methods. Resumable: a
     stored configuration is not trained again.
     """
-    import resource
-    import time
-
     from .executors import make_executor, run_suite
 
     started = time.perf_counter()
