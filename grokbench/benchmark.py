@@ -52,7 +52,7 @@ from .config import deep_merge
 from .errors import ConfigError
 from .registry import Registry
 from .store import Store
-from .suites import EntrySpec, PlannedRun, Suite, SuiteMeta, SuiteSpec, _Strict, expand, parse_toml
+from .suites import EntrySpec, PlannedRun, Suite, SuiteMeta, SuiteSpec, _Strict, expand, parse_toml, read_spec_file
 
 #: what a method (preset) may set; everything else is the track's
 METHOD_KEYS = {"optimizer": None, "regularizer": None, "task": {"loss"}}
@@ -231,13 +231,7 @@ def load_benchmark(name_or_path: str, registry: Registry | None = None) -> Bench
 
     registry = registry or get_registry()
     path = find_benchmark(name_or_path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"no benchmark file {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read benchmark file {path}: {exc}") from None
-    spec = parse_toml(text, str(path), BenchmarkSpec)
+    spec = parse_toml(read_spec_file(path, "benchmark"), str(path), BenchmarkSpec)
     bench = Benchmark(spec, str(path))
     names = bench.tracks
     dup = sorted({n for n in names if names.count(n) > 1})

@@ -124,6 +124,22 @@ def show(run_id, store, as_json) -> None:
         click.echo(run_text(record, curves))
 
 
+def driver_options(command):
+    """The options of commands that train through the suite driver (suite run, bench run)."""
+    options = [
+        click.option("--executor", "-e", default="inline", show_default=True, help="where runs train: inline, process, ray, or a plugin's"),
+        click.option("--jobs", "-j", type=click.IntRange(min=1), help="parallel workers (process) or CPUs of a local Ray instance"),
+        click.option("--address", help="Ray cluster address (default $RAY_ADDRESS; none: start a local Ray instance)"),
+        click.option("--executor-option", "executor_options", multiple=True, metavar="KEY=VALUE", help="another option of the executor (repeatable)"),
+        click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP),
+        click.option("--json", "as_json", is_flag=True, help="print what was done as one JSON object"),
+        click.option("--quiet", "-q", is_flag=True, help="no progress bar"),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @cli.group()
 def suite() -> None:
     """Suites: grids of runs declared in TOML files (see tasks/)."""
@@ -131,13 +147,7 @@ def suite() -> None:
 
 @suite.command("run")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--executor", "-e", default="inline", show_default=True, help="where runs train: inline, process, ray, or a plugin's")
-@click.option("--jobs", "-j", type=click.IntRange(min=1), help="parallel workers (process) or CPUs of a local Ray instance")
-@click.option("--address", help="Ray cluster address (default $RAY_ADDRESS; none: start a local Ray instance)")
-@click.option("--executor-option", "executor_options", multiple=True, metavar="KEY=VALUE", help="another option of the executor (repeatable)")
-@click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP)
-@click.option("--json", "as_json", is_flag=True, help="print what was done as one JSON object")
-@click.option("--quiet", "-q", is_flag=True, help="no progress bar")
+@driver_options
 @click.option("--retry-failed", is_flag=True, help="train again the runs stored as failed (by default they count as done)")
 def suite_run(file, executor, jobs, address, executor_options, store, as_json, quiet, retry_failed) -> None:
     """Train every run of a suite file not already in the store (runs are keyed by their config hash)."""
@@ -248,13 +258,7 @@ BENCHMARK_HELP = "benchmark name in tasks/ or a benchmark file"
 @click.option("--benchmark", "-b", "benchmark_name", default="grokbench-v1", show_default=True, help=BENCHMARK_HELP)
 @click.option("--method", "methods", multiple=True, metavar="NAME", help="a method (a preset; repeatable); default: the benchmark's baselines")
 @click.option("--track", "tracks", multiple=True, metavar="NAME", help="only this track (repeatable); default: every track")
-@click.option("--executor", "-e", default="inline", show_default=True, help="where runs train: inline, process, ray, or a plugin's")
-@click.option("--jobs", "-j", type=click.IntRange(min=1), help="parallel workers (process) or CPUs of a local Ray instance")
-@click.option("--address", help="Ray cluster address (default $RAY_ADDRESS; none: start a local Ray instance)")
-@click.option("--executor-option", "executor_options", multiple=True, metavar="KEY=VALUE", help="another option of the executor (repeatable)")
-@click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP)
-@click.option("--json", "as_json", is_flag=True, help="print what was done as one JSON object")
-@click.option("--quiet", "-q", is_flag=True, help="no progress bar")
+@driver_options
 @click.option("--retry-failed", is_flag=True, help="train again the runs stored as failed")
 def bench_run(benchmark_name, methods, tracks, executor, jobs, address, executor_options, store, as_json, quiet, retry_failed) -> None:
     """Run methods on every track of a benchmark (resumable: stored runs are not trained again)."""

@@ -240,17 +240,21 @@ def expand(spec: SuiteSpec, registry: Registry, source: str = "<suite>") -> list
     return runs
 
 
+def read_spec_file(path: Path, kind: str) -> str:
+    """The text of a suite or benchmark file (``kind``); a missing or unreadable file is a ConfigError."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"no {kind} file {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {kind} file {path}: {exc}") from None
+
+
 def load_suite(path: str | os.PathLike[str], registry: Registry | None = None) -> Suite:
     """Read, validate and expand a suite file."""
     from .plugin_manager import get_registry
 
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"no suite file {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read suite file {path}: {exc}") from None
-    spec = parse_suite(text, str(path))
+    spec = parse_suite(read_spec_file(path, "suite"), str(path))
     runs = expand(spec, registry or get_registry(), str(path))
     return Suite(name=spec.suite.name, source=str(path), spec=spec, runs=runs)
