@@ -143,6 +143,22 @@ def show(run_id, store, as_json, traceback_only) -> None:
         click.echo(run_text(record, curves))
 
 
+def driver_options(command):
+    """The options of commands that train through the suite driver (suite run, bench run)."""
+    options = [
+        click.option("--executor", "-e", default="inline", show_default=True, help="where runs train: inline, process, ray, or a plugin's"),
+        click.option("--jobs", "-j", type=click.IntRange(min=1), help="parallel workers (process) or CPUs of a local Ray instance"),
+        click.option("--address", help="Ray cluster address (default $RAY_ADDRESS; none: start a local Ray instance)"),
+        click.option("--executor-option", "executor_options", multiple=True, metavar="KEY=VALUE", help="another option of the executor (repeatable)"),
+        click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP),
+        click.option("--json", "as_json", is_flag=True, help="print what was done as one JSON object"),
+        click.option("--quiet", "-q", is_flag=True, help="no progress bar"),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @cli.group()
 def suite() -> None:
     """Suites: grids of runs declared in TOML files (see tasks/)."""
@@ -150,13 +166,7 @@ def suite() -> None:
 
 @suite.command("run")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--executor", "-e", default="inline", show_default=True, help="where runs train: inline, process, ray, or a plugin's")
-@click.option("--jobs", "-j", type=click.IntRange(min=1), help="parallel workers (process) or CPUs of a local Ray instance")
-@click.option("--address", help="Ray cluster address (default $RAY_ADDRESS; none: start a local Ray instance)")
-@click.option("--executor-option", "executor_options", multiple=True, metavar="KEY=VALUE", help="another option of the executor (repeatable)")
-@click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP)
-@click.option("--json", "as_json", is_flag=True, help="print what was done as one JSON object")
-@click.option("--quiet", "-q", is_flag=True, help="no progress bar")
+@driver_options
 @click.option("--retry-failed", is_flag=True, help="train again the runs stored as failed (by default they count as done)")
 def suite_run(file, executor, jobs, address, executor_options, store, as_json, quiet, retry_failed) -> None:
     """Train every run of a suite file not already in the store (runs are keyed by their config hash)."""
@@ -250,6 +260,65 @@ def new_plugin(name: str, directory: str | None) -> None:
 
     root = write_plugin(name, directory)
     click.echo(f"wrote {root}\nnext: pip install -e {root} && pytest {root}")
+
+
+# ------------------------------------------------------------------ benchmark
+
+
+@cli.group()
+def bench() -> None:
+    """The grokbench benchmark: methods (presets) scored on fixed tracks against baselines (docs/benchmark.md)."""
+
+
+BENCHMARK_HELP = "benchmark name in tasks/ or a benchmark file"
+
+
+@bench.command("run")
+@click.option("--benchmark", "-b", "benchmark_name", default="grokbench-v1", show_default=True, help=BENCHMARK_HELP)
+@click.option("--method", "methods", multiple=True, metavar="NAME", help="a method (a preset; repeatable); default: the benchmark's baselines")
+@click.option("--track", "tracks", multiple=True, metavar="NAME", help="only this track (repeatable); default: every track")
+@driver_options
+@click.option("--retry-failed", is_flag=True, help="train again the runs stored as failed")
+def bench_run(benchmark_name, methods, tracks, executor, jobs, address, executor_options, store, as_json, quiet, retry_failed) -> None:
+    """Run methods on every track of a benchmark (resumable: stored runs are not trained again)."""
+    from .benchmark import load_benchmark, plan_methods, run_benchmark
+    from .config import parse_assignments
+    from .plugin_manager import get_registry
+
+    registry = get_registry()
+    bench_ = load_benchmark(benchmark_name, registry)
+    plans = plan_methods(bench_, list(methods), list(tracks), registry)
+    options = {"jobs": jobs, "address": address, **parse_assignments(list(executor_options))}
+    outcome = run_benchmark(
+        bench_, plans, store=store, executor=executor, options=options, registry=registry,
+        progress=not quiet and sys.stderr.isatty(), retry_failed=retry_failed,
+    )
+    if as_json:
+        click.echo(json.dumps(outcome.to_json()))
+        return
+    for method, skipped in outcome.not_applicable.items():
+        for track, why in skipped.items():
+            click.echo(f"n/a: {method} on {track}: {why}")
+    click.echo(
+        f"{outcome.benchmark} ({', '.join(outcome.methods)}): {outcome.planned} runs, {outcome.skipped} already stored, "
+        f"{outcome.trained} trained ({outcome.failed} failed) in {outcome.wall_seconds:.1f} s wall, "
+        f"{outcome.cpu_seconds:.1f} s CPU; stored in {outcome.store}"
+    )
+
+
+@bench.command("report")
+@click.option("--benchmark", "-b", "benchmark_name", default="grokbench-v1", show_default=True, help=BENCHMARK_HELP)
+@click.option("--method", "methods", multiple=True, metavar="NAME", help="only these methods (default: every method of the benchmark in the store)")
+@click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="directory for benchmark.md/.html/.csv and plots")
+@click.option("--no-plots", is_flag=True, help="tables only")
+def bench_report(benchmark_name, methods, store, out, no_plots) -> None:
+    """Write the method × track score table (md, html, csv) and plots."""
+    from .benchmark_report import write_benchmark_report
+    from .store import Store
+
+    written = write_benchmark_report(Store(store, create=False), benchmark_name, out, methods=list(methods), plots=not no_plots)
+    click.echo("\n".join(str(p) for p in written))
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import Field, ValidationError
 
@@ -177,12 +177,20 @@ def _label(name: str, point: Mapping[str, Any]) -> str:
 
 def parse_suite(text: str, source: str = "<suite>") -> SuiteSpec:
     """Parse and validate suite TOML; errors name ``source`` and the offending key."""
+    return parse_toml(text, source, SuiteSpec)
+
+
+Spec = TypeVar("Spec", bound=StrictModel)
+
+
+def parse_toml(text: str, source: str, model: type[Spec]) -> Spec:
+    """Parse TOML and validate it as ``model`` (a suite, a benchmark); errors name ``source`` and the key."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: invalid TOML: {exc}") from None
     try:
-        return SuiteSpec.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{source}: {validation_error(exc)}") from None
 
@@ -220,17 +228,21 @@ def expand(spec: SuiteSpec, registry: Registry, source: str = "<suite>") -> list
     return runs
 
 
+def read_spec_file(path: Path, kind: str) -> str:
+    """The text of a suite or benchmark file (``kind``); a missing or unreadable file is a ConfigError."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"no {kind} file {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {kind} file {path}: {exc}") from None
+
+
 def load_suite(path: str | os.PathLike[str], registry: Registry | None = None) -> Suite:
     """Read, validate and expand a suite file."""
     from .plugin_manager import get_registry
 
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"no suite file {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read suite file {path}: {exc}") from None
-    spec = parse_suite(text, str(path))
+    spec = parse_suite(read_spec_file(path, "suite"), str(path))
     runs = expand(spec, registry or get_registry(), str(path))
     return Suite(name=spec.suite.name, source=str(path), spec=spec, runs=runs)

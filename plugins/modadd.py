@@ -18,6 +18,8 @@ from pydantic import Field, model_validator
 from grokbench import hookimpl
 from grokbench.contracts import ClassificationTask, DataSpec, Params, Predict, Task, TaskData
 
+from .losses import classification_loss
+
 DEFAULT_TRAIN_FRACTION = 0.5
 _FORMULA = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*\*\s*p\s*\^\s*(?:\(\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)\s*\)|(\d+(?:\.\d+)?))\s*$")
 
@@ -76,12 +78,14 @@ def _all_inputs(p: int, positions: int) -> torch.Tensor:
 
 
 class ModAddClassification(ClassificationTask):
-    """(a, b) -> (a + b) mod p as p-way classification (cross-entropy, or MSE on one-hot targets)."""
+    """(a, b) -> (a + b) mod p as p-way classification (cross-entropy, StableMax cross-entropy, or MSE on one-hot targets)."""
 
     name = "modadd-cls"
 
     class Params(SplitParams):
-        loss: Literal["cross_entropy", "mse"] = Field("cross_entropy", description="training loss")
+        loss: Literal["cross_entropy", "mse", "stablemax"] = Field(
+            "cross_entropy", description="training loss (stablemax: Prieto et al. 2025's StableMax cross-entropy)"
+        )
 
     def make_data(self, seed: int) -> TaskData:
         p = self.params.p
@@ -91,12 +95,14 @@ class ModAddClassification(ClassificationTask):
         return TaskData(DataSpec(positions=2, vocab_size=p, output_dim=p), x[train], y[train], x[test], y[test])
 
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.params.loss == "cross_entropy":
-            return F.cross_entropy(out, y)
+        if self.params.loss != "mse":
+            return classification_loss(self.params.loss, out, y)
         return (out - F.one_hot(y, out.shape[1]).to(out.dtype)).pow(2).sum(1).mean()
 
     def loss_and_output_grad(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n = out.shape[0]
+        if self.params.loss == "stablemax":
+            return Task.loss_and_output_grad(self, out, y)  # autograd
         if self.params.loss == "cross_entropy":
             logp = torch.log_softmax(out, dim=1)
             loss = -logp.gather(1, y[:, None]).mean()

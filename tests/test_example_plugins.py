@@ -50,7 +50,7 @@ def test_entry_points_register_every_component_with_provenance(example_registry)
     assert {name: (p.version, p.error, sorted(p.registered)) for name, p in mine.items()} == {
         "example_tasks": ("0.1.0", None, [("task", "modmul-cls"), ("task", "modsub-cls")]),
         "example_mlp": ("0.1.0", None, [("model", "mlp")]),
-        "example_grokfast": ("0.1.0", None, [("optimizer", "grokfast")]),
+        "example_signsgd": ("0.1.0", None, [("optimizer", "sign-sgd"), ("preset", "signsgd[*/*]")]),
     }
     assert example_registry.get("model", "quadratic")  # the built-ins are unaffected
 
@@ -69,15 +69,6 @@ def test_mlp_and_transformer_learn_the_example_tasks(example_registry):
         assert result.summary["final_train_acc"] == 1.0, (task, model)
 
 
-def test_grokfast_with_lambda_zero_is_adamw_exactly(example_registry):
-    common = {"task": {"p": 11}, **SMALL}
-    adamw = grokbench.run("modsub-cls", "mlp", optimizer="adamw", overrides={**common, "optimizer": {"lr": 3e-3, "beta2": 0.98, "weight_decay": 0.5}}, registry=example_registry)
-    plain = grokbench.run("modsub-cls", "mlp", optimizer="grokfast", overrides={**common, "optimizer": {"lr": 3e-3, "lamb": 0.0, "weight_decay": 0.5}}, registry=example_registry)
-    amplified = grokbench.run("modsub-cls", "mlp", optimizer="grokfast", overrides={**common, "optimizer": {"lr": 3e-3, "weight_decay": 0.5}}, registry=example_registry)
-    assert torch.equal(torch.tensor(adamw.curves["train_loss"].values), torch.tensor(plain.curves["train_loss"].values))
-    assert not torch.equal(torch.tensor(adamw.curves["l2_norm"].values), torch.tensor(amplified.curves["l2_norm"].values))
-
-
 def test_bad_parameters_of_a_third_party_component_are_one_line(example_registry, monkeypatch, tmp_path):
     monkeypatch.setattr(grokbench.runner, "get_registry", lambda: example_registry)
     bad = CliRunner().invoke(cli_group, ["run", "-t", "modmul-cls", "-m", "mlp", "--set", "task.p=12", "--store", str(tmp_path / "s.db")])
@@ -88,10 +79,10 @@ def test_bad_parameters_of_a_third_party_component_are_one_line(example_registry
 
 def test_grokbench_run_in_a_real_process_stores_runs_beside_the_built_ins(example_site, example_registry, tmp_path):
     args = ["--set", "task.p=11", "--set", "train.steps=100", "--set", "train.eval_every=50", "--store", "runs.db", "--json", "-q"]
-    mine = grokbench_cli("run", "-t", "modmul-cls", "-m", "mlp", "-o", "grokfast", "--set", "optimizer.lr=0.003", *args, site=example_site, cwd=tmp_path)
+    mine = grokbench_cli("run", "-t", "modmul-cls", "-m", "mlp", "-o", "sign-sgd", "--set", "optimizer.lr=0.003", *args, site=example_site, cwd=tmp_path)
     assert mine.returncode == 0, mine.stderr
     summary = json.loads(mine.stdout)
-    assert (summary["status"], summary["task"], summary["model"], summary["optimizer"]) == ("completed", "modmul-cls", "mlp", "grokfast")
+    assert (summary["status"], summary["task"], summary["model"], summary["optimizer"]) == ("completed", "modmul-cls", "mlp", "sign-sgd")
     small = {"task": {"p": 11}, "model": {"width": 32}, "train": {"steps": 100, "eval_every": 50}}
     builtin = grokbench.run("modadd-cls", "quadratic", overrides=small, store=tmp_path / "runs.db", registry=example_registry)
     assert builtin.status == "completed"
@@ -99,7 +90,7 @@ def test_grokbench_run_in_a_real_process_stores_runs_beside_the_built_ins(exampl
     store = Store(tmp_path / "runs.db")
     shown = store.get_run(summary["run_id"])
     assert shown["plugins"]["model"] == {"name": "mlp", "plugin": "example_mlp", "distribution": DIST, "version": "0.1.0"}
-    assert shown["plugins"]["optimizer"]["plugin"] == "example_grokfast"
+    assert shown["plugins"]["optimizer"]["plugin"] == "example_signsgd"
     assert shown["plugins"]["task"]["distribution"] == DIST
     assert store.get_run(builtin.run_id)["plugins"]["model"]["distribution"] == "grokbench"
     assert sorted(store.runs()["model"]) == ["mlp", "quadratic"]
@@ -132,13 +123,13 @@ def test_suite_and_report_include_plugin_entries_beside_the_built_ins(example_si
 
 
 def test_in_a_suite_only_the_runs_of_a_crashing_plugin_fail(example_site, tmp_path):
-    # make grokfast's step raise at run time, in every process of the suite
+    # make sign-sgd's step raise at run time, in every process of the suite
     crash = tmp_path / "crash"
     crash.mkdir()
     (crash / "sitecustomize.py").write_text(
-        "import grokbench_example_plugins.grokfast as g\n"
+        "import grokbench_example_plugins.signsgd as g\n"
         "def boom(self, grads):\n    raise RuntimeError('filter exploded')\n"
-        "g.GrokfastState.step = boom\n"
+        "g.SignStep.step = boom\n"
     )
     env = env_with(example_site)
     env["PYTHONPATH"] = f"{crash}:{env['PYTHONPATH']}"
@@ -146,8 +137,31 @@ def test_in_a_suite_only_the_runs_of_a_crashing_plugin_fail(example_site, tmp_pa
     runs = Store(tmp_path / "runs.db").runs()
     status = set(zip(runs["model"], runs["optimizer"], runs["status"]))
     assert status == {
-        ("mlp", "grokfast", "failed"),
+        ("mlp", "sign-sgd", "failed"),
         ("mlp", "adamw", "completed"),
         ("quadratic", "adam", "completed"),
         ("kernel", "-", "completed"),
     }, suite.stderr
+
+
+# ---- the benchmark
+
+
+def test_a_third_party_method_gets_its_benchmark_row_with_no_change_to_grokbench(example_site, tmp_path):
+    from .test_benchmark import TINY
+
+    (tmp_path / "tiny.toml").write_text(TINY)
+    run = grokbench_cli("bench", "run", "--benchmark", "tiny.toml", "--method", "adamw", "--method", "signsgd", "--track", "cls",
+                        "--store", "b.db", "-q", site=example_site, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    report = grokbench_cli("bench", "report", "--benchmark", "tiny.toml", "--store", "b.db", "--out", "rep", "--no-plots", site=example_site, cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "rep" / "benchmark.csv")
+    mine = table[(table.method == "signsgd") & (table.track == "cls")].iloc[0]
+    assert mine.status == "scored" and mine.seeds == 2 and mine.runs == 2
+    assert "| signsgd" in (tmp_path / "rep" / "benchmark.md").read_text()
+    shown = Store(tmp_path / "b.db").records(suite="tiny-bench/signsgd")
+    assert set(shown["optimizer"]) == {"sign-sgd"}
+    assert {p["optimizer"]["plugin"] for p in shown["plugins"]} == {"example_signsgd"}

@@ -128,7 +128,7 @@ def test_list_shows_broken_plugins(monkeypatch):
 
 
 def test_disable_plugins_environment_variable(monkeypatch):
-    monkeypatch.setenv("GROKBENCH_DISABLE_PLUGINS", "norms, presets,transformer")
+    monkeypatch.setenv("GROKBENCH_DISABLE_PLUGINS", "norms, presets,transformer,methods,example_signsgd")
     registry = load_plugins()
     assert "linf_norm" not in registry.names("metric") and not registry.names("preset")
     assert "modadd-cls" in registry.names("task")

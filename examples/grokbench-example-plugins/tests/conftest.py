@@ -1,6 +1,6 @@
 import pytest
 
-import grokbench_example_plugins.grokfast
+import grokbench_example_plugins.signsgd
 import grokbench_example_plugins.mlp
 import grokbench_example_plugins.tasks
 
@@ -11,5 +11,5 @@ def grokbench_extra_plugins():
     return [
         ("example_tasks", grokbench_example_plugins.tasks),
         ("example_mlp", grokbench_example_plugins.mlp),
-        ("example_grokfast", grokbench_example_plugins.grokfast),
+        ("example_signsgd", grokbench_example_plugins.signsgd),
     ]

@@ -4,8 +4,8 @@ import torch
 
 from grokbench.testing import check_model_contract, check_task_contract
 
-from grokbench_example_plugins.grokfast import Grokfast
 from grokbench_example_plugins.mlp import MLP
+from grokbench_example_plugins.signsgd import SignSGD
 from grokbench_example_plugins.tasks import ModMul, ModSub
 
 
@@ -28,17 +28,14 @@ def test_mlp_contract():
     assert model.parameters()["W1"].shape == (16, 16)
 
 
-def test_grokfast_filter_with_gd_is_an_ema_amplified_gradient_step():
-    theta = torch.zeros(3)
-    state = Grokfast(Grokfast.Params(lr=0.1, base="gd", alpha=0.5, lamb=2.0)).build([theta])
-    g1, g2 = torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 0.0])
-    state.step([g1.clone()])  # μ = g1, step on 3·g1
-    assert torch.allclose(theta, -0.1 * 3 * g1)
-    state.step([g2.clone()])  # μ = 0.5 g1 + 0.5 g2, step on g2 + 2μ = g1 + 2 g2
-    assert torch.allclose(theta, -0.1 * 3 * g1 - 0.1 * (g1 + 2 * g2))
+def test_sign_sgd_steps_along_the_sign_of_the_gradient():
+    theta = torch.tensor([1.0, -2.0, 0.5])
+    state = SignSGD(SignSGD.Params(lr=0.1)).build([theta])
+    state.step([torch.tensor([3.0, -0.001, 0.0])])
+    assert torch.allclose(theta, torch.tensor([0.9, -1.9, 0.5]))
 
 
 def test_mlp_memorizes_modsub_through_the_runner(grokbench_run):
-    result = grokbench_run(model="mlp", task="modsub-cls", steps=100, overrides={"task": {"p": 11}, "optimizer": {"name": "grokfast", "lr": 3e-3}})
+    result = grokbench_run(model="mlp", task="modsub-cls", steps=100, overrides={"task": {"p": 11}, "optimizer": {"name": "sign-sgd", "lr": 3e-3}})
     assert result.status == "completed", result.message
     assert result.summary["final_train_acc"] == 1.0

@@ -2,8 +2,8 @@
 
 * ``tasks``: ``modsub-cls`` ((a − b) mod p) and ``modmul-cls`` (a·b mod p over the non-zero residues);
 * ``mlp``: the model ``mlp`` (learned embeddings, one ReLU hidden layer);
-* ``grokfast``: the optimizer ``grokfast`` (Lee et al. 2024: AdamW on gradients
-  amplified by their slow EMA component).
+* ``signsgd``: the optimizer ``sign-sgd`` (signSGD) and the benchmark method ``signsgd``,
+  a preset that gives it a row in ``grokbench bench report`` (docs/benchmark.md).
 """
 
 __version__ = "0.1.0"

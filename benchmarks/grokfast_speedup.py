@@ -2,8 +2,8 @@
 
 The baseline is AdamW (torch.optim.AdamW, decoupled weight decay); the other
 arm is the same AdamW on Grokfast-EMA-filtered gradients (optimizer
-``grokfast``, which with lamb=0 is AdamW exactly). Needs the example package
-installed (pip install examples/grokbench-example-plugins).
+``grokfast``, first-party, which with lamb=0 is AdamW exactly). ``--model mlp`` needs
+the example package (pip install examples/grokbench-example-plugins).
 
     python benchmarks/grokfast_speedup.py --model quadratic --set model.width=128 --p 23 --seeds 5
 

@@ -1,5 +1,7 @@
 """The optimizer ``grokfast``: Grokfast-EMA (Lee et al. 2024) in front of AdamW (or plain GD).
 
+(First-party since the benchmark made it a baseline; it began in the example plugin package.)
+
 Lee, Kang, Lee, Kim & Kang (2024), "Grokfast: Accelerated Grokking by
 Amplifying Slow Gradients", treat the sequence of gradients as a signal and
 amplify its slow (low-frequency) component. Before every update:
@@ -37,11 +39,13 @@ from pydantic import Field, PositiveFloat
 from grokbench import hookimpl
 from grokbench.contracts import Optimizer, OptimizerState, Params
 
+from .optimizers import AdamStep, SGDStep
+
 
 class GrokfastState(OptimizerState):
-    """EMA gradient filter, then the base torch optimizer's step."""
+    """EMA gradient filter, then the base optimizer's step."""
 
-    def __init__(self, params: list[torch.Tensor], base: torch.optim.Optimizer, alpha: float, lamb: float):
+    def __init__(self, params: list[torch.Tensor], base: OptimizerState, alpha: float, lamb: float):
         self.params, self.base, self.alpha, self.lamb = params, base, alpha, lamb
         self.ema: list[torch.Tensor] | None = None
 
@@ -52,11 +56,7 @@ class GrokfastState(OptimizerState):
         else:
             for mu, g in zip(self.ema, grads):
                 mu.mul_(self.alpha).add_(g, alpha=1 - self.alpha)
-        for p, g, mu in zip(self.params, grads, self.ema):
-            p.grad = g + self.lamb * mu
-        self.base.step()
-        for p in self.params:
-            p.grad = None
+        self.base.step([g + self.lamb * mu for g, mu in zip(grads, self.ema)])
 
 
 class Grokfast(Optimizer):
@@ -76,10 +76,11 @@ class Grokfast(Optimizer):
 
     def build(self, params):
         p = self.params
+        base: OptimizerState
         if p.base == "adamw":
-            base = torch.optim.AdamW(params, lr=p.lr, betas=(p.beta1, p.beta2), eps=p.eps, weight_decay=p.weight_decay)
+            base = AdamStep(params, p.lr, p.beta1, p.beta2, p.eps, p.weight_decay)
         else:
-            base = torch.optim.SGD(params, lr=p.lr)
+            base = SGDStep(params, p.lr)
         return GrokfastState(params, base, p.alpha, p.lamb)
 
 

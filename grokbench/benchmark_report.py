@@ -1,0 +1,221 @@
+"""The benchmark's report: the method × track score table as markdown, HTML and CSV, and plots.
+
+Scores come from :func:`grokbench.benchmark.score_table` (the formulas are in
+docs/benchmark.md); this module only renders them. The HTML is one
+self-contained page (no script, nothing fetched).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from .benchmark import Benchmark, MethodSummary, TrackScore, load_benchmark, score_table, stored_methods
+from .errors import ConfigError
+from .plugin_manager import get_registry
+from .store import Store
+
+
+def _steps(x: float | None) -> str:
+    return "—" if x is None else f"{x:,.0f}"
+
+
+def cell(s: TrackScore) -> str:
+    """One table cell: ``median step (successes/seeds) ×speed-up``, or n/a, pending, failed."""
+    if s.status == "not-applicable":
+        return "n/a"
+    if s.status == "pending":
+        return "pending"
+    text = f"{_steps(s.median_step)} ({s.successes}/{s.seeds})"
+    if s.status == "partial":
+        text += f" [{s.runs}/{s.seeds} run]"
+    if s.speedup is not None:
+        text += f" ×{s.speedup:.2f}"
+    if s.failed:
+        text += f" {s.failed} failed"
+    return text
+
+
+def long_frame(rows: list[MethodSummary]) -> pd.DataFrame:
+    """One row per method and track: every score, the per-seed steps, and the stored wall time."""
+    records = []
+    for row in rows:
+        for s in row.tracks:
+            records.append(
+                {
+                    "method": s.method,
+                    "track": s.track,
+                    "status": s.status,
+                    "seeds": s.seeds,
+                    "runs": s.runs,
+                    "successes": s.successes,
+                    "failed": s.failed,
+                    "success_rate": s.success_rate,
+                    "median_step": s.median_step,
+                    "speedup_vs_reference": s.speedup,
+                    "steps_per_seed": " ".join("inf" if math.isinf(x) else f"{x:.0f}" for x in s.steps),
+                    "wall_seconds": round(s.wall_seconds, 2) if s.runs else None,
+                    "note": s.note,
+                }
+            )
+    return pd.DataFrame(records)
+
+
+def wide_frame(bench: Benchmark, rows: list[MethodSummary]) -> pd.DataFrame:
+    table = []
+    for row in rows:
+        entry = {"method": row.method}
+        entry.update({s.track: cell(s) for s in row.tracks})
+        entry["solved"] = f"{row.solved}/{row.applicable}"
+        entry["geo-mean speed-up"] = "—" if row.geomean_speedup is None else f"×{row.geomean_speedup:.2f} ({row.speedup_tracks} tracks)"
+        table.append(entry)
+    return pd.DataFrame(table, columns=["method", *bench.tracks, "solved", "geo-mean speed-up"])
+
+
+def time_frame(bench: Benchmark, rows: list[MethodSummary]) -> pd.DataFrame:
+    """Stored wall seconds per method and track (sum over seeds; batched seeds share their group's time)."""
+    table = []
+    for row in rows:
+        entry: dict[str, object] = {"method": row.method}
+        entry.update({s.track: (f"{s.wall_seconds:.0f}" if s.runs else "") for s in row.tracks})
+        entry["total"] = f"{sum(s.wall_seconds for s in row.tracks):.0f}"
+        table.append(entry)
+    return pd.DataFrame(table, columns=["method", *bench.tracks, "total"])
+
+
+def missing_lines(bench: Benchmark, rows: list[MethodSummary]) -> list[str]:
+    """What the table lacks: methods or tracks with runs still to train."""
+    pending = [f"`{s.method}` on `{s.track}` ({s.runs}/{s.seeds} seeds stored)" for r in rows for s in r.tracks if s.status in ("pending", "partial")]
+    if not pending:
+        return []
+    return [f"**Incomplete**: {len(pending)} method × track cells have runs still to train "
+            "(`grokbench bench run` resumes them): " + ", ".join(pending) + ".", ""]
+
+
+def _markdown(bench: Benchmark, rows: list[MethodSummary], store: Store) -> str:
+    meta = bench.spec.benchmark
+    wide, times = wide_frame(bench, rows), time_frame(bench, rows)
+    lines = [
+        f"# {meta.name} (version {meta.version})",
+        "",
+        meta.description,
+        "",
+        f"Store: `{store.path}`. Reference method: `{meta.reference}`. Seeds per track: {len(meta.seeds)}.",
+        "",
+        "Each cell: median step to generalize over seeds (a seed that did not reach the threshold within",
+        "the budget counts as infinite; `—` when half or more did not), (seeds that generalized / seeds),",
+        f"×speed-up = reference median / method median on the same track (> 1: faster than `{meta.reference}`).",
+        "`n/a`: the method does not apply to the track's task; `pending`: no run stored yet. Formulas: docs/benchmark.md.",
+        "",
+        wide.to_markdown(index=False),
+        "",
+        *missing_lines(bench, rows),
+        "## Tracks",
+        "",
+    ]
+    for t in bench.spec.tracks:
+        m = bench.merged(t)
+        train = m.set.get("train", {})
+        lines.append(
+            f"* `{t.name}`: {t.description} (task `{m.task}`, model `{m.model}`, budget {train.get('steps', '?')} steps, "
+            f"evaluated every {train.get('eval_every', '?')}, threshold {train.get('generalize_threshold', 0.99)})"
+        )
+    lines += ["", "## Wall time (s) per method and track, stored with the runs", "", times.to_markdown(index=False), ""]
+    notes = [f"* {s.method} on {s.track}: {s.note}" for r in rows for s in r.tracks if s.note]
+    if notes:
+        lines += ["## Notes", "", *notes, ""]
+    return "\n".join(lines)
+
+
+def _html(bench: Benchmark, rows: list[MethodSummary]) -> str:
+    wide = wide_frame(bench, rows)
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in wide.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r) + "</tr>" for r in wide.itertuples(index=False))
+    meta = bench.spec.benchmark
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(meta.name)}</title>
+<style>body{{font-family:sans-serif;max-width:1000px;margin:1em auto}}table{{border-collapse:collapse;font-size:13px;display:block;overflow-x:auto}}
+td,th{{border:1px solid #ccc;padding:3px 6px;white-space:nowrap}}th{{background:#eee}}img{{max-width:100%}}</style></head>
+<body><h1>{html.escape(meta.name)} (version {meta.version})</h1><p>{html.escape(meta.description)}</p>
+<p>Cell: median step to generalize (seeds that generalized / seeds) ×speed-up against <code>{html.escape(meta.reference)}</code>; n/a: not applicable.</p>
+<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+<p><img src="median_steps.png" alt="median step to generalize per track and method"></p>
+<p><img src="speedup.png" alt="speed-up against the reference per track and method"></p>
+</body></html>
+"""
+
+
+def _plots(bench: Benchmark, rows: list[MethodSummary], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    written = []
+    tracks, methods = bench.tracks, [r.method for r in rows]
+    width = 0.8 / max(1, len(methods))
+    fig, ax = plt.subplots(figsize=(12, 5))
+    for i, row in enumerate(rows):
+        ys = [s.median_step if s.median_step is not None else np.nan for s in row.tracks]
+        ax.bar(np.arange(len(tracks)) + i * width, ys, width, label=row.method)
+    ax.set_xticks(np.arange(len(tracks)) + width * (len(methods) - 1) / 2, tracks, rotation=20, ha="right")
+    if any(s.median_step for r in rows for s in r.tracks):
+        ax.set_yscale("log")
+    ax.set_ylabel("median step to generalize (log; missing bar: not solved or n/a)")
+    ax.set_title(f"{bench.name}: median step to generalize")
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    for name in ("median_steps.png",):
+        fig.savefig(out / name, dpi=110)
+        written.append(out / name)
+    plt.close(fig)
+
+    grid = np.array([[s.speedup if s.speedup is not None else np.nan for s in r.tracks] for r in rows], dtype=float)
+    fig, ax = plt.subplots(figsize=(12, 0.5 * len(methods) + 2))
+    logs = np.log2(grid)
+    bound = max(1.0, float(np.nanmax(np.abs(logs)))) if np.isfinite(logs).any() else 1.0
+    image = ax.imshow(logs, cmap="RdBu", vmin=-bound, vmax=bound, aspect="auto")
+    ax.set_xticks(range(len(tracks)), tracks, rotation=20, ha="right")
+    ax.set_yticks(range(len(methods)), methods)
+    for i, r in enumerate(rows):
+        for j, s in enumerate(r.tracks):
+            ax.text(j, i, f"{s.speedup:.2f}" if s.speedup is not None else ("n/a" if s.status == "not-applicable" else "—"), ha="center", va="center", fontsize=8)
+    fig.colorbar(image, ax=ax, label=f"log2 speed-up vs {bench.spec.benchmark.reference}")
+    ax.set_title(f"{bench.name}: speed-up against {bench.spec.benchmark.reference} (blank: not solved by both)")
+    fig.tight_layout()
+    fig.savefig(out / "speedup.png", dpi=110)
+    written.append(out / "speedup.png")
+    plt.close(fig)
+    return written
+
+
+def write_benchmark_report(
+    store: Store, benchmark: str, out: str | os.PathLike[str], *, methods: list[str] | None = None, plots: bool = True
+) -> list[Path]:
+    """Write benchmark.md, benchmark.html, benchmark.csv (and plots) for the methods in the store."""
+    registry = get_registry()
+    bench = load_benchmark(benchmark, registry)
+    if not store.path.exists():
+        raise ConfigError(f"no store {store.path}")
+    found = stored_methods(store, bench)
+    for m in methods or []:
+        if m not in found:
+            raise ConfigError(f"method '{m}' has no runs of {bench.name} in {store.path} (run: grokbench bench run --method {m})")
+    chosen = list(methods or found)
+    if not chosen:
+        raise ConfigError(f"no runs of {bench.name} in {store.path} (run: grokbench bench run)")
+    rows = score_table(store, bench, chosen, registry)
+    target = Path(out)
+    target.mkdir(parents=True, exist_ok=True)
+    written = [target / "benchmark.md", target / "benchmark.html", target / "benchmark.csv"]
+    written[0].write_text(_markdown(bench, rows, store), encoding="utf-8")
+    written[1].write_text(_html(bench, rows), encoding="utf-8")
+    long_frame(rows).to_csv(written[2], index=False)
+    if plots:
+        written += _plots(bench, rows, target)
+    return written
