@@ -11,6 +11,7 @@ from . import __version__
 from .errors import ConfigError, GrokbenchError, RunError
 
 STORE_HELP = "results store (SQLite file); default $GROKBENCH_STORE or ./grokbench.db"
+MAX_RUNS_HELP = "refuse to plan more runs than this (default 10,000), before anything is expanded"
 
 
 class GrokbenchGroup(click.Group):
@@ -60,7 +61,8 @@ def cli(no_entry_points: bool, disable: tuple[str, ...]) -> None:
 @click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON on stdout: one object per line, one line per seed")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
-def run(task, model, regularizer, optimizer, preset, assignments, seed, seeds, device, store, as_json, quiet) -> None:
+@click.option("--max-runs", type=click.IntRange(min=1), help=MAX_RUNS_HELP)
+def run(task, model, regularizer, optimizer, preset, assignments, seed, seeds, device, store, as_json, quiet, max_runs) -> None:
     """Train one model on one task, save the run, and print its summary."""
     from .config import parse_seeds
     from .display import summary_text
@@ -72,9 +74,9 @@ def run(task, model, regularizer, optimizer, preset, assignments, seed, seeds, d
     if seeds is not None and seed is not None:
         raise ConfigError("--seed and --seeds exclude each other")
     if seeds is None:
-        results = [run_one(task, model, seed=seed, store=store or True, progress=progress, **options)]
+        results = [run_one(task, model, seed=seed, store=True if store is None else store, progress=progress, **options)]
     else:
-        results = run_seeds(task, model, parse_seeds(seeds), store=store or True, progress=progress, **options)
+        results = run_seeds(task, model, parse_seeds(seeds, max_runs), store=True if store is None else store, progress=progress, **options)
     texts = [json.dumps(r.to_json()) if as_json else summary_text(r.to_json()) for r in results]
     click.echo(("\n" if as_json else "\n\n").join(texts))
     failed = next((r for r in results if r.status == "failed"), None)
@@ -139,7 +141,8 @@ def suite() -> None:
 @click.option("--json", "as_json", is_flag=True, help="print what was done as one JSON object")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
 @click.option("--retry-failed", is_flag=True, help="train again the runs stored as failed (by default they count as done)")
-def suite_run(file, executor, jobs, address, executor_options, store, as_json, quiet, retry_failed) -> None:
+@click.option("--max-runs", type=click.IntRange(min=1), help=MAX_RUNS_HELP)
+def suite_run(file, executor, jobs, address, executor_options, store, as_json, quiet, retry_failed, max_runs) -> None:
     """Train every run of a suite file not already in the store (runs are keyed by their config hash)."""
     from .config import parse_assignments
     from .executors import run_suite
@@ -147,7 +150,7 @@ def suite_run(file, executor, jobs, address, executor_options, store, as_json, q
 
     options = {"jobs": jobs, "address": address, **parse_assignments(list(executor_options))}
     outcome = run_suite(
-        load_suite(file),
+        load_suite(file, max_runs=max_runs),
         store=store,
         executor=executor,
         options=options,

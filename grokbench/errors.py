@@ -24,6 +24,12 @@ class RunError(GrokbenchError):
     exit_code = 1
 
 
+class StoreError(GrokbenchError):
+    """The store could not be written (a full disk, a read-only file system): the transaction was rolled back."""
+
+    exit_code = 1
+
+
 def describe(exc: BaseException) -> str:
     """``RuntimeError: first line of the message``: an exception as one line, for stored messages and notices."""
     lines = str(exc).strip().splitlines()

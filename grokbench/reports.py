@@ -22,11 +22,17 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
+from .baselines import BASELINE_FORMAT, load_baseline
 from .errors import ConfigError
+from .safe_io import md_cell, output_dir, save_figure, write_bytes, write_text
 from .store import Store
 
 COMPONENTS = ("task", "model", "regularizer", "optimizer")
-BASELINE_FORMAT = 1
+REPORT_FILES = ("leaderboard.md", "leaderboard.html", "leaderboard.csv", "baseline.json")
+
+
+def _md_rows(rows: list[list[Any]]) -> list[list[str]]:
+    return [[md_cell(c) for c in row] for row in rows]
 
 
 # ----------------------------------------------------------------------- frame
@@ -173,7 +179,7 @@ def _save(fig: Any, out: Path, stem: str) -> list[Path]:
     paths = []
     for ext in ("png", "svg"):
         path = out / f"{stem}.{ext}"
-        fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Date": None} if ext == "svg" else None)
+        save_figure(fig, path, dpi=110, bbox_inches="tight", metadata={"Date": None} if ext == "svg" else None)
         paths.append(path)
     import matplotlib.pyplot as plt
 
@@ -398,8 +404,7 @@ def write_report(store: Store, out: str | os.PathLike[str], *, suite: str | None
     if frame.empty:
         raise ConfigError(f"no runs in {store.path}" + (f" for suite '{suite}'" if suite else ""))
     spec = store.suite_spec(suite) if suite else None
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(out, REPORT_FILES)
     board = leaderboard(frame)
     headers, rows = _display_rows(board)
     scaling = scaling_table(frame, spec)
@@ -411,20 +416,21 @@ def write_report(store: Store, out: str | os.PathLike[str], *, suite: str | None
 
         matplotlib.use("Agg")
         curves = store.curves_long(frame["id"].unique())
-        images += plot_learning_curves(frame, curves, out)
-        images += plot_sweep(frame, out, "task.train_fraction", "final_test_acc", "final test accuracy", "test-acc-vs-train-fraction")
-        images += plot_sweep(frame, out, "model.init_scale", "grokking_delay", "grokking delay (steps)", "delay-vs-init-scale", logx=True)
-        if scaling:
-            images += plot_scaling(scaling, out)
+        with matplotlib.rc_context({"text.parse_math": False}):  # names are text: a '$' is a dollar, not mathtext
+            images += plot_learning_curves(frame, curves, out)
+            images += plot_sweep(frame, out, "task.train_fraction", "final_test_acc", "final test accuracy", "test-acc-vs-train-fraction")
+            images += plot_sweep(frame, out, "model.init_scale", "grokking_delay", "grokking delay (steps)", "delay-vs-init-scale", logx=True)
+            if scaling:
+                images += plot_scaling(scaling, out)
     md = [f"# {title}", "", f"{len(frame)} runs; entries ranked per task by median time-to-generalize over seeds "
           "(a seed that never generalized counts as never), then by success and median best test accuracy; "
           "success = seeds that generalized.", "",
-          tabulate(rows, headers=headers, tablefmt="github"), ""]
+          tabulate(_md_rows(rows), headers=headers, tablefmt="github"), ""]
     if scaling:
         md += ["## Sample-complexity scaling", ""]
         srows = [[s["task"], s["entry"], s["quantity"], _fmt(s["fitted_exponent"]), _fmt(s["theory_exponent"]),
                   ", ".join(f"p={_fmt(float(pt['p']))}: {_fmt(pt['fraction'])}" for pt in s["points"])] for s in scaling]
-        md += [tabulate(srows, headers=["task", "entry", "quantity", "fitted exponent", "theory exponent", "smallest generalizing fraction"], tablefmt="github"), ""]
+        md += [tabulate(_md_rows(srows), headers=["task", "entry", "quantity", "fitted exponent", "theory exponent", "smallest generalizing fraction"], tablefmt="github"), ""]
     md += [f"![{p.stem}]({p.name})" for p in images if p.suffix == ".png"]
     files = {
         "leaderboard.md": "\n".join(md) + "\n",
@@ -433,8 +439,7 @@ def write_report(store: Store, out: str | os.PathLike[str], *, suite: str | None
         "baseline.json": json.dumps(baseline_json(board, suite), indent=2) + "\n",
     }
     for name, text in files.items():
-        (out / name).write_text(text, encoding="utf-8")
-        written.append(out / name)
+        written.append(write_text(out / name, text))
     return written + images
 
 
@@ -449,13 +454,8 @@ def compare_with_baseline(
     A regression: an entry that is missing or stopped generalizing, a success rate that fell by more than
     ``success_tolerance``, or a median time-to-generalize that grew by more than ``tolerance`` (relative).
     """
-    try:
-        base = json.loads(Path(baseline).read_text(encoding="utf-8"))
-        entries = base["entries"]
-    except FileNotFoundError:
-        raise ConfigError(f"no baseline file {baseline}") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{baseline} is not a grokbench baseline ({type(exc).__name__}: {exc})") from None
+    base = load_baseline(baseline)
+    entries = base["entries"]
     suite = suite or base.get("suite")
     board = leaderboard(runs_frame(store, suite))
     current = {(r["task"], r["entry"]): r for _, r in board.iterrows()}
@@ -496,6 +496,7 @@ def export_store(store: Store, out: str | os.PathLike[str], fmt: str, *, suite: 
     if fmt == "parquet" and not (importlib.util.find_spec("pyarrow") or importlib.util.find_spec("fastparquet")):
         raise ConfigError('parquet export needs pyarrow: pip install "grokbench[parquet]" (or use --format csv)')
     frame = store.records(suite)
+    out = output_dir(out, (f"runs.{fmt}", f"curves.{fmt}"))
     if suite is None:
         frame = frame.drop_duplicates("id")
     summary = pd.json_normalize(frame["summary"].tolist()).set_index(frame.index) if len(frame) else pd.DataFrame(index=frame.index)
@@ -504,16 +505,10 @@ def export_store(store: Store, out: str | os.PathLike[str], fmt: str, *, suite: 
     for key in ("config", "plugins", "environment"):
         runs[key] = runs[key].map(lambda v: json.dumps(v, sort_keys=True))
     curves = store.curves_long(runs["id"])
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, table in (("runs", runs), ("curves", curves)):
         path = out / f"{name}.{fmt}"
-        if fmt == "csv":
-            table.to_csv(path, index=False)
-        else:
-            table.to_parquet(path, index=False)
-        written.append(path)
+        written.append(write_text(path, table.to_csv(index=False)) if fmt == "csv" else write_bytes(path, table.to_parquet(index=False)))
     return written
 
 

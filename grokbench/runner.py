@@ -23,6 +23,7 @@ from . import __version__
 from .checks import check_model, check_task_data, describe_failure
 from .config import RunConfig, parse_assignments, resolve_config
 from .errors import ConfigError, GrokbenchError, describe
+from .limits import check_runnable
 from .metrics import metric_summaries, summarize
 from .plugin_manager import get_registry
 from .registry import Entry, Registry
@@ -82,6 +83,8 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"device '{name}' is not available: torch sees {torch.cuda.device_count()} CUDA device(s)")
     if device.type not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"unsupported device '{name}' (use cpu, cuda, cuda:N or auto)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device '{name}' is not available: torch sees no MPS device (use cpu, cuda, cuda:N or auto)")
     return device
 
 
@@ -399,8 +402,9 @@ def execute(
 ) -> RunResult:
     """Train a resolved configuration and save it (``store=False`` saves nothing).
 
-    The store is opened (and checked) before training, written only after it.
+    The device, the memory the run needs and the store are checked before training; the store is written only after it.
     """
+    check_runnable([cfg], registry or get_registry())
     target = open_store(store)
     result = train_config(cfg, registry=registry, progress=progress, on_eval=on_eval)
     if target is not None:
@@ -457,6 +461,7 @@ def run_seeds(task: str, model: str, seeds: Sequence[int], *, store: str | os.Pa
     if overrides is not None and not isinstance(overrides, Mapping):
         overrides = parse_assignments(list(overrides))
     cfgs = [resolve_config(registry, task=task, model=model, overrides=overrides, seed=s, **options) for s in seeds]
+    check_runnable(cfgs, registry)
     target = open_store(store)
     results = train_group(cfgs, registry=registry, progress=progress, notice=notice)
     if target is not None:

@@ -69,6 +69,11 @@ def _split(total: int, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return perm[:n].sort().values, perm[n:].sort().values
 
 
+def _data_size(cls: type, params: SplitParams) -> tuple[DataSpec, int]:
+    """The data's shape and its number of examples, without building it (grokbench.limits' memory estimate)."""
+    return DataSpec(positions=2, vocab_size=params.p, output_dim=params.p), params.p**params.positions
+
+
 def _all_inputs(p: int, positions: int) -> torch.Tensor:
     """Every input as rows of token indices, in lexicographic order: ``[p**positions, positions]``."""
     grids = torch.meshgrid(*[torch.arange(p)] * positions, indexing="ij")
@@ -82,6 +87,8 @@ class ModAddClassification(ClassificationTask):
 
     class Params(SplitParams):
         loss: Literal["cross_entropy", "mse"] = Field("cross_entropy", description="training loss")
+
+    data_size = classmethod(_data_size)
 
     def make_data(self, seed: int) -> TaskData:
         p = self.params.p
@@ -115,6 +122,8 @@ class ModAddRegression(Task):
     class Params(SplitParams):
         p: int = Field(13, ge=2, description="the modulus")
         positions: ClassVar[int] = 3  # a training example is an entry (a, b, c) of p³
+
+    data_size = classmethod(_data_size)
 
     # A model sees the pair (a, b) (positions=2) and returns p outputs; the example (a, b, c)
     # observes output c. y is [n, 2] integers: (c, 1[a + b ≡ c]); the target is p · y[:, 1].

@@ -161,13 +161,18 @@ def test_process_executor_agrees_with_inline_run_for_run(tiny_inline, tmp_path, 
     assert summaries(tmp_path / "p.db") == summaries(inline_db)
 
 
-def test_a_failing_run_is_recorded_with_its_error_and_the_suite_goes_on(tmp_path, registry):
-    text = TINY_SUITE.replace('regularizer = "l2"', 'regularizer = "l2"\nset.train.device = "cuda:99"')
-    outcome = run_suite(load_suite(write(tmp_path / "f.toml", text), registry), store=tmp_path / "f.db")
+def test_a_failing_run_is_recorded_with_its_error_and_the_suite_goes_on(tmp_path, registry, monkeypatch):
+    from grokbench_plugins.regularizers import L2
+
+    def crash(self, params):
+        raise RuntimeError("l2 fell over")
+
+    monkeypatch.setattr(L2, "penalty_grads", crash)
+    outcome = run_suite(load_suite(write(tmp_path / "f.toml", TINY_SUITE), registry), store=tmp_path / "f.db")
     assert (outcome.trained, outcome.failed) == (4, 2)
     runs = Store(tmp_path / "f.db").records("tiny")
     failed = runs[runs["status"] == "failed"]
-    assert set(failed["entry"]) == {"l2"} and all("cuda:99" in m for m in failed["message"])
+    assert set(failed["entry"]) == {"l2"} and all("l2 fell over" in m for m in failed["message"])
     assert set(runs.loc[runs["status"] == "completed", "entry"]) == {"adamw"}
 
 
