@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import signal
+import sqlite3
 import sys
 
 import click
 
 from . import __version__
-from .errors import ConfigError, GrokbenchError, RunError
+from .errors import ConfigError, GrokbenchError, RunError, describe, one_line
 
 STORE_HELP = "results store (SQLite file); default $GROKBENCH_STORE or ./grokbench.db"
 MAX_RUNS_HELP = "refuse to plan more runs than this (default 10,000), before anything is expanded"
@@ -26,11 +28,13 @@ class GrokbenchGroup(click.Group):
             code, message = 130, "aborted"
         except click.ClickException as exc:
             code, message = exc.exit_code, exc.format_message()
+        except (OSError, sqlite3.Error) as exc:  # the machine failed us (a full disk, a vanished file): one line
+            code, message = 1, describe(exc)
         else:
             if not standalone_mode:
                 return rv
             sys.exit(rv if isinstance(rv, int) else 0)
-        click.echo(f"error: {message}", err=True)
+        click.echo(f"error: {one_line(message)}", err=True)
         if not standalone_mode:
             raise SystemExit(code)
         sys.exit(code)
@@ -236,5 +240,10 @@ def new_plugin(name: str, directory: str | None) -> None:
     click.echo(f"wrote {root}\nnext: pip install -e {root} && pytest {root}")
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM unwinds like Ctrl-C: finally blocks shut worker pools and a local Ray instance down
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminated)
     cli.main()

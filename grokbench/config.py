@@ -205,6 +205,8 @@ def resolve_config(
         chosen = explicit[kind] or over_sec.pop("name", None) or preset_sec.get("name")
         if not chosen:
             raise ConfigError(f"no {kind} given and no preset names one: pass --{kind} NAME")
+        if not isinstance(chosen, str):
+            raise ConfigError(f"invalid value for {kind}.name: expected a {kind} name (got {chosen!r})")
         over_sec.pop("name", None)
         # a preset's parameters belong to the component it names: drop them when another one is chosen
         if preset_sec.pop("name", chosen) != chosen:
