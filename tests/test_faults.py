@@ -11,20 +11,19 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import time
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from grokbench_plugins.local_executors import ProcessExecutor, WorkerDied
 
 from grokbench import cli as cli_module
 from grokbench import executors as executors_module
 from grokbench.executors import run_suite
 from grokbench.store import Store
 from grokbench.suites import load_suite
-from grokbench_plugins.local_executors import ProcessExecutor, WorkerDied
 
 from .test_suites import TINY_SUITE, summaries, write
 
