@@ -51,8 +51,9 @@ from pydantic import Field, ValidationError
 from .config import deep_merge
 from .errors import ConfigError
 from .registry import Registry
+from .safe_io import read_text
 from .store import Store
-from .suites import EntrySpec, PlannedRun, Suite, SuiteMeta, SuiteSpec, expand, parse_toml, read_spec_file
+from .suites import EntrySpec, PlannedRun, Suite, SuiteMeta, SuiteSpec, expand, parse_toml
 from .validation import StrictModel
 
 #: what a method (preset) may set; everything else is the track's
@@ -232,7 +233,7 @@ def load_benchmark(name_or_path: str, registry: Registry | None = None) -> Bench
 
     registry = registry or get_registry()
     path = find_benchmark(name_or_path)
-    spec = parse_toml(read_spec_file(path, "benchmark"), str(path), BenchmarkSpec)
+    spec = parse_toml(read_text(path, "benchmark file"), str(path), BenchmarkSpec)
     bench = Benchmark(spec, str(path))
     names = bench.tracks
     dup = sorted({n for n in names if names.count(n) > 1})

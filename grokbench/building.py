@@ -27,6 +27,8 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"device '{name}' is not available: torch sees {torch.cuda.device_count()} CUDA device(s)")
     if device.type not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"unsupported device '{name}' (use cpu, cuda, cuda:N or auto)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device '{name}' is not available: torch sees no MPS device (use cpu, cuda, cuda:N or auto)")
     return device
 
 

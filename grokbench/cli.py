@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import sqlite3
 import sys
 
 import click
 
 from . import __version__
-from .errors import ConfigError, GrokbenchError, RunError
+from .errors import ConfigError, GrokbenchError, RunError, describe, one_line
 
 STORE_HELP = "results store (SQLite file); default $GROKBENCH_STORE or ./grokbench.db"
+MAX_RUNS_HELP = "refuse to plan more runs than this (default 10,000), before anything is expanded"
 
 
 DEBUG_ENV = "GROKBENCH_DEBUG"  # the same as grokbench.results.DEBUG_ENV (not imported: it would import torch)
@@ -33,11 +36,13 @@ class GrokbenchGroup(click.Group):
             code, message = 130, "aborted"
         except click.ClickException as exc:
             code, message = exc.exit_code, exc.format_message()
+        except (OSError, sqlite3.Error) as exc:  # the machine failed us (a full disk, a vanished file): one line
+            code, message = 1, describe(exc)
         else:
             if not standalone_mode:
                 return rv
             sys.exit(rv if isinstance(rv, int) else 0)
-        click.echo(f"error: {message}", err=True)
+        click.echo(f"error: {one_line(message)}", err=True)
         if not standalone_mode:
             raise SystemExit(code)
         sys.exit(code)
@@ -71,7 +76,8 @@ def cli(no_entry_points: bool, disable: tuple[str, ...], debug: bool) -> None:
 @click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON on stdout: one object per line, one line per seed")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
-def run(task, model, regularizer, optimizer, preset, assignments, seed, seeds, device, store, as_json, quiet) -> None:
+@click.option("--max-runs", type=click.IntRange(min=1), help=MAX_RUNS_HELP)
+def run(task, model, regularizer, optimizer, preset, assignments, seed, seeds, device, store, as_json, quiet, max_runs) -> None:
     """Train one model on one task, save the run, and print its summary."""
     from .config import parse_seeds
     from .display import summary_text
@@ -84,9 +90,9 @@ def run(task, model, regularizer, optimizer, preset, assignments, seed, seeds, d
     if seeds is not None and seed is not None:
         raise ConfigError("--seed and --seeds exclude each other")
     if seeds is None:
-        results = [run_one(task, model, seed=seed, store=store or True, progress=progress, **options)]
+        results = [run_one(task, model, seed=seed, store=True if store is None else store, progress=progress, **options)]
     else:
-        results = run_seeds(task, model, parse_seeds(seeds), store=store or True, progress=progress, **options)
+        results = run_seeds(task, model, parse_seeds(seeds, max_runs), store=True if store is None else store, progress=progress, **options)
     columns = () if as_json else metric_declarations().columns
     texts = [json.dumps(r.to_json()) if as_json else summary_text(r.to_json(), columns) for r in results]
     click.echo(("\n" if as_json else "\n\n").join(texts))
@@ -168,7 +174,8 @@ def suite() -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 @driver_options
 @click.option("--retry-failed", is_flag=True, help="train again the runs stored as failed (by default they count as done)")
-def suite_run(file, executor, jobs, address, executor_options, store, as_json, quiet, retry_failed) -> None:
+@click.option("--max-runs", type=click.IntRange(min=1), help=MAX_RUNS_HELP)
+def suite_run(file, executor, jobs, address, executor_options, store, as_json, quiet, retry_failed, max_runs) -> None:
     """Train every run of a suite file not already in the store (runs are keyed by their config hash)."""
     from .config import parse_assignments
     from .executors import run_suite
@@ -176,7 +183,7 @@ def suite_run(file, executor, jobs, address, executor_options, store, as_json, q
 
     options = {"jobs": jobs, "address": address, **parse_assignments(list(executor_options))}
     outcome = run_suite(
-        load_suite(file),
+        load_suite(file, max_runs=max_runs),
         store=store,
         executor=executor,
         options=options,
@@ -321,5 +328,10 @@ def bench_report(benchmark_name, methods, store, out, no_plots) -> None:
     click.echo("\n".join(str(p) for p in written))
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM unwinds like Ctrl-C: finally blocks shut worker pools and a local Ray instance down
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminated)
     cli.main()

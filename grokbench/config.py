@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import Field, PositiveInt, ValidationError
 
 from .errors import ConfigError
+from .limits import check_count, check_values
 from .registry import Registry
 from .validation import StrictModel, validation_error
 
@@ -98,7 +99,7 @@ def parse_value(text: str) -> Any:
     """A ``--set`` value: JSON where it parses (numbers, booleans, null, lists), else the plain string."""
     try:
         return json.loads(text)
-    except json.JSONDecodeError:
+    except ValueError:  # not JSON (or an integer of more digits than Python converts): the plain string
         return text
 
 
@@ -130,8 +131,9 @@ def deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def parse_seeds(text: str) -> list[int]:
-    """``"0-15"`` -> 0..15; ``"0,3,5"`` -> [0, 3, 5]; ranges and lists mix (``"0-3,7"``). Repeats are an error."""
+def parse_seeds(text: str, max_runs: int | None = None) -> list[int]:
+    """``"0-15"`` -> 0..15; ``"0,3,5"`` -> [0, 3, 5]; ranges and lists mix (``"0-3,7"``). Repeats are an error,
+    and so are more than ``max_runs`` seeds (default :data:`grokbench.limits.MAX_RUNS`), before any list grows."""
     seeds: list[int] = []
     for part in text.split(","):
         lo, dash, hi = part.strip().partition("-")
@@ -141,6 +143,8 @@ def parse_seeds(text: str) -> list[int]:
             raise ConfigError(f"invalid seeds '{text}': expected a range such as 0-15 or a list such as 0,3,5") from None
         if last < first:
             raise ConfigError(f"invalid seeds '{text}': the range {part.strip()} is empty")
+        check_values({"seeds": [first, last]})
+        check_count(len(seeds) + last - first + 1, max_runs, f"--seeds {text}")
         seeds.extend(range(first, last + 1))
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"invalid seeds '{text}': a seed is repeated")
@@ -174,6 +178,8 @@ def resolve_config(
     """Build and validate a RunConfig from names, a preset and overrides (see the module docstring)."""
     registry.get("task", task)
     registry.get("model", model)
+    if preset is not None and not preset.strip():
+        raise ConfigError("invalid preset '': a preset name must not be empty (omit it for 'default')")
 
     preset_name = preset or "default"
     entries = registry.presets_for(preset_name, task, model)
@@ -188,6 +194,7 @@ def resolve_config(
         from_preset = deep_merge(from_preset, entry.component.settings)
     overrides = dict(overrides or {})
     tree = deep_merge(from_preset, overrides)
+    check_values({**tree, "seed": seed} if seed is not None else tree)  # before any plugin validates a value
     unknown = set(tree) - set(COMPONENT_KINDS) - {"metrics", "train", "seed"}
     if unknown:
         raise ConfigError(f"unknown key '{sorted(unknown)[0]}' (top-level keys: task, model, regularizer, optimizer, metrics, train, seed)")
@@ -209,6 +216,8 @@ def resolve_config(
         chosen = explicit[kind] or over_sec.pop("name", None) or preset_sec.get("name")
         if not chosen:
             raise ConfigError(f"no {kind} given and no preset names one: pass --{kind} NAME")
+        if not isinstance(chosen, str):
+            raise ConfigError(f"invalid value for {kind}.name: expected a {kind} name (got {chosen!r})")
         over_sec.pop("name", None)
         # a preset's parameters belong to the component it names: drop them when another one is chosen
         if preset_sec.pop("name", chosen) != chosen:

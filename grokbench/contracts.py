@@ -182,7 +182,17 @@ class Task(Component):
 
     CAPABILITIES: ClassVar[Mapping[str, Capability]] = {
         "classification": Capability("labels are class indices and outputs are class scores (argmax is the prediction)"),
+        "memory-estimate": Capability(
+            "`data_size(params)` gives the data's DataSpec and number of model inputs without building it "
+            "(runs too large for memory are refused before training)",
+            requires=("data_size",),
+        ),
     }
+
+    @classmethod
+    def data_size(cls, params: Any) -> tuple[DataSpec, int]:
+        """Capability ``memory-estimate``: ``(spec, n_inputs)`` of the data these parameters make (train and test)."""
+        raise NotImplementedError(f"task '{cls.name}' does not declare capability 'memory-estimate'")
 
     @abc.abstractmethod
     def make_data(self, seed: int) -> TaskData:
@@ -250,6 +260,10 @@ class Model(Component):
             "a hand-written multi-seed training step: `stack` returns a `BatchedModel` (otherwise seeds batch through torch.func)",
             requires=("stack",),
         ),
+        "memory-estimate": Capability(
+            "`size(params, spec)` gives (trainable parameters, floats of activations per input) without building it",
+            requires=("size",),
+        ),
     }
     #: degree L of positive homogeneity (capability ``homogeneous``)
     homogeneity: ClassVar[int | None] = None
@@ -311,6 +325,11 @@ class Model(Component):
 
         Without it, :func:`grokbench.ntk.empirical_ntk` uses the generic ``torch.func`` path."""
         raise NotImplementedError(f"model '{self.name}' does not declare capability 'ntk'")
+
+    @classmethod
+    def size(cls, params: Any, spec: DataSpec) -> tuple[int, int]:
+        """Capability ``memory-estimate``: ``(n_parameters, floats_per_input)`` of a forward and backward pass."""
+        raise NotImplementedError(f"model '{cls.name}' does not declare capability 'memory-estimate'")
 
     def token_weights(self) -> torch.Tensor:
         """Capability ``token-weights``: first-layer weights as ``[positions, vocab_size, hidden]``."""

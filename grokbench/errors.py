@@ -24,6 +24,17 @@ class RunError(GrokbenchError):
     exit_code = 1
 
 
+class StoreError(GrokbenchError):
+    """The store could not be written (a full disk, a read-only file system): the transaction was rolled back."""
+
+    exit_code = 1
+
+
+def one_line(text: str) -> str:
+    """``text`` as one printable line: line breaks and other control characters escaped (``\\n``, ``\\x1e``)."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text.strip())
+
+
 def describe(exc: BaseException) -> str:
     """``RuntimeError: first line of the message``: an exception as one line, for stored messages and notices."""
     lines = str(exc).strip().splitlines()

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from .config import COMPONENT_KINDS, RunConfig
 from .errors import ConfigError
+from .limits import check_runnable
 from .metrics import summarize
 from .plugin_manager import get_registry
 from .registry import Registry
@@ -152,6 +153,8 @@ def run_suite(
         configs = suite.unique_configs()
         done = target.stored_hashes((c.hash for c in configs), failed=not retry_failed)
         pending = [c for c in configs if c.hash not in done]
+        if not getattr(runner, "remote", False):  # runs train on this machine: its devices and memory, before any write
+            check_runnable(pending, registry)
         outcome = SuiteOutcome(suite.name, str(target.path), executor, planned=len(configs), skipped=len(configs) - len(pending))
         target.register_suite(suite.name, suite.source, suite.spec.model_dump(mode="json"), suite.members())
         groups = suite.groups(pending)

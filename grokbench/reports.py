@@ -21,7 +21,6 @@ Everything here reads the store only.
 from __future__ import annotations
 
 import importlib.util
-import io
 import json
 import math
 import os
@@ -35,15 +34,17 @@ import pandas as pd
 from tabulate import tabulate
 
 from . import __version__, html_page
+from .baselines import BASELINE_FORMAT, load_baseline
 from .config import COMPONENT_KINDS, variant_of
 from .contracts import CurvePanel, Metric, SummaryColumn
 from .errors import ConfigError
-from .outputs import write_file
+from .safe_io import md_cell, output_dir, save_figure, write_file
 from .store import Store
 
 #: what competes unless a suite's ``[report] compare`` says otherwise
 DEFAULT_COMPARE = ("regularizer", "optimizer")
-BASELINE_FORMAT = 2
+#: the files a report writes (checked before anything is computed), beside its plots
+REPORT_FILES = ("leaderboard.md", "summary.md", "leaderboard.html", "leaderboard.csv", "baseline.json")
 #: the curves every task reports (``Task.evaluate``'s contract), drawn before the metrics' panels
 CORE_PANELS = (CurvePanel(("train_acc", "test_acc"), "accuracy"), CurvePanel(("train_loss", "test_loss"), "loss", log_y=True))
 
@@ -65,6 +66,11 @@ def metric_declarations(metrics: Iterable[type[Metric]] | None = None) -> Declar
         metrics = [registry.get("metric", name) for name in registry.names("metric") if name in registry.entries["metric"]]
     metrics = list(metrics)
     return Declarations(tuple(c for m in metrics for c in m.report_columns), tuple(p for m in metrics for p in m.report_panels))
+
+
+def _md_rows(rows: list[list[Any]]) -> list[list[str]]:
+    """Table cells made safe for Markdown (``|``, newlines, raw HTML)."""
+    return [[md_cell(c) for c in row] for row in rows]
 
 
 # ----------------------------------------------------------------------- frame
@@ -327,11 +333,7 @@ def _slug(text: str) -> str:
 def _save(fig: Any, out: Path, stem: str) -> list[Path]:
     import matplotlib.pyplot as plt
 
-    paths = []
-    for ext in ("png", "svg"):
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format=ext, dpi=110, bbox_inches="tight", metadata={"Date": None} if ext == "svg" else None)
-        paths.append(write_file(out / f"{stem}.{ext}", buffer.getvalue()))
+    paths = [save_figure(fig, out / f"{stem}.{ext}", dpi=110, bbox_inches="tight", metadata={"Date": None} if ext == "svg" else None) for ext in ("png", "svg")]
     plt.close(fig)
     return paths
 
@@ -582,8 +584,7 @@ def write_report(
     check_comparable(frame)
     declarations = declarations if declarations is not None else metric_declarations()
     spec = store.suite_spec(suite) if suite else None
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(out, REPORT_FILES)
     board = leaderboard(frame, declarations.columns)
     headers, cells = _display(board)
     text_rows = [[c.text for c in row] for row in cells]
@@ -596,15 +597,16 @@ def write_report(
 
         matplotlib.use("Agg")
         figures = curve_figures(frame, store.curves_long(frame["id"].unique()), CORE_PANELS + declarations.panels) + sweep_figures(frame)
-        for figure in figures:
-            images += _save(draw(figure), out, figure.stem)
-        if scaling:
-            images += plot_scaling(scaling, out)
+        with matplotlib.rc_context({"text.parse_math": False}):  # names are text: a '$' is a dollar, not mathtext
+            for figure in figures:
+                images += _save(draw(figure), out, figure.stem)
+            if scaling:
+                images += plot_scaling(scaling, out)
     rule = rule_text(board, len(frame))
-    tables = [tabulate(text_rows, headers=headers, tablefmt="github"), ""]
+    tables = [tabulate(_md_rows(text_rows), headers=headers, tablefmt="github"), ""]
     if scaling:
         s_headers, s_rows = _scaling_rows(scaling)
-        tables += ["## Sample-complexity scaling", "", tabulate(s_rows, headers=s_headers, tablefmt="github"), ""]
+        tables += ["## Sample-complexity scaling", "", tabulate(_md_rows(s_rows), headers=s_headers, tablefmt="github"), ""]
     md = [f"# {title}", "", rule, "", *tables]
     titles = {f.stem: f.title for f in figures}
     md += [f"![{titles.get(p.stem, p.stem)}]({p.name})" for p in images if p.suffix == ".png"]
@@ -632,23 +634,6 @@ def write_report(
 # --------------------------------------------------------------------- compare
 
 
-def read_baseline(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A baseline.json of this grokbench version and format, or a :class:`ConfigError` saying why not."""
-    try:
-        base = json.loads(Path(path).read_text(encoding="utf-8"))
-        base["entries"][:0]
-    except FileNotFoundError:
-        raise ConfigError(f"no baseline file {path}") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{path} is not a grokbench baseline ({type(exc).__name__}: {exc})") from None
-    if base.get("format") != BASELINE_FORMAT or base.get("grokbench") != __version__:
-        raise ConfigError(
-            f"{path} was written by grokbench {base.get('grokbench', '(unknown)')} in baseline format {base.get('format')}; "
-            f"this is grokbench {__version__} (format {BASELINE_FORMAT}): regenerate it with 'grokbench report'"
-        )
-    return base
-
-
 def compare_with_baseline(
     store: Store, baseline: str | os.PathLike[str], *, suite: str | None = None, tolerance: float = 0.1, success_tolerance: float = 0.0
 ) -> tuple[str, int]:
@@ -657,7 +642,7 @@ def compare_with_baseline(
     A regression: an entry that is missing or stopped generalizing, a success rate that fell by more than
     ``success_tolerance``, or a median time-to-generalize that grew by more than ``tolerance`` (relative).
     """
-    base = read_baseline(baseline)
+    base = load_baseline(baseline)
     suite = suite or base.get("suite")
     board = leaderboard(runs_frame(store, suite, base.get("compare")))
     current = {(r["group_label"], r["entry"]): r for _, r in board.iterrows()}
@@ -701,6 +686,7 @@ def export_store(store: Store, out: str | os.PathLike[str], fmt: str, *, suite: 
     if fmt == "parquet" and not (importlib.util.find_spec("pyarrow") or importlib.util.find_spec("fastparquet")):
         raise ConfigError('parquet export needs pyarrow: pip install "grokbench[parquet]" (or use --format csv)')
     frame = store.records(suite)
+    out = output_dir(out, (f"runs.{fmt}", f"curves.{fmt}"))
     if suite is None:
         frame = frame.drop_duplicates("id")
     summary = pd.json_normalize(frame["summary"].tolist()).set_index(frame.index) if len(frame) else pd.DataFrame(index=frame.index)
@@ -709,8 +695,6 @@ def export_store(store: Store, out: str | os.PathLike[str], fmt: str, *, suite: 
     for key in ("config", "plugins", "environment"):
         runs[key] = runs[key].map(lambda v: json.dumps(v, sort_keys=True))
     curves = store.curves_long(runs["id"])
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, table in (("runs", runs), ("curves", curves)):
         data = table.to_csv(index=False) if fmt == "csv" else table.to_parquet(index=False)
@@ -719,5 +703,5 @@ def export_store(store: Store, out: str | os.PathLike[str], fmt: str, *, suite: 
 
 
 __all__ = ["CORE_PANELS", "Declarations", "Figure", "check_comparable", "compare_with_baseline", "curve_figures", "draw", "export_store",
-           "hyperparameters", "leaderboard", "metric_declarations", "param", "read_baseline", "runs_frame", "scaling_table",
+           "hyperparameters", "leaderboard", "metric_declarations", "param", "runs_frame", "scaling_table",
            "sweep_figures", "varied_keys", "write_report"]

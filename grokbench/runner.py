@@ -19,6 +19,7 @@ from .building import Prepared, build, prepare, start
 from .config import RunConfig, parse_assignments, resolve_config
 from .contracts import BatchedModel
 from .errors import GrokbenchError, describe
+from .limits import check_runnable
 from .metrics import metric_summaries, summarize
 from .plugin_manager import get_registry
 from .registry import Registry
@@ -211,8 +212,9 @@ def execute(
 ) -> RunResult:
     """Train a resolved configuration and save it (``store=False`` saves nothing).
 
-    The store is opened (and checked) before training, written only after it.
+    The device, the memory the run needs and the store are checked before training; the store is written only after it.
     """
+    check_runnable([cfg], registry or get_registry())
     target = open_store(store)
     result = train_config(cfg, registry=registry, progress=progress, on_eval=on_eval)
     if target is not None:
@@ -269,6 +271,7 @@ def run_seeds(task: str, model: str, seeds: Sequence[int], *, store: str | os.Pa
     if overrides is not None and not isinstance(overrides, Mapping):
         overrides = parse_assignments(list(overrides))
     cfgs = [resolve_config(registry, task=task, model=model, overrides=overrides, seed=s, **options) for s in seeds]
+    check_runnable(cfgs, registry)
     target = open_store(store)
     results = train_group(cfgs, registry=registry, progress=progress, notice=notice)
     if target is not None:

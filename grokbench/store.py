@@ -13,6 +13,7 @@ import json
 import math
 import os
 import sqlite3
+import time
 from collections.abc import Iterable
 from contextlib import closing
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import ConfigError
+from .errors import ConfigError, StoreError
 
 APPLICATION_ID = 0x47524F4B  # "GROK"
 DEFAULT_PATH = "grokbench.db"
@@ -103,24 +104,50 @@ class Store:
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, create: bool = True):
+        if path is not None and not str(path).strip():
+            raise ConfigError("invalid store '': a store path must not be empty")
         self.path = Path(path) if path is not None else default_path()
+        self.readonly = False  # a reader of a store it cannot write opens it read-only
+        self._checked = False
         if not self.path.exists():
             if not create:
                 raise ConfigError(f"no results store at {self.path} (run 'grokbench run' first, or pass --store)")
             if not self.path.parent.is_dir():
                 raise ConfigError(f"cannot create the store {self.path}: directory {self.path.parent} does not exist")
+            if not writable(self.path.parent):
+                raise ConfigError(f"cannot create the store {self.path}: directory {self.path.parent} is not writable")
         elif self.path.is_dir():
             raise ConfigError(f"{self.path} is a directory, not a grokbench store")
+        elif not self.path.is_file():
+            raise ConfigError(f"{self.path} is not a regular file, not a grokbench store")
         else:
+            can_write = writable(self.path) and writable(self.path.parent)
+            if create and not can_write:
+                raise ConfigError(
+                    f"the store {self.path} is read-only (it and its directory must be writable: SQLite keeps "
+                    f"-wal and -shm files beside it); nothing was run"
+                )
+            if not create and self.path.stat().st_size == 0:
+                raise ConfigError(f"{self.path} is an empty file, not a grokbench store")
+            self.readonly = not can_write
             self._check_or_migrate()
 
     def _ensure(self) -> None:
-        """Create the file (with the current schema) on the first write."""
-        if not self.path.exists():
+        """Create the file (with the current schema) on the first write; check it once."""
+        if not self._checked:
             self._check_or_migrate()
 
     def connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30)
+        if self.readonly:  # read-only: no -wal/-shm is created; immutable when even the lock files cannot be
+            uri = self.path.resolve().as_uri()
+            conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30)
+            try:
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.OperationalError:
+                conn.close()
+                conn = sqlite3.connect(f"{uri}?immutable=1", uri=True)
+        else:
+            conn = sqlite3.connect(self.path, timeout=30)
         conn.execute("PRAGMA foreign_keys = ON")
         return conn
 
@@ -137,14 +164,21 @@ class Store:
                         f"{self.path} has schema version {version}, newer than this grokbench supports "
                         f"({SCHEMA_VERSION}); upgrade grokbench"
                     )
+                if version < SCHEMA_VERSION and self.readonly:
+                    raise ConfigError(
+                        f"{self.path} is read-only and has schema version {version}: it needs a migration to "
+                        f"{SCHEMA_VERSION}, which cannot be written"
+                    )
                 if version < SCHEMA_VERSION:
                     self._migrate(conn, version)
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"{self.path} is not a grokbench store ({exc})") from None
+        self._checked = True
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection, version: int) -> None:
-        conn.execute("PRAGMA journal_mode = WAL")
+        """Migrate under BEGIN IMMEDIATE (several processes may create one store at once: the busy timeout
+        makes the others wait, and they find the work done), then switch to WAL."""
         conn.isolation_level = None  # explicit BEGIN/COMMIT: DDL inside one transaction
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -159,6 +193,14 @@ class Store:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        for attempt in range(100):  # switching to WAL takes an exclusive lock, for which no busy handler waits
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError:
+                if attempt == 99:
+                    raise
+                time.sleep(0.05)
 
     # ------------------------------------------------------------------ writing
 
@@ -195,12 +237,20 @@ class Store:
             if row.get("suite") is not None and "runs.config_hash" in str(exc):
                 return False  # another driver stored this config first: keep that one
             raise
+        except sqlite3.OperationalError as exc:  # a full disk, a read-only file system: rolled back
+            raise StoreError(f"cannot write run {run['id']} to the store {self.path}: {exc}") from None
         return True
 
     def register_suite(self, name: str, source: str | None, spec: dict[str, Any], members: Iterable[tuple[str, str]]) -> None:
         """Record a suite and its planned runs ``(entry, config_hash)``, replacing an earlier plan of that name."""
         now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
         self._ensure()
+        try:
+            self._register_suite(name, source, spec, members, now)
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"cannot write suite '{name}' to the store {self.path}: {exc}") from None
+
+    def _register_suite(self, name: str, source: str | None, spec: dict[str, Any], members: Iterable[tuple[str, str]], now: str) -> None:
         with closing(self.connect()) as conn, conn:
             conn.execute(
                 "INSERT INTO suites (name, source, spec, updated_at) VALUES (?, ?, ?, ?) "
@@ -218,6 +268,7 @@ class Store:
         wanted = list(dict.fromkeys(hashes))
         if not self.path.exists() or not wanted:
             return set()
+        self._ensure()  # another process may be creating it right now
         with closing(self.connect()) as conn:
             conn.execute("CREATE TEMP TABLE wanted (h TEXT PRIMARY KEY)")
             conn.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", [(h,) for h in wanted])
@@ -292,7 +343,7 @@ class Store:
         """A run by id or unique id prefix, with its JSON columns decoded."""
         with closing(self.connect()) as conn:
             conn.row_factory = sqlite3.Row
-            rows = conn.execute("SELECT * FROM runs WHERE id LIKE ? || '%' LIMIT 2", (run_id,)).fetchall()
+            rows = conn.execute("SELECT * FROM runs WHERE substr(id, 1, ?) = ? LIMIT 2", (len(run_id), run_id)).fetchall()
         if not rows:
             raise ConfigError(f"no run '{run_id}' in {self.path}")
         if len(rows) > 1:
@@ -311,6 +362,15 @@ class Store:
         wide = long.pivot(index="step", columns="name", values="value").reset_index()
         wide.columns.name = None
         return wide
+
+
+def writable(path: Path) -> bool:
+    """Whether this process may write ``path`` (a file or directory): its permissions and its file system."""
+    try:
+        read_only_fs = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only_fs = False
+    return os.access(path, os.W_OK) and not read_only_fs
 
 
 def _known(names: Iterable[str]) -> str:

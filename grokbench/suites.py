@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -44,7 +45,9 @@ from pydantic import Field, ValidationError
 
 from .config import COMPONENT_KINDS, RunConfig, deep_merge, resolve_config
 from .errors import ConfigError
+from .limits import check_count, check_values
 from .registry import Registry
+from .safe_io import read_text
 from .validation import StrictModel, validation_error
 
 if sys.version_info >= (3, 11):
@@ -190,13 +193,37 @@ def parse_toml(text: str, source: str, model: type[Spec]) -> Spec:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: invalid TOML: {exc}") from None
     try:
+        check_values(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    try:
         return model.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{source}: {validation_error(exc)}") from None
 
 
-def expand(spec: SuiteSpec, registry: Registry, source: str = "<suite>") -> list[PlannedRun]:
-    """Entries × grid points × seeds, each resolved and validated like ``grokbench run``."""
+def planned_count(spec: SuiteSpec, source: str = "<suite>") -> int:
+    """How many runs the suite plans (entries × grid points × seeds), counted without expanding anything."""
+    total = 0
+    for entry in spec.entries:
+        try:
+            axes = {**_flatten_grid(spec.defaults.grid), **_flatten_grid(entry.grid)}
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: entry '{entry.name}': {exc}") from None
+        for axis in axes:
+            if axis == "seed" or axis.startswith("seed."):
+                raise ConfigError(f"{source}: entry '{entry.name}': grid.{axis} is not a parameter (seeds are listed in 'seeds = [...]')")
+        if "seed" in spec.defaults.set or "seed" in entry.set:
+            raise ConfigError(f"{source}: entry '{entry.name}': set.seed is not a parameter (seeds are listed in 'seeds = [...]')")
+        seeds = entry.seeds or spec.defaults.seeds or spec.suite.seeds
+        total += math.prod(len(values) for values in axes.values()) * len(seeds)
+    return total
+
+
+def expand(spec: SuiteSpec, registry: Registry, source: str = "<suite>", max_runs: int | None = None) -> list[PlannedRun]:
+    """Entries × grid points × seeds, each resolved and validated like ``grokbench run``; more than
+    ``max_runs`` (default :data:`grokbench.limits.MAX_RUNS`) is refused, with the count, before expanding."""
+    check_count(planned_count(spec, source), max_runs, source)
     runs: list[PlannedRun] = []
     names = [e.name for e in spec.entries]
     duplicated = sorted({n for n in names if names.count(n) > 1})
@@ -228,21 +255,12 @@ def expand(spec: SuiteSpec, registry: Registry, source: str = "<suite>") -> list
     return runs
 
 
-def read_spec_file(path: Path, kind: str) -> str:
-    """The text of a suite or benchmark file (``kind``); a missing or unreadable file is a ConfigError."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"no {kind} file {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {kind} file {path}: {exc}") from None
-
-
-def load_suite(path: str | os.PathLike[str], registry: Registry | None = None) -> Suite:
-    """Read, validate and expand a suite file."""
+def load_suite(path: str | os.PathLike[str], registry: Registry | None = None, max_runs: int | None = None) -> Suite:
+    """Read (a regular file of bounded size), validate and expand a suite file (at most ``max_runs`` runs)."""
     from .plugin_manager import get_registry
 
     path = Path(path)
-    spec = parse_suite(read_spec_file(path, "suite"), str(path))
-    runs = expand(spec, registry or get_registry(), str(path))
+    text = read_text(path, "suite file")
+    spec = parse_suite(text, str(path))
+    runs = expand(spec, registry or get_registry(), str(path), max_runs)
     return Suite(name=spec.suite.name, source=str(path), spec=spec, runs=runs)

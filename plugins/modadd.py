@@ -71,6 +71,11 @@ def _split(total: int, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return perm[:n].sort().values, perm[n:].sort().values
 
 
+def _data_size(cls: type, params: SplitParams) -> tuple[DataSpec, int]:
+    """The data's shape and its number of examples, without building it (grokbench.limits' memory estimate)."""
+    return DataSpec(positions=2, vocab_size=params.p, output_dim=params.p), params.p**params.positions
+
+
 def _all_inputs(p: int, positions: int) -> torch.Tensor:
     """Every input as rows of token indices, in lexicographic order: ``[p**positions, positions]``."""
     grids = torch.meshgrid(*[torch.arange(p)] * positions, indexing="ij")
@@ -86,6 +91,11 @@ class ModAddClassification(ClassificationTask):
         loss: Literal["cross_entropy", "mse", "stablemax"] = Field(
             "cross_entropy", description="training loss (stablemax: Prieto et al. 2025's StableMax cross-entropy)"
         )
+
+    capabilities = ClassificationTask.capabilities | {"memory-estimate"}
+    @classmethod
+    def data_size(cls, params: SplitParams) -> tuple[DataSpec, int]:
+        return _data_size(cls, params)
 
     def make_data(self, seed: int) -> TaskData:
         p = self.params.p
@@ -121,6 +131,11 @@ class ModAddRegression(Task):
     class Params(SplitParams):
         p: int = Field(13, ge=2, description="the modulus")
         positions: ClassVar[int] = 3  # a training example is an entry (a, b, c) of p³
+
+    capabilities = frozenset({"memory-estimate"})
+    @classmethod
+    def data_size(cls, params: SplitParams) -> tuple[DataSpec, int]:
+        return _data_size(cls, params)
 
     # A model sees the pair (a, b) (positions=2) and returns p outputs; the example (a, b, c)
     # observes output c. y is [n, 2] integers: (c, 1[a + b ≡ c]); the target is p · y[:, 1].

@@ -48,7 +48,7 @@ class QuadraticNetwork(Model):
     """f(x) = V (W x)², two layers, quadratic activation, no biases (the paper's model)."""
 
     name = "quadratic"
-    capabilities = frozenset({"homogeneous", "batched-step", "ntk", "token-weights"})
+    capabilities = frozenset({"homogeneous", "batched-step", "ntk", "token-weights", "memory-estimate"})
     homogeneity: ClassVar[int] = 3
 
     class Params(Params):
@@ -67,6 +67,12 @@ class QuadraticNetwork(Model):
             elif not re.fullmatch(r"[1-9]\d*p", value):
                 raise ValueError("width must be a positive integer or a multiple of p such as '4p'")
             return value
+
+    @classmethod
+    def size(cls, params: Params, spec: DataSpec) -> tuple[int, int]:
+        """Parameters, and floats per input (z, z², output and their gradients): grokbench.limits' memory estimate."""
+        h = resolve_width(params.width, spec.vocab_size)
+        return h * (spec.positions * spec.vocab_size + spec.output_dim), 3 * h + 2 * spec.output_dim
 
     def __init__(self, params: Params, spec: DataSpec, *, generator: torch.Generator, device="cpu", dtype=torch.float32):
         super().__init__(params, spec, generator=generator, device=device, dtype=dtype)

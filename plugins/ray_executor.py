@@ -57,6 +57,7 @@ class RayExecutor(Executor):
         self.ray = ray
         self.owned = False
         address = self.params.address or os.environ.get("RAY_ADDRESS")
+        self.remote = bool(address) and address != "local"  # runs train elsewhere: the driver does not check its own devices
         if address:
             check_reachable(address)
         if ray.is_initialized():  # the caller already connected (a notebook, a test session): use that

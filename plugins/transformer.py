@@ -42,6 +42,7 @@ class Transformer(Model):
     """One-layer transformer (tokens a, b, "="; attention + MLP, no LayerNorm), after Nanda et al. (2023)."""
 
     name = "transformer"
+    capabilities = frozenset({"memory-estimate"})
 
     class Params(Params):
         d_model: PositiveInt = Field(128, description="residual stream width")
@@ -55,6 +56,13 @@ class Transformer(Model):
             if self.d_model % self.n_heads:
                 raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
             return self
+
+    @classmethod
+    def size(cls, params: Params, spec: DataSpec) -> tuple[int, int]:
+        """Parameters, and floats per input autograd keeps (residual stream, attention, MLP): grokbench.limits' estimate."""
+        d, m, ctx, out = params.d_model, params.d_mlp, spec.positions + 1, spec.output_dim
+        n_params = (spec.vocab_size + 1 + ctx) * d + 4 * d * d + 2 * d * m + m + d + d * out
+        return n_params, ctx * (8 * d + 3 * m + 2 * params.n_heads * ctx) + 2 * out
 
     def __init__(self, params, spec: DataSpec, *, generator, device="cpu", dtype=torch.float32):
         super().__init__(params, spec, generator=generator, device=device, dtype=dtype)

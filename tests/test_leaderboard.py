@@ -140,13 +140,13 @@ def test_a_report_over_runs_that_share_nothing_comparable_exits_2_in_one_line(tm
 
 def test_report_files_are_written_whole_and_never_through_a_symlink(tmp_path):
     from grokbench.errors import ConfigError
-    from grokbench.outputs import write_file
+    from grokbench.safe_io import write_file
 
     target = tmp_path / "elsewhere.txt"
     target.write_text("keep")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "leaderboard.md").symlink_to(target)
-    with pytest.raises(ConfigError, match="refusing to write .*leaderboard.md: it is a symbolic link"):
+    with pytest.raises(ConfigError, match="refusing to write .*leaderboard.md: it is a symlink"):
         write_file(tmp_path / "out" / "leaderboard.md", "x")
     assert target.read_text() == "keep"
     write_file(tmp_path / "out" / "a.md", "one")

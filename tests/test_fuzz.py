@@ -1,0 +1,209 @@
+"""A property-based fuzzer (hypothesis) over ``--set`` values, option strings, suite documents and baselines.
+
+The promise, for every input: exit 0; or exit 2 with exactly one line on stderr, no traceback, and the
+store and every other file unchanged. (``compare`` may also exit 1 on a regression, with one line.)
+Bounded so that the suite stays fast: in-process CliRunner, runs of p <= ~100, one step, at most 8 runs,
+and a machine of 256 MiB as far as the memory estimate knows, so that any large value is refused, not trained.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from grokbench import cli as cli_module
+from grokbench import limits
+
+from .test_reliability import SUITE, snapshot
+
+#: examples per property; GROKBENCH_FUZZ_EXAMPLES=1000 for a longer campaign (docs/reliability.md)
+FUZZ = settings(max_examples=int(os.environ.get("GROKBENCH_FUZZ_EXAMPLES", "40")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+TINY = ["--set", "task.p=5", "--set", "model.width=4", "--set", "train.eval_every=1"]
+
+
+@pytest.fixture(autouse=True)
+def small_machine(monkeypatch):
+    monkeypatch.setattr(limits, "available_bytes", lambda device: 256 * 1024 * 1024)
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli_module.cli, [str(a) for a in args])
+
+
+def check_promise(result, before, after, *, may_fail_with: str | None = None) -> None:
+    """exit 0, or exit 2 with one line and nothing changed (or exit 1 with one line matching ``may_fail_with``)."""
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    if result.exit_code == 0:
+        return
+    assert len(lines) == 1 and lines[0].startswith("error: "), (result.exit_code, result.stderr)
+    if result.exit_code == 1 and may_fail_with is not None:
+        assert re.search(may_fail_with, lines[0]), lines[0]
+        return
+    assert result.exit_code == 2, (result.exit_code, lines)
+    assert after == before
+
+
+def fuzzed(args_for):
+    """Run ``args_for(folder)`` in a fresh folder; return the result and the folder before and after."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        args = args_for(folder)
+        before = snapshot(folder)
+        result = invoke(*args)
+        return result, before, snapshot(folder)
+
+
+# ------------------------------------------------------------------ --set values
+
+KEYS = st.sampled_from([
+    "task.p", "task.train_fraction", "task.n_train", "task.split_seed", "task.loss", "model.width", "model.init_scale",
+    "model.parameterization", "optimizer.lr", "optimizer.beta1", "optimizer.name", "regularizer.strength", "regularizer.name",
+    "train.batch_size", "train.memorize_threshold", "train.generalize_threshold", "train.dtype", "train.device",
+    "train.early_stop", "seed", "metrics.l2_norm", "metrics.fourier", "metrics", "task", "model.name", "bogus.key", "",
+]) | st.from_regex(r"[a-z_.=]{1,15}", fullmatch=True)
+
+JSONISH = st.sampled_from(["1e400", "-1e400", "NaN", "Infinity", "null", "true", "[1,2]", "{}", '{"a":1}', '"4p"', "4p",
+                           "2*p^2", "2*p^(5/3)", "", "[]", "9" * 40, "-0", "0.0", "1e-400", "\u00e9", "cuda", "float16"])
+VALUES = st.one_of(
+    JSONISH,
+    st.integers(min_value=-(2**70), max_value=2**70).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(json.dumps),
+    st.text(max_size=20),
+)
+
+
+@FUZZ
+@given(key=KEYS, value=VALUES)
+def test_fuzz_set_values(key, value):
+    def args(folder):
+        return ["run", "-t", "modadd-cls", "-m", "quadratic", *TINY, "--set", f"{key}={value}", "--set", "train.steps=1", "-q", "--store", folder / "s.db"]
+
+    check_promise(*fuzzed(args), may_fail_with=r"^error: run \w+ failed: ")
+
+
+# ------------------------------------------------------------------ option strings
+
+OPTION_TEXT = st.one_of(st.text(max_size=30), st.sampled_from(["", " ", "cpu", "auto", "cuda", "mps", "0-3", "0,1", "-1", "3-1", "0-99999", "1,1", "9" * 30, "default", "paper", "nanda"]))
+OPTIONS = st.sampled_from(["--task", "--model", "--regularizer", "--optimizer", "--preset", "--device", "--seed", "--seeds"])
+
+
+@FUZZ
+@given(option=OPTIONS, value=OPTION_TEXT)
+def test_fuzz_option_strings(option, value):
+    def args(folder):
+        base = {"--task": "modadd-cls", "--model": "quadratic"}
+        base[option] = value
+        flat = [x for pair in base.items() for x in pair]
+        return ["run", *flat, *TINY, "--set", "train.steps=1", "--max-runs", "8", "-q", "--store", folder / "s.db"]
+
+    check_promise(*fuzzed(args), may_fail_with=r"^error: run \w+ failed: ")
+
+
+# ------------------------------------------------------------------ suite documents
+
+
+def toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf") if math.isinf(value) else repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return "{ " + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
+
+
+SCALARS = st.one_of(st.integers(min_value=-(2**64), max_value=2**64), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12), st.booleans())
+TOML_VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8)
+SUITE_KEYS = st.sampled_from([
+    "name", "regularizer", "optimizer", "preset", "seeds", "task", "model", "bogus",
+    "set.task.p", "set.task.train_fraction", "set.model.width", "set.model.init_scale", "set.optimizer.lr", "set.regularizer.strength",
+    "set.train.device", "set.train.dtype", "set.seed", "set.bogus", "grid.task.p", "grid.model.width", "grid.task.train_fraction",
+    "grid.seed", "grid.optimizer.lr", "grid",
+])
+
+
+@FUZZ
+@given(edits=st.lists(st.tuples(SUITE_KEYS, TOML_VALUES), min_size=1, max_size=3), in_suite=st.booleans())
+def test_fuzz_suite_documents(edits, in_suite):
+    lines = "".join(f"{'seeds' if in_suite and k == 'seeds' else k} = {toml_value(v)}\n" for k, v in edits)
+    text = SUITE.replace('regularizer = "l2"\n', 'regularizer = "l2"\n' + lines)
+
+    def args(folder):
+        (folder / "suite.toml").write_text(text)
+        return ["suite", "run", folder / "suite.toml", "--store", folder / "s.db", "--max-runs", "8", "--quiet"]
+
+    check_promise(*fuzzed(args))
+
+
+@FUZZ
+@given(junk=st.text(max_size=40), at=st.integers(min_value=0, max_value=len(SUITE)))
+def test_fuzz_suite_text(junk, at):
+    text = SUITE[:at] + junk + SUITE[at:]
+
+    def args(folder):
+        (folder / "suite.toml").write_text(text)
+        return ["suite", "run", folder / "suite.toml", "--store", folder / "s.db", "--max-runs", "8", "--quiet"]
+
+    check_promise(*fuzzed(args))
+
+
+# ------------------------------------------------------------------ baselines
+
+
+@pytest.fixture(scope="module")
+def store_with_runs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fuzz-store")
+    (folder / "suite.toml").write_text(SUITE)
+    assert invoke("suite", "run", folder / "suite.toml", "--store", folder / "s.db").exit_code == 0
+    return folder / "s.db"
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=10,
+)
+ENTRY_KEYS = ["task", "entry", "seeds", "generalized", "success_rate", "median_t_generalize", "final_test_acc"]
+
+
+@st.composite
+def baselines(draw):
+    entry = {"task": "modadd-cls", "entry": "adamw", "seeds": 1, "generalized": 0, "success_rate": 0.0, "median_t_generalize": None, "final_test_acc": 0.1}
+    doc = {"format": 1, "suite": "hostile", "entries": [entry]}
+    for _ in range(draw(st.integers(min_value=1, max_value=3))):
+        where = draw(st.sampled_from(["top", "entry"]))
+        target = doc if where == "top" else entry
+        key = draw(st.sampled_from(["format", "suite", "entries", "extra"] if where == "top" else [*ENTRY_KEYS, "extra"]))
+        if draw(st.booleans()):
+            target.pop(key, None)
+        else:
+            target[key] = draw(JSON)
+    return json.dumps(doc) if draw(st.booleans()) else json.dumps(draw(JSON))
+
+
+@FUZZ
+@given(text=baselines())
+def test_fuzz_baselines(store_with_runs, text):
+    before_store = store_with_runs.read_bytes()
+
+    def args(folder):
+        (folder / "baseline.json").write_text(text)
+        return ["compare", "--baseline", folder / "baseline.json", "--store", store_with_runs]
+
+    check_promise(*fuzzed(args), may_fail_with=r"regression\(s\) against")
+    assert store_with_runs.read_bytes() == before_store
