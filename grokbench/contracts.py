@@ -314,6 +314,15 @@ class OptimizerState:
         """Update the parameters in place from ``grads`` (same order and shapes; the trainer may reuse them)."""
         raise NotImplementedError
 
+    def state_dict(self) -> dict[str, Any]:
+        """The state a checkpoint saves (tensors, numbers, strings, nested dicts and lists); stateless: ``{}``.
+
+        A stateful optimizer overrides this and :meth:`load_state_dict`, or a resumed run is not exact."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
 
 class TorchOptimizerState(OptimizerState):
     """Adapts a ``torch.optim.Optimizer`` to the ``step(grads)`` interface."""
@@ -328,6 +337,12 @@ class TorchOptimizerState(OptimizerState):
         self.torch_optimizer.step()
         for p in self.params:
             p.grad = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.torch_optimizer.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.torch_optimizer.load_state_dict(state)
 
 
 @dataclass
@@ -417,3 +432,37 @@ class Preset:
     settings: Mapping[str, Any]
 
     kind: ClassVar[str] = "preset"
+
+
+class Logger(Component):
+    """Receives a run's events (start with the resolved config, each evaluation, each checkpoint, the end) and
+    sends them to a tracker: a file, TensorBoard, MLflow, Weights & Biases.
+
+    One instance serves the runs of one command in turn (``start`` ... ``end``, then the next run). It is made
+    with ``directory``, where it may write (``--log-dir``; default ``<store>.logs`` next to the store). The
+    modules it imports are declared in ``requires`` (checked before any training: missing ones are one line,
+    exit 2, naming ``pip install 'grokbench[<extra>]'``). A logger that raises is switched off for the run,
+    with a warning; the run goes on.
+    """
+
+    kind: ClassVar[str] = "logger"
+    #: importable modules this logger needs (checked when it is selected)
+    requires: ClassVar[tuple[str, ...]] = ()
+    #: the grokbench extra that installs them, if any
+    extra: ClassVar[str | None] = None
+
+    def __init__(self, params: Params, *, directory: Any):
+        super().__init__(params)
+        self.directory = directory
+
+    def start(self, run_id: str, config: dict[str, Any], info: dict[str, Any]) -> None:
+        """A run starts (or resumes): its id, resolved configuration (JSON) and ``info`` (plugins, store)."""
+
+    def evaluation(self, step: int, record: dict[str, float]) -> None:
+        """One evaluation: every curve's value at ``step``."""
+
+    def checkpoint(self, step: int, path: str, reasons: list[str]) -> None:
+        """A checkpoint was written (``reasons``: memorize, generalize, end, every, interrupted)."""
+
+    def end(self, status: str, summary: dict[str, Any]) -> None:
+        """The run ended with ``status`` and ``summary`` (t_memorize, t_generalize, final values...)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .contracts import Executor, Metric, Model, Optimizer, Preset, Regularizer, Task
+from .contracts import Executor, Logger, Metric, Model, Optimizer, Preset, Regularizer, Task
 from .errors import ConfigError, unknown_name
 
 #: kind -> (registration hook, base class)
@@ -17,6 +17,7 @@ KINDS: dict[str, tuple[str, type]] = {
     "metric": ("register_metrics", Metric),
     "preset": ("register_presets", Preset),
     "executor": ("register_executors", Executor),
+    "logger": ("register_loggers", Logger),
 }
 
 
@@ -76,6 +77,8 @@ def validate_component(kind: str, obj: Any) -> str:
         raise TypeError(f"{obj.__name__}.Params must be a pydantic model")
     if obj.Params.model_config.get("extra") != "forbid":
         raise TypeError(f"{obj.__name__}.Params must reject unknown keys (extra='forbid'; subclass grokbench.contracts.Params)")
+    if kind == "logger" and not (isinstance(obj.requires, tuple) and all(isinstance(m, str) for m in obj.requires)):
+        raise TypeError(f"{obj.__name__}.requires must be a tuple of module names")
     return name
 
 
