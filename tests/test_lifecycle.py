@@ -236,3 +236,53 @@ def test_each_run_records_the_git_commit_it_ran_from(tmp_path, registry, monkeyp
     lifecycle.git_provenance.cache_clear()
     assert lifecycle.git_provenance() == {"commit": head, "dirty": True}
     lifecycle.git_provenance.cache_clear()
+
+
+# ------------------------------------------------------------------ progress, seeds, threads, suites' loggers
+
+
+def test_the_progress_bar_advances_every_step_and_stays_on_screen(capsys):
+    from grokbench.runner import _Progress
+
+    bar = _Progress(7, True, "t/m")
+    for done in range(1, 8):
+        bar.step(done)
+        assert bar.bar.n == done
+    bar({"step": 7, "train_acc": 1.0, "test_acc": 0.5})
+    bar.close()
+    err = capsys.readouterr().err
+    last = err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "7/7" in last and "step/s" in last and "train=1.000" in last and "test=0.500" in last
+
+
+def test_seeds_end_with_one_aggregate_line_and_the_shared_wall_time(tmp_path):
+    out = invoke("run", "-t", "modadd-cls", "-m", "quadratic", "--seeds", "0,1", "--store", tmp_path / "s.db",
+                 *[x for kv in TINY + ["train.steps=100"] for x in ("--set", kv)])
+    assert out.exit_code == 0, out.output
+    last = out.output.strip().splitlines()[-1]
+    assert last.startswith("seeds: ") and "/2 generalized" in last and "for all 2 seeds together" in last
+    assert "shared by 2 seeds trained together" in out.output
+
+
+def test_threads_option_sets_torch_threads_of_the_run(tmp_path):
+    out = invoke("run", "-t", "modadd-cls", "-m", "quadratic", "--threads", "2", "--store", tmp_path / "s.db", "--json",
+                 *[x for kv in TINY + ["train.steps=10"] for x in ("--set", kv)])
+    assert out.exit_code == 0, out.output
+    run_id = json.loads(out.output)["run_id"]
+    assert Store(tmp_path / "s.db").get_run(run_id)["environment"]["torch_threads"] == 2
+    torch.set_num_threads(1)
+
+
+def test_a_suite_replays_each_stored_run_to_its_loggers(tmp_path, registry):
+    from tests.test_suites import TINY_SUITE, write
+
+    suite = write(tmp_path / "t.toml", TINY_SUITE.replace("steps = 300", "steps = 100"))
+    out = invoke("suite", "run", suite, "--store", tmp_path / "s.db", "--logger", "jsonl", "--json")
+    assert out.exit_code == 0, out.output
+    ids = set(Store(tmp_path / "s.db").runs()["id"])
+    files = {p.stem for p in (tmp_path / "s.db.logs").glob("*.jsonl")}
+    assert files == ids and len(ids) == 4
+    events = [json.loads(line)["event"] for line in (tmp_path / "s.db.logs" / f"{sorted(ids)[0]}.jsonl").read_text().splitlines()]
+    assert events == ["start", "evaluation", "evaluation", "evaluation", "end"]
+    bad = invoke("suite", "run", suite, "--store", tmp_path / "other.db", "--logger", "nosuch")
+    assert bad.exit_code == 2 and "unknown logger 'nosuch'" in bad.output and not (tmp_path / "other.db").exists()
