@@ -17,7 +17,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 VARIANTS = {
     "torch default threads": ({}, ["--threads", str(os.cpu_count())]),

@@ -24,6 +24,7 @@ import contextlib
 import datetime as dt
 import functools
 import importlib.util
+import json
 import os
 import signal
 import socket
@@ -104,7 +105,7 @@ def recognize_dead_runs(store: "Store") -> list[str]:
 
         curves = store.curves(run["id"])
         records = curves.to_dict("records")
-        train = TrainConfig.model_validate(__import__("json").loads(run["config"])["train"])
+        train = TrainConfig.model_validate(json.loads(run["config"])["train"])
         summary = summarize(records, train) if records else summarize([], train)
         store.update_run(
             run["id"],
@@ -213,6 +214,7 @@ class Lifecycle:
         self.cfg, self.started = prep.cfg, True
         for record in self.prior_curves:
             self._note_reached(record)
+        self.evaluations = len(self.prior_curves)  # train.checkpoint_every counts across a resume
         if self.store is not None:
             live = {"pid": os.getpid(), "host": socket.gethostname(), "heartbeat": _now(), "status": "running", "message": None}
             if self.resume is not None:
@@ -232,7 +234,7 @@ class Lifecycle:
         self.send("evaluation", int(record["step"]), record)
         self.evaluations += 1
 
-    def on_state(self, step: int, snapshot: Callable[[], checkpoints.TrainState], record: dict[str, float] | None = None) -> None:
+    def on_state(self, step: int, snapshot: Callable[[], checkpoints.TrainState]) -> None:
         """After each evaluation: save a checkpoint when the step calls for one, else keep the state for an interrupt."""
         if not self.checkpoints or self.store is None or self.cfg is None:
             return

@@ -164,9 +164,12 @@ def test_bad_checkpoint_and_resume_requests_exit_2_with_the_store_unchanged(tmp_
     assert out.exit_code == 2 and "does not match the model" in out.output and store.read_bytes() == before
 
 
-def test_a_missing_extra_is_one_line_before_anything_is_written(tmp_path, registry):
+def test_a_missing_extra_is_one_line_before_anything_is_written(tmp_path):
     from grokbench.contracts import Logger
+    from grokbench.plugin_manager import load_plugins
     from grokbench.registry import PluginInfo
+
+    registry = load_plugins()  # a registry of its own: the process's shared one stays as installed
 
     class Needy(Logger):
         """Needs a module nobody has."""

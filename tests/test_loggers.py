@@ -4,6 +4,7 @@ mlflow.search_runs, the W&B offline run file. No mocks; a test skips only when i
 import glob
 import json
 import struct
+import time
 
 import pytest
 
@@ -93,15 +94,21 @@ def test_wandb_logger_offline_read_back_from_the_run_directory(tmp_path, registr
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     result, curves, logs = trained(tmp_path, registry, "wandb")
     (path,) = glob.glob(str(logs / "wandb" / f"offline-run-*-{result.run_id}" / f"run-{result.run_id}.wandb"))
-    history, config = [], {}
-    for raw in _wandb_records(path):
-        record = pb.Record()
-        record.ParseFromString(raw)
-        kind = record.WhichOneof("record_type")
-        if kind == "history":
-            history.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item})
-        elif kind == "run":
-            config = {u.key: json.loads(u.value_json) for u in record.run.config.update}
+    deadline = time.time() + 60
+    while True:  # wandb-core (a separate process) may still be writing the file when finish() returns, on a busy machine
+        history, config, kinds = [], {}, []
+        for raw in _wandb_records(path):
+            record = pb.Record()
+            record.ParseFromString(raw)
+            kind = record.WhichOneof("record_type")
+            kinds.append(kind)
+            if kind == "history":
+                history.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item})
+            elif kind == "run":
+                config = {u.key: json.loads(u.value_json) for u in record.run.config.update}
+        if "exit" in kinds or time.time() > deadline:
+            break
+        time.sleep(0.5)
     assert [h["_step"] for h in history] == list(curves["step"])
     assert [h["train_acc"] for h in history] == pytest.approx(list(curves["train_acc"]))
     assert config["task"]["params"]["p"] == 11 and config["model"]["name"] == "quadratic"
