@@ -104,7 +104,7 @@ def load_plugins(extra: Iterable[tuple[str, Any]] = (), entry_points: bool = Tru
         try:
             # an entry point by duck type: once the importlib_metadata backport is imported (mlflow does),
             # importlib.metadata.entry_points() yields its EntryPoint class, not importlib.metadata's
-            is_entry_point = any(source is ep for ep in entry_point_sources)
+            is_entry_point = isinstance(source, importlib.metadata.EntryPoint) or any(source is ep for ep in entry_point_sources)
             plugin = source.load() if is_entry_point else source
             pm.register(plugin, name=info.name)
         except Exception as exc:  # a broken plugin must not take grokbench down

@@ -126,9 +126,10 @@ class Store:
             raise ConfigError(f"{self.path} is a directory, not a grokbench store")
         else:
             self._check_or_migrate()
-            from .lifecycle import recognize_dead_runs
+            if self.running():  # a run whose process died without a word becomes 'interrupted' (grokbench.lifecycle)
+                from .lifecycle import recognize_dead_runs
 
-            recognize_dead_runs(self)
+                recognize_dead_runs(self)
 
     def _ensure(self) -> None:
         """Create the file (with the current schema) on the first write."""
