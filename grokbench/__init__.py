@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .plugin_manager import hookimpl
 
 __version__ = "0.1.0"
-__all__ = ["hookimpl", "run", "__version__"]
+__all__ = ["hookimpl", "load_checkpoint", "run", "__version__"]
 
 if TYPE_CHECKING:
     from .runner import RunResult
@@ -23,3 +23,10 @@ def run(*args: Any, **kwargs: Any) -> RunResult:
     from .runner import run as _run
 
     return _run(*args, **kwargs)
+
+
+def load_checkpoint(*args: Any, **kwargs: Any) -> Any:
+    """The model plugin of a run with a checkpoint's parameters; see :func:`grokbench.checkpoints.load_checkpoint`."""
+    from .checkpoints import load_checkpoint as _load
+
+    return _load(*args, **kwargs)

@@ -15,6 +15,7 @@ from .errors import ConfigError, GrokbenchError, RunError, describe, one_line
 
 STORE_HELP = "results store (SQLite file); default $GROKBENCH_STORE or ./grokbench.db"
 MAX_RUNS_HELP = "refuse to plan more runs than this (default 10,000), before anything is expanded"
+THREADS_HELP = "torch CPU threads (default: 1, or $GROKBENCH_THREADS; see README 'Threads')"
 
 
 DEBUG_ENV = "GROKBENCH_DEBUG"  # the same as grokbench.results.DEBUG_ENV (not imported: it would import torch)
@@ -32,8 +33,8 @@ class GrokbenchGroup(click.Group):
             if os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no"):
                 raise
             code, message = exc.exit_code, str(exc)
-        except click.exceptions.Abort:
-            code, message = 130, "aborted"
+        except click.exceptions.Abort as exc:
+            code, message = 130, _interrupted_line(exc)
         except click.ClickException as exc:
             code, message = exc.exit_code, exc.format_message()
         except (OSError, sqlite3.Error) as exc:  # the machine failed us (a full disk, a vanished file): one line
@@ -46,6 +47,24 @@ class GrokbenchGroup(click.Group):
         if not standalone_mode:
             raise SystemExit(code)
         sys.exit(code)
+
+
+def _interrupted_line(exc: BaseException) -> str:
+    """'aborted', or what an interrupted run kept (click turns KeyboardInterrupt into Abort)."""
+    from .lifecycle import RunInterrupted
+
+    cause = exc.__cause__ or exc.__context__
+    if not isinstance(cause, RunInterrupted):
+        return "aborted"
+    r = cause.result
+    where = f"; stored in {r.store_path}, resume with 'grokbench resume {r.run_id}'" if r.store_path else ""
+    return f"interrupted: run {r.run_id} kept its {len(r.curves)} evaluations (status interrupted, step {r.steps}){where}"
+
+
+def _set_threads(threads: int | None) -> None:
+    from .threads import set_threads
+
+    set_threads(threads)
 
 
 @click.group(cls=GrokbenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -77,24 +96,30 @@ def cli(no_entry_points: bool, disable: tuple[str, ...], debug: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON on stdout: one object per line, one line per seed")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
 @click.option("--max-runs", type=click.IntRange(min=1), help=MAX_RUNS_HELP)
-def run(task, model, regularizer, optimizer, preset, assignments, seed, seeds, device, store, as_json, quiet, max_runs) -> None:
-    """Train one model on one task, save the run, and print its summary."""
+@click.option("--logger", "loggers", multiple=True, metavar="NAME", help="send the run's events to a logger plugin: jsonl, tensorboard, mlflow, wandb (repeatable)")
+@click.option("--log-dir", type=click.Path(file_okay=False), help="where loggers write (default: <store>.logs next to the store)")
+@click.option("--threads", type=click.IntRange(min=1), help=THREADS_HELP)
+def run(task, model, regularizer, optimizer, preset, assignments, seed, seeds, device, store, as_json, quiet, max_runs, loggers, log_dir, threads) -> None:
+    """Train one model on one task, save the run as it trains, and print its summary."""
     from .config import parse_seeds
-    from .display import summary_text
+    from .display import seeds_line, summary_text
     from .reports import metric_declarations
     from .runner import run as run_one
     from .runner import run_seeds
 
+    _set_threads(threads)
     options = dict(regularizer=regularizer, optimizer=optimizer, preset=preset, overrides=list(assignments), device=device)
     progress = not quiet and sys.stderr.isatty()
     if seeds is not None and seed is not None:
         raise ConfigError("--seed and --seeds exclude each other")
     if seeds is None:
-        results = [run_one(task, model, seed=seed, store=True if store is None else store, progress=progress, **options)]
+        results = [run_one(task, model, seed=seed, store=True if store is None else store, progress=progress, loggers=loggers, log_dir=log_dir, **options)]
     else:
-        results = run_seeds(task, model, parse_seeds(seeds, max_runs), store=True if store is None else store, progress=progress, **options)
+        results = run_seeds(task, model, parse_seeds(seeds, max_runs), store=True if store is None else store, progress=progress, loggers=loggers, log_dir=log_dir, **options)
     columns = () if as_json else metric_declarations().columns
     texts = [json.dumps(r.to_json()) if as_json else summary_text(r.to_json(), columns) for r in results]
+    if len(results) > 1 and not as_json:
+        texts.append(seeds_line([r.to_json() for r in results]))
     click.echo(("\n" if as_json else "\n\n").join(texts))
     failed = next((r for r in results if r.status == "failed"), None)
     if failed is not None:
@@ -115,14 +140,55 @@ def list_components(as_json: bool) -> None:
 @cli.command()
 @click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP)
 @click.option("--limit", type=click.IntRange(min=1), help="show only the newest N runs")
+@click.option("--suite", "suite_name", help="only runs stored by this suite")
+@click.option("--task", help="only runs of this task")
+@click.option("--status", help="only runs with this status: completed, diverged, failed, interrupted, running")
+@click.option("--where", "where", multiple=True, metavar="KEY=VALUE", help="only runs whose config has KEY=VALUE, e.g. task.p=97 (repeatable)")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def runs(store, limit, as_json) -> None:
-    """List the runs in the store, newest first."""
+def runs(store, limit, suite_name, task, status, where, as_json) -> None:
+    """List the runs in the store, newest first, with the hyperparameters that differ between them."""
     from .display import runs_text
+    from .selection import parse_where, select_runs
     from .store import Store
 
-    frame = Store(store, create=False).runs(limit)
+    frame = select_runs(Store(store, create=False), suite=suite_name, task=task, status=status, where=parse_where(where), limit=limit)
     click.echo(frame.to_json(orient="records") if as_json else runs_text(frame))
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--step", type=click.IntRange(min=0), help="the checkpoint at this step (default: the run's last)")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="the .safetensors file to write")
+@click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP)
+def checkpoint(run_id, step, out, store) -> None:
+    """Export one checkpoint of a run (parameters, optimizer state; safetensors) to a file."""
+    from .checkpoints import export
+    from .store import Store
+
+    chosen = export(Store(store, create=False), run_id, out, step)
+    click.echo(f"{out}: step {chosen['step']} ({', '.join(chosen['reasons'])})")
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--steps", type=click.IntRange(min=1), help="train up to this step (default: the run's configured steps)")
+@click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP)
+@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON on stdout")
+@click.option("--quiet", "-q", is_flag=True, help="no progress bar")
+@click.option("--logger", "loggers", multiple=True, metavar="NAME", help="send the run's events to a logger plugin (repeatable)")
+@click.option("--log-dir", type=click.Path(file_okay=False), help="where loggers write (default: <store>.logs)")
+@click.option("--threads", type=click.IntRange(min=1), help=THREADS_HELP)
+def resume(run_id, steps, store, as_json, quiet, loggers, log_dir, threads) -> None:
+    """Continue an interrupted or finished run from its last checkpoint (same run; --steps extends it)."""
+    from .display import summary_text
+    from .lifecycle import resume_run
+    from .store import Store
+
+    _set_threads(threads)
+    result = resume_run(run_id, store=Store(store, create=False), steps=steps, progress=not quiet and sys.stderr.isatty(), loggers=loggers, log_dir=log_dir)
+    click.echo(json.dumps(result.to_json()) if as_json else summary_text(result.to_json()))
+    if result.status == "failed":
+        raise RunError(f"run {result.run_id} failed: {result.message}")
 
 
 @cli.command()
@@ -175,7 +241,9 @@ def suite() -> None:
 @driver_options
 @click.option("--retry-failed", is_flag=True, help="train again the runs stored as failed (by default they count as done)")
 @click.option("--max-runs", type=click.IntRange(min=1), help=MAX_RUNS_HELP)
-def suite_run(file, executor, jobs, address, executor_options, store, as_json, quiet, retry_failed, max_runs) -> None:
+@click.option("--logger", "loggers", multiple=True, metavar="NAME", help="send each stored run's events to a logger plugin (repeatable)")
+@click.option("--log-dir", type=click.Path(file_okay=False), help="where loggers write (default: <store>.logs)")
+def suite_run(file, executor, jobs, address, executor_options, store, as_json, quiet, retry_failed, max_runs, loggers, log_dir) -> None:
     """Train every run of a suite file not already in the store (runs are keyed by their config hash)."""
     from .config import parse_assignments
     from .executors import run_suite
@@ -189,6 +257,8 @@ def suite_run(file, executor, jobs, address, executor_options, store, as_json, q
         options=options,
         progress=not quiet and sys.stderr.isatty(),
         retry_failed=retry_failed,
+        loggers=loggers,
+        log_dir=log_dir,
     )
     if as_json:
         click.echo(json.dumps(outcome.to_json()))

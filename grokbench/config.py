@@ -51,6 +51,9 @@ class TrainConfig(StrictModel):
     early_stop: bool = Field(False, description="stop at the first evaluation that reaches generalize_threshold")
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:N or auto")
     dtype: Literal["float32", "float64"] = "float32"
+    checkpoint_every: PositiveInt | None = Field(
+        None, description="also save a checkpoint every N evaluations (not part of the run's identity: left out of its hash)"
+    )
 
 
 class RunConfig(StrictModel):
@@ -72,8 +75,10 @@ class RunConfig(StrictModel):
         return "-" if component is None else str(component.name)
 
     def canonical_json(self) -> str:
-        """The configuration as canonical JSON, without the preset's name (which values came from)."""
-        return json.dumps(self.model_dump(mode="json", exclude={"preset"}), sort_keys=True, separators=(",", ":"))
+        """The configuration as canonical JSON, without the preset's name (which values came from) and
+        ``train.checkpoint_every`` (which changes no number), so that neither changes the run's identity."""
+        data = self.model_dump(mode="json", exclude={"preset": True, "train": {"checkpoint_every"}})
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @property
     def variant(self) -> str:

@@ -433,6 +433,15 @@ class OptimizerState(abc.ABC):
     def step(self, grads: list[torch.Tensor]) -> None:
         """Update the parameters in place from ``grads`` (same order and shapes; the trainer may reuse them)."""
 
+    def state_dict(self) -> dict[str, Any]:
+        """The state a checkpoint saves (tensors, numbers, strings, nested dicts and lists); stateless: ``{}``.
+
+        A stateful optimizer overrides this and :meth:`load_state_dict`, or a resumed run is not exact."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 (optional: stateless states keep it)
+        """Restore what :meth:`state_dict` returned."""
+
 
 class TorchOptimizerState(OptimizerState):
     """Adapts a ``torch.optim.Optimizer`` to the ``step(grads)`` interface."""
@@ -447,6 +456,12 @@ class TorchOptimizerState(OptimizerState):
         self.torch_optimizer.step()
         for p in self.params:
             p.grad = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.torch_optimizer.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.torch_optimizer.load_state_dict(state)
 
 
 @dataclass
@@ -593,3 +608,42 @@ class Preset:
     model: str | None
     description: str
     settings: Mapping[str, Any]
+
+
+class Logger(Component):
+    """Receives a run's events (start with the resolved config, each evaluation, each checkpoint, the end) and
+    sends them to a tracker: a file, TensorBoard, MLflow, Weights & Biases.
+
+    One instance serves the runs of one command in turn (``start`` ... ``end``, then the next run). It is made
+    with ``directory``, where it may write (``--log-dir``; default ``<store>.logs`` next to the store). The
+    modules it imports are declared in ``requires`` (checked before any training: missing ones are one line,
+    exit 2, naming ``pip install 'grokbench[<extra>]'``). A logger that raises is switched off for the run,
+    with a warning; the run goes on.
+    """
+
+    #: importable modules this logger needs (checked when it is selected)
+    requires: ClassVar[tuple[str, ...]] = ()
+    #: the grokbench extra that installs them, if any
+    extra: ClassVar[str | None] = None
+
+    def __init__(self, params: Params, *, directory: Any):
+        super().__init__(params)
+        self.directory = directory
+
+    @classmethod
+    def check_class(cls) -> None:
+        super().check_class()
+        if not (isinstance(cls.requires, tuple) and all(isinstance(m, str) for m in cls.requires)):
+            raise TypeError(f"{cls.__name__}.requires must be a tuple of module names")
+
+    def start(self, run_id: str, config: dict[str, Any], info: dict[str, Any]) -> None:
+        """A run starts (or resumes): its id, resolved configuration (JSON) and ``info`` (plugins, store)."""
+
+    def evaluation(self, step: int, record: dict[str, float]) -> None:
+        """One evaluation: every curve's value at ``step``."""
+
+    def checkpoint(self, step: int, path: str, reasons: list[str]) -> None:
+        """A checkpoint was written (``reasons``: memorize, generalize, end, every, interrupted)."""
+
+    def end(self, status: str, summary: dict[str, Any]) -> None:
+        """The run ended with ``status`` and ``summary`` (t_memorize, t_generalize, final values...)."""

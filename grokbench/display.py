@@ -23,6 +23,7 @@ KIND_TITLES = {
     "metric": "Metrics",
     "preset": "Presets",
     "executor": "Executors",
+    "logger": "Loggers",
 }
 
 
@@ -111,10 +112,23 @@ def summary_text(result: dict[str, Any], columns: Sequence[SummaryColumn] = ()) 
         ("final train acc", result.get("final_train_acc")),
         ("final test acc", result.get("final_test_acc")),
         *[(c.label, _fmt(result[c.key], c.format)) for c in columns if result.get(c.key) is not None],
-        ("wall time (s)", result.get("wall_seconds")),
+        ("wall time (s)", result.get("wall_seconds") if not result.get("group_wall_seconds") else
+         f"{result['group_wall_seconds']:.4g} shared by {result['batched_seeds']} seeds trained together"),
         ("stored in", result.get("store") or "(not stored)"),
     ]
     return tabulate([(k, _fmt(v)) for k, v in rows], tablefmt="plain")
+
+
+def seeds_line(results: list[dict[str, Any]]) -> str:
+    """One line after several seeds: how many generalized, median t_generalize, and the wall time (shared when batched)."""
+    times = sorted(r["t_generalize"] for r in results if r.get("t_generalize") is not None)
+    median = "-" if not times else _fmt(float(pd.Series(times).median()))
+    walls = {r.get("group_wall_seconds") for r in results}
+    if None not in walls and len(walls) == 1:
+        wall = f"{walls.pop():.2f} s wall for all {len(results)} seeds together (one batched program; not per seed)"
+    else:
+        wall = f"{sum(r['wall_seconds'] for r in results):.2f} s wall in all"
+    return f"seeds: {len(times)}/{len(results)} generalized, median time to generalize {median}; {wall}"
 
 
 def runs_text(frame: pd.DataFrame) -> str:

@@ -16,7 +16,7 @@ import functools
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,13 +25,14 @@ from pydantic import ValidationError
 
 from .config import COMPONENT_KINDS, RunConfig
 from .errors import ConfigError
+from .lifecycle import make_loggers, replay
 from .limits import check_runnable
 from .metrics import summarize
 from .plugin_manager import get_registry
 from .registry import Registry
 from .results import RunResult, environment, failure, new_run_id, utc_now
 from .runner import save_result, train_group
-from .store import Store
+from .store import Store, default_path
 from .suites import Suite
 from .validation import validation_error
 
@@ -135,17 +136,22 @@ def run_suite(
     registry: Registry | None = None,
     progress: bool = False,
     retry_failed: bool = False,
+    loggers: Sequence[str] = (),
+    log_dir: str | os.PathLike[str] | None = None,
 ) -> SuiteOutcome:
     """Train every run of ``suite`` not yet in ``store`` with the named executor; the driver alone writes.
 
     A stored run that failed counts as done, unless ``retry_failed``: then it is trained again, and the
     new run takes its place in the suite (the failed one stays in the store, as a run of no suite).
+    A stored run that was interrupted is never done: it is trained again, and kept as a run of no suite.
+    ``loggers`` see each run's events replayed when the driver stores it (workers do not log).
 
     Bad input (an unknown executor or option, an unusable store, an
     unreachable cluster) raises :class:`ConfigError` before anything is written.
     """
     registry = registry or get_registry()
     runner = make_executor(executor, options or {}, registry)
+    sinks = make_loggers(loggers, registry, log_dir or f"{store.path if isinstance(store, Store) else store or default_path()}.logs")
     started = time.perf_counter()
     runner.start()  # may refuse (an unreachable cluster) before the store is opened, so before any write
     try:
@@ -169,6 +175,7 @@ def run_suite(
                 for cfg in group:  # a result for every config of the group, whatever the worker returned
                     result = by_hash.get(cfg.hash) or failed_result(cfg, "the executor returned no result for this run", registry)
                     if save_result(target, result, suite=suite.name, replace_failed=retry_failed):
+                        replay(sinks, result)
                         outcome.trained += 1
                         outcome.failed += result.status == "failed"
                         outcome.statuses[result.status] = outcome.statuses.get(result.status, 0) + 1

@@ -95,3 +95,14 @@ def register_executors(register: Callable[[type], None]) -> None:
     driver writes to the results store. Call ``register(ExecutorClass)`` once
     per executor.
     """
+
+
+@hookspec
+def register_loggers(register: Callable[[type], None]) -> None:
+    """Register logger classes (subclasses of :class:`grokbench.contracts.Logger`).
+
+    A logger receives a run's events (start with the resolved configuration,
+    each evaluation, each checkpoint, the end) and sends them to a tracker; it
+    is selected with ``grokbench run --logger NAME``. Call
+    ``register(LoggerClass)`` once per logger.
+    """

@@ -125,12 +125,16 @@ def load_plugins(extra: Iterable[tuple[str, Any]] = (), entry_points: bool = Tru
                 registry.plugins.append(info)
                 continue
             candidates.append((info, ep))
+    entry_point_sources = [ep for _, ep in candidates]
     for name, plugin in extra:
         candidates.append((PluginInfo(name), plugin))
 
     for info, source in candidates:
         try:
-            plugin = source.load() if isinstance(source, importlib.metadata.EntryPoint) else source
+            # an entry point by duck type: once the importlib_metadata backport is imported (mlflow does),
+            # importlib.metadata.entry_points() yields its EntryPoint class, not importlib.metadata's
+            is_entry_point = isinstance(source, importlib.metadata.EntryPoint) or any(source is ep for ep in entry_point_sources)
+            plugin = source.load() if is_entry_point else source
             pm.register(plugin, name=info.name)
         except KeyboardInterrupt:
             raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .contracts import Executor, Metric, Model, Optimizer, Preset, Regularizer, Task
+from .contracts import Executor, Logger, Metric, Model, Optimizer, Preset, Regularizer, Task
 from .errors import ConfigError, unknown_name
 
 #: kind -> (registration hook, base class)
@@ -17,6 +17,7 @@ KINDS: dict[str, tuple[str, type]] = {
     "metric": ("register_metrics", Metric),
     "preset": ("register_presets", Preset),
     "executor": ("register_executors", Executor),
+    "logger": ("register_loggers", Logger),
 }
 
 

@@ -14,6 +14,7 @@ import functools
 import importlib.metadata
 import os
 import platform
+import subprocess
 import traceback as tb
 import uuid
 from collections.abc import Mapping
@@ -96,6 +97,9 @@ class RunResult:
         out = {"run_id": row["id"], **{k: row[k] for k in JSON_FIELDS}}
         out.update(wall_seconds=round(self.wall_seconds, 3), store=self.store_path)
         out.update(self.summary)
+        for key in ("batched_seeds", "group_wall_seconds"):  # a batched group's shared wall time, said as such
+            if key in self.environment:
+                out[key] = self.environment[key]
         return out
 
 
@@ -144,4 +148,19 @@ def environment(device: torch.device) -> dict[str, Any]:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(),
         "packages": packages,
+        "git": git_provenance(),
     }
+
+
+@functools.lru_cache(maxsize=1)
+def git_provenance() -> dict[str, Any] | None:
+    """The git commit (and whether the tree has uncommitted changes) of the project in the working directory."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        if commit.returncode != 0:
+            return None
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+

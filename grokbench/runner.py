@@ -19,6 +19,7 @@ from .building import Prepared, build, prepare, start
 from .config import RunConfig, parse_assignments, resolve_config
 from .contracts import BatchedModel
 from .errors import GrokbenchError, describe
+from .lifecycle import Lifecycle, RunInterrupted, make_loggers, replay
 from .limits import check_runnable
 from .metrics import metric_summaries, summarize
 from .plugin_manager import get_registry
@@ -29,16 +30,22 @@ from .trainer import Member, train, train_members
 
 
 class _Progress:
-    """A tqdm bar over steps with live train/test accuracy, on stderr."""
+    """A tqdm bar over steps, on stderr: advances every step (steps/s, ETA), shows the last evaluation's
+    train/test accuracy, and its last state stays on screen."""
 
-    def __init__(self, total: int, enabled: bool, label: str):
+    def __init__(self, total: int, enabled: bool, label: str, initial: int = 0):
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=total, disable=not enabled, file=sys.stderr, desc=label, unit="step", leave=False)
+        self.enabled = enabled
+        self.bar = tqdm(total=total, initial=initial, disable=not enabled, file=sys.stderr, desc=label, unit="step", leave=True)
 
     def __call__(self, record: dict[str, float]) -> None:
-        self.bar.update(int(record["step"]) - self.bar.n)
         self.bar.set_postfix(train=f"{record['train_acc']:.3f}", test=f"{record['test_acc']:.3f}", refresh=False)
+
+    def step(self, done: int) -> None:
+        """``done`` steps are trained (called every step: tqdm redraws at most 10 times a second)."""
+        if self.enabled:
+            self.bar.update(done - self.bar.n)
 
     def close(self) -> None:
         self.bar.close()
@@ -70,26 +77,33 @@ def train_config(
     registry: Registry | None = None,
     progress: bool = False,
     on_eval: Callable[[dict[str, float]], None] | None = None,
+    lifecycle: Lifecycle | None = None,
 ) -> RunResult:
-    """Train a resolved configuration in this process and return its result; nothing is saved.
+    """Train a resolved configuration in this process and return its result; nothing is saved but what
+    ``lifecycle`` writes as the run goes (:mod:`grokbench.lifecycle`: live curves, checkpoints, loggers).
 
     A ConfigError (bad input) propagates before training starts. Any other
     exception in a plugin or in training ends the run with status ``failed``,
-    with its reason; a non-finite loss ends it with status ``diverged``.
+    with its reason; a non-finite loss ends it with status ``diverged``. With a
+    ``lifecycle``, Ctrl-C ends it ``interrupted``: recorded, then :class:`RunInterrupted` is raised.
     """
     registry = registry or get_registry()
     prep = start(cfg, registry)
-    bar = _Progress(cfg.train.steps, progress, f"{cfg.task.name}/{cfg.model.name}")
-    status, message, steps, trace = "failed", None, 0, None
-    curves: list[dict[str, float]] = []
+    bar = _Progress(cfg.train.steps, progress, f"{cfg.task.name}/{cfg.model.name}", lifecycle.resume.state.step if lifecycle and lifecycle.resume else 0)
+    status, message, steps, trace, interrupted = "failed", None, 0, None, False
+    curves: list[dict[str, float]] = lifecycle.prior_curves if lifecycle else []
     created_at = utc_now()
     started = time.perf_counter()
     try:
         build(prep)
+        if lifecycle is not None:
+            lifecycle.start(prep, created_at)
 
         def report(record: dict[str, float]) -> None:
             curves.append(record)
             bar(record)
+            if lifecycle is not None:
+                lifecycle.observe(record)
             if on_eval is not None:
                 on_eval(record)
 
@@ -103,15 +117,35 @@ def train_config(
             cfg=cfg.train,
             seed=cfg.seed,
             on_eval=report,
+            resume=lifecycle.resume_state if lifecycle else None,
+            on_state=lifecycle.on_state if lifecycle else None,
+            on_step=bar.step,
         )
         status, message, steps = outcome.status, outcome.message, outcome.steps
     except GrokbenchError:
         raise
+    except KeyboardInterrupt:
+        if lifecycle is None:
+            raise
+        steps = last_step(curves)
+        status, message, interrupted = "interrupted", f"interrupted after the evaluation at step {steps}", True
     except Exception as exc:  # a plugin or training failure is a recorded run, not a crash
-        (message, trace), steps = failure(exc, prep.components()), last_step(curves)
+        steps = last_step(curves)
+        try:
+            message, trace = failure(exc, prep.components())
+        except BaseException:  # --debug re-raises: the run is still recorded, as failed, with its curves
+            if lifecycle is not None:
+                wall = time.perf_counter() - started
+                lifecycle.end(_result(prep, registry, "failed", steps, describe(exc), curves, wall, created_at), prep)
+            raise
     finally:
         bar.close()
-    return _result(prep, registry, status, steps, message, curves, time.perf_counter() - started, created_at, trace)
+    result = _result(prep, registry, status, steps, message, curves, time.perf_counter() - started, created_at, trace)
+    if lifecycle is not None:
+        lifecycle.end(result, prep)
+    if interrupted:
+        raise RunInterrupted(result)
+    return result
 
 
 def train_group(
@@ -164,7 +198,8 @@ def train_group(
     members = [Member(p.data, p.model, p.metrics, p.cfg.seed, report(i)) for i, p in enumerate(preps)]
     try:
         outcomes = train_members(
-            task=first.task, members=members, trainable=batched, optimizer=first.optimizer, regularizer=first.regularizer, cfg=first.cfg.train
+            task=first.task, members=members, trainable=batched, optimizer=first.optimizer, regularizer=first.regularizer, cfg=first.cfg.train,
+            on_step=bar.step,
         )
     except Exception as exc:  # each run gets its own outcome, from scratch
         notice(f"batched training failed ({describe(exc)}); training {len(cfgs)} runs one after another")
@@ -209,17 +244,26 @@ def execute(
     store: str | os.PathLike[str] | Store | None | bool = None,
     progress: bool = False,
     on_eval: Callable[[dict[str, float]], None] | None = None,
+    loggers: Sequence[str] = (),
+    log_dir: str | os.PathLike[str] | None = None,
 ) -> RunResult:
     """Train a resolved configuration and save it (``store=False`` saves nothing).
 
-    The device, the memory the run needs and the store are checked before training; the store is written only after it.
+    The device, the memory the run needs, the store and the loggers are checked before training; the run
+    is written as it trains (:class:`grokbench.lifecycle.Lifecycle`: live curves, checkpoints,
+    ``interrupted`` on Ctrl-C/SIGTERM).
     """
-    check_runnable([cfg], registry or get_registry())
+    registry = registry or get_registry()
+    check_runnable([cfg], registry)
     target = open_store(store)
-    result = train_config(cfg, registry=registry, progress=progress, on_eval=on_eval)
-    if target is not None:
-        save_result(target, result)
-    return result
+    lifecycle = Lifecycle(target, loggers=make_loggers(loggers, registry, _log_dir(log_dir, target)))
+    with lifecycle.signals():
+        return train_config(cfg, registry=registry, progress=progress, on_eval=on_eval, lifecycle=lifecycle)
+
+
+def _log_dir(log_dir: str | os.PathLike[str] | None, target: Store | None) -> str | os.PathLike[str]:
+    """Where loggers write: ``log_dir``, else ``<store>.logs`` beside the store."""
+    return log_dir or (f"{target.path}.logs" if target is not None else "grokbench-logs")
 
 
 def run(
@@ -236,6 +280,8 @@ def run(
     registry: Registry | None = None,
     progress: bool = False,
     on_eval: Callable[[dict[str, float]], None] | None = None,
+    loggers: Sequence[str] = (),
+    log_dir: str | os.PathLike[str] | None = None,
 ) -> RunResult:
     """Configure and train one run; the Python equivalent of ``grokbench run``.
 
@@ -257,12 +303,12 @@ def run(
         seed=seed,
         device=device,
     )
-    return execute(cfg, registry=registry, store=store, progress=progress, on_eval=on_eval)
+    return execute(cfg, registry=registry, store=store, progress=progress, on_eval=on_eval, loggers=loggers, log_dir=log_dir)
 
 
 def run_seeds(task: str, model: str, seeds: Sequence[int], *, store: str | os.PathLike[str] | Store | None | bool = False,
               registry: Registry | None = None, progress: bool = False, notice: Callable[[str], None] | None = None,
-              **options: Any) -> list[RunResult]:
+              loggers: Sequence[str] = (), log_dir: str | os.PathLike[str] | None = None, **options: Any) -> list[RunResult]:
     """:func:`run` for several seeds of one configuration, trained with :func:`train_group` (batched when the
     model supports it), each saved as its own run. ``options`` are :func:`run`'s (regularizer, optimizer, preset,
     overrides, device)."""
@@ -273,8 +319,10 @@ def run_seeds(task: str, model: str, seeds: Sequence[int], *, store: str | os.Pa
     cfgs = [resolve_config(registry, task=task, model=model, overrides=overrides, seed=s, **options) for s in seeds]
     check_runnable(cfgs, registry)
     target = open_store(store)
+    sinks = make_loggers(loggers, registry, _log_dir(log_dir, target))
     results = train_group(cfgs, registry=registry, progress=progress, notice=notice)
-    if target is not None:
-        for result in results:
+    for result in results:
+        if target is not None:
             save_result(target, result)
+        replay(sinks, result)
     return results

@@ -1,8 +1,9 @@
 """The results store: one SQLite file (WAL), a versioned schema with migrations, transactional writes.
 
-A run is written once, when it ends, in one transaction: its row in ``runs``
-and its curves in ``curves`` (long format: run, step, name, value). An
-interrupted run leaves nothing behind. ``PRAGMA application_id`` marks the file
+A run is written in one transaction when it ends (:meth:`Store.save_run`: what a suite driver does), or while
+it trains (:mod:`grokbench.lifecycle`: a ``running`` row, then each evaluation's curve points in a short
+transaction of their own, then the final row), so an interrupted run keeps its curves. Curves are in long
+format (run, step, name, value). ``PRAGMA application_id`` marks the file
 as a grokbench store; ``PRAGMA user_version`` is its schema version.
 """
 
@@ -82,9 +83,23 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX suite_members_config_hash ON suite_members (config_hash);
     """,
-    # v3: a failed run keeps the full traceback of its exception (`grokbench show RUN --traceback`).
+    # v3: a failed run keeps the full traceback of its exception (`grokbench show RUN --traceback`); a run is
+    # written while it trains (status 'running', with the pid and host of the process that trains it and a heartbeat at each evaluation, so that a process that died without a word is recognized),
+    # and its checkpoints are recorded (safetensors files next to the store; see grokbench.checkpoints).
     """
     ALTER TABLE runs ADD COLUMN traceback TEXT;
+    ALTER TABLE runs ADD COLUMN pid INTEGER;
+    ALTER TABLE runs ADD COLUMN host TEXT;
+    ALTER TABLE runs ADD COLUMN heartbeat TEXT;
+    CREATE INDEX runs_status ON runs (status);
+    CREATE TABLE checkpoints (
+        run_id     TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        step       INTEGER NOT NULL,
+        reasons    TEXT NOT NULL,
+        path       TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (run_id, step)
+    ) WITHOUT ROWID;
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -107,6 +122,7 @@ class Store:
         if path is not None and not str(path).strip():
             raise ConfigError("invalid store '': a store path must not be empty")
         self.path = Path(path) if path is not None else default_path()
+        self._live: sqlite3.Connection | None = None  # the connection of a run written while it trains
         self.readonly = False  # a reader of a store it cannot write opens it read-only
         self._checked = False
         if not self.path.exists():
@@ -131,6 +147,10 @@ class Store:
                 raise ConfigError(f"{self.path} is an empty file, not a grokbench store")
             self.readonly = not can_write
             self._check_or_migrate()
+            if not self.readonly and self.running():  # a run whose process died without a word becomes 'interrupted' (grokbench.lifecycle)
+                from .lifecycle import recognize_dead_runs
+
+                recognize_dead_runs(self)
 
     def _ensure(self) -> None:
         """Create the file (with the current schema) on the first write; check it once."""
@@ -226,9 +246,10 @@ class Store:
         self._ensure()
         try:
             with closing(self.connect()) as conn, conn:
-                if replace_failed and row.get("suite") is not None:
+                if row.get("suite") is not None:  # an interrupted suite run (and a failed one, when retried) gives way
+                    gives_way = "('interrupted', 'failed')" if replace_failed else "('interrupted')"
                     conn.execute(
-                        "UPDATE runs SET suite = NULL WHERE config_hash = ? AND suite IS NOT NULL AND status = 'failed'",
+                        f"UPDATE runs SET suite = NULL WHERE config_hash = ? AND suite IS NOT NULL AND status IN {gives_way}",
                         (row["config_hash"],),
                     )
                 conn.execute(f"INSERT INTO runs ({columns}) VALUES ({marks})", row)
@@ -264,7 +285,8 @@ class Store:
             )
 
     def stored_hashes(self, hashes: Iterable[str], *, failed: bool = True) -> set[str]:
-        """The config hashes among ``hashes`` that have a stored run (of any status; ``failed=False``: not failed)."""
+        """The config hashes among ``hashes`` that have a stored run (interrupted and running ones are not done;
+        ``failed=False``: failed ones are not done either)."""
         wanted = list(dict.fromkeys(hashes))
         if not self.path.exists() or not wanted:
             return set()
@@ -272,9 +294,72 @@ class Store:
         with closing(self.connect()) as conn:
             conn.execute("CREATE TEMP TABLE wanted (h TEXT PRIMARY KEY)")
             conn.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", [(h,) for h in wanted])
-            where = "" if failed else " WHERE runs.status != 'failed'"
+            where = " WHERE runs.status NOT IN ('interrupted', 'running'" + ("" if failed else ", 'failed'") + ")"
             rows = conn.execute(f"SELECT DISTINCT config_hash FROM runs JOIN wanted ON runs.config_hash = wanted.h{where}").fetchall()
         return {r[0] for r in rows}
+
+    # ------------------------------------------------------------------ a run written while it trains
+
+    def begin_run(self, run: dict[str, Any]) -> None:
+        """Insert a run row with status ``running`` (with ``pid``, ``host``, ``heartbeat``), before its first evaluation."""
+        row = dict(run)
+        for key in ("config", "summary", "plugins", "environment"):
+            row[key] = json.dumps(row[key], sort_keys=True)
+        self._ensure()
+        with closing(self.connect()) as conn, conn:
+            conn.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})", row)
+
+    def append_evaluation(self, run_id: str, record: dict[str, float], heartbeat: str) -> None:
+        """One evaluation's curve points, in a short transaction of their own, and the run's heartbeat.
+
+        On one connection kept open for the run, with ``synchronous = NORMAL`` (WAL): a commit survives the
+        process being killed, and costs no fsync (closing a connection per evaluation cost ~45 ms each)."""
+        step = int(record["step"])
+        points = [(run_id, step, name, _real(value)) for name, value in record.items() if name != "step"]
+        conn = self._live
+        if conn is None:
+            conn = self._live = self.connect()
+            conn.execute("PRAGMA synchronous = NORMAL")
+        with conn:
+            conn.executemany("INSERT OR REPLACE INTO curves (run_id, step, name, value) VALUES (?, ?, ?, ?)", points)
+            conn.execute("UPDATE runs SET steps = ?, heartbeat = ? WHERE id = ?", (step, heartbeat, run_id))
+
+    def close_live(self) -> None:
+        """Close the connection :meth:`append_evaluation` kept open."""
+        conn = self._live
+        if conn is not None:
+            conn.close()
+            self._live = None
+
+    def update_run(self, run_id: str, fields: dict[str, Any], *, drop_curves_from: int | None = None) -> None:
+        """Set columns of a stored run (JSON ones encoded); ``drop_curves_from``: delete its curve points from that step on."""
+        row = {k: json.dumps(v, sort_keys=True) if k in ("config", "summary", "plugins", "environment") else v for k, v in fields.items()}
+        with closing(self.connect()) as conn, conn:
+            conn.execute(f"UPDATE runs SET {', '.join(f'{k} = :{k}' for k in row)} WHERE id = :_id", {**row, "_id": run_id})
+            if drop_curves_from is not None:
+                conn.execute("DELETE FROM curves WHERE run_id = ? AND step >= ?", (run_id, drop_curves_from))
+
+    def running(self) -> list[dict[str, Any]]:
+        """Runs stored as ``running``: id, pid, host, heartbeat."""
+        with closing(self.connect()) as conn:
+            conn.row_factory = sqlite3.Row
+            if conn.execute("PRAGMA user_version").fetchone()[0] < 3:  # no run can be running in an older schema
+                return []
+            return [dict(r) for r in conn.execute("SELECT id, pid, host, heartbeat, config FROM runs WHERE status = 'running'")]
+
+    def add_checkpoint(self, run_id: str, step: int, reasons: list[str], path: str, created_at: str) -> None:
+        with closing(self.connect()) as conn, conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO checkpoints (run_id, step, reasons, path, created_at) VALUES (?, ?, ?, ?, ?)",
+                (run_id, step, json.dumps(reasons), path, created_at),
+            )
+
+    def checkpoints(self, run_id: str) -> list[dict[str, Any]]:
+        """A run's checkpoints, by step: step, reasons, path, created_at."""
+        with closing(self.connect()) as conn:
+            conn.row_factory = sqlite3.Row
+            rows = conn.execute("SELECT step, reasons, path, created_at FROM checkpoints WHERE run_id = ? ORDER BY step", (run_id,))
+            return [{**dict(r), "reasons": json.loads(r["reasons"])} for r in rows]
 
     def suites(self) -> pd.DataFrame:
         with closing(self.connect()) as conn:

@@ -7,12 +7,14 @@ plugin's. A step is: batch -> model loss and gradients -> regularizer penalty
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
+from .checkpoints import TrainState, capture, restore
 from .config import TrainConfig
 from .contracts import BatchedModel, EvalContext, Metric, Model, Optimizer, Regularizer, Task, TaskData
 
@@ -88,10 +90,19 @@ def train(
     cfg: TrainConfig,
     seed: int,
     on_eval: Callable[[dict[str, float]], None],
+    resume: TrainState | None = None,
+    on_state: Callable[[int, Callable[[], TrainState]], None] | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> TrainOutcome:
-    """Train in place; every evaluation record goes to ``on_eval`` as soon as it is made."""
+    """Train in place; every evaluation record goes to ``on_eval`` as soon as it is made.
+
+    ``resume``: go on from a checkpoint's state (its step is evaluated again when on the schedule);
+    ``on_state(step, snapshot)``: called after each evaluation, ``snapshot()`` captures the training state."""
     member = Member(data, model, metrics, seed, on_eval)
-    return train_members(task=task, members=[member], trainable=model, optimizer=optimizer, regularizer=regularizer, cfg=cfg)[0]
+    return train_members(
+        task=task, members=[member], trainable=model, optimizer=optimizer, regularizer=regularizer, cfg=cfg, resume=resume, on_state=on_state,
+        on_step=on_step,
+    )[0]
 
 
 def train_members(
@@ -102,6 +113,9 @@ def train_members(
     optimizer: Optimizer | None,
     regularizer: Regularizer | None,
     cfg: TrainConfig,
+    resume: TrainState | None = None,
+    on_state: Callable[[int, Callable[[], TrainState]], None] | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> list[TrainOutcome]:
     """Train one model, or several seeds stacked in a :class:`BatchedModel`, with one optimizer.
 
@@ -131,6 +145,8 @@ def train_members(
         groups = [[p[i] for p in params] for i in range(len(members))] if per_seed else [params]
         states = [optimizer.build(group) for group in groups]
     batches = [Batches(m.data, cfg.batch_size, m.seed) for m in members]
+    if resume is not None:  # single runs only (checkpoints are per run)
+        restore(resume, trainable, states, batches)
 
     def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
         xs, ys = zip(*(b.next() for b in batches))
@@ -140,7 +156,7 @@ def train_members(
     outcomes = [TrainOutcome(status="completed", steps=cfg.steps) for _ in members]
     active = list(range(len(members)))
 
-    for step in range(cfg.steps + 1):
+    for step in range(resume.step if resume is not None else 0, cfg.steps + 1):
         if step % cfg.eval_every == 0 or step == cfg.steps:
             if fitted is not None:
                 fitted.set_step(step)
@@ -156,6 +172,8 @@ def train_members(
                 else:
                     continue
                 active.remove(i)
+            if on_state is not None and not batched:
+                on_state(step, functools.partial(capture, step, trainable, states, batches))
             if not active:
                 break
         if step == cfg.steps:
@@ -172,4 +190,6 @@ def train_members(
             if decoupled:
                 reg.decoupled_update(group, lr)
             state.step(group_grads)
+        if on_step is not None:
+            on_step(step + 1)
     return outcomes

@@ -31,7 +31,7 @@ in the authors' code; decoupled weight decay (the ``adamw`` regularizer, or
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import Field, PositiveFloat
@@ -57,6 +57,14 @@ class GrokfastState(OptimizerState):
             for mu, g in zip(self.ema, grads):
                 mu.mul_(self.alpha).add_(g, alpha=1 - self.alpha)
         self.base.step([g + self.lamb * mu for g, mu in zip(grads, self.ema)])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"ema": self.ema, "base": self.base.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        ema = state.get("ema")
+        self.ema = None if ema is None else [e.to(p).clone() for e, p in zip(ema, self.params)]
+        self.base.load_state_dict(state["base"])
 
 
 class Grokfast(Optimizer):

@@ -14,6 +14,8 @@ on every run's start.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from pydantic import Field, PositiveFloat
 
@@ -48,6 +50,13 @@ class SGDStep(OptimizerState):
         for p, g in zip(self.params, grads):
             p.add_(g, alpha=-self.lr)
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"momentum_buffers": self.buffers}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        buffers = state.get("momentum_buffers")
+        self.buffers = None if buffers is None else [b.to(p) for b, p in zip(buffers, self.params)]
+
 
 class AdamStep(OptimizerState):
     """torch.optim.Adam(W)'s update (single-tensor path, no amsgrad): decoupled decay θ ← θ(1 − ηλ), then
@@ -73,6 +82,16 @@ class AdamStep(OptimizerState):
             v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
             torch.sqrt(v, out=denom).div_(bias_correction2_sqrt).add_(self.eps)
             p.addcdiv_(m, denom, value=-step_size)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.t, "exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.t = int(state["step"])
+        for mine, saved in ((self.exp_avg, state["exp_avg"]), (self.exp_avg_sq, state["exp_avg_sq"])):
+            for m, s in zip(mine, saved):
+                m.copy_(s)
 
 
 class GradientDescent(Optimizer):

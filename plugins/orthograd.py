@@ -19,7 +19,7 @@ projection, as an explicit penalty in the loss would be.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import Field, PositiveFloat
@@ -53,6 +53,12 @@ class OrthoGradState(OptimizerState):
         if self.coupled_decay:
             ortho = [g.add_(p, alpha=self.coupled_decay) for p, g in zip(self.params, ortho)]
         self.base.step(ortho)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"base": self.base.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.base.load_state_dict(state["base"])
 
 
 class OrthoGrad(Optimizer):

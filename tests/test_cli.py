@@ -123,7 +123,8 @@ def test_failed_run_exits_1_and_is_recorded(tmp_path, monkeypatch):
     monkeypatch.setenv("GROKBENCH_DEBUG", "0")  # restored (unset) after the test, whatever --debug sets
     with pytest.raises(RuntimeError, match="out of cheese"):
         cli_module.cli.main(["--debug", "run", "-t", "modadd-cls", "-m", "exploding", "--set", "task.p=11", "--store", str(store)], standalone_mode=False)
-    assert len(json.loads(invoke("runs", "--store", str(store), "--json").stdout)) == 2
+    stored = json.loads(invoke("runs", "--store", str(store), "--json").stdout)
+    assert len(stored) == 3 and stored[0]["status"] == "failed"  # still recorded, with its curves
 
 
 def test_a_failed_run_reports_the_last_step_it_reached(tmp_path):

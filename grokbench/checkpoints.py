@@ -1,0 +1,225 @@
+"""Checkpoints: a run's training state (parameters, optimizer state, minibatch order and RNG) in safetensors files.
+
+safetensors, not ``torch.save``: a checkpoint is plain tensors plus a JSON header, so loading one never
+unpickles (runs) code from a file. A file holds
+
+* ``model/<name>``: the model's parameters (:meth:`Model.parameters`);
+* ``optimizer/<i>/...``: the tensors of each optimizer state (:meth:`OptimizerState.state_dict`), its other
+  values in the metadata;
+* ``batches/generator`` and ``batches/order``: the minibatch generator's RNG state and the current epoch's order;
+* metadata ``grokbench``: JSON with the run id, step, reasons, model name, configuration and the rest.
+
+Where they live: ``<store>.checkpoints/<run_id>/step-<S>.safetensors`` next to the results store; the store's
+``checkpoints`` table records each one (run, step, reasons, path).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .store import Store
+
+FORMAT = 1
+
+
+@dataclass
+class TrainState:
+    """Everything training needs to go on from ``step`` exactly as if it had never stopped."""
+
+    step: int
+    params: dict[str, torch.Tensor]
+    optimizer: list[dict[str, Any]]
+    batches: dict[str, Any]
+
+
+def capture(step: int, trainable: Any, optimizer_states: list[Any], batches: list[Any]) -> TrainState:
+    """Copy the training state of a single (unbatched) run after the evaluation at ``step``."""
+    params = {name: t.detach().clone() for name, t in trainable.parameters().items()}
+    b = batches[0]
+    return TrainState(
+        step=step,
+        params=params,
+        optimizer=[_copy(s.state_dict()) for s in optimizer_states],
+        batches={"generator": b.generator.get_state(), "order": b.order.detach().cpu().clone(), "pos": b.pos},
+    )
+
+
+@torch.no_grad()
+def restore(state: TrainState, trainable: Any, optimizer_states: list[Any], batches: list[Any]) -> None:
+    """Put a captured state back into a freshly built model, optimizer and minibatch sampler."""
+    for name, tensor in trainable.parameters().items():
+        tensor.copy_(state.params[name])
+    for s, saved in zip(optimizer_states, state.optimizer):
+        s.load_state_dict(saved)
+    b = batches[0]
+    b.generator.set_state(state.batches["generator"])
+    b.order, b.pos = state.batches["order"].to(b.x.device), int(state.batches["pos"])
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_copy(v) for v in value)
+    return value
+
+
+# ------------------------------------------------------------------ files
+
+
+def _encode(value: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """JSON for ``value`` with each tensor moved into ``tensors`` (dicts as key/value pairs: int keys stay ints)."""
+    if isinstance(value, torch.Tensor):
+        tensors[prefix] = value.detach().cpu().contiguous().clone()
+        return {"__tensor__": prefix}
+    if isinstance(value, dict):
+        return {"__dict__": [[k, _encode(v, f"{prefix}/{k}", tensors)] for k, v in value.items()]}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v, f"{prefix}/{i}", tensors) for i, v in enumerate(value)]
+    return value
+
+
+def _decode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(value, dict) and "__tensor__" in value:
+        return tensors[value["__tensor__"]]
+    if isinstance(value, dict) and "__dict__" in value:
+        return {k: _decode(v, tensors) for k, v in value["__dict__"]}
+    if isinstance(value, list):
+        return [_decode(v, tensors) for v in value]
+    return value
+
+
+def write(path: Path, state: TrainState, info: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` (atomically: a temporary file renamed into place)."""
+    from safetensors.torch import save_file
+
+    tensors = {f"model/{k}": v.detach().cpu().contiguous().clone() for k, v in state.params.items()}
+    optimizer = _encode(state.optimizer, "optimizer", tensors)
+    tensors["batches/generator"] = state.batches["generator"].clone()
+    tensors["batches/order"] = state.batches["order"].clone()
+    header = {**info, "format": FORMAT, "step": state.step, "optimizer": optimizer, "batches_pos": state.batches["pos"]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"grokbench": json.dumps(header)})
+    os.replace(tmp, path)
+
+
+def read(path: str | os.PathLike[str]) -> tuple[TrainState, dict[str, Any]]:
+    """A checkpoint file's state and header (ConfigError when it is missing or not a grokbench checkpoint)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"no checkpoint file {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = json.loads((f.metadata() or {})["grokbench"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # safetensors raises its own error types for a file that is not one
+        raise ConfigError(f"{path} is not a grokbench checkpoint ({type(exc).__name__}: {exc})") from None
+    state = TrainState(
+        step=int(header["step"]),
+        params={k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")},
+        optimizer=_decode(header["optimizer"], tensors),
+        batches={"generator": tensors["batches/generator"], "order": tensors["batches/order"], "pos": header["batches_pos"]},
+    )
+    return state, header
+
+
+def check_matches(state: TrainState, model: Any, what: str) -> None:
+    """ConfigError unless ``state`` has exactly the model's parameters, with their shapes and dtypes."""
+    params = model.parameters()
+    if set(params) != set(state.params):
+        raise ConfigError(f"{what} does not match the model: it has parameters {sorted(state.params)}, the model {sorted(params)}")
+    for name, tensor in params.items():
+        saved = state.params[name]
+        if saved.shape != tensor.shape or saved.dtype != tensor.dtype:
+            raise ConfigError(
+                f"{what} does not match the model: parameter {name} is {saved.dtype} {list(saved.shape)} in the file, "
+                f"{tensor.dtype} {list(tensor.shape)} in the model"
+            )
+
+
+# ------------------------------------------------------------------ where they live
+
+
+def directory(store_path: str | os.PathLike[str], run_id: str) -> Path:
+    """``<store>.checkpoints/<run_id>/``."""
+    return Path(f"{store_path}.checkpoints") / run_id
+
+
+def file_for(store_path: str | os.PathLike[str], run_id: str, step: int) -> Path:
+    return directory(store_path, run_id) / f"step-{step}.safetensors"
+
+
+def find(store: Store, run_id: str, step: int | None = None) -> dict[str, Any]:
+    """The stored checkpoint of a run at ``step`` (default: its last one), with an existing ``path``."""
+    known = store.checkpoints(run_id)
+    if not known:
+        raise ConfigError(f"run {run_id} has no checkpoint in {store.path}")
+    if step is None:
+        chosen = known[-1]
+    else:
+        chosen = next((c for c in known if c["step"] == step), {})
+        if not chosen:
+            steps = ", ".join(str(c["step"]) for c in known)
+            raise ConfigError(f"run {run_id} has no checkpoint at step {step} (its checkpoints: steps {steps})")
+    path = Path(chosen["path"])
+    if not path.is_file():  # the store moved: look next to it
+        path = file_for(store.path, run_id, chosen["step"])
+    if not path.is_file():
+        raise ConfigError(f"checkpoint file of run {run_id} at step {chosen['step']} is missing ({chosen['path']})")
+    return {**chosen, "path": path}
+
+
+def export(store: Store, run_id: str, out: str | os.PathLike[str], step: int | None = None) -> dict[str, Any]:
+    """Copy one checkpoint of a run to ``out``; returns the stored checkpoint it copied."""
+    run = store.get_run(run_id)
+    chosen = find(store, run["id"], step)
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise ConfigError(f"cannot write {out}: directory {out.parent} does not exist")
+    shutil.copyfile(chosen["path"], out)
+    return chosen
+
+
+def load_checkpoint(
+    run_or_path: str | os.PathLike[str], *, store: str | os.PathLike[str] | Store | None = None, step: int | None = None, registry: Any = None
+) -> Any:
+    """The model plugin of a run, built from the run's configuration, with a checkpoint's parameters loaded.
+
+    ``run_or_path`` is a checkpoint file (``.safetensors``) or a run id (prefix) in ``store`` (default
+    store when None); ``step`` picks a checkpoint of that run (default: its last).
+    """
+    from .building import prepare
+    from .config import RunConfig
+    from .plugin_manager import get_registry
+    from .store import Store
+
+    registry = registry or get_registry()
+    path = Path(run_or_path)
+    if path.suffix == ".safetensors" or path.is_file():
+        state, header = read(path)
+    else:
+        db = store if isinstance(store, Store) else Store(store, create=False)
+        run = db.get_run(str(run_or_path))
+        state, header = read(find(db, run["id"], step)["path"])
+    cfg = RunConfig.model_validate(header["config"])
+    prep = prepare(cfg, registry)
+    check_matches(state, prep.model, f"checkpoint of run {header.get('run_id')} at step {state.step}")
+    with torch.no_grad():
+        for name, tensor in prep.model.parameters().items():
+            tensor.copy_(state.params[name])
+    return prep.model

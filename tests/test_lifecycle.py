@@ -1,0 +1,293 @@
+"""A run's life: live curves, Ctrl-C / SIGTERM / SIGKILL keep them, checkpoints, resume, finding runs."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from grokbench import results
+from grokbench import cli as cli_module
+from grokbench.checkpoints import load_checkpoint
+from grokbench.config import resolve_config
+from grokbench.errors import ConfigError
+from grokbench.lifecycle import resume_run
+from grokbench.runner import execute, run
+from grokbench.store import Store
+
+TINY = ["task.p=11", "model.width=32", "optimizer.lr=0.01", "train.eval_every=50"]
+
+
+def invoke(*args, env=None):
+    return CliRunner().invoke(cli_module.cli, [str(a) for a in args], env=env)
+
+
+def integrity(path):
+    with sqlite3.connect(path) as conn:
+        return conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def cli_run(store, *extra):
+    """A long `grokbench run` in a subprocess, returned once the store holds at least 3 of its evaluations."""
+    command = [sys.executable, "-m", "grokbench", "run", "-t", "modadd-cls", "-m", "quadratic", "--store", str(store), "-q",
+               "--set", "task.p=11", "--set", "model.width=32", "--set", "train.steps=10000000", "--set", "train.eval_every=10", *extra]
+    proc = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if store.exists():
+            with sqlite3.connect(store, timeout=30) as conn:
+                try:
+                    if conn.execute("SELECT count(DISTINCT step) FROM curves").fetchone()[0] >= 3:
+                        return proc
+                except sqlite3.OperationalError:
+                    pass
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"no evaluations stored in time: {proc.communicate()}")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_and_sigterm_keep_the_curves_with_status_interrupted(tmp_path, sig):
+    store = tmp_path / "s.db"
+    proc = cli_run(store)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    (run_row,) = Store(store).runs().to_dict("records")
+    assert run_row["status"] == "interrupted" and run_row["steps"] >= 20
+    assert f"interrupted: run {run_row['id']} kept its" in err and "grokbench resume" in err
+    curves = Store(store).curves(run_row["id"])
+    assert len(curves) >= 3 and curves["step"].max() == run_row["steps"]
+    (ckpt,) = Store(store).checkpoints(run_row["id"])  # the last evaluated state it captured, for resume
+    assert ckpt["reasons"] == ["interrupted"] and ckpt["step"] in (run_row["steps"], run_row["steps"] - 10)
+    assert integrity(store) == "ok"
+
+
+def test_a_run_killed_without_a_word_is_recognized_as_interrupted_by_the_next_command(tmp_path):
+    store = tmp_path / "s.db"
+    proc = cli_run(store)
+    with sqlite3.connect(store) as conn:
+        assert conn.execute("SELECT status FROM runs").fetchone()[0] == "running"  # live, while it trains
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    listed = invoke("runs", "--store", store, "--json")
+    assert listed.exit_code == 0, listed.output
+    (row,) = json.loads(listed.output)
+    assert row["status"] == "interrupted" and row["final_train_acc"] is not None and row["steps"] >= 20
+    full = Store(store).get_run(row["id"])
+    assert "stopped without a word" in full["message"] and full["pid"] is not None
+    assert len(Store(store).curves(row["id"])) >= 3
+    assert integrity(store) == "ok"
+
+
+# ------------------------------------------------------------------ checkpoints and resume
+
+
+def test_200_steps_then_resume_to_400_is_bitwise_400_in_one_go(tmp_path, registry):
+    """float64 on CPU, minibatches (so the sampler's RNG state must continue), Adam state, eval schedule, summary."""
+    common = TINY + ["train.dtype=float64", "train.batch_size=16", "train.eval_every=30", "task.train_fraction=0.6"]
+    whole = run("modadd-cls", "quadratic", optimizer="adam", overrides=common + ["train.steps=400"], store=tmp_path / "a.db", registry=registry)
+    half = run("modadd-cls", "quadratic", optimizer="adam", overrides=common + ["train.steps=200"], store=tmp_path / "b.db", registry=registry)
+    assert half.status == whole.status == "completed"
+    assert [c["step"] for c in Store(tmp_path / "b.db").checkpoints(half.run_id)][-1] == 200  # the end
+    resumed = resume_run(half.run_id, store=Store(tmp_path / "b.db"), steps=400, registry=registry)
+    assert resumed.run_id == half.run_id and resumed.steps == 400 and resumed.config.hash == whole.config.hash
+    a, b = Store(tmp_path / "a.db").curves(whole.run_id), Store(tmp_path / "b.db").curves(half.run_id)
+    assert list(a["step"]) == list(b["step"]) and list(a.columns) == list(b.columns)
+    for name in a.columns:
+        assert a[name].tolist() == b[name].tolist(), name  # bitwise equal, not close
+    assert resumed.summary == whole.summary
+    assert Store(tmp_path / "b.db").get_run(half.run_id)["environment"]["resumed"][0]["from_step"] == 200
+    end_a = load_checkpoint(whole.run_id, store=tmp_path / "a.db", registry=registry)
+    end_b = load_checkpoint(half.run_id, store=tmp_path / "b.db", registry=registry)
+    for name, tensor in end_a.parameters().items():
+        assert torch.equal(tensor, end_b.parameters()[name]) and tensor.dtype == torch.float64
+
+
+def test_checkpoints_at_memorize_generalize_end_and_every_n(tmp_path, registry):
+    from tests.conftest import TINY_CLS
+
+    overrides = {**TINY_CLS, "train": {**TINY_CLS["train"], "steps": 2500, "checkpoint_every": 20}}
+    result = run("modadd-cls", "quadratic", overrides=overrides, store=tmp_path / "s.db", registry=registry)
+    s = result.summary
+    assert s["t_memorize"] is not None and s["t_generalize"] is not None
+    found = {c["step"]: c["reasons"] for c in Store(tmp_path / "s.db").checkpoints(result.run_id)}
+    assert "memorize" in found[s["t_memorize"]] and "generalize" in found[s["t_generalize"]] and "end" in found[2500]
+    assert "every" in found[20 * 50 - 50]  # the 20th evaluation is step 950
+    assert all(p.endswith(f"step-{st}.safetensors") for st, p in ((c["step"], str(c["path"])) for c in Store(tmp_path / "s.db").checkpoints(result.run_id)))
+    # checkpoint_every changes no number: the run's identity is the same without it
+    plain = resolve_config(registry, task="modadd-cls", model="quadratic", overrides={**TINY_CLS, "train": {**TINY_CLS["train"], "steps": 2500}})
+    assert plain.hash == result.config.hash
+    # export one and load it into the model plugin
+    out = tmp_path / "mem.safetensors"
+    exported = invoke("checkpoint", result.run_id[:6], "--step", s["t_memorize"], "--out", out, "--store", tmp_path / "s.db")
+    assert exported.exit_code == 0, exported.output
+    model = load_checkpoint(out, registry=registry)
+    from safetensors.torch import load_file
+
+    saved = load_file(str(out))
+    assert torch.equal(model.parameters()["W"], saved["model/W"]) and torch.equal(model.parameters()["V"], saved["model/V"])
+    assert any(k.startswith("optimizer/") for k in saved)  # Adam's moments travel with it
+
+
+def test_bad_checkpoint_and_resume_requests_exit_2_with_the_store_unchanged(tmp_path, registry):
+    store = tmp_path / "s.db"
+    result = run("modadd-cls", "quadratic", overrides=TINY + ["train.steps=100"], store=store, registry=registry)
+    before = store.read_bytes()
+    cases = [
+        (("checkpoint", result.run_id, "--step", 7, "--out", tmp_path / "x.safetensors"), "no checkpoint at step 7"),
+        (("checkpoint", "nosuchrun", "--out", tmp_path / "x.safetensors"), "no run 'nosuchrun'"),
+        (("resume", result.run_id, "--steps", 50), "last checkpoint is at step 100"),
+        (("resume", result.run_id, "--steps", 200, "--logger", "nosuch"), "unknown logger 'nosuch'"),
+        (("run", "-t", "modadd-cls", "-m", "quadratic", "--logger", "nosuch"), "unknown logger 'nosuch'"),
+    ]
+    for args, message in cases:
+        out = invoke(*args, "--store", store)
+        assert out.exit_code == 2 and message in out.output, (args, out.output)
+        assert "Traceback" not in out.output
+    gone = subprocess.run([sys.executable, "-m", "grokbench", "--disable-plugin", "quadratic", "resume", result.run_id, "--steps", "200",
+                           "--store", str(store)], capture_output=True, text=True, timeout=120)  # its model plugin is no longer there
+    lines = gone.stderr.strip().splitlines()
+    assert gone.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: unknown model 'quadratic' (known: kernel, ntk-inf, ")
+    assert store.read_bytes() == before and not (tmp_path / "x.safetensors").exists()
+    # a checkpoint that does not match the run's model (another width)
+    other = run("modadd-cls", "quadratic", overrides=TINY + ["train.steps=50", "model.width=16"], store=tmp_path / "o.db", registry=registry)
+    (ckpt,) = [c for c in Store(tmp_path / "o.db").checkpoints(other.run_id) if c["step"] == 50]
+    target = Store(store).checkpoints(result.run_id)[-1]["path"]
+    os.replace(ckpt["path"], target)
+    before = store.read_bytes()
+    out = invoke("resume", result.run_id, "--steps", 200, "--store", store)
+    assert out.exit_code == 2 and "does not match the model" in out.output and store.read_bytes() == before
+
+
+def test_a_missing_extra_is_one_line_before_anything_is_written(tmp_path):
+    from grokbench.contracts import Logger
+    from grokbench.plugin_manager import load_plugins
+    from grokbench.registry import PluginInfo
+
+    registry = load_plugins()  # a registry of its own: the process's shared one stays as installed
+
+    class Needy(Logger):
+        """Needs a module nobody has."""
+
+        name = "needy"
+        requires = ("grokbench_module_that_is_not_installed",)
+        extra = "needy"
+
+    registry.add_plugin(PluginInfo("needy-plugin"), [("logger", "needy", Needy)])
+    cfg = resolve_config(registry, task="modadd-cls", model="quadratic")
+    with pytest.raises(ConfigError, match=r"logger 'needy' needs grokbench_module_that_is_not_installed.*pip install 'grokbench\[needy\]'"):
+        execute(cfg, registry=registry, store=tmp_path / "s.db", loggers=["needy"])
+    assert not (tmp_path / "s.db").exists()
+
+
+# ------------------------------------------------------------------ suites and finding runs
+
+
+def test_suites_treat_an_interrupted_run_as_not_done_and_keep_it_detached(tmp_path, registry):
+    from grokbench.executors import run_suite
+    from grokbench.runner import save_result, train_config
+    from grokbench.suites import load_suite
+    from tests.test_suites import TINY_SUITE, write
+
+    suite = load_suite(write(tmp_path / "t.toml", TINY_SUITE), registry)
+    first = suite.runs[0].config
+    old = train_config(first, registry=registry)
+    old.status = "interrupted"
+    save_result(Store(tmp_path / "s.db"), old, suite="tiny")
+    outcome = run_suite(suite, store=tmp_path / "s.db")
+    assert (outcome.skipped, outcome.trained) == (0, 4)
+    rows = dict(sqlite3.connect(tmp_path / "s.db").execute("SELECT id, suite FROM runs").fetchall())
+    assert rows[old.run_id] is None and sum(v == "tiny" for v in rows.values()) == 4
+
+
+def test_runs_filters_and_the_hyperparameters_that_differ(tmp_path, registry):
+    store = tmp_path / "s.db"
+    for p in (11, 13):
+        run("modadd-cls", "quadratic", overrides=TINY + ["train.steps=50", f"task.p={p}"], store=store, registry=registry)
+    out = invoke("runs", "--store", store, "--where", "task.p=13", "--json")
+    (row,) = json.loads(out.output)
+    assert "task.p" not in row and row["status"] == "completed"  # one run listed: no hyperparameter differs
+    both = json.loads(invoke("runs", "--store", store, "--task", "modadd-cls", "--status", "completed", "--json").output)
+    assert sorted(r["task.p"] for r in both) == [11, 13] and "model.width" not in both[0]
+    assert "task.p" in invoke("runs", "--store", store).output
+    assert json.loads(invoke("runs", "--store", store, "--status", "failed", "--json").output) == []
+    bad = invoke("runs", "--store", store, "--where", "nokey")
+    assert bad.exit_code == 2
+
+
+def test_each_run_records_the_git_commit_it_ran_from(tmp_path, registry, monkeypatch):
+    from grokbench import lifecycle
+
+    repo = tmp_path / "project"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.email=a@b", "-c", "user.name=a"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "f.txt").write_text("1")
+    subprocess.run(git + ["add", "f.txt"], check=True)
+    subprocess.run(git + ["commit", "-qm", "x"], check=True)
+    head = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    monkeypatch.chdir(repo)
+    results.git_provenance.cache_clear()
+    result = run("modadd-cls", "quadratic", overrides=TINY + ["train.steps=10"], store=tmp_path / "s.db", registry=registry)
+    assert Store(tmp_path / "s.db").get_run(result.run_id)["environment"]["git"] == {"commit": head, "dirty": False}
+    (repo / "f.txt").write_text("2")
+    results.git_provenance.cache_clear()
+    assert results.git_provenance() == {"commit": head, "dirty": True}
+    results.git_provenance.cache_clear()
+
+
+# ------------------------------------------------------------------ progress, seeds, threads, suites' loggers
+
+
+def test_the_progress_bar_advances_every_step_and_stays_on_screen(capsys):
+    from grokbench.runner import _Progress
+
+    bar = _Progress(7, True, "t/m")
+    for done in range(1, 8):
+        bar.step(done)
+        assert bar.bar.n == done
+    bar({"step": 7, "train_acc": 1.0, "test_acc": 0.5})
+    bar.close()
+    err = capsys.readouterr().err
+    last = err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "7/7" in last and "step/s" in last and "train=1.000" in last and "test=0.500" in last
+
+
+def test_seeds_end_with_one_aggregate_line_and_the_shared_wall_time(tmp_path):
+    out = invoke("run", "-t", "modadd-cls", "-m", "quadratic", "--seeds", "0,1", "--store", tmp_path / "s.db",
+                 *[x for kv in TINY + ["train.steps=100"] for x in ("--set", kv)])
+    assert out.exit_code == 0, out.output
+    last = out.output.strip().splitlines()[-1]
+    assert last.startswith("seeds: ") and "/2 generalized" in last and "for all 2 seeds together" in last
+    assert "shared by 2 seeds trained together" in out.output
+
+
+def test_threads_option_sets_torch_threads_of_the_run(tmp_path):
+    out = invoke("run", "-t", "modadd-cls", "-m", "quadratic", "--threads", "2", "--store", tmp_path / "s.db", "--json",
+                 *[x for kv in TINY + ["train.steps=10"] for x in ("--set", kv)])
+    assert out.exit_code == 0, out.output
+    run_id = json.loads(out.output)["run_id"]
+    assert Store(tmp_path / "s.db").get_run(run_id)["environment"]["torch_threads"] == 2
+    torch.set_num_threads(1)
+
+
+def test_a_suite_replays_each_stored_run_to_its_loggers(tmp_path, registry):
+    from tests.test_suites import TINY_SUITE, write
+
+    suite = write(tmp_path / "t.toml", TINY_SUITE.replace("steps = 300", "steps = 100"))
+    out = invoke("suite", "run", suite, "--store", tmp_path / "s.db", "--logger", "jsonl", "--json")
+    assert out.exit_code == 0, out.output
+    ids = set(Store(tmp_path / "s.db").runs()["id"])
+    files = {p.stem for p in (tmp_path / "s.db.logs").glob("*.jsonl")}
+    assert files == ids and len(ids) == 4
+    events = [json.loads(line)["event"] for line in (tmp_path / "s.db.logs" / f"{sorted(ids)[0]}.jsonl").read_text().splitlines()]
+    assert events == ["start", "evaluation", "evaluation", "evaluation", "end"]
+    bad = invoke("suite", "run", suite, "--store", tmp_path / "other.db", "--logger", "nosuch")
+    assert bad.exit_code == 2 and "unknown logger 'nosuch'" in bad.output and not (tmp_path / "other.db").exists()
