@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from typing import Any, Literal, Mapping
+from typing import Any, ClassVar, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
@@ -48,6 +48,15 @@ class TrainConfig(Strict):
     early_stop: bool = Field(False, description="stop at the first evaluation that reaches generalize_threshold")
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:N or auto")
     dtype: Literal["float32", "float64"] = "float32"
+    stop_on_stall: bool = Field(
+        False,
+        description="end a full-batch run whose state repeats exactly (a fixed point or cycle) with status stalled; "
+        "every stored summary is unchanged, only the repeated tail of the curves is not computed",
+    )
+    flush_denormal: bool = Field(False, description="flush subnormal floats to zero on the CPU while training (torch.set_flush_denormal)")
+
+    #: options added after stores existed: left out of the config hash while off, so older runs keep their identity
+    HASH_OMIT_WHEN_OFF: ClassVar[tuple[str, ...]] = ("stop_on_stall", "flush_denormal")
 
 
 class RunConfig(Strict):
@@ -64,7 +73,11 @@ class RunConfig(Strict):
 
     def canonical_json(self) -> str:
         """The configuration as canonical JSON, without the preset's name (which values came from)."""
-        return json.dumps(self.model_dump(mode="json", exclude={"preset"}), sort_keys=True, separators=(",", ":"))
+        tree = self.model_dump(mode="json", exclude={"preset"})
+        for key in TrainConfig.HASH_OMIT_WHEN_OFF:
+            if not tree["train"][key]:
+                del tree["train"][key]
+        return json.dumps(tree, sort_keys=True, separators=(",", ":"))
 
     @property
     def variant(self) -> str:

@@ -314,6 +314,13 @@ class OptimizerState:
         """Update the parameters in place from ``grads`` (same order and shapes; the trainer may reuse them)."""
         raise NotImplementedError
 
+    def state_tensors(self) -> list[torch.Tensor] | None:
+        """Every value the next steps depend on besides the parameters ([] when none); None: not known.
+
+        Lets the trainer tell an exact cycle of the run's state (``train.stop_on_stall``); None never stalls.
+        """
+        return None
+
 
 class TorchOptimizerState(OptimizerState):
     """Adapts a ``torch.optim.Optimizer`` to the ``step(grads)`` interface."""
@@ -328,6 +335,16 @@ class TorchOptimizerState(OptimizerState):
         self.torch_optimizer.step()
         for p in self.params:
             p.grad = None
+
+    def state_tensors(self) -> list[torch.Tensor] | None:
+        out: list[torch.Tensor] = []
+        for p in self.params:
+            for _, value in sorted(self.torch_optimizer.state.get(p, {}).items()):
+                if isinstance(value, torch.Tensor):
+                    out.append(value)
+                elif value is not None:
+                    out.append(torch.tensor(float(value)))
+        return out
 
 
 @dataclass

@@ -8,20 +8,22 @@ plugin's. A step is: batch -> model loss and gradients -> regularizer penalty
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
 from .config import TrainConfig
-from .contracts import BatchedModel, EvalContext, Metric, Model, Optimizer, Regularizer, Task, TaskData
+from .contracts import BatchedModel, EvalContext, Metric, Model, Optimizer, OptimizerState, Regularizer, Task, TaskData
+from .stalls import StallWatch
 
 EVAL_CHUNK = 1 << 16
 
 
 @dataclass
 class TrainOutcome:
-    status: str  # "completed" or "diverged"
+    status: str  # "completed", "diverged" or "stalled"
     steps: int  # optimizer steps taken
     message: str | None = None
 
@@ -113,6 +115,45 @@ def train_members(
     stacked tensors in one go; any other one (a global norm, a max) is built and
     stepped once per seed on that seed's views, so it sees exactly what it would alone.
     """
+    with flushing_denormals(cfg.flush_denormal):
+        return _train_loop(task=task, members=members, trainable=trainable, optimizer=optimizer, regularizer=regularizer, cfg=cfg)
+
+
+@contextmanager
+def flushing_denormals(on: bool) -> Iterator[None]:
+    """Subnormal floats flushed to zero on the CPU (this thread) while the block runs; restored (off) after."""
+    if not on:
+        yield
+        return
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def _stall_state(i: int, members: int, params: list[torch.Tensor], states: list[OptimizerState], batched: bool) -> list[torch.Tensor] | None:
+    """Member ``i``'s parameters and optimizer state (rows of stacked tensors); None when the state is not known."""
+    own = states[i] if len(states) > 1 else states[0]
+    extra = own.state_tensors()
+    if extra is None:
+        return None
+    if batched:
+        params = [p[i] for p in params]
+        if len(states) == 1:
+            extra = [t[i] if t.dim() and t.shape[0] == members else t for t in extra]
+    return params + extra
+
+
+def _train_loop(
+    *,
+    task: Task,
+    members: list[Member],
+    trainable: Model | BatchedModel,
+    optimizer: Optimizer,
+    regularizer: Regularizer,
+    cfg: TrainConfig,
+) -> list[TrainOutcome]:
     batched = isinstance(trainable, BatchedModel)
     lr = float(optimizer.params.lr)
     closed_form = not batched and trainable.closed_form  # fitted once, moved to each evaluated step
@@ -132,6 +173,8 @@ def train_members(
     full_batch = next_batch() if batches[0].size is None else None
     outcomes = [TrainOutcome(status="completed", steps=cfg.steps) for _ in members]
     active = list(range(len(members)))
+    # stalls are exact repeats of the state: only full-batch runs trained step by step can have them
+    watches = [StallWatch(cfg.eval_every, cfg.steps) for _ in members] if cfg.stop_on_stall and not closed_form and full_batch is not None else []
 
     for step in range(cfg.steps + 1):
         if step % cfg.eval_every == 0 or step == cfg.steps:
@@ -147,6 +190,8 @@ def train_members(
                 elif cfg.early_stop and record["test_acc"] >= cfg.generalize_threshold:
                     outcomes[i].steps = step
                 else:
+                    if watches:
+                        watches[i].evaluated(step)
                     continue
                 active.remove(i)
             if not active:
@@ -157,6 +202,14 @@ def train_members(
             continue
         x, y = full_batch or next_batch()
         _, grads = trainable.loss_and_grads(x, y, task)
+        for i in [i for i in active if watches and watches[i].watching(step)]:
+            state = _stall_state(i, len(members), params, states, batched)
+            reason = None if state is None else watches[i].observe(step, state, [g[i] for g in grads] if batched else grads)
+            if reason:
+                outcomes[i] = TrainOutcome("stalled", step, reason)
+                active.remove(i)
+        if not active:
+            break
         for i, (group, state) in enumerate(zip(groups, states)):
             group_grads = [g[i] for g in grads] if per_seed else grads
             extra = regularizer.penalty_grads(group)

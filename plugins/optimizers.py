@@ -45,6 +45,9 @@ class NormalizedStep(OptimizerState):
         for p, g in zip(self.params, grads):
             p.sub_(g * scale)
 
+    def state_tensors(self) -> list[torch.Tensor]:
+        return []  # a step depends on the gradient alone
+
 
 class NormalizedGradientDescent(Optimizer):
     """Normalized GD (the paper's classification optimizer): θ ← θ − η ∇L / ‖∇L‖₂, global norm."""
