@@ -69,8 +69,15 @@ def differences(name: str, new: Path, committed: Path) -> list[str]:
     return out
 
 
+def owner(figure: str, names: set[str]) -> str | None:
+    """The suite a figure name belongs to: the longest suite name it starts with (paper-mini-x before paper-x)."""
+    prefixes = [n for n in names if figure.startswith(f"{n}-")]
+    return max(prefixes, key=len) if prefixes else None
+
+
 def regenerate(files: list[Path], *, stores: Path, docs: Path, reports: Path, run_options: list[str], check: bool) -> int:
     wanted = referenced_figures(docs)
+    names = {suite_name(f) for f in files} | {suite_name(ROOT / s) for s in SUITES if (ROOT / s).exists()}
     problems: list[str] = []
     stores.mkdir(parents=True, exist_ok=True)
     for file in files:
@@ -86,8 +93,9 @@ def regenerate(files: list[Path], *, stores: Path, docs: Path, reports: Path, ru
                 (reports / name).mkdir(parents=True, exist_ok=True)
                 for table in ("leaderboard.md", "leaderboard.csv"):
                     shutil.copyfile(made / table, reports / name / table)
-            for figure in sorted(f for f in wanted if f.startswith(f"{name}-")):
-                plot = made / figure[len(name) + 1 :]
+            for figure in sorted(f for f in wanted if owner(f, names) == name):
+                # the report's own name, or the suite's name and the report's (the scaling plots carry it already)
+                plot = made / figure if (made / figure).exists() else made / figure[len(name) + 1 :]
                 if not plot.exists():
                     problems.append(f"{name}: the docs reference figures/{figure}, which the report does not draw")
                 elif not check:

@@ -64,3 +64,11 @@ def _ids(tmp):
 
     with sqlite3.connect(tmp / "stores" / "tiny.db") as db:
         return [r[0] for r in db.execute("SELECT id FROM runs")]
+
+
+def test_a_figure_belongs_to_the_longest_suite_name_it_starts_with():
+    names = {"paper", "paper-mini", "scaling"}
+    assert regenerate.owner("paper-mini-test-acc.png", names) == "paper-mini"
+    assert regenerate.owner("paper-curves-x.png", names) == "paper"
+    assert regenerate.owner("scaling-modadd-cls.png", names) == "scaling"
+    assert regenerate.owner("other.png", names) is None
