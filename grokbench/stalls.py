@@ -26,6 +26,8 @@ from typing import Sequence
 
 import torch
 
+from .contracts import OptimizerState
+
 #: optimizer steps watched after each evaluation (periods up to WINDOW are found)
 WINDOW = 4
 
@@ -79,3 +81,16 @@ class StallWatch:
         )
         kind = "the parameters no longer change" if period == 1 else f"the parameters repeat with period {period}"
         return f"stalled at step {first}: {kind} (exact, with the optimizer state); {cause}"
+
+
+def member_state(i: int, members: int, params: list[torch.Tensor], states: list[OptimizerState], batched: bool) -> list[torch.Tensor] | None:
+    """Member ``i``'s parameters and optimizer state (rows of stacked tensors); None when the state is not known."""
+    own = states[i] if len(states) > 1 else states[0]
+    extra = own.state_tensors()
+    if extra is None:
+        return None
+    if batched:
+        params = [p[i] for p in params]
+        if len(states) == 1:
+            extra = [t[i] if t.dim() and t.shape[0] == members else t for t in extra]
+    return params + extra

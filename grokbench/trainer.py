@@ -7,18 +7,19 @@ plugin's. A step is: batch -> model loss and gradients -> regularizer penalty
 
 from __future__ import annotations
 
+import functools
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Any, Callable, TypeVar, cast
 
 import torch
 
 from .config import TrainConfig
-from .contracts import BatchedModel, EvalContext, Metric, Model, Optimizer, OptimizerState, Regularizer, Task, TaskData
-from .stalls import StallWatch
+from .contracts import BatchedModel, EvalContext, Metric, Model, Optimizer, Regularizer, Task, TaskData
+from .stalls import StallWatch, member_state
 
 EVAL_CHUNK = 1 << 16
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass
@@ -96,6 +97,23 @@ def train(
     return train_members(task=task, members=[member], trainable=model, optimizer=optimizer, regularizer=regularizer, cfg=cfg)[0]
 
 
+def flushing_denormals(fn: F) -> F:
+    """``fn(..., cfg=...)`` with subnormal floats flushed to zero on the CPU (this thread) when ``cfg.flush_denormal``; restored (off) after."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, cfg: TrainConfig, **kwargs: Any) -> Any:
+        if not cfg.flush_denormal:
+            return fn(*args, cfg=cfg, **kwargs)
+        torch.set_flush_denormal(True)
+        try:
+            return fn(*args, cfg=cfg, **kwargs)
+        finally:
+            torch.set_flush_denormal(False)
+
+    return cast(F, wrapper)
+
+
+@flushing_denormals
 def train_members(
     *,
     task: Task,
@@ -115,45 +133,6 @@ def train_members(
     stacked tensors in one go; any other one (a global norm, a max) is built and
     stepped once per seed on that seed's views, so it sees exactly what it would alone.
     """
-    with flushing_denormals(cfg.flush_denormal):
-        return _train_loop(task=task, members=members, trainable=trainable, optimizer=optimizer, regularizer=regularizer, cfg=cfg)
-
-
-@contextmanager
-def flushing_denormals(on: bool) -> Iterator[None]:
-    """Subnormal floats flushed to zero on the CPU (this thread) while the block runs; restored (off) after."""
-    if not on:
-        yield
-        return
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
-
-
-def _stall_state(i: int, members: int, params: list[torch.Tensor], states: list[OptimizerState], batched: bool) -> list[torch.Tensor] | None:
-    """Member ``i``'s parameters and optimizer state (rows of stacked tensors); None when the state is not known."""
-    own = states[i] if len(states) > 1 else states[0]
-    extra = own.state_tensors()
-    if extra is None:
-        return None
-    if batched:
-        params = [p[i] for p in params]
-        if len(states) == 1:
-            extra = [t[i] if t.dim() and t.shape[0] == members else t for t in extra]
-    return params + extra
-
-
-def _train_loop(
-    *,
-    task: Task,
-    members: list[Member],
-    trainable: Model | BatchedModel,
-    optimizer: Optimizer,
-    regularizer: Regularizer,
-    cfg: TrainConfig,
-) -> list[TrainOutcome]:
     batched = isinstance(trainable, BatchedModel)
     lr = float(optimizer.params.lr)
     closed_form = not batched and trainable.closed_form  # fitted once, moved to each evaluated step
@@ -203,7 +182,7 @@ def _train_loop(
         x, y = full_batch or next_batch()
         _, grads = trainable.loss_and_grads(x, y, task)
         for i in [i for i in active if watches and watches[i].watching(step)]:
-            state = _stall_state(i, len(members), params, states, batched)
+            state = member_state(i, len(members), params, states, batched)
             reason = None if state is None else watches[i].observe(step, state, [g[i] for g in grads] if batched else grads)
             if reason:
                 outcomes[i] = TrainOutcome("stalled", step, reason)
