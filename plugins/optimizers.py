@@ -42,8 +42,17 @@ class NormalizedStep(OptimizerState):
     def step(self, grads: list[torch.Tensor]) -> None:
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
         scale = self.lr / (norm + self.eps)  # a tensor: no host synchronization
+        # Below ~100·sqrt(tiny) (1e-17 in float32) the sum of squares underflows (to 0 once the cross-entropy's
+        # gradient is ~1e-19 or smaller), and lr·g/(‖g‖ + eps) is no longer a step of length lr. There the
+        # direction is taken as g/m with m = max|g| (entries of order 1), normalized; a zero gradient gives no step.
+        # Above it the step is computed exactly as before, so runs whose norm never underflowed are unchanged.
+        exact = norm >= 100 * torch.finfo(norm.dtype).tiny ** 0.5
+        m = torch.stack([g.abs().amax() for g in grads]).amax()
+        m = torch.where(m > 0, m, torch.ones_like(m))
+        unit = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g / m) for g in grads]))
+        small = torch.where(unit > 0, self.lr / unit.clamp_min(1.0), torch.zeros_like(unit))
         for p, g in zip(self.params, grads):
-            p.sub_(g * scale)
+            p.sub_(torch.where(exact, g * scale, (g / m) * small))
 
     def state_tensors(self) -> list[torch.Tensor]:
         return []  # a step depends on the gradient alone
