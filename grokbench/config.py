@@ -17,7 +17,7 @@ import copy
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, PositiveInt, ValidationError
 
@@ -54,6 +54,15 @@ class TrainConfig(StrictModel):
     checkpoint_every: PositiveInt | None = Field(
         None, description="also save a checkpoint every N evaluations (not part of the run's identity: left out of its hash)"
     )
+    stop_on_stall: bool = Field(
+        False,
+        description="end a full-batch run whose state repeats exactly (a fixed point or cycle) with status stalled; "
+        "every stored summary is unchanged, only the repeated tail of the curves is not computed",
+    )
+    flush_denormal: bool = Field(False, description="flush subnormal floats to zero on the CPU while training (torch.set_flush_denormal)")
+
+    #: options added after stores existed: left out of the config hash while off, so older runs keep their identity
+    HASH_OMIT_WHEN_OFF: ClassVar[tuple[str, ...]] = ("stop_on_stall", "flush_denormal")
 
 
 class RunConfig(StrictModel):
@@ -75,10 +84,14 @@ class RunConfig(StrictModel):
         return "-" if component is None else str(component.name)
 
     def canonical_json(self) -> str:
-        """The configuration as canonical JSON, without the preset's name (which values came from) and
-        ``train.checkpoint_every`` (which changes no number), so that neither changes the run's identity."""
-        data = self.model_dump(mode="json", exclude={"preset": True, "train": {"checkpoint_every"}})
-        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+        """The configuration as canonical JSON, without the preset's name (which values came from),
+        ``train.checkpoint_every`` (which changes no number), and the options of ``HASH_OMIT_WHEN_OFF`` while
+        they are off, so that none of them changes the run's identity."""
+        tree = self.model_dump(mode="json", exclude={"preset": True, "train": {"checkpoint_every"}})
+        for key in TrainConfig.HASH_OMIT_WHEN_OFF:
+            if not tree["train"][key]:
+                del tree["train"][key]
+        return json.dumps(tree, sort_keys=True, separators=(",", ":"))
 
     @property
     def variant(self) -> str:

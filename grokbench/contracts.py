@@ -434,9 +434,11 @@ class OptimizerState(abc.ABC):
         """Update the parameters in place from ``grads`` (same order and shapes; the trainer may reuse them)."""
 
     def state_dict(self) -> dict[str, Any]:
-        """The state a checkpoint saves (tensors, numbers, strings, nested dicts and lists); stateless: ``{}``.
+        """The state a checkpoint saves (tensors, numbers, strings, nested dicts and lists).
 
-        A stateful optimizer overrides this and :meth:`load_state_dict`, or a resumed run is not exact."""
+        A stateful optimizer overrides this and :meth:`load_state_dict`, or a resumed run is not exact; a
+        stateless one overrides it to return ``{}``, which also lets ``train.stop_on_stall`` see that the
+        parameters are the whole state (a state that keeps this default is never declared stalled)."""
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 (optional: stateless states keep it)

@@ -11,19 +11,22 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
 import torch
 
 from .checkpoints import TrainState, capture, restore
 from .config import TrainConfig
 from .contracts import BatchedModel, EvalContext, Metric, Model, Optimizer, Regularizer, Task, TaskData
+from .stalls import StallWatch, member_state
 
 EVAL_CHUNK = 1 << 16
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass
 class TrainOutcome:
-    status: str  # "completed" or "diverged"
+    status: str  # "completed", "diverged" or "stalled"
     steps: int  # optimizer steps taken
     message: str | None = None
 
@@ -105,6 +108,23 @@ def train(
     )[0]
 
 
+def flushing_denormals(fn: F) -> F:
+    """``fn(..., cfg=...)`` with subnormal floats flushed to zero on the CPU (this thread) when ``cfg.flush_denormal``; restored (off) after."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, cfg: TrainConfig, **kwargs: Any) -> Any:
+        if not cfg.flush_denormal:
+            return fn(*args, cfg=cfg, **kwargs)
+        torch.set_flush_denormal(True)
+        try:
+            return fn(*args, cfg=cfg, **kwargs)
+        finally:
+            torch.set_flush_denormal(False)
+
+    return cast(F, wrapper)
+
+
+@flushing_denormals
 def train_members(
     *,
     task: Task,
@@ -155,6 +175,8 @@ def train_members(
     full_batch = next_batch() if batches[0].size is None else None
     outcomes = [TrainOutcome(status="completed", steps=cfg.steps) for _ in members]
     active = list(range(len(members)))
+    # stalls are exact repeats of the state: only full-batch runs trained step by step can have them
+    watches = [StallWatch(cfg.eval_every, cfg.steps) for _ in members] if cfg.stop_on_stall and not closed_form and full_batch is not None else []
 
     for step in range(resume.step if resume is not None else 0, cfg.steps + 1):
         if step % cfg.eval_every == 0 or step == cfg.steps:
@@ -170,6 +192,8 @@ def train_members(
                 elif cfg.early_stop and record["test_acc"] >= cfg.generalize_threshold:
                     outcomes[i].steps = step
                 else:
+                    if watches:
+                        watches[i].evaluated(step)
                     continue
                 active.remove(i)
             if on_state is not None and not batched:
@@ -182,6 +206,14 @@ def train_members(
             continue
         x, y = full_batch or next_batch()
         _, grads = trainable.loss_and_grads(x, y, task)
+        for i in [i for i in active if watches and watches[i].watching(step)]:
+            snapshot = member_state(i, len(members), params, states, batched)
+            reason = None if snapshot is None else watches[i].observe(step, snapshot, [g[i] for g in grads] if batched else grads)
+            if reason:
+                outcomes[i] = TrainOutcome("stalled", step, reason)
+                active.remove(i)
+        if not active:
+            break
         for i, (group, state) in enumerate(zip(groups, states)):
             group_grads = [g[i] for g in grads] if per_seed else grads
             if penalty:

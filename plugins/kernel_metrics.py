@@ -8,7 +8,11 @@ None is a default metric (``--set metrics.ntk_drift=true`` or with parameters,
   sorted order, so the probe does not depend on the split). Θ₀ is the kernel of the first
   evaluation (step 0). Summary: ``ntk_drift_at_memorize``, ``ntk_drift_at_generalize`` (the
   drift at t_memorize and t_generalize) and ``kernel_departure_step`` (first evaluated step whose
-  drift reaches ``threshold``).
+  drift reaches ``threshold``). ``probe = "train"`` measures it instead on the paper's probe, the
+  training inputs (``probe_size`` of them drawn with ``probe_seed``; all of them when there are no
+  more), as ``ntk_drift_train`` (summary ``ntk_drift_train_at_memorize``/``_at_generalize``);
+  ``probe = "both"`` records the two side by side. With ``output = "first"`` (the default) this is
+  the paper's protocol: training inputs, first output coordinate.
 * ``kernel_alignment`` (classification tasks): centered alignment ⟨HΘH, HLH⟩_F / (‖HΘH‖_F ‖HLH‖_F)
   of the eNTK with the label kernel L = Y Yᵀ (one-hot Y: L_ij = 1[y_i = y_j]) on the same kind of
   probe set; H = I − 11ᵀ/n.
@@ -35,10 +39,10 @@ from grokbench.errors import ConfigError
 from grokbench.ntk import empirical_ntk, has_closed_form
 
 
-def probe_set(data: TaskData, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``size`` distinct inputs (and a target of each) drawn with ``seed`` from all inputs, in canonical order."""
-    x = torch.cat([data.x_train, data.x_test])
-    y = torch.cat([data.y_train, data.y_test])
+def probe_set(data: TaskData, size: int, seed: int, source: Literal["all", "train"] = "all") -> tuple[torch.Tensor, torch.Tensor]:
+    """``size`` distinct inputs (and a target of each) drawn with ``seed`` from all inputs (or the training inputs), in canonical order."""
+    x = torch.cat([data.x_train, data.x_test]) if source == "all" else data.x_train
+    y = torch.cat([data.y_train, data.y_test]) if source == "all" else data.y_train
     distinct, inverse = torch.unique(x, dim=0, return_inverse=True)  # sorted: independent of the split
     first = torch.full((len(distinct),), len(x), device=x.device).scatter_reduce(0, inverse, torch.arange(len(x), device=x.device), "amin")
     pick = torch.randperm(len(distinct), generator=torch.Generator().manual_seed(seed))[:size].sort().values.to(x.device)
@@ -63,10 +67,11 @@ class ProbeNTK(Metric):
         if self.params.method == "closed-form" and not has_closed_form(model):
             raise ConfigError(f"metric '{self.name}': model '{model.name}' has no closed-form NTK (set metrics.{self.name}.method=torch.func or auto)")
 
-    def kernel(self, ctx: EvalContext) -> torch.Tensor:
-        if not hasattr(self, "probe"):
-            self.probe = probe_set(ctx.data, self.params.probe_size, self.params.probe_seed)
-        return empirical_ntk(ctx.model, self.probe[0], output=self.params.output, method=self.params.method).double()
+    def kernel(self, ctx: EvalContext, source: Literal["all", "train"] = "all") -> torch.Tensor:
+        probes: dict[str, tuple[torch.Tensor, torch.Tensor]] = self.__dict__.setdefault("probes", {})
+        if source not in probes:
+            probes[source] = probe_set(ctx.data, self.params.probe_size, self.params.probe_seed, source)
+        return empirical_ntk(ctx.model, probes[source][0], output=self.params.output, method=self.params.method).double()
 
 
 def needs_classification(metric: Metric, task: Task) -> None:
@@ -85,30 +90,45 @@ class NTKDrift(ProbeNTK):
     """‖Θ_t − Θ₀‖_F / ‖Θ₀‖_F of the eNTK on a fixed probe set (how far the network left its kernel regime)."""
 
     name = "ntk_drift"
-    outputs = ("ntk_drift",)
-    summary_keys = ("ntk_drift_at_memorize", "ntk_drift_at_generalize", "kernel_departure_step")
+    outputs = ("ntk_drift", "ntk_drift_train")
+    summary_keys = (
+        "ntk_drift_at_memorize", "ntk_drift_at_generalize", "kernel_departure_step",
+        "ntk_drift_train_at_memorize", "ntk_drift_train_at_generalize",
+    )
+    SOURCES = {"all": ("all",), "train": ("train",), "both": ("all", "train")}
+    KEYS = {"all": "ntk_drift", "train": "ntk_drift_train"}
     report_columns = (
         SummaryColumn("ntk_drift_at_generalize", "NTK drift at t_gen", None, ".3g"),
+        SummaryColumn("ntk_drift_train_at_generalize", "NTK drift at t_gen (paper's probe)", None, ".3g"),
         SummaryColumn("kernel_departure_step", "kernel departure step", None, ".4g"),
     )
-    report_panels = (CurvePanel(("ntk_drift",), "NTK drift ‖Θ_t − Θ₀‖/‖Θ₀‖"),)
+    report_panels = (CurvePanel(("ntk_drift", "ntk_drift_train"), "NTK drift ‖Θ_t − Θ₀‖/‖Θ₀‖"),)
 
     class Params(ProbeParams):
         threshold: float = Field(0.5, gt=0, description="drift that counts as leaving the kernel regime (kernel_departure_step)")
+        probe: Literal["all", "train", "both"] = Field(
+            "all", description="all: probe drawn from all inputs (ntk_drift); train: the paper's, the training inputs (ntk_drift_train); both"
+        )
 
     def compute(self, ctx: EvalContext) -> dict[str, float]:
-        theta = self.kernel(ctx)
-        if not hasattr(self, "theta0"):
-            self.theta0 = theta
-        return {"ntk_drift": ((theta - self.theta0).norm() / self.theta0.norm()).item()}
+        theta0: dict[str, torch.Tensor] = self.__dict__.setdefault("theta0", {})
+        out = {}
+        for source in self.SOURCES[self.params.probe]:
+            theta = self.kernel(ctx, "train" if source == "train" else "all")
+            start = theta0.setdefault(source, theta)
+            out[self.KEYS[source]] = ((theta - start).norm() / start.norm()).item()
+        return out
 
     def summarize(self, curves, summary) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for source in self.SOURCES[self.params.probe]:
+            key = self.KEYS[source]
+            out[f"{key}_at_memorize"] = value_at(curves, key, summary.get("t_memorize"))
+            out[f"{key}_at_generalize"] = value_at(curves, key, summary.get("t_generalize"))
         departed = [r["step"] for r in curves if r.get("ntk_drift", 0.0) >= self.params.threshold]
-        return {
-            "ntk_drift_at_memorize": value_at(curves, "ntk_drift", summary.get("t_memorize")),
-            "ntk_drift_at_generalize": value_at(curves, "ntk_drift", summary.get("t_generalize")),
-            "kernel_departure_step": int(departed[0]) if departed else None,
-        }
+        if "all" in self.SOURCES[self.params.probe]:
+            out["kernel_departure_step"] = int(departed[0]) if departed else None
+        return out
 
 
 def centered_alignment(k: torch.Tensor, l: torch.Tensor) -> float:
@@ -135,7 +155,7 @@ class KernelAlignment(ProbeNTK):
 
     def compute(self, ctx: EvalContext) -> dict[str, float]:
         theta = self.kernel(ctx)
-        y = self.probe[1]
+        y = self.__dict__["probes"]["all"][1]
         return {"kernel_alignment": centered_alignment(theta, y[:, None] == y[None, :])}
 
 

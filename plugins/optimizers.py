@@ -115,8 +115,20 @@ class NormalizedStep(OptimizerState):
     def step(self, grads: list[torch.Tensor]) -> None:
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
         scale = self.lr / (norm + self.eps)  # a tensor: no host synchronization
+        # ‖g‖₂ ≥ max|g| always; a computed norm below max|g| means the sum of squares underflowed (to 0 in float32
+        # once the cross-entropy's gradient is below ~1e-19), and lr·g/(‖g‖ + eps) is then no step of length lr.
+        # There the direction is taken as g/max|g| (entries of order 1), normalized. Otherwise the step is the
+        # old one bit for bit, so runs whose norm never underflowed keep their numbers.
+        top = torch.stack([g.abs().amax() for g in grads]).amax()
+        exact = norm >= top
+        m = torch.where(top > 0, top, torch.ones_like(top))
+        unit = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g / m) for g in grads]))
+        small = self.lr / unit.clamp_min(1.0)
         for p, g in zip(self.params, grads):
-            p.sub_(g * scale)
+            p.sub_(torch.where(exact, g * scale, (g / m) * small))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}  # a step depends on the gradient alone
 
 
 class NormalizedGradientDescent(Optimizer):

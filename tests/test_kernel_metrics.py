@@ -102,3 +102,17 @@ def test_fourier_concentration_of_single_frequency_and_random_weights():
     assert out["fourier_ipr"] == pytest.approx(1.0) and out["fourier_top"] == pytest.approx(1.0)
     noise = fourier_concentration(torch.randn(2, p, 500, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
     assert 1 / (p // 2) < noise["fourier_ipr"] < 0.35  # spread over all p//2 = 6 frequencies
+
+
+def test_ntk_drift_on_the_papers_probe_beside_the_default_one():
+    data = ModAddClassification(ModAddClassification.Params(p=11, train_fraction=0.3)).make_data(0)
+    x, _ = probe_set(data, 1000, 0, "train")  # more than there are: every training input, once
+    assert len(x) == len(data.x_train) and {tuple(r) for r in x.tolist()} == {tuple(r) for r in data.x_train.tolist()}
+    base = {"task": {"p": 11, "train_fraction": 0.3}, "model": {"width": 16}, "train": {"steps": 40, "eval_every": 10}}
+    both = grokbench.run("modadd-cls", "quadratic", overrides={**base, "metrics": {"ntk_drift": {"probe": "both", "probe_size": 16}}})
+    alone = grokbench.run("modadd-cls", "quadratic", overrides={**base, "metrics": {"ntk_drift": {"probe_size": 16}}})
+    assert both.curves["ntk_drift"].tolist() == alone.curves["ntk_drift"].tolist()
+    train = both.curves["ntk_drift_train"]
+    assert train.iloc[0] == 0 and (train.iloc[1:] > 0).all() and train.tolist() != both.curves["ntk_drift"].tolist()
+    assert "ntk_drift_train" not in alone.curves
+    assert both.summary["ntk_drift_train_at_memorize"] is None or both.summary["ntk_drift_train_at_memorize"] > 0

@@ -141,3 +141,16 @@ def test_elementwise_optimizers_equal_torch_optim_bit_for_bit(ours, theirs, dtyp
         opt.step()
     for a, b, s in zip(ps, ref, start):
         assert (a - s).abs().max() > 0.1 and torch.equal(a, b.detach())
+
+
+def test_normalized_gd_steps_lr_even_when_the_squared_gradient_underflows():
+    opt = NormalizedGradientDescent(NormalizedGradientDescent.Params(lr=10.0))
+    for scale in (1.0, 1e-25, 1e-40):  # 1e-25² and 1e-40 (subnormal) underflow in float32
+        params = [torch.zeros(100), torch.zeros(3, 5)]
+        grads = [torch.full((100,), scale), torch.full((3, 5), -scale)]
+        opt.build(params).step(grads)
+        step = torch.cat([p.reshape(-1) for p in params]).double()
+        assert step.norm().item() == pytest.approx(10.0, rel=1e-5), scale
+    params = [torch.ones(4)]
+    opt.build(params).step([torch.zeros(4)])
+    assert params[0].tolist() == [1.0] * 4  # a zero gradient: no step

@@ -1,0 +1,126 @@
+"""Re-run the suites the docs quote (resumable) and regenerate docs/figures and the committed leaderboards.
+
+    python docs/regenerate.py                                  # every suite below, inline
+    python docs/regenerate.py tasks/paper.toml --executor process --jobs 2
+    python docs/regenerate.py --check                          # regenerate into a scratch folder and compare
+
+For each suite file: ``grokbench suite run FILE --store STORES/NAME.db`` (runs already stored are not trained
+again, so an interrupted regeneration resumes), then ``grokbench report --suite NAME`` into a scratch folder.
+From that report, ``leaderboard.md`` and ``leaderboard.csv`` go to ``reports/NAME/`` and every plot that a
+page of the docs references as ``figures/NAME-PLOT.png`` goes to ``docs/figures/``. A referenced figure that the
+report did not draw is an error (exit 1). With ``--check`` nothing is written: the leaderboards are compared with
+the committed ones (wall-clock columns left out) and every difference is listed (exit 1 if any).
+
+The suites are named here, not in the core: this script is the docs' build, like ``python -m grokbench.docs``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+#: the suites whose numbers and figures the docs quote
+SUITES = ["tasks/paper.toml", "tasks/scaling.toml", "tasks/paper-mini.toml", "tasks/scaling-mini.toml", "tasks/verdicts.toml"]
+#: leaderboard columns that measure the machine, not the science
+MACHINE_COLUMNS = ("wall_seconds", "wall (s)")
+
+
+def suite_name(file: Path) -> str:
+    return tomllib.loads(file.read_text(encoding="utf-8"))["suite"]["name"]
+
+
+def referenced_figures(docs: Path) -> set[str]:
+    """File names under figures/ that the docs' markdown pages reference."""
+    names: set[str] = set()
+    for page in docs.glob("*.md"):
+        names |= set(re.findall(r"\(figures/([^)\s]+\.png)\)", page.read_text(encoding="utf-8")))
+    return names
+
+
+def grokbench(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "grokbench", *args], check=True)
+
+
+def comparable(csv_text: str) -> pd.DataFrame:
+    frame = pd.read_csv(io.StringIO(csv_text), dtype=str, keep_default_na=False)  # compared as printed
+    return frame.drop(columns=[c for c in MACHINE_COLUMNS if c in frame.columns])
+
+
+def differences(name: str, new: Path, committed: Path) -> list[str]:
+    if not committed.exists():
+        return [f"{name}: no committed leaderboard at {committed}"]
+    a, b = comparable(new.read_text(encoding="utf-8")), comparable(committed.read_text(encoding="utf-8"))
+    if list(a.columns) != list(b.columns) or len(a) != len(b):
+        return [f"{name}: the leaderboard's columns or rows differ from {committed}"]
+    out = []
+    for column in a.columns:
+        for i in (a[column] != b[column]).to_numpy().nonzero()[0]:
+            out.append(f"{name}: {a.at[i, 'entry']} {column}: {b.at[i, column]} committed, {a.at[i, column]} now")
+    return out
+
+
+def owner(figure: str, names: set[str]) -> str | None:
+    """The suite a figure name belongs to: the longest suite name it starts with (paper-mini-x before paper-x)."""
+    prefixes = [n for n in names if figure.startswith(f"{n}-")]
+    return max(prefixes, key=len) if prefixes else None
+
+
+def regenerate(files: list[Path], *, stores: Path, docs: Path, reports: Path, run_options: list[str], check: bool) -> int:
+    wanted = referenced_figures(docs)
+    names = {suite_name(f) for f in files} | {suite_name(ROOT / s) for s in SUITES if (ROOT / s).exists()}
+    problems: list[str] = []
+    stores.mkdir(parents=True, exist_ok=True)
+    for file in files:
+        name = suite_name(file)
+        store = stores / f"{name}.db"
+        grokbench("suite", "run", str(file), "--store", str(store), "--quiet", *run_options)
+        with tempfile.TemporaryDirectory() as scratch:
+            grokbench("report", "--suite", name, "--store", str(store), "--out", scratch)
+            made = Path(scratch)
+            if check:
+                problems += differences(name, made / "leaderboard.csv", reports / name / "leaderboard.csv")
+            else:
+                (reports / name).mkdir(parents=True, exist_ok=True)
+                for table in ("leaderboard.md", "leaderboard.csv"):
+                    shutil.copyfile(made / table, reports / name / table)
+            for figure in sorted(f for f in wanted if owner(f, names) == name):
+                # the report's own name, or the suite's name and the report's (the scaling plots carry it already)
+                plot = made / figure if (made / figure).exists() else made / figure[len(name) + 1 :]
+                if not plot.exists():
+                    problems.append(f"{name}: the docs reference figures/{figure}, which the report does not draw")
+                elif not check:
+                    (docs / "figures").mkdir(exist_ok=True)
+                    shutil.copyfile(plot, docs / "figures" / figure)
+        print(f"{name}: {store}", file=sys.stderr)
+    for line in problems:
+        print(line, file=sys.stderr)
+    return 1 if problems else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("suites", nargs="*", type=Path, help="suite files (default: the suites the docs quote)")
+    parser.add_argument("--stores", type=Path, default=ROOT / "stores", help="folder of the suites' SQLite stores (default: stores/)")
+    parser.add_argument("--docs", type=Path, default=ROOT / "docs")
+    parser.add_argument("--reports", type=Path, default=ROOT / "reports")
+    parser.add_argument("--executor", default="inline")
+    parser.add_argument("--jobs", type=int)
+    parser.add_argument("--check", action="store_true", help="compare with the committed leaderboards; write nothing")
+    args = parser.parse_args(argv)
+    files = args.suites or [ROOT / s for s in SUITES]
+    run_options = ["--executor", args.executor] + (["--jobs", str(args.jobs)] if args.jobs else [])
+    return regenerate(files, stores=args.stores, docs=args.docs, reports=args.reports, run_options=run_options, check=args.check)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

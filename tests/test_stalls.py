@@ -1,0 +1,96 @@
+"""Stalled runs (train.stop_on_stall) and flushing subnormals (train.flush_denormal)."""
+
+import torch
+
+import grokbench
+from grokbench.runner import run_seeds
+from grokbench.config import RunConfig, TrainConfig
+from grokbench.stalls import StallWatch
+from grokbench.store import Store
+
+from .conftest import TINY_CLS
+
+A, B, C = torch.zeros(3), torch.ones(3), torch.full((3,), 2.0)
+ZERO = [torch.zeros(3)]
+
+
+def watch_over(states, *, start=100, eval_every=50, steps=1000, grads=ZERO):
+    watch = StallWatch(eval_every, steps)
+    watch.evaluated(start)
+    return [watch.observe(start + k, [s], grads) for k, s in enumerate(states)]
+
+
+def test_an_exact_two_cycle_from_the_evaluated_state_is_a_stall():
+    reasons = watch_over([A, B, A])
+    assert reasons[:2] == [None, None]
+    assert "stalled at step 100" in reasons[2] and "period 2" in reasons[2] and "exactly zero" in reasons[2]
+    assert "no longer change" in watch_over([A, A])[1]
+    assert "is not zero" in watch_over([A, A], grads=[torch.tensor([0.0, 1e-45, 0.0])])[1]
+
+
+def test_cycles_that_would_change_a_later_evaluation_are_not_stalls():
+    assert watch_over([A, B, C, A]) == [None] * 4  # period 3 does not divide eval_every = 50
+    assert watch_over([C, A, B, A, B]) == [None] * 5  # starts after the evaluated state: confirmed at the next one
+    assert watch_over([A, B, A], steps=1001) == [None] * 3  # the last evaluation (step 1001) would see B
+    assert watch_over([A, B, A], start=0) == [None, None, "stalled at step 0: the parameters repeat with period 2 (exact, with the optimizer state); "
+                                              "the task-loss gradient is exactly zero (underflow), so only the regularizer, if any, moves the parameters"]
+
+
+def test_watch_sees_only_the_window_after_an_evaluation():
+    watch = StallWatch(eval_every=50, steps=1000)
+    assert not watch.watching(0)
+    watch.evaluated(50)
+    assert [watch.watching(s) for s in (50, 54, 55)] == [True, True, False]
+
+
+#: gradient descent whose steps are below float32's resolution: the parameters never change (a fixed point)
+FROZEN = {"task": {"p": 11, "train_fraction": 0.5}, "model": {"width": 16}, "optimizer": {"lr": 1e-30}, "train": {"steps": 200, "eval_every": 50}}
+
+
+def frozen(stop: bool, **kw):
+    over = {**FROZEN, "train": {**FROZEN["train"], "stop_on_stall": stop}}
+    return grokbench.run("modadd-cls", "quadratic", optimizer="gd", regularizer="none", overrides=over, **kw)
+
+
+def test_a_frozen_run_stops_stalled_with_the_full_runs_numbers(store_path):
+    full, stalled = frozen(False), frozen(True, store=store_path)
+    assert full.status == "completed" and full.steps == 200 and len(full.curves) == 5
+    assert stalled.status == "stalled" and stalled.steps == 1
+    assert stalled.message.startswith("stalled at step 0: the parameters no longer change") and "is not zero" in stalled.message
+    assert list(stalled.curves["step"]) == [0]
+    # every later evaluation of the full run is the step-0 one, so every summary is the same
+    assert (full.curves.drop(columns="step").nunique() == 1).all()
+    for key in ("best_test_acc", "final_test_acc", "final_train_acc", "final_train_loss", "t_memorize", "t_generalize"):
+        assert stalled.summary[key] == full.summary[key], key
+    stored = Store(store_path).get_run(stalled.run_id)
+    assert stored["status"] == "stalled" and stored["message"] == stalled.message
+
+
+def test_seeds_trained_together_stall_each_on_their_own():
+    over = {**FROZEN, "train": {**FROZEN["train"], "stop_on_stall": True}}
+    results = run_seeds("modadd-cls", "quadratic", [0, 1], optimizer="gd", regularizer="none", overrides=over)
+    assert [r.status for r in results] == ["stalled", "stalled"] and [r.steps for r in results] == [1, 1]
+
+
+def test_runs_that_keep_changing_do_not_stall():
+    # Adam (its state counts steps) and the paper's normalized GD + tiny ℓ∞: identical to the unwatched run
+    for preset, base in ((None, TINY_CLS), ("paper", {"task": {"p": 13}})):
+        train = {"steps": 300, "eval_every": 50}
+        plain = grokbench.run("modadd-cls", "quadratic", preset=preset, overrides={**base, "train": train})
+        watched = grokbench.run("modadd-cls", "quadratic", preset=preset, overrides={**base, "train": {**train, "stop_on_stall": True}})
+        assert plain.status == watched.status == "completed" and watched.steps == 300
+        assert watched.curves.equals(plain.curves)
+
+
+def test_options_left_off_keep_the_config_hash_of_runs_stored_before_them():
+    cfg = RunConfig.model_validate({k: {"name": "x"} for k in ("task", "model", "regularizer", "optimizer")})
+    assert "stop_on_stall" not in cfg.canonical_json() and "flush_denormal" not in cfg.canonical_json()
+    on = cfg.model_copy(update={"train": TrainConfig(stop_on_stall=True)})
+    assert '"stop_on_stall":true' in on.canonical_json() and on.hash != cfg.hash
+
+
+def test_flush_denormal_is_restored_after_the_run():
+    tiny = torch.tensor([1e-40], dtype=torch.float32)
+    result = grokbench.run("modadd-cls", "quadratic", overrides={**TINY_CLS, "train": {"steps": 20, "eval_every": 10, "flush_denormal": True}})
+    assert result.status == "completed"
+    assert (tiny * 1.0).item() > 0  # subnormals are kept again outside the run
