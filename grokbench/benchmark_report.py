@@ -88,12 +88,15 @@ def time_frame(bench: Benchmark, rows: list[MethodSummary]) -> pd.DataFrame:
 
 
 def missing_lines(bench: Benchmark, rows: list[MethodSummary]) -> list[str]:
-    """What the table lacks: methods or tracks with runs still to train."""
-    pending = [f"`{s.method}` on `{s.track}` ({s.runs}/{s.seeds} seeds stored)" for r in rows for s in r.tracks if s.status in ("pending", "partial")]
-    if not pending:
+    """What the table lacks: per method, the tracks with seeds still to train."""
+    lines = []
+    for r in rows:
+        todo = [f"`{s.track}` ({s.runs}/{s.seeds} seeds)" if s.runs else f"`{s.track}`" for s in r.tracks if s.status in ("pending", "partial")]
+        if todo:
+            lines.append(f"* `{r.method}`: " + ", ".join(todo))
+    if not lines:
         return []
-    return [f"**Incomplete**: {len(pending)} method × track cells have runs still to train "
-            "(`grokbench bench run` resumes them): " + ", ".join(pending) + ".", ""]
+    return ["**Incomplete**: runs still to train (`grokbench bench run` resumes them):", "", *lines, ""]
 
 
 def _markdown(bench: Benchmark, rows: list[MethodSummary], store: Store) -> str:
