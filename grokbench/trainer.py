@@ -17,7 +17,7 @@ import torch
 
 from .checkpoints import TrainState, capture, restore
 from .config import TrainConfig
-from .contracts import BatchedModel, EvalContext, Metric, Model, Optimizer, Regularizer, Task, TaskData
+from .contracts import BatchedModel, EvalContext, Metric, Model, Optimizer, OptimizerState, Regularizer, Task, TaskData
 from .stalls import StallWatch, member_state
 
 EVAL_CHUNK = 1 << 16
@@ -152,6 +152,7 @@ def train_members(
     batched = isinstance(trainable, BatchedModel)
     fitted = trainable if isinstance(trainable, Model) and trainable.supports("closed-form") else None
     closed_form = fitted is not None
+    states: list[OptimizerState] = []
     if fitted is not None:
         fitted.fit(task, members[0].data)
     else:

@@ -31,7 +31,7 @@ def layout(tmp_path):
     (tmp_path / "tiny.toml").write_text(TINY)
     docs = tmp_path / "docs"
     docs.mkdir()
-    (docs / "page.md").write_text("![sweep](figures/tiny-test-acc-vs-train-fraction-modadd-cls.png)\n")
+    (docs / "page.md").write_text("![sweep](figures/tiny-sweep-modadd-cls-task.train_fraction.png)\n")
     args = ["--stores", str(tmp_path / "stores"), "--docs", str(docs), "--reports", str(tmp_path / "reports")]
     return tmp_path, docs, args
 
@@ -39,7 +39,7 @@ def layout(tmp_path):
 def test_one_command_rebuilds_figures_and_leaderboards_and_checks_them(layout, capsys):
     tmp, docs, args = layout
     assert regenerate.main([str(tmp / "tiny.toml"), *args]) == 0
-    figure = docs / "figures" / "tiny-test-acc-vs-train-fraction-modadd-cls.png"
+    figure = docs / "figures" / "tiny-sweep-modadd-cls-task.train_fraction.png"
     assert figure.read_bytes()[:4] == b"\x89PNG"
     board = tmp / "reports" / "tiny" / "leaderboard.csv"
     assert "frac[task.train_fraction=0.6]" in board.read_text()
@@ -49,7 +49,7 @@ def test_one_command_rebuilds_figures_and_leaderboards_and_checks_them(layout, c
     assert regenerate.main([str(tmp / "tiny.toml"), *args, "--check"]) == 0
     assert {r for r in _ids(tmp)} == ids and len(ids) == 2
     # a committed number that the runs do not give is reported
-    board.write_text(board.read_text().replace("frac[task.train_fraction=0.6],tiny,1,", "frac[task.train_fraction=0.6],tiny,2,"))
+    board.write_text(board.read_text().replace("frac[task.train_fraction=0.6],0.6,tiny,1,", "frac[task.train_fraction=0.6],0.6,tiny,2,"))
     # and so is a figure the docs reference but the report does not draw
     (docs / "other.md").write_text("![x](figures/tiny-no-such-plot.png)\n")
     capsys.readouterr()

@@ -173,7 +173,7 @@ def test_a_read_only_store_is_refused_before_training_and_stays_readable(tmp_pat
         assert report.exit_code == 0, report.output
         assert "leaderboard" in (tmp_path / "rep" / "leaderboard.md").read_text()
         assert snapshot(path.parent) == before  # no -wal, no -shm, nothing changed
-    assert sorted(p.name for p in path.parent.iterdir()) == ["s.db"]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["s.db", "s.db.checkpoints"]  # the checkpoints of the stored runs
 
 
 def test_a_zero_byte_file_is_not_turned_into_a_store(tmp_path):

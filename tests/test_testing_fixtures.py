@@ -2,11 +2,14 @@
 
 import importlib.metadata
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from grokbench import hookimpl
 from grokbench.contracts import Model
+from ._install import pip_install
 from grokbench.testing import TINY_TASK, check_model_contract, check_task_contract
 
 
@@ -78,10 +81,16 @@ def test_contract_helpers_accept_good_components_and_catch_bad_ones(grokbench_re
     assert data.spec.output_dim == 5
 
 
-def test_fixtures_load_only_first_party_plugins_and_the_named_distributions(grokbench_registry):
-    # grokbench-example-plugins is installed in the test environment, but not named: its models stay out
-    assert "mlp" not in grokbench_registry.names("model") and "quadratic" in grokbench_registry.names("model")
+def test_fixtures_load_only_first_party_plugins_and_the_named_distributions(tmp_path_factory, monkeypatch):
+    # grokbench-example-plugins is installed (for real, with its entry points) and on the path, but not named:
+    # its models stay out of the fixtures' registry
+    site = pip_install(Path(__file__).resolve().parent.parent / "examples" / "grokbench-example-plugins", tmp_path_factory.mktemp("example"))
+    monkeypatch.syspath_prepend(str(site))
     from grokbench.plugin_manager import load_plugins
+
+    assert "mlp" in load_plugins().names("model")  # installed: every entry point sees it
+    first_party = load_plugins(distributions=[])  # what the fixtures load when no distribution is named
+    assert "mlp" not in first_party.names("model") and "quadratic" in first_party.names("model")
 
     named = load_plugins(distributions=["grokbench-example-plugins"])
     assert "mlp" in named.names("model") and "quadratic" in named.names("model")
