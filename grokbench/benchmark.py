@@ -144,8 +144,16 @@ class Benchmark:
             if why:
                 skipped[name] = why
                 continue
-            entries.append(EntrySpec(name=name, task=track.task, model=track.model, preset=method, set=track.set, seeds=track.seeds))
-        meta = SuiteMeta(name=self.name, description=f"{self.name} v{self.spec.benchmark.version}, method {method}", seeds=self.spec.benchmark.seeds)
+            entries.append(
+                EntrySpec(
+                    name=name, task=track.task, model=track.model, preset=method, set=track.set, seeds=track.seeds
+                )
+            )
+        meta = SuiteMeta(
+            name=self.name,
+            description=f"{self.name} v{self.spec.benchmark.version}, method {method}",
+            seeds=self.spec.benchmark.seeds,
+        )
         runs: list[PlannedRun] = []
         if entries:
             spec = SuiteSpec(suite=meta, entries=entries)
@@ -167,7 +175,9 @@ def check_method(method: str, registry: Registry) -> None:
     for preset in presets:
         bad = method_key_error(preset.settings)
         if bad:
-            raise ConfigError(f"preset '{method}' is not a method: it sets '{bad}', which a track fixes (a method sets only optimizer, regularizer, task.loss)")
+            raise ConfigError(
+                f"preset '{method}' is not a method: it sets '{bad}', which a track fixes (a method sets only optimizer, regularizer, task.loss)"
+            )
         for kind in ("optimizer", "regularizer"):
             if preset.task is None and preset.model is None and "name" not in preset.settings.get(kind, {}):
                 raise ConfigError(f"preset '{method}' is not a method: it names no {kind}")
@@ -387,7 +397,9 @@ class BenchmarkOutcome:
         return dict(self.__dict__)
 
 
-def plan_methods(bench: Benchmark, methods: list[str] | None, tracks: list[str] | None, registry: Registry) -> list[MethodPlan]:
+def plan_methods(
+    bench: Benchmark, methods: list[str] | None, tracks: list[str] | None, registry: Registry
+) -> list[MethodPlan]:
     """Every named method (the baselines when none) over the named tracks (all when none); ConfigError on bad input."""
     for name in tracks or []:
         bench.track(name)
@@ -419,18 +431,34 @@ def run_benchmark(
     make_executor(executor, options or {}, registry)  # an unknown executor or option: refused before any write
     target = Store(store)
     for plan in plans:
-        target.register_suite(plan.suite.name, bench.source, plan.suite.spec.model_dump(mode="json"), plan.suite.members())
+        target.register_suite(
+            plan.suite.name, bench.source, plan.suite.spec.model_dump(mode="json"), plan.suite.members()
+        )
     runs = [
-        PlannedRun(entry=f"{p.method}/{r.entry}", label=f"{p.method}/{r.label}", config=r.config) for p in plans for r in p.suite.runs
+        PlannedRun(entry=f"{p.method}/{r.entry}", label=f"{p.method}/{r.label}", config=r.config)
+        for p in plans
+        for r in p.suite.runs
     ]
     entries = [
         EntrySpec(name=f"{p.method}/{e.name}", task=e.task, model=e.model, preset=e.preset, set=e.set, seeds=e.seeds)
         for p in plans
         for e in p.suite.spec.entries
     ]
-    meta = SuiteMeta(name=bench.name, description=f"{bench.name}: the last 'bench run' ({', '.join(p.method for p in plans)})", seeds=bench.spec.benchmark.seeds)
+    meta = SuiteMeta(
+        name=bench.name,
+        description=f"{bench.name}: the last 'bench run' ({', '.join(p.method for p in plans)})",
+        seeds=bench.spec.benchmark.seeds,
+    )
     combined = Suite(bench.name, bench.source, SuiteSpec.model_construct(suite=meta, entries=entries), runs)
-    outcome = run_suite(combined, store=target, executor=executor, options=options, registry=registry, progress=progress, retry_failed=retry_failed)
+    outcome = run_suite(
+        combined,
+        store=target,
+        executor=executor,
+        options=options,
+        registry=registry,
+        progress=progress,
+        retry_failed=retry_failed,
+    )
     usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     return BenchmarkOutcome(
         benchmark=bench.name,

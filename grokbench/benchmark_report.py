@@ -71,7 +71,9 @@ def wide_frame(bench: Benchmark, rows: list[MethodSummary]) -> pd.DataFrame:
         entry = {"method": row.method}
         entry.update({s.track: cell(s) for s in row.tracks})
         entry["solved"] = f"{row.solved}/{row.applicable}"
-        entry["geo-mean speed-up"] = "—" if row.geomean_speedup is None else f"×{row.geomean_speedup:.2f} ({row.speedup_tracks} tracks)"
+        entry["geo-mean speed-up"] = (
+            "—" if row.geomean_speedup is None else f"×{row.geomean_speedup:.2f} ({row.speedup_tracks} tracks)"
+        )
         table.append(entry)
     return pd.DataFrame(table, columns=["method", *bench.tracks, "solved", "geo-mean speed-up"])
 
@@ -91,7 +93,11 @@ def missing_lines(bench: Benchmark, rows: list[MethodSummary]) -> list[str]:
     """What the table lacks: per method, the tracks with seeds still to train."""
     lines = []
     for r in rows:
-        todo = [f"`{s.track}` ({s.runs}/{s.seeds} seeds)" if s.runs else f"`{s.track}`" for s in r.tracks if s.status in ("pending", "partial")]
+        todo = [
+            f"`{s.track}` ({s.runs}/{s.seeds} seeds)" if s.runs else f"`{s.track}`"
+            for s in r.tracks
+            if s.status in ("pending", "partial")
+        ]
         if todo:
             lines.append(f"* `{r.method}`: " + ", ".join(todo))
     if not lines:
@@ -137,7 +143,9 @@ def _markdown(bench: Benchmark, rows: list[MethodSummary], store: Store) -> str:
 def _html(bench: Benchmark, rows: list[MethodSummary]) -> str:
     wide = wide_frame(bench, rows)
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in wide.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r) + "</tr>" for r in wide.itertuples(index=False))
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r) + "</tr>" for r in wide.itertuples(index=False)
+    )
     meta = bench.spec.benchmark
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(meta.name)}</title>
@@ -187,7 +195,14 @@ def _plots(bench: Benchmark, rows: list[MethodSummary], out: Path) -> list[Path]
     ax.set_yticks(range(len(methods)), methods)
     for i, r in enumerate(rows):
         for j, s in enumerate(r.tracks):
-            ax.text(j, i, f"{s.speedup:.2f}" if s.speedup is not None else ("n/a" if s.status == "not-applicable" else "—"), ha="center", va="center", fontsize=8)
+            ax.text(
+                j,
+                i,
+                f"{s.speedup:.2f}" if s.speedup is not None else ("n/a" if s.status == "not-applicable" else "—"),
+                ha="center",
+                va="center",
+                fontsize=8,
+            )
     fig.colorbar(image, ax=ax, label=f"log2 speed-up vs {bench.spec.benchmark.reference}")
     ax.set_title(f"{bench.name}: speed-up against {bench.spec.benchmark.reference} (blank: not solved by both)")
     fig.tight_layout()
@@ -208,7 +223,9 @@ def write_benchmark_report(
     found = stored_methods(store, bench)
     for m in methods or []:
         if m not in found:
-            raise ConfigError(f"method '{m}' has no runs of {bench.name} in {store.path} (run: grokbench bench run --method {m})")
+            raise ConfigError(
+                f"method '{m}' has no runs of {bench.name} in {store.path} (run: grokbench bench run --method {m})"
+            )
     chosen = list(methods or found)
     if not chosen:
         raise ConfigError(f"no runs of {bench.name} in {store.path} (run: grokbench bench run)")

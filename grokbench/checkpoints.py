@@ -131,9 +131,13 @@ def read(path: str | os.PathLike[str]) -> tuple[TrainState, dict[str, Any]]:
         raise ConfigError(f"{path} is not a grokbench checkpoint ({type(exc).__name__}: {exc})") from None
     state = TrainState(
         step=int(header["step"]),
-        params={k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")},
+        params={k[len("model/") :]: v for k, v in tensors.items() if k.startswith("model/")},
         optimizer=_decode(header["optimizer"], tensors),
-        batches={"generator": tensors["batches/generator"], "order": tensors["batches/order"], "pos": header["batches_pos"]},
+        batches={
+            "generator": tensors["batches/generator"],
+            "order": tensors["batches/order"],
+            "pos": header["batches_pos"],
+        },
     )
     return state, header
 
@@ -142,7 +146,9 @@ def check_matches(state: TrainState, model: Any, what: str) -> None:
     """ConfigError unless ``state`` has exactly the model's parameters, with their shapes and dtypes."""
     params = model.parameters()
     if set(params) != set(state.params):
-        raise ConfigError(f"{what} does not match the model: it has parameters {sorted(state.params)}, the model {sorted(params)}")
+        raise ConfigError(
+            f"{what} does not match the model: it has parameters {sorted(state.params)}, the model {sorted(params)}"
+        )
     for name, tensor in params.items():
         saved = state.params[name]
         if saved.shape != tensor.shape or saved.dtype != tensor.dtype:
@@ -196,7 +202,11 @@ def export(store: Store, run_id: str, out: str | os.PathLike[str], step: int | N
 
 
 def load_checkpoint(
-    run_or_path: str | os.PathLike[str], *, store: str | os.PathLike[str] | Store | None = None, step: int | None = None, registry: Any = None
+    run_or_path: str | os.PathLike[str],
+    *,
+    store: str | os.PathLike[str] | Store | None = None,
+    step: int | None = None,
+    registry: Any = None,
 ) -> Any:
     """The model plugin of a run, built from the run's configuration, with a checkpoint's parameters loaded.
 

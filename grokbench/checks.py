@@ -33,7 +33,9 @@ def _shape(t: Any) -> str:
 def check_task_data(data: Any, entry: Entry) -> None:
     """The task returned a TaskData whose inputs are integer tokens ``[n, positions]`` within the vocabulary."""
     if not isinstance(data, TaskData) or not isinstance(data.spec, DataSpec):
-        raise ConfigError(f"{_who(entry)} violates the contract: make_data returned {type(data).__name__}, not a TaskData")
+        raise ConfigError(
+            f"{_who(entry)} violates the contract: make_data returned {type(data).__name__}, not a TaskData"
+        )
     spec = data.spec
     for split in ("x_train", "x_test"):
         x = getattr(data, split)

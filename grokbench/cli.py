@@ -58,7 +58,9 @@ def _interrupted_line(exc: BaseException) -> str:
         return "aborted"
     r = cause.result
     where = f"; stored in {r.store_path}, resume with 'grokbench resume {r.run_id}'" if r.store_path else ""
-    return f"interrupted: run {r.run_id} kept its {len(r.curves)} evaluations (status interrupted, step {r.steps}){where}"
+    return (
+        f"interrupted: run {r.run_id} kept its {len(r.curves)} evaluations (status interrupted, step {r.steps}){where}"
+    )
 
 
 def _set_threads(threads: int | None) -> None:
@@ -69,9 +71,23 @@ def _set_threads(threads: int | None) -> None:
 
 @click.group(cls=GrokbenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="grokbench")
-@click.option("--no-entry-points", is_flag=True, help="load no plugin at all, first-party ones included (sets GROKBENCH_NO_ENTRY_POINTS=1)")
-@click.option("--disable-plugin", "disable", multiple=True, metavar="NAME", help="skip a plugin by entry-point name (repeatable; adds to GROKBENCH_DISABLE_PLUGINS)")
-@click.option("--debug", is_flag=True, help="a failure inside a run, or any error, is raised with its full traceback (sets GROKBENCH_DEBUG=1)")
+@click.option(
+    "--no-entry-points",
+    is_flag=True,
+    help="load no plugin at all, first-party ones included (sets GROKBENCH_NO_ENTRY_POINTS=1)",
+)
+@click.option(
+    "--disable-plugin",
+    "disable",
+    multiple=True,
+    metavar="NAME",
+    help="skip a plugin by entry-point name (repeatable; adds to GROKBENCH_DISABLE_PLUGINS)",
+)
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="a failure inside a run, or any error, is raised with its full traceback (sets GROKBENCH_DEBUG=1)",
+)
 def cli(no_entry_points: bool, disable: tuple[str, ...], debug: bool) -> None:
     """grokbench: a plugin-based benchmark suite for grokking."""
     if debug:
@@ -88,18 +104,58 @@ def cli(no_entry_points: bool, disable: tuple[str, ...], debug: bool) -> None:
 @click.option("--regularizer", "-r", help="regularizer name (default: the preset's)")
 @click.option("--optimizer", "-o", help="optimizer name (default: the preset's)")
 @click.option("--preset", "-p", help="named preset (default: 'default' for the task and model)")
-@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="override a dotted key, e.g. task.p=59 (repeatable)")
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="override a dotted key, e.g. task.p=59 (repeatable)",
+)
 @click.option("--seed", type=int, help="seed of initialization and split")
-@click.option("--seeds", metavar="SEEDS", help="several seeds of one config, e.g. 0-15 or 0,3,5: trained as one batched program when the model supports it, each saved as its own run")
+@click.option(
+    "--seeds",
+    metavar="SEEDS",
+    help="several seeds of one config, e.g. 0-15 or 0,3,5: trained as one batched program when the model supports it, each saved as its own run",
+)
 @click.option("--device", help="cpu, cuda, cuda:N or auto")
 @click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP)
-@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON on stdout: one object per line, one line per seed")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="print the summary as JSON on stdout: one object per line, one line per seed",
+)
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
 @click.option("--max-runs", type=click.IntRange(min=1), help=MAX_RUNS_HELP)
-@click.option("--logger", "loggers", multiple=True, metavar="NAME", help="send the run's events to a logger plugin: jsonl, tensorboard, mlflow, wandb (repeatable)")
-@click.option("--log-dir", type=click.Path(file_okay=False), help="where loggers write (default: <store>.logs next to the store)")
+@click.option(
+    "--logger",
+    "loggers",
+    multiple=True,
+    metavar="NAME",
+    help="send the run's events to a logger plugin: jsonl, tensorboard, mlflow, wandb (repeatable)",
+)
+@click.option(
+    "--log-dir", type=click.Path(file_okay=False), help="where loggers write (default: <store>.logs next to the store)"
+)
 @click.option("--threads", type=click.IntRange(min=1), help=THREADS_HELP)
-def run(task, model, regularizer, optimizer, preset, assignments, seed, seeds, device, store, as_json, quiet, max_runs, loggers, log_dir, threads) -> None:
+def run(
+    task,
+    model,
+    regularizer,
+    optimizer,
+    preset,
+    assignments,
+    seed,
+    seeds,
+    device,
+    store,
+    as_json,
+    quiet,
+    max_runs,
+    loggers,
+    log_dir,
+    threads,
+) -> None:
     """Train one model on one task, save the run as it trains, and print its summary."""
     from .config import parse_seeds
     from .display import seeds_line, summary_text
@@ -108,14 +164,36 @@ def run(task, model, regularizer, optimizer, preset, assignments, seed, seeds, d
     from .runner import run_seeds
 
     _set_threads(threads)
-    options = dict(regularizer=regularizer, optimizer=optimizer, preset=preset, overrides=list(assignments), device=device)
+    options = dict(
+        regularizer=regularizer, optimizer=optimizer, preset=preset, overrides=list(assignments), device=device
+    )
     progress = not quiet and sys.stderr.isatty()
     if seeds is not None and seed is not None:
         raise ConfigError("--seed and --seeds exclude each other")
     if seeds is None:
-        results = [run_one(task, model, seed=seed, store=True if store is None else store, progress=progress, loggers=loggers, log_dir=log_dir, **options)]
+        results = [
+            run_one(
+                task,
+                model,
+                seed=seed,
+                store=True if store is None else store,
+                progress=progress,
+                loggers=loggers,
+                log_dir=log_dir,
+                **options,
+            )
+        ]
     else:
-        results = run_seeds(task, model, parse_seeds(seeds, max_runs), store=True if store is None else store, progress=progress, loggers=loggers, log_dir=log_dir, **options)
+        results = run_seeds(
+            task,
+            model,
+            parse_seeds(seeds, max_runs),
+            store=True if store is None else store,
+            progress=progress,
+            loggers=loggers,
+            log_dir=log_dir,
+            **options,
+        )
     columns = () if as_json else metric_declarations().columns
     texts = [json.dumps(r.to_json()) if as_json else summary_text(r.to_json(), columns) for r in results]
     if len(results) > 1 and not as_json:
@@ -123,7 +201,9 @@ def run(task, model, regularizer, optimizer, preset, assignments, seed, seeds, d
     click.echo(("\n" if as_json else "\n\n").join(texts))
     failed = next((r for r in results if r.status == "failed"), None)
     if failed is not None:
-        raise RunError(f"run {failed.run_id} failed: {failed.message} (traceback: grokbench show {failed.run_id} --traceback)")
+        raise RunError(
+            f"run {failed.run_id} failed: {failed.message} (traceback: grokbench show {failed.run_id} --traceback)"
+        )
 
 
 @cli.command("list")
@@ -143,7 +223,13 @@ def list_components(as_json: bool) -> None:
 @click.option("--suite", "suite_name", help="only runs stored by this suite")
 @click.option("--task", help="only runs of this task")
 @click.option("--status", help="only runs with this status: completed, diverged, failed, interrupted, running")
-@click.option("--where", "where", multiple=True, metavar="KEY=VALUE", help="only runs whose config has KEY=VALUE, e.g. task.p=97 (repeatable)")
+@click.option(
+    "--where",
+    "where",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="only runs whose config has KEY=VALUE, e.g. task.p=97 (repeatable)",
+)
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def runs(store, limit, suite_name, task, status, where, as_json) -> None:
     """List the runs in the store, newest first, with the hyperparameters that differ between them."""
@@ -151,7 +237,9 @@ def runs(store, limit, suite_name, task, status, where, as_json) -> None:
     from .selection import parse_where, select_runs
     from .store import Store
 
-    frame = select_runs(Store(store, create=False), suite=suite_name, task=task, status=status, where=parse_where(where), limit=limit)
+    frame = select_runs(
+        Store(store, create=False), suite=suite_name, task=task, status=status, where=parse_where(where), limit=limit
+    )
     click.echo(frame.to_json(orient="records") if as_json else runs_text(frame))
 
 
@@ -175,7 +263,9 @@ def checkpoint(run_id, step, out, store) -> None:
 @click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON on stdout")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
-@click.option("--logger", "loggers", multiple=True, metavar="NAME", help="send the run's events to a logger plugin (repeatable)")
+@click.option(
+    "--logger", "loggers", multiple=True, metavar="NAME", help="send the run's events to a logger plugin (repeatable)"
+)
 @click.option("--log-dir", type=click.Path(file_okay=False), help="where loggers write (default: <store>.logs)")
 @click.option("--threads", type=click.IntRange(min=1), help=THREADS_HELP)
 def resume(run_id, steps, store, as_json, quiet, loggers, log_dir, threads) -> None:
@@ -185,7 +275,14 @@ def resume(run_id, steps, store, as_json, quiet, loggers, log_dir, threads) -> N
     from .store import Store
 
     _set_threads(threads)
-    result = resume_run(run_id, store=Store(store, create=False), steps=steps, progress=not quiet and sys.stderr.isatty(), loggers=loggers, log_dir=log_dir)
+    result = resume_run(
+        run_id,
+        store=Store(store, create=False),
+        steps=steps,
+        progress=not quiet and sys.stderr.isatty(),
+        loggers=loggers,
+        log_dir=log_dir,
+    )
     click.echo(json.dumps(result.to_json()) if as_json else summary_text(result.to_json()))
     if result.status == "failed":
         raise RunError(f"run {result.run_id} failed: {result.message}")
@@ -218,10 +315,27 @@ def show(run_id, store, as_json, traceback_only) -> None:
 def driver_options(command):
     """The options of commands that train through the suite driver (suite run, bench run)."""
     options = [
-        click.option("--executor", "-e", default="inline", show_default=True, help="where runs train: inline, process, ray, or a plugin's"),
-        click.option("--jobs", "-j", type=click.IntRange(min=1), help="parallel workers (process) or CPUs of a local Ray instance"),
+        click.option(
+            "--executor",
+            "-e",
+            default="inline",
+            show_default=True,
+            help="where runs train: inline, process, ray, or a plugin's",
+        ),
+        click.option(
+            "--jobs",
+            "-j",
+            type=click.IntRange(min=1),
+            help="parallel workers (process) or CPUs of a local Ray instance",
+        ),
         click.option("--address", help="Ray cluster address (default $RAY_ADDRESS; none: start a local Ray instance)"),
-        click.option("--executor-option", "executor_options", multiple=True, metavar="KEY=VALUE", help="another option of the executor (repeatable)"),
+        click.option(
+            "--executor-option",
+            "executor_options",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="another option of the executor (repeatable)",
+        ),
         click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP),
         click.option("--json", "as_json", is_flag=True, help="print what was done as one JSON object"),
         click.option("--quiet", "-q", is_flag=True, help="no progress bar"),
@@ -239,11 +353,21 @@ def suite() -> None:
 @suite.command("run")
 @click.argument("file", type=click.Path(dir_okay=False))
 @driver_options
-@click.option("--retry-failed", is_flag=True, help="train again the runs stored as failed (by default they count as done)")
+@click.option(
+    "--retry-failed", is_flag=True, help="train again the runs stored as failed (by default they count as done)"
+)
 @click.option("--max-runs", type=click.IntRange(min=1), help=MAX_RUNS_HELP)
-@click.option("--logger", "loggers", multiple=True, metavar="NAME", help="send each stored run's events to a logger plugin (repeatable)")
+@click.option(
+    "--logger",
+    "loggers",
+    multiple=True,
+    metavar="NAME",
+    help="send each stored run's events to a logger plugin (repeatable)",
+)
 @click.option("--log-dir", type=click.Path(file_okay=False), help="where loggers write (default: <store>.logs)")
-def suite_run(file, executor, jobs, address, executor_options, store, as_json, quiet, retry_failed, max_runs, loggers, log_dir) -> None:
+def suite_run(
+    file, executor, jobs, address, executor_options, store, as_json, quiet, retry_failed, max_runs, loggers, log_dir
+) -> None:
     """Train every run of a suite file not already in the store (runs are keyed by their config hash)."""
     from .config import parse_assignments
     from .executors import run_suite
@@ -272,7 +396,12 @@ def suite_run(file, executor, jobs, address, executor_options, store, as_json, q
 @cli.command()
 @click.option("--suite", "suite_name", help="only this suite's runs (default: every run in the store)")
 @click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP)
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="directory for the leaderboard, plots and baseline.json")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="directory for the leaderboard, plots and baseline.json",
+)
 @click.option("--no-plots", is_flag=True, help="tables and baseline only")
 def report(suite_name, store, out, no_plots) -> None:
     """Write leaderboard.md, leaderboard.html, leaderboard.csv, plots (PNG, SVG) and baseline.json."""
@@ -284,11 +413,25 @@ def report(suite_name, store, out, no_plots) -> None:
 
 
 @cli.command()
-@click.option("--baseline", required=True, type=click.Path(dir_okay=False), help="baseline.json written by 'grokbench report'")
+@click.option(
+    "--baseline", required=True, type=click.Path(dir_okay=False), help="baseline.json written by 'grokbench report'"
+)
 @click.option("--suite", "suite_name", help="suite to compare (default: the baseline's)")
 @click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP)
-@click.option("--tolerance", type=click.FloatRange(min=0), default=0.1, show_default=True, help="relative growth of median time-to-generalize allowed")
-@click.option("--success-tolerance", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="drop in success rate allowed")
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(min=0),
+    default=0.1,
+    show_default=True,
+    help="relative growth of median time-to-generalize allowed",
+)
+@click.option(
+    "--success-tolerance",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="drop in success rate allowed",
+)
 def compare(baseline, suite_name, store, tolerance, success_tolerance) -> None:
     """Compare current results with a baseline; print a markdown table; exit 1 on a regression."""
     from .errors import RunError
@@ -305,7 +448,9 @@ def compare(baseline, suite_name, store, tolerance, success_tolerance) -> None:
 
 @cli.command()
 @click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), required=True, help="file format")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="directory for runs.<format> and curves.<format>")
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False), help="directory for runs.<format> and curves.<format>"
+)
 @click.option("--suite", "suite_name", help="only this suite's runs")
 @click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP)
 def export(fmt, out, suite_name, store) -> None:
@@ -330,7 +475,9 @@ def plugins(as_json: bool) -> None:
 
 @cli.command("new-plugin")
 @click.argument("name")
-@click.option("--dir", "directory", type=click.Path(file_okay=False), help="where to write the package (default: ./NAME)")
+@click.option(
+    "--dir", "directory", type=click.Path(file_okay=False), help="where to write the package (default: ./NAME)"
+)
 def new_plugin(name: str, directory: str | None) -> None:
     """Write an installable plugin package skeleton (pyproject, one example model, a test) for NAME."""
     from .scaffold import write_plugin
@@ -352,11 +499,21 @@ BENCHMARK_HELP = "benchmark name in tasks/ or a benchmark file"
 
 @bench.command("run")
 @click.option("--benchmark", "-b", "benchmark_name", default="grokbench-v1", show_default=True, help=BENCHMARK_HELP)
-@click.option("--method", "methods", multiple=True, metavar="NAME", help="a method (a preset; repeatable); default: the benchmark's baselines")
-@click.option("--track", "tracks", multiple=True, metavar="NAME", help="only this track (repeatable); default: every track")
+@click.option(
+    "--method",
+    "methods",
+    multiple=True,
+    metavar="NAME",
+    help="a method (a preset; repeatable); default: the benchmark's baselines",
+)
+@click.option(
+    "--track", "tracks", multiple=True, metavar="NAME", help="only this track (repeatable); default: every track"
+)
 @driver_options
 @click.option("--retry-failed", is_flag=True, help="train again the runs stored as failed")
-def bench_run(benchmark_name, methods, tracks, executor, jobs, address, executor_options, store, as_json, quiet, retry_failed) -> None:
+def bench_run(
+    benchmark_name, methods, tracks, executor, jobs, address, executor_options, store, as_json, quiet, retry_failed
+) -> None:
     """Run methods on every track of a benchmark (resumable: stored runs are not trained again)."""
     from .benchmark import load_benchmark, plan_methods, run_benchmark
     from .config import parse_assignments
@@ -367,8 +524,14 @@ def bench_run(benchmark_name, methods, tracks, executor, jobs, address, executor
     plans = plan_methods(bench_, list(methods), list(tracks), registry)
     options = {"jobs": jobs, "address": address, **parse_assignments(list(executor_options))}
     outcome = run_benchmark(
-        bench_, plans, store=store, executor=executor, options=options, registry=registry,
-        progress=not quiet and sys.stderr.isatty(), retry_failed=retry_failed,
+        bench_,
+        plans,
+        store=store,
+        executor=executor,
+        options=options,
+        registry=registry,
+        progress=not quiet and sys.stderr.isatty(),
+        retry_failed=retry_failed,
     )
     if as_json:
         click.echo(json.dumps(outcome.to_json()))
@@ -385,16 +548,26 @@ def bench_run(benchmark_name, methods, tracks, executor, jobs, address, executor
 
 @bench.command("report")
 @click.option("--benchmark", "-b", "benchmark_name", default="grokbench-v1", show_default=True, help=BENCHMARK_HELP)
-@click.option("--method", "methods", multiple=True, metavar="NAME", help="only these methods (default: every method of the benchmark in the store)")
+@click.option(
+    "--method",
+    "methods",
+    multiple=True,
+    metavar="NAME",
+    help="only these methods (default: every method of the benchmark in the store)",
+)
 @click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP)
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="directory for benchmark.md/.html/.csv and plots")
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False), help="directory for benchmark.md/.html/.csv and plots"
+)
 @click.option("--no-plots", is_flag=True, help="tables only")
 def bench_report(benchmark_name, methods, store, out, no_plots) -> None:
     """Write the method × track score table (md, html, csv) and plots."""
     from .benchmark_report import write_benchmark_report
     from .store import Store
 
-    written = write_benchmark_report(Store(store, create=False), benchmark_name, out, methods=list(methods), plots=not no_plots)
+    written = write_benchmark_report(
+        Store(store, create=False), benchmark_name, out, methods=list(methods), plots=not no_plots
+    )
     click.echo("\n".join(str(p) for p in written))
 
 

@@ -31,8 +31,6 @@ COMPONENT_KINDS = ("task", "model", "regularizer", "optimizer")
 TRAINING_KINDS = ("regularizer", "optimizer")
 
 
-
-
 class ComponentConfig(StrictModel):
     """A component by name with its (fully resolved) parameters."""
 
@@ -52,14 +50,17 @@ class TrainConfig(StrictModel):
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:N or auto")
     dtype: Literal["float32", "float64"] = "float32"
     checkpoint_every: PositiveInt | None = Field(
-        None, description="also save a checkpoint every N evaluations (not part of the run's identity: left out of its hash)"
+        None,
+        description="also save a checkpoint every N evaluations (not part of the run's identity: left out of its hash)",
     )
     stop_on_stall: bool = Field(
         False,
         description="end a full-batch run whose state repeats exactly (a fixed point or cycle) with status stalled; "
         "every stored summary is unchanged, only the repeated tail of the curves is not computed",
     )
-    flush_denormal: bool = Field(False, description="flush subnormal floats to zero on the CPU while training (torch.set_flush_denormal)")
+    flush_denormal: bool = Field(
+        False, description="flush subnormal floats to zero on the CPU while training (torch.set_flush_denormal)"
+    )
 
     #: options added after stores existed: left out of the config hash while off, so older runs keep their identity
     HASH_OMIT_WHEN_OFF: ClassVar[tuple[str, ...]] = ("stop_on_stall", "flush_denormal")
@@ -158,7 +159,9 @@ def parse_seeds(text: str, max_runs: int | None = None) -> list[int]:
         try:
             first, last = int(lo), int(hi) if dash else int(lo)
         except ValueError:
-            raise ConfigError(f"invalid seeds '{text}': expected a range such as 0-15 or a list such as 0,3,5") from None
+            raise ConfigError(
+                f"invalid seeds '{text}': expected a range such as 0-15 or a list such as 0,3,5"
+            ) from None
         if last < first:
             raise ConfigError(f"invalid seeds '{text}': the range {part.strip()} is empty")
         check_values({"seeds": [first, last]})
@@ -215,7 +218,9 @@ def resolve_config(
     check_values({**tree, "seed": seed} if seed is not None else tree)  # before any plugin validates a value
     unknown = set(tree) - set(COMPONENT_KINDS) - {"metrics", "train", "seed"}
     if unknown:
-        raise ConfigError(f"unknown key '{sorted(unknown)[0]}' (top-level keys: task, model, regularizer, optimizer, metrics, train, seed)")
+        raise ConfigError(
+            f"unknown key '{sorted(unknown)[0]}' (top-level keys: task, model, regularizer, optimizer, metrics, train, seed)"
+        )
 
     explicit = {"task": task, "model": model, "regularizer": regularizer, "optimizer": optimizer}
     closed_form = registry.get("model", model).supports("closed-form")
@@ -223,7 +228,9 @@ def resolve_config(
     if closed_form:
         for kind in TRAINING_KINDS:
             if explicit[kind] or overrides.get(kind):
-                raise ConfigError(f"model '{model}' is trained in closed form and takes no {kind} (drop the {kind} from the run's options)")
+                raise ConfigError(
+                    f"model '{model}' is trained in closed form and takes no {kind} (drop the {kind} from the run's options)"
+                )
             tree.pop(kind, None)
     for kind in kinds:
         sections = [from_preset.get(kind, {}), overrides.get(kind, {})]

@@ -83,7 +83,9 @@ class Component(abc.ABC):
         if not (isinstance(cls.Params, type) and issubclass(cls.Params, BaseModel)):
             raise TypeError(f"{cls.__name__}.Params must be a pydantic model")
         if cls.Params.model_config.get("extra") != "forbid":
-            raise TypeError(f"{cls.__name__}.Params must reject unknown keys (extra='forbid'; subclass grokbench.contracts.Params)")
+            raise TypeError(
+                f"{cls.__name__}.Params must reject unknown keys (extra='forbid'; subclass grokbench.contracts.Params)"
+            )
         missing = sorted(getattr(cls, "__abstractmethods__", ()))
         if missing:
             raise TypeError(f"{cls.__name__} does not implement the required method(s) {', '.join(missing)}")
@@ -110,7 +112,9 @@ def _check_capabilities(cls: type[Component]) -> None:
         raise TypeError(f"{cls.__name__}.capabilities must be a frozenset of names")
     unknown = sorted(cls.capabilities - set(known))
     if unknown:
-        raise TypeError(f"{cls.__name__} declares unknown capability '{unknown[0]}' (known: {', '.join(sorted(known)) or 'none'})")
+        raise TypeError(
+            f"{cls.__name__} declares unknown capability '{unknown[0]}' (known: {', '.join(sorted(known)) or 'none'})"
+        )
     base = _kind_base(cls)
     for cap, spec in known.items():
         if cap in cls.capabilities:
@@ -181,7 +185,9 @@ class Task(Component):
     """
 
     CAPABILITIES: ClassVar[Mapping[str, Capability]] = {
-        "classification": Capability("labels are class indices and outputs are class scores (argmax is the prediction)"),
+        "classification": Capability(
+            "labels are class indices and outputs are class scores (argmax is the prediction)"
+        ),
         "memory-estimate": Capability(
             "`data_size(params)` gives the data's DataSpec and number of model inputs without building it "
             "(runs too large for memory are refused before training)",
@@ -253,9 +259,16 @@ class Model(Component):
             "a run of it takes no optimizer and no regularizer",
             requires=("fit", "set_step"),
         ),
-        "ntk": Capability("a closed-form empirical NTK `ntk` (fast path of `grokbench.ntk.empirical_ntk`)", requires=("ntk",)),
-        "token-weights": Capability("first-layer weights per position and token, `token_weights` (Fourier metrics)", requires=("token_weights",)),
-        "homogeneous": Capability("positively homogeneous in its parameters, f(c·θ) = c^L f(θ) with L = `homogeneity`", requires=("homogeneity",)),
+        "ntk": Capability(
+            "a closed-form empirical NTK `ntk` (fast path of `grokbench.ntk.empirical_ntk`)", requires=("ntk",)
+        ),
+        "token-weights": Capability(
+            "first-layer weights per position and token, `token_weights` (Fourier metrics)", requires=("token_weights",)
+        ),
+        "homogeneous": Capability(
+            "positively homogeneous in its parameters, f(c·θ) = c^L f(θ) with L = `homogeneity`",
+            requires=("homogeneity",),
+        ),
         "batched-step": Capability(
             "a hand-written multi-seed training step: `stack` returns a `BatchedModel` (otherwise seeds batch through torch.func)",
             requires=("stack",),
@@ -387,7 +400,10 @@ class Regularizer(Component):
             requires=("penalty",),
             optional=("penalty_grads",),
         ),
-        "decoupled": Capability("updates the parameters in place before every optimizer step, `decoupled_update`", requires=("decoupled_update",)),
+        "decoupled": Capability(
+            "updates the parameters in place before every optimizer step, `decoupled_update`",
+            requires=("decoupled_update",),
+        ),
     }
 
     def penalty(self, params: list[torch.Tensor]) -> torch.Tensor:
@@ -541,23 +557,37 @@ class Metric(Component):
         summaries = set(cls.summary_keys) | {f"final_{o}" for o in cls.outputs}
         for column in cls.report_columns:
             if not isinstance(column, SummaryColumn):
-                raise TypeError(f"metric '{cls.name}': report_columns holds {column!r}, not a grokbench.contracts.SummaryColumn")
+                raise TypeError(
+                    f"metric '{cls.name}': report_columns holds {column!r}, not a grokbench.contracts.SummaryColumn"
+                )
             if column.key not in summaries:
-                raise TypeError(f"metric '{cls.name}': report column '{column.key}' is none of its summary_keys or final_<output> ({', '.join(sorted(summaries)) or 'none'})")
+                raise TypeError(
+                    f"metric '{cls.name}': report column '{column.key}' is none of its summary_keys or final_<output> ({', '.join(sorted(summaries)) or 'none'})"
+                )
             if column.direction not in ("max", "min", None):
-                raise TypeError(f"metric '{cls.name}': report column '{column.key}' has direction {column.direction!r} (use 'max', 'min' or None)")
+                raise TypeError(
+                    f"metric '{cls.name}': report column '{column.key}' has direction {column.direction!r} (use 'max', 'min' or None)"
+                )
             try:
                 format(1.0, column.format)
             except ValueError:
-                raise TypeError(f"metric '{cls.name}': report column '{column.key}' has an invalid format {column.format!r}") from None
+                raise TypeError(
+                    f"metric '{cls.name}': report column '{column.key}' has an invalid format {column.format!r}"
+                ) from None
         for panel in cls.report_panels:
             if not isinstance(panel, CurvePanel):
-                raise TypeError(f"metric '{cls.name}': report_panels holds {panel!r}, not a grokbench.contracts.CurvePanel")
+                raise TypeError(
+                    f"metric '{cls.name}': report_panels holds {panel!r}, not a grokbench.contracts.CurvePanel"
+                )
             if isinstance(panel.curves, str) or not panel.curves:
-                raise TypeError(f"metric '{cls.name}': report panel '{panel.label}' names no curve (give a tuple of its outputs)")
+                raise TypeError(
+                    f"metric '{cls.name}': report panel '{panel.label}' names no curve (give a tuple of its outputs)"
+                )
             unknown = [c for c in panel.curves if c not in cls.outputs]
             if unknown:
-                raise TypeError(f"metric '{cls.name}': report panel '{panel.label}' names curve '{unknown[0]}', not one of its outputs ({', '.join(cls.outputs) or 'none'})")
+                raise TypeError(
+                    f"metric '{cls.name}': report panel '{panel.label}' names curve '{unknown[0]}', not one of its outputs ({', '.join(cls.outputs) or 'none'})"
+                )
 
 
 class Executor(Component):
@@ -577,7 +607,9 @@ class Executor(Component):
     """
 
     CAPABILITIES: ClassVar[Mapping[str, Capability]] = {
-        "in-process": Capability("`work` runs in the driver's own process (it may then use the driver's plugins directly)"),
+        "in-process": Capability(
+            "`work` runs in the driver's own process (it may then use the driver's plugins directly)"
+        ),
     }
 
     def start(self) -> None:

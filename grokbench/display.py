@@ -36,7 +36,9 @@ def describe_params(params_model: type[BaseModel]) -> list[dict[str, Any]]:
     out = []
     for name, field in params_model.model_fields.items():
         default = None if field.default is PydanticUndefined else field.default
-        out.append({"name": name, "type": _type_name(field), "default": default, "description": field.description or ""})
+        out.append(
+            {"name": name, "type": _type_name(field), "default": default, "description": field.description or ""}
+        )
     return out
 
 
@@ -46,15 +48,15 @@ def registry_json(registry: Registry) -> dict[str, Any]:
         items = []
         for name in registry.names(kind):
             if name in registry.conflicts[kind]:
-                items.append(
-                    {"name": name, "conflict": [p.provenance() for p in registry.conflicts[kind][name]]}
-                )
+                items.append({"name": name, "conflict": [p.provenance() for p in registry.conflicts[kind][name]]})
                 continue
             entry = registry.entries[kind][name]
             obj = entry.component
             item: dict[str, Any] = {"name": name, **entry.plugin.provenance()}
             if kind == "preset":
-                item.update(preset=obj.name, task=obj.task, model=obj.model, description=obj.description, settings=obj.settings)
+                item.update(
+                    preset=obj.name, task=obj.task, model=obj.model, description=obj.description, settings=obj.settings
+                )
             else:
                 item.update(description=obj.description(), params=describe_params(obj.Params))
                 if kind == "metric":
@@ -75,14 +77,22 @@ def registry_text(registry: Registry) -> str:
                 owners = " and ".join(f"{c['plugin']} ({c['distribution']} {c['version']})" for c in item["conflict"])
                 rows.append([item["name"], f"CONFLICT: registered by {owners}", ""])
                 continue
-            plugin = f"{item['plugin']} ({item['distribution']} {item['version']})" if item["distribution"] else item["plugin"]
+            plugin = (
+                f"{item['plugin']} ({item['distribution']} {item['version']})"
+                if item["distribution"]
+                else item["plugin"]
+            )
             if kind == "preset":
-                rows.append([item["preset"], f"{item['task'] or '*'} / {item['model'] or '*'}: {item['description']}", plugin])
+                rows.append(
+                    [item["preset"], f"{item['task'] or '*'} / {item['model'] or '*'}: {item['description']}", plugin]
+                )
                 continue
             params = ", ".join(f"{p['name']}={json.dumps(p['default'])}" for p in item["params"]) or "-"
             desc = item["description"] + (" [default]" if item.get("default") else "")
             rows.append([item["name"], f"{desc}\n  params: {params}", plugin])
-        blocks.append(f"{title}\n" + (tabulate(rows, headers=["name", "description", "plugin"]) if rows else "  (none)"))
+        blocks.append(
+            f"{title}\n" + (tabulate(rows, headers=["name", "description", "plugin"]) if rows else "  (none)")
+        )
     if data["broken_plugins"]:
         rows = [[p["plugin"], p["distribution"] or "-", p["error"]] for p in data["broken_plugins"]]
         blocks.append("Broken plugins\n" + tabulate(rows, headers=["plugin", "distribution", "reason"]))
@@ -102,9 +112,16 @@ def summary_text(result: dict[str, Any], columns: Sequence[SummaryColumn] = ()) 
     summary columns, shown when the run has a value for them."""
     rows = [
         ("run", result["run_id"]),
-        ("run config", f"{result['task']} / {result['model']} / {result['regularizer']} / {result['optimizer']}, seed {result['seed']}"),
+        (
+            "run config",
+            f"{result['task']} / {result['model']} / {result['regularizer']} / {result['optimizer']}, seed {result['seed']}",
+        ),
         # a failure's message is the error line on stderr: printed once
-        ("status", result["status"] + (f" ({result['message']})" if result.get("message") and result["status"] != "failed" else "")),
+        (
+            "status",
+            result["status"]
+            + (f" ({result['message']})" if result.get("message") and result["status"] != "failed" else ""),
+        ),
         ("steps", result["steps"]),
         ("time to memorize", result.get("t_memorize")),
         ("time to generalize", result.get("t_generalize")),
@@ -112,8 +129,12 @@ def summary_text(result: dict[str, Any], columns: Sequence[SummaryColumn] = ()) 
         ("final train acc", result.get("final_train_acc")),
         ("final test acc", result.get("final_test_acc")),
         *[(c.label, _fmt(result[c.key], c.format)) for c in columns if result.get(c.key) is not None],
-        ("wall time (s)", result.get("wall_seconds") if not result.get("group_wall_seconds") else
-         f"{result['group_wall_seconds']:.4g} shared by {result['batched_seeds']} seeds trained together"),
+        (
+            "wall time (s)",
+            result.get("wall_seconds")
+            if not result.get("group_wall_seconds")
+            else f"{result['group_wall_seconds']:.4g} shared by {result['batched_seeds']} seeds trained together",
+        ),
         ("stored in", result.get("store") or "(not stored)"),
     ]
     return tabulate([(k, _fmt(v)) for k, v in rows], tablefmt="plain")
@@ -139,7 +160,10 @@ def runs_text(frame: pd.DataFrame) -> str:
 
 
 def run_text(run: dict[str, Any], curves: pd.DataFrame, max_rows: int = 20) -> str:
-    lines = [f"run {run['id']}  ({run['created_at']})", f"status: {run['status']}" + (f" ({run['message']})" if run["message"] else "")]
+    lines = [
+        f"run {run['id']}  ({run['created_at']})",
+        f"status: {run['status']}" + (f" ({run['message']})" if run["message"] else ""),
+    ]
     lines.append("\nconfig:\n" + json.dumps(run["config"], indent=2, sort_keys=True))
     lines.append("\nsummary:\n" + tabulate([(k, _fmt(v)) for k, v in run["summary"].items()], tablefmt="plain"))
     plugin_rows = [
@@ -147,16 +171,24 @@ def run_text(run: dict[str, Any], curves: pd.DataFrame, max_rows: int = 20) -> s
         for kind, info in run["plugins"].items()
         if kind != "metrics"
     ]
-    plugin_rows += [("metric", name, info["plugin"], f"{info['distribution']} {info['version']}") for name, info in run["plugins"]["metrics"].items()]
+    plugin_rows += [
+        ("metric", name, info["plugin"], f"{info['distribution']} {info['version']}")
+        for name, info in run["plugins"]["metrics"].items()
+    ]
     lines.append("\nplugins:\n" + tabulate(plugin_rows, headers=["kind", "name", "plugin", "distribution"]))
     env = run["environment"]
-    lines.append(f"\nenvironment: grokbench {env['grokbench']}, python {env['python']}, torch {env['packages'].get('torch')}, device {env['device']}")
+    lines.append(
+        f"\nenvironment: grokbench {env['grokbench']}, python {env['python']}, torch {env['packages'].get('torch')}, device {env['device']}"
+    )
     if not curves.empty:
         step = max(1, len(curves) // max_rows)
         shown = curves.iloc[::step]
         if shown.index[-1] != curves.index[-1]:
             shown = pd.concat([shown, curves.iloc[[-1]]])
-        lines.append(f"\ncurves ({len(curves)} evaluations, every {step}th shown):\n" + tabulate(shown, headers="keys", showindex=False, floatfmt=".4g"))
+        lines.append(
+            f"\ncurves ({len(curves)} evaluations, every {step}th shown):\n"
+            + tabulate(shown, headers="keys", showindex=False, floatfmt=".4g")
+        )
     return "\n".join(lines)
 
 
@@ -171,7 +203,16 @@ def plugins_json(registry: Registry) -> list[dict[str, Any]]:
             if name in registry.conflicts[kind]:
                 clashes.append(f"{kind} '{name}' (use '{p.name}:{name}')")
         status = "disabled" if p.disabled else "broken" if p.error else "clash" if clashes else "ok"
-        out.append({**p.provenance(), "module": p.module, "status": status, "error": p.error, "registers": registers, "clashes": clashes})
+        out.append(
+            {
+                **p.provenance(),
+                "module": p.module,
+                "status": status,
+                "error": p.error,
+                "registers": registers,
+                "clashes": clashes,
+            }
+        )
     return out
 
 
@@ -187,7 +228,9 @@ def plugins_text(registry: Registry) -> str:
             what = f"CLASH: {'; '.join(item['clashes'])} registered by another plugin too | {what}"
         rows.append([item["plugin"], item["distribution"] or "-", item["version"] or "-", what or "(nothing)"])
     if not rows:
-        return "no plugins loaded" + (" (entry points are off: GROKBENCH_NO_ENTRY_POINTS)" if not _entry_points_on() else "")
+        return "no plugins loaded" + (
+            " (entry points are off: GROKBENCH_NO_ENTRY_POINTS)" if not _entry_points_on() else ""
+        )
     return tabulate(rows, headers=["plugin", "distribution", "version", "registers"])
 
 

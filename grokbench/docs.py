@@ -29,7 +29,11 @@ DEFAULT_PATH = Path(__file__).resolve().parent.parent / "docs" / "plugins.md"
 def hook_specs() -> list[tuple[str, object, dict]]:
     """``(name, function, pluggy options)`` of every hook specification, in source order."""
     marker = f"{PROJECT}_spec"
-    return [(name, fn, getattr(fn, marker)) for name, fn in vars(hookspecs).items() if inspect.isfunction(fn) and hasattr(fn, marker)]
+    return [
+        (name, fn, getattr(fn, marker))
+        for name, fn in vars(hookspecs).items()
+        if inspect.isfunction(fn) and hasattr(fn, marker)
+    ]
 
 
 def _calling_rule(name: str, opts: dict) -> str:
@@ -45,7 +49,11 @@ def _calling_rule(name: str, opts: dict) -> str:
         rule = (
             f"Called once per plugin when plugins are loaded (on first use, never at import). {rule} Each object "
             f"passed to `register` is validated (a subclass of `{base.__module__}.{base.__qualname__}`"
-            + (" instance" if kinds[0] == "preset" else " and checked by its `check_class()`: a `name`, a `Params` that forbids unknown keys, no unimplemented required method, and declared capabilities that match the methods it defines")
+            + (
+                " instance"
+                if kinds[0] == "preset"
+                else " and checked by its `check_class()`: a `name`, a `Params` that forbids unknown keys, no unimplemented required method, and declared capabilities that match the methods it defines"
+            )
             + "); if the hook raises or registers something invalid, the whole plugin is marked broken with the reason "
             f"and none of its registrations are kept. Registers component kind `{kinds[0]}`."
         )
@@ -53,11 +61,23 @@ def _calling_rule(name: str, opts: dict) -> str:
 
 
 def _hook_section() -> str:
-    out = ["### Hooks", "", f"Entry-point group: `{ENTRY_POINT_GROUP}`. Decorate implementations with `grokbench.hookimpl`.", ""]
+    out = [
+        "### Hooks",
+        "",
+        f"Entry-point group: `{ENTRY_POINT_GROUP}`. Decorate implementations with `grokbench.hookimpl`.",
+        "",
+    ]
     nodes = {n.name: n for n in ast.parse(inspect.getsource(hookspecs)).body if isinstance(n, ast.FunctionDef)}
     for name, fn, opts in hook_specs():
         sig = _signature(nodes[name])
-        out += [f"#### `{name}{sig}`", "", inspect.getdoc(fn) or "(undocumented)", "", f"*Calling rules.* {_calling_rule(name, opts)}", ""]
+        out += [
+            f"#### `{name}{sig}`",
+            "",
+            inspect.getdoc(fn) or "(undocumented)",
+            "",
+            f"*Calling rules.* {_calling_rule(name, opts)}",
+            "",
+        ]
     return "\n".join(out)
 
 
@@ -92,8 +112,18 @@ def _capability_table(cls: type) -> list[str]:
     caps = vars(cls).get("CAPABILITIES")
     if not caps:
         return []
-    rows = [f"| `{name}` | {', '.join(f'`{m}`' for m in spec.requires) or '-'} | {', '.join(f'`{m}`' for m in spec.optional) or '-'} | {spec.doc} |" for name, spec in caps.items()]
-    return ["Capabilities (declare in `capabilities`):", "", "| capability | requires | may override | meaning |", "| --- | --- | --- | --- |", *rows, ""]
+    rows = [
+        f"| `{name}` | {', '.join(f'`{m}`' for m in spec.requires) or '-'} | {', '.join(f'`{m}`' for m in spec.optional) or '-'} | {spec.doc} |"
+        for name, spec in caps.items()
+    ]
+    return [
+        "Capabilities (declare in `capabilities`):",
+        "",
+        "| capability | requires | may override | meaning |",
+        "| --- | --- | --- | --- |",
+        *rows,
+        "",
+    ]
 
 
 def _class_section(cls: type, node: ast.ClassDef, lines: list[str]) -> str:

@@ -124,7 +124,9 @@ def make_executor(name: str, options: Mapping[str, Any], registry: Registry) -> 
 def _bar(total: int, initial: int, enabled: bool, label: str) -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, disable=not enabled, file=sys.stderr, desc=label, unit="run", dynamic_ncols=True)
+    return tqdm(
+        total=total, initial=initial, disable=not enabled, file=sys.stderr, desc=label, unit="run", dynamic_ncols=True
+    )
 
 
 def run_suite(
@@ -151,7 +153,9 @@ def run_suite(
     """
     registry = registry or get_registry()
     runner = make_executor(executor, options or {}, registry)
-    sinks = make_loggers(loggers, registry, log_dir or f"{store.path if isinstance(store, Store) else store or default_path()}.logs")
+    sinks = make_loggers(
+        loggers, registry, log_dir or f"{store.path if isinstance(store, Store) else store or default_path()}.logs"
+    )
     started = time.perf_counter()
     runner.start()  # may refuse (an unreachable cluster) before the store is opened, so before any write
     try:
@@ -161,7 +165,9 @@ def run_suite(
         pending = [c for c in configs if c.hash not in done]
         if not getattr(runner, "remote", False):  # runs train on this machine: its devices and memory, before any write
             check_runnable(pending, registry)
-        outcome = SuiteOutcome(suite.name, str(target.path), executor, planned=len(configs), skipped=len(configs) - len(pending))
+        outcome = SuiteOutcome(
+            suite.name, str(target.path), executor, planned=len(configs), skipped=len(configs) - len(pending)
+        )
         target.register_suite(suite.name, suite.source, suite.spec.model_dump(mode="json"), suite.members())
         groups = suite.groups(pending)
         work = functools.partial(train_work, registry=registry) if runner.supports("in-process") else train_work
@@ -173,7 +179,9 @@ def run_suite(
                     answer = [failed_result(cfg, answer, registry) for cfg in group]
                 by_hash = {r.config.hash: r for r in answer}
                 for cfg in group:  # a result for every config of the group, whatever the worker returned
-                    result = by_hash.get(cfg.hash) or failed_result(cfg, "the executor returned no result for this run", registry)
+                    result = by_hash.get(cfg.hash) or failed_result(
+                        cfg, "the executor returned no result for this run", registry
+                    )
                     if save_result(target, result, suite=suite.name, replace_failed=retry_failed):
                         replay(sinks, result)
                         outcome.trained += 1

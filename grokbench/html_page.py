@@ -95,7 +95,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, caption: str
     esc = html.escape
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     body = "".join(
-        "<tr>" + "".join(f"<td{_sort_attr(c.sort)}>{esc(c.text)}</td>" for c in map(_cell, row)) + "</tr>" for row in rows
+        "<tr>" + "".join(f"<td{_sort_attr(c.sort)}>{esc(c.text)}</td>" for c in map(_cell, row)) + "</tr>"
+        for row in rows
     )
     cap = f"<caption>{esc(caption)}</caption>" if caption else ""
     return (
@@ -138,8 +139,13 @@ def panels_figure(title: str, panels: Sequence[Panel], *, columns: int = 2) -> A
 
     columns = max(1, min(columns, len(panels)))
     nrows = math.ceil(len(panels) / columns)
-    fig = make_subplots(rows=nrows, cols=columns, subplot_titles=[html.escape(p.title) for p in panels],
-                        horizontal_spacing=0.09, vertical_spacing=min(0.5 / max(nrows, 1), 0.15))
+    fig = make_subplots(
+        rows=nrows,
+        cols=columns,
+        subplot_titles=[html.escape(p.title) for p in panels],
+        horizontal_spacing=0.09,
+        vertical_spacing=min(0.5 / max(nrows, 1), 0.15),
+    )
     colors: dict[str, str] = {}
     legend: dict[str, Series] = {}  # the series that carries its group's legend entry: a solid one where there is one
     for s in (s for p in panels for s in p.series):
@@ -151,27 +157,60 @@ def panels_figure(title: str, panels: Sequence[Panel], *, columns: int = 2) -> A
             group = s.group or s.name
             color = colors.setdefault(group, qualitative.D3[len(colors) % len(qualitative.D3)])
             if s.low is not None and s.high is not None and len(s.x):
-                fig.add_trace(go.Scatter(x=list(s.x) + list(s.x)[::-1], y=list(s.high) + list(s.low)[::-1], fill="toself",
-                                         fillcolor=color, opacity=0.15, line={"width": 0}, hoverinfo="skip",
-                                         legendgroup=group, showlegend=False), row=row, col=col)
-            fig.add_trace(go.Scatter(x=list(s.x), y=list(s.y), mode="lines+markers" if len(s.x) < 12 else "lines",
-                                     name=html.escape(group), legendgroup=group, showlegend=legend[group] is s,
-                                     line={"color": color, "dash": "dash" if s.dash else "solid"},
-                                     hovertemplate=f"{html.escape(s.name)}<br>{html.escape(panel.x_label)}=%{{x}}<br>{html.escape(panel.y_label)}=%{{y:.4g}}<extra></extra>"),
-                          row=row, col=col)
-        fig.update_xaxes(title_text=html.escape(panel.x_label), type="log" if panel.log_x else "linear", row=row, col=col)
-        fig.update_yaxes(title_text=html.escape(panel.y_label), type="log" if panel.log_y else "linear", row=row, col=col)
+                fig.add_trace(
+                    go.Scatter(
+                        x=list(s.x) + list(s.x)[::-1],
+                        y=list(s.high) + list(s.low)[::-1],
+                        fill="toself",
+                        fillcolor=color,
+                        opacity=0.15,
+                        line={"width": 0},
+                        hoverinfo="skip",
+                        legendgroup=group,
+                        showlegend=False,
+                    ),
+                    row=row,
+                    col=col,
+                )
+            fig.add_trace(
+                go.Scatter(
+                    x=list(s.x),
+                    y=list(s.y),
+                    mode="lines+markers" if len(s.x) < 12 else "lines",
+                    name=html.escape(group),
+                    legendgroup=group,
+                    showlegend=legend[group] is s,
+                    line={"color": color, "dash": "dash" if s.dash else "solid"},
+                    hovertemplate=f"{html.escape(s.name)}<br>{html.escape(panel.x_label)}=%{{x}}<br>{html.escape(panel.y_label)}=%{{y:.4g}}<extra></extra>",
+                ),
+                row=row,
+                col=col,
+            )
+        fig.update_xaxes(
+            title_text=html.escape(panel.x_label), type="log" if panel.log_x else "linear", row=row, col=col
+        )
+        fig.update_yaxes(
+            title_text=html.escape(panel.y_label), type="log" if panel.log_y else "linear", row=row, col=col
+        )
     if title:
         fig.update_layout(title={"text": html.escape(title), "font": {"size": 14}})
-    fig.update_layout(height=320 * nrows + 120, autosize=True, margin={"l": 60, "r": 20, "t": 70 if title else 40, "b": 90},
-                      legend={"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom"},
-                      template="plotly_white")
+    fig.update_layout(
+        height=320 * nrows + 120,
+        autosize=True,
+        margin={"l": 60, "r": 20, "t": 70 if title else 40, "b": 90},
+        legend={"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom"},
+        template="plotly_white",
+    )
     return fig
 
 
 def figure(fig: Any) -> str:
     """A plotly figure as a page fragment (plotly.js itself comes once, from :func:`page`)."""
-    return '<div class="gb-figure">' + fig.to_html(full_html=False, include_plotlyjs=False, config={"responsive": True, "displaylogo": False}) + "</div>"
+    return (
+        '<div class="gb-figure">'
+        + fig.to_html(full_html=False, include_plotlyjs=False, config={"responsive": True, "displaylogo": False})
+        + "</div>"
+    )
 
 
 def heading(text: str, level: int = 2) -> str:
@@ -198,8 +237,6 @@ def page(title: str, fragments: Sequence[str]) -> str:
         f'<p style="color:#777;font-size:0.8em">grokbench {html.escape(__version__)}</p>'
         f"<script>{TABLE_SCRIPT}</script></body></html>\n"
     )
-
-
 
 
 def image(png: bytes, alt: str) -> str:

@@ -136,14 +136,22 @@ class _Dispatch:
             try:
                 getattr(logger, event)(*args)
             except Exception as exc:  # a tracker's failure must not cost the run
-                print(f"warning: logger '{logger.name}' failed at {event} ({type(exc).__name__}: {exc}); it is off for this run", file=sys.stderr)
+                print(
+                    f"warning: logger '{logger.name}' failed at {event} ({type(exc).__name__}: {exc}); it is off for this run",
+                    file=sys.stderr,
+                )
                 self.loggers.remove(logger)
 
 
 def replay(loggers: Sequence[Any], result: RunResult) -> None:
     """A finished run's events, for loggers of runs that were not trained here (suite workers)."""
     send = _Dispatch(loggers)
-    send("start", result.run_id, result.config.model_dump(mode="json"), {"plugins": result.plugins, "environment": result.environment})
+    send(
+        "start",
+        result.run_id,
+        result.config.model_dump(mode="json"),
+        {"plugins": result.plugins, "environment": result.environment},
+    )
     for record in result.curves.to_dict("records"):
         send("evaluation", int(record["step"]), record)
     send("end", result.status, result.summary)
@@ -203,17 +211,40 @@ class Lifecycle:
             self._note_reached(record)
         self.evaluations = len(self.prior_curves)  # train.checkpoint_every counts across a resume
         if self.store is not None:
-            live = {"pid": os.getpid(), "host": socket.gethostname(), "heartbeat": _now(), "status": "running", "message": None}
+            live = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "heartbeat": _now(),
+                "status": "running",
+                "message": None,
+            }
             if self.resume is not None:
                 cfg = prep.cfg
                 self.store.update_run(
-                    self.run_id, {**live, "config": cfg.model_dump(mode="json"), "config_hash": cfg.hash}, drop_curves_from=self.resume.state.step
+                    self.run_id,
+                    {**live, "config": cfg.model_dump(mode="json"), "config_hash": cfg.hash},
+                    drop_curves_from=self.resume.state.step,
                 )
             else:
-                stub = RunResult(self.run_id, prep.cfg, "running", 0, 0.0, summarize([], prep.cfg.train), _empty(), prep.plugins,
-                                 created_at=created_at, environment=environment(prep.device))
+                stub = RunResult(
+                    self.run_id,
+                    prep.cfg,
+                    "running",
+                    0,
+                    0.0,
+                    summarize([], prep.cfg.train),
+                    _empty(),
+                    prep.plugins,
+                    created_at=created_at,
+                    environment=environment(prep.device),
+                )
                 self.store.begin_run({**stub.record(), **live})
-        self.send("start", self.run_id, prep.cfg.model_dump(mode="json"), {"plugins": prep.plugins, "store": str(self.store.path) if self.store else None})
+        self.send(
+            "start",
+            self.run_id,
+            prep.cfg.model_dump(mode="json"),
+            {"plugins": prep.plugins, "store": str(self.store.path) if self.store else None},
+        )
 
     def evaluation(self, record: dict[str, float]) -> None:
         if self.store is not None:
@@ -255,7 +286,12 @@ class Lifecycle:
     def _write(self, state: ckpt.TrainState, reasons: list[str]) -> None:
         assert self.store is not None
         path = ckpt.file_for(self.store.path, self.run_id, state.step).resolve()
-        info = {"run_id": self.run_id, "reasons": reasons, "model": self.cfg.model.name, "config": self.cfg.model_dump(mode="json")}
+        info = {
+            "run_id": self.run_id,
+            "reasons": reasons,
+            "model": self.cfg.model.name,
+            "config": self.cfg.model_dump(mode="json"),
+        }
         ckpt.write(path, state, info)
         self.store.add_checkpoint(self.run_id, state.step, reasons, str(path), _now())
         self.written.add(state.step)
@@ -270,7 +306,10 @@ class Lifecycle:
         if self.resume is not None:
             result.created_at = self.resume.run["created_at"]
             result.wall_seconds += float(self.resume.run.get("wall_seconds") or 0.0)
-            result.environment["resumed"] = [*self.resume.run["environment"].get("resumed", []), {"from_step": self.resume.state.step, "at": _now()}]
+            result.environment["resumed"] = [
+                *self.resume.run["environment"].get("resumed", []),
+                {"from_step": self.resume.state.step, "at": _now()},
+            ]
         if result.status == "interrupted" and self.last_state is not None and self.last_state.step not in self.written:
             with contextlib.suppress(Exception):  # the curves are what matters; a full disk must not lose them
                 self._write(self.last_state, ["interrupted"])
@@ -319,7 +358,9 @@ def resume_point(store: Store, run_id: str, registry: Registry, steps: int | Non
     if run["status"] == "running":
         raise ConfigError(f"run {run['id']} is still running (pid {run.get('pid')} on {run.get('host')})")
     if run["suite"] is not None:
-        raise ConfigError(f"run {run['id']} belongs to suite '{run['suite']}'; suites are resumed with 'grokbench suite run'")
+        raise ConfigError(
+            f"run {run['id']} belongs to suite '{run['suite']}'; suites are resumed with 'grokbench suite run'"
+        )
     cfg = RunConfig.model_validate(run["config"])
     for kind in ("task", "model", "regularizer", "optimizer"):
         name = getattr(cfg, kind).name
@@ -334,7 +375,9 @@ def resume_point(store: Store, run_id: str, registry: Registry, steps: int | Non
     ckpt.check_matches(state, prepare(cfg, registry).model, f"checkpoint {chosen['path']}")
     target = steps if steps is not None else cfg.train.steps
     if target <= state.step:
-        raise ConfigError(f"run {run['id']}'s last checkpoint is at step {state.step}; pass --steps N with N > {state.step}")
+        raise ConfigError(
+            f"run {run['id']}'s last checkpoint is at step {state.step}; pass --steps N with N > {state.step}"
+        )
     cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"steps": target})})
     curves = [r for r in store.curves(run["id"]).to_dict("records") if r["step"] < state.step]
     for r in curves:

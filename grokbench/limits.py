@@ -49,7 +49,9 @@ def check_values(tree: Any, where: str = "") -> None:
     elif isinstance(tree, bool):
         return
     elif isinstance(tree, int) and not INT_MIN <= tree <= INT_MAX:
-        raise ConfigError(f"invalid value for {where or 'value'}: integers must fit in 64 bits, -2^63 to 2^63-1 (got {_shown(tree)})")
+        raise ConfigError(
+            f"invalid value for {where or 'value'}: integers must fit in 64 bits, -2^63 to 2^63-1 (got {_shown(tree)})"
+        )
     elif isinstance(tree, float) and not math.isfinite(tree):
         raise ConfigError(f"invalid value for {where or 'value'}: must be a finite number (got {tree!r})")
 
@@ -58,7 +60,9 @@ def check_count(count: int, limit: int | None, what: str) -> None:
     """Refuse ``count`` runs above ``limit`` (``None``: the default, :data:`MAX_RUNS`), naming the count."""
     limit = MAX_RUNS if limit is None else limit
     if count > limit:
-        raise ConfigError(f"{what} asks for {count:,} runs, more than the limit of {limit:,} (raise it with --max-runs N)")
+        raise ConfigError(
+            f"{what} asks for {count:,} runs, more than the limit of {limit:,} (raise it with --max-runs N)"
+        )
 
 
 # ----------------------------------------------------------------------- memory

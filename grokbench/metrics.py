@@ -53,7 +53,10 @@ def summarize(curves: Sequence[dict[str, float]], cfg: TrainConfig) -> dict[str,
 
 
 def metric_summaries(
-    curves: Sequence[dict[str, float]], summary: dict[str, Any], selected: Iterable[Metric], known: Iterable[type[Metric]]
+    curves: Sequence[dict[str, float]],
+    summary: dict[str, Any],
+    selected: Iterable[Metric],
+    known: Iterable[type[Metric]],
 ) -> dict[str, Any]:
     """The selected metrics' summary values; the ``summary_keys`` of every known metric are present (None if unselected)."""
     out: dict[str, Any] = {key: None for cls in known for key in cls.summary_keys}

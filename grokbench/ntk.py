@@ -39,7 +39,9 @@ def has_closed_form(model: Model | type[Model]) -> bool:
     return model.supports("ntk")
 
 
-def jacobian(model: Model, params: Mapping[str, torch.Tensor], x: torch.Tensor, output: Output = "first") -> torch.Tensor:
+def jacobian(
+    model: Model, params: Mapping[str, torch.Tensor], x: torch.Tensor, output: Output = "first"
+) -> torch.Tensor:
     """Per-example Jacobians, flattened over parameters: ``[n, P]`` for ``"first"``, else ``[n, c, P]``."""
     params = {k: v.detach() for k, v in params.items()}
 
@@ -66,7 +68,12 @@ def contract(j1: torch.Tensor, j2: torch.Tensor, output: Output) -> torch.Tensor
 
 
 def torch_func_ntk(
-    model: Model, x1: torch.Tensor, x2: torch.Tensor | None = None, *, params: Mapping[str, torch.Tensor] | None = None, output: Output = "first"
+    model: Model,
+    x1: torch.Tensor,
+    x2: torch.Tensor | None = None,
+    *,
+    params: Mapping[str, torch.Tensor] | None = None,
+    output: Output = "first",
 ) -> torch.Tensor:
     """The generic eNTK of any model through ``torch.func`` (see the module docstring)."""
     params = model.parameters() if params is None else params

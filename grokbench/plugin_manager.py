@@ -27,7 +27,9 @@ import pluggy
 from . import hookspecs
 from .errors import describe
 
-if TYPE_CHECKING:  # the registry imports the contracts, hence torch: loaded on first use, so `grokbench --help` stays light
+if (
+    TYPE_CHECKING
+):  # the registry imports the contracts, hence torch: loaded on first use, so `grokbench --help` stays light
     from .registry import Registry
 
 PROJECT = "grokbench"
@@ -92,7 +94,9 @@ def entry_points_enabled() -> bool:
     return os.environ.get(NO_ENTRY_POINTS_ENV, "").strip().lower() in ("", "0", "false", "no")
 
 
-def load_plugins(extra: Iterable[tuple[str, Any]] = (), entry_points: bool = True, distributions: Iterable[str] | None = None) -> Registry:
+def load_plugins(
+    extra: Iterable[tuple[str, Any]] = (), entry_points: bool = True, distributions: Iterable[str] | None = None
+) -> Registry:
     """Load the entry-point plugins (and ``extra`` (name, plugin) pairs, for tests) into a Registry.
 
     An ``extra`` plugin replaces an entry point of the same name, so a plugin
@@ -133,7 +137,9 @@ def load_plugins(extra: Iterable[tuple[str, Any]] = (), entry_points: bool = Tru
         try:
             # an entry point by duck type: once the importlib_metadata backport is imported (mlflow does),
             # importlib.metadata.entry_points() yields its EntryPoint class, not importlib.metadata's
-            is_entry_point = isinstance(source, importlib.metadata.EntryPoint) or any(source is ep for ep in entry_point_sources)
+            is_entry_point = isinstance(source, importlib.metadata.EntryPoint) or any(
+                source is ep for ep in entry_point_sources
+            )
             plugin = source.load() if is_entry_point else source
             pm.register(plugin, name=info.name)
         except KeyboardInterrupt:

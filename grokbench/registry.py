@@ -121,7 +121,9 @@ class Registry:
         if name in self.conflicts[kind]:
             owners = " and ".join(p.label for p in self.conflicts[kind][name])
             choices = " or ".join(f"'{p.name}:{name}'" for p in self.conflicts[kind][name])
-            raise ConfigError(f"{kind} '{name}' is registered by more than one plugin: {owners}; name one as {choices}, or disable one")
+            raise ConfigError(
+                f"{kind} '{name}' is registered by more than one plugin: {owners}; name one as {choices}, or disable one"
+            )
         try:
             return self.entries[kind][name]
         except KeyError:

@@ -46,7 +46,10 @@ DEFAULT_COMPARE = ("regularizer", "optimizer")
 #: the files a report writes (checked before anything is computed), beside its plots
 REPORT_FILES = ("leaderboard.md", "summary.md", "leaderboard.html", "leaderboard.csv", "baseline.json")
 #: the curves every task reports (``Task.evaluate``'s contract), drawn before the metrics' panels
-CORE_PANELS = (CurvePanel(("train_acc", "test_acc"), "accuracy"), CurvePanel(("train_loss", "test_loss"), "loss", log_y=True))
+CORE_PANELS = (
+    CurvePanel(("train_acc", "test_acc"), "accuracy"),
+    CurvePanel(("train_loss", "test_loss"), "loss", log_y=True),
+)
 
 
 @dataclass(frozen=True)
@@ -63,9 +66,13 @@ def metric_declarations(metrics: Iterable[type[Metric]] | None = None) -> Declar
         from .plugin_manager import get_registry
 
         registry = get_registry()
-        metrics = [registry.get("metric", name) for name in registry.names("metric") if name in registry.entries["metric"]]
+        metrics = [
+            registry.get("metric", name) for name in registry.names("metric") if name in registry.entries["metric"]
+        ]
     metrics = list(metrics)
-    return Declarations(tuple(c for m in metrics for c in m.report_columns), tuple(p for m in metrics for p in m.report_panels))
+    return Declarations(
+        tuple(c for m in metrics for c in m.report_columns), tuple(p for m in metrics for p in m.report_panels)
+    )
 
 
 def _md_rows(rows: list[list[Any]]) -> list[list[str]]:
@@ -225,9 +232,26 @@ def _present(frame: pd.DataFrame, columns: Iterable[SummaryColumn]) -> list[Summ
     return list(seen.values())
 
 
-BOARD_COLUMNS = ["group", "task", "rank", "entry", "suite", "seeds", "generalized", "success_rate", "median_t_generalize",
-                 "iqr_t_generalize", "median_grokking_delay", "best_test_acc", "final_test_acc", "final_train_acc",
-                 "wall_seconds", "failed", "plugins", "note"]
+BOARD_COLUMNS = [
+    "group",
+    "task",
+    "rank",
+    "entry",
+    "suite",
+    "seeds",
+    "generalized",
+    "success_rate",
+    "median_t_generalize",
+    "iqr_t_generalize",
+    "median_grokking_delay",
+    "best_test_acc",
+    "final_test_acc",
+    "final_train_acc",
+    "wall_seconds",
+    "failed",
+    "plugins",
+    "note",
+]
 
 
 def leaderboard(frame: pd.DataFrame, columns: Sequence[SummaryColumn] = ()) -> pd.DataFrame:
@@ -243,21 +267,37 @@ def leaderboard(frame: pd.DataFrame, columns: Sequence[SummaryColumn] = ()) -> p
         t_gen = [math.inf if pd.isna(t) else float(t) for t in ok["t_generalize"]]
         n, wins = len(runs), int(sum(math.isfinite(t) for t in t_gen))
         median = float(np.median(t_gen)) if t_gen else math.inf
-        iqr = float(np.subtract(*np.percentile(t_gen, [75, 25]))) if t_gen and all(map(math.isfinite, t_gen)) else math.nan
+        iqr = (
+            float(np.subtract(*np.percentile(t_gen, [75, 25])))
+            if t_gen and all(map(math.isfinite, t_gen))
+            else math.nan
+        )
         failed = int((runs["status"] == "failed").sum())
         note = "never generalized" if wins == 0 else ("median not reached" if not math.isfinite(median) else "")
         if failed:
-            note = "; ".join(filter(None, [note, f"{failed} failed: {runs.loc[runs['status'] == 'failed', 'message'].iloc[0]}"]))
+            note = "; ".join(
+                filter(None, [note, f"{failed} failed: {runs.loc[runs['status'] == 'failed', 'message'].iloc[0]}"])
+            )
         hyper = runs["hyper"].iloc[0]
         row = {
-            "group": int(group), "group_label": runs["group_label"].iloc[0], "task": hyper.get("task"), "entry": label,
-            "suite": suite, "seeds": n, "generalized": wins, "success_rate": wins / n,
-            "median_t_generalize": median, "iqr_t_generalize": iqr,
+            "group": int(group),
+            "group_label": runs["group_label"].iloc[0],
+            "task": hyper.get("task"),
+            "entry": label,
+            "suite": suite,
+            "seeds": n,
+            "generalized": wins,
+            "success_rate": wins / n,
+            "median_t_generalize": median,
+            "iqr_t_generalize": iqr,
             "median_grokking_delay": _median(ok["grokking_delay"]),
             "best_test_acc": _median(s.get("best_test_acc") for s in ok["summary"]),
-            "final_test_acc": _median(ok["final_test_acc"]), "final_train_acc": _median(ok["final_train_acc"]),
-            "wall_seconds": _median(runs["wall_seconds"]), "failed": failed,
-            "plugins": _plugins_label(runs["plugins"].iloc[0]), "note": note,
+            "final_test_acc": _median(ok["final_test_acc"]),
+            "final_train_acc": _median(ok["final_train_acc"]),
+            "wall_seconds": _median(runs["wall_seconds"]),
+            "failed": failed,
+            "plugins": _plugins_label(runs["plugins"].iloc[0]),
+            "note": note,
         }
         row.update({k: hyper.get(k) for k in setting_varied + method_varied if k != "task"})
         row.update({c.key: _median(s.get(c.key) for s in ok["summary"]) for c in metric_columns})
@@ -270,7 +310,14 @@ def leaderboard(frame: pd.DataFrame, columns: Sequence[SummaryColumn] = ()) -> p
     )
     board["rank"] = board.groupby("group").cumcount() + 1
     hyper_columns = [k for k in setting_varied + method_varied if k != "task"]
-    ordered = BOARD_COLUMNS[:4] + hyper_columns + BOARD_COLUMNS[4:-2] + [c.key for c in metric_columns] + BOARD_COLUMNS[-2:] + ["group_label"]
+    ordered = (
+        BOARD_COLUMNS[:4]
+        + hyper_columns
+        + BOARD_COLUMNS[4:-2]
+        + [c.key for c in metric_columns]
+        + BOARD_COLUMNS[-2:]
+        + ["group_label"]
+    )
     board = board[ordered].reset_index(drop=True)
     board.attrs.update(frame.attrs, metric_columns=metric_columns, hyper_columns=hyper_columns)
     return board
@@ -294,33 +341,57 @@ def _display(board: pd.DataFrame) -> tuple[list[str], list[list[html_page.Cell]]
     metric_columns: list[SummaryColumn] = board.attrs.get("metric_columns", [])
     hyper_columns: list[str] = board.attrs.get("hyper_columns", [])
     arrows = {"max": " ↑", "min": " ↓", None: ""}
-    headers = ["group", "task", *hyper_columns, "rank", "entry", "success", "median t_gen", "IQR", "median delay",
-               "best test acc", "final test acc", *[c.label + arrows[c.direction] for c in metric_columns], "wall (s)", "plugins", "note"]
+    headers = [
+        "group",
+        "task",
+        *hyper_columns,
+        "rank",
+        "entry",
+        "success",
+        "median t_gen",
+        "IQR",
+        "median delay",
+        "best test acc",
+        "final test acc",
+        *[c.label + arrows[c.direction] for c in metric_columns],
+        "wall (s)",
+        "plugins",
+        "note",
+    ]
     rows = []
     for _, r in board.iterrows():
         med = r["median_t_generalize"]
-        rows.append([
-            cells(f"G{r['group']}", r["group"]), cells(str(r["task"])),
-            *[cells(_value(r[k]), r[k] if isinstance(r[k], (int, float)) else None) for k in hyper_columns],
-            cells(str(r["rank"]), r["rank"]), cells(r["entry"]),
-            cells(f"{r['generalized']}/{r['seeds']}", r["success_rate"]),
-            cells(_fmt(med) if math.isfinite(med) else "not reached", med),
-            cells(_fmt(r["iqr_t_generalize"]), r["iqr_t_generalize"]),
-            cells(_fmt(r["median_grokking_delay"]), r["median_grokking_delay"]),
-            cells(_fmt(r["best_test_acc"]), r["best_test_acc"]), cells(_fmt(r["final_test_acc"]), r["final_test_acc"]),
-            *[cells(_fmt(r[c.key], c.format), r[c.key]) for c in metric_columns],
-            cells(_fmt(r["wall_seconds"], ".2g"), r["wall_seconds"]), cells(r["plugins"]), cells(r["note"]),
-        ])
+        rows.append(
+            [
+                cells(f"G{r['group']}", r["group"]),
+                cells(str(r["task"])),
+                *[cells(_value(r[k]), r[k] if isinstance(r[k], (int, float)) else None) for k in hyper_columns],
+                cells(str(r["rank"]), r["rank"]),
+                cells(r["entry"]),
+                cells(f"{r['generalized']}/{r['seeds']}", r["success_rate"]),
+                cells(_fmt(med) if math.isfinite(med) else "not reached", med),
+                cells(_fmt(r["iqr_t_generalize"]), r["iqr_t_generalize"]),
+                cells(_fmt(r["median_grokking_delay"]), r["median_grokking_delay"]),
+                cells(_fmt(r["best_test_acc"]), r["best_test_acc"]),
+                cells(_fmt(r["final_test_acc"]), r["final_test_acc"]),
+                *[cells(_fmt(r[c.key], c.format), r[c.key]) for c in metric_columns],
+                cells(_fmt(r["wall_seconds"], ".2g"), r["wall_seconds"]),
+                cells(r["plugins"]),
+                cells(r["note"]),
+            ]
+        )
     return headers, rows
 
 
 def rule_text(board: pd.DataFrame, runs: int) -> str:
     """The report header: what competes, how it is ranked, what the groups hold equal."""
     compare = " and ".join(board.attrs.get("compare", DEFAULT_COMPARE))
-    return (f"{runs} runs. Only entries that differ in {compare} compete: every other hyperparameter is held equal "
-            "within a group (G1, G2, ...; its varied values are columns), and ranks are within a group. Ranked by median "
-            "time-to-generalize over distinct seeds (a seed that never generalized counts as never), then by success and "
-            "median best test accuracy; success = seeds that generalized.")
+    return (
+        f"{runs} runs. Only entries that differ in {compare} compete: every other hyperparameter is held equal "
+        "within a group (G1, G2, ...; its varied values are columns), and ranks are within a group. Ranked by median "
+        "time-to-generalize over distinct seeds (a seed that never generalized counts as never), then by success and "
+        "median best test accuracy; success = seeds that generalized."
+    )
 
 
 # ------------------------------------------------------------------------ plots
@@ -333,7 +404,12 @@ def _slug(text: str) -> str:
 def _save(fig: Any, out: Path, stem: str) -> list[Path]:
     import matplotlib.pyplot as plt
 
-    paths = [save_figure(fig, out / f"{stem}.{ext}", dpi=110, bbox_inches="tight", metadata={"Date": None} if ext == "svg" else None) for ext in ("png", "svg")]
+    paths = [
+        save_figure(
+            fig, out / f"{stem}.{ext}", dpi=110, bbox_inches="tight", metadata={"Date": None} if ext == "svg" else None
+        )
+        for ext in ("png", "svg")
+    ]
     plt.close(fig)
     return paths
 
@@ -380,10 +456,17 @@ def curve_figures(frame: pd.DataFrame, curves: pd.DataFrame, panels: Sequence[Cu
                     if table.empty:
                         continue
                     band = table.shape[1] > 1
-                    panel.series.append(html_page.Series(
-                        f"{label} · {curve}", list(table.index), list(table.median(axis=1)),
-                        list(table.min(axis=1)) if band else None, list(table.max(axis=1)) if band else None,
-                        dash=curve.startswith("train_"), group=str(label)))
+                    panel.series.append(
+                        html_page.Series(
+                            f"{label} · {curve}",
+                            list(table.index),
+                            list(table.median(axis=1)),
+                            list(table.min(axis=1)) if band else None,
+                            list(table.max(axis=1)) if band else None,
+                            dash=curve.startswith("train_"),
+                            group=str(label),
+                        )
+                    )
             if panel.series:
                 fig.panels.append(panel)
         if fig.panels:
@@ -419,17 +502,29 @@ def sweep_figures(frame: pd.DataFrame) -> list[Figure]:
                 other = json.loads(r)
                 name = ", ".join(f"{k}={_value(other.get(k))}" for k in distinguishing) or str(task)
                 stats = g.groupby("x").agg(
-                    median=("final_test_acc", "median"), q1=("final_test_acc", lambda v: v.quantile(0.25)),
+                    median=("final_test_acc", "median"),
+                    q1=("final_test_acc", lambda v: v.quantile(0.25)),
                     q3=("final_test_acc", lambda v: v.quantile(0.75)),
                     t=("t_generalize", lambda v: _median(v) if v.notna().sum() * 2 > len(v) else math.nan),
                 )
-                acc.series.append(html_page.Series(name, list(stats.index), list(stats["median"]), list(stats["q1"]), list(stats["q3"]), group=name))
+                acc.series.append(
+                    html_page.Series(
+                        name, list(stats.index), list(stats["median"]), list(stats["q1"]), list(stats["q3"]), group=name
+                    )
+                )
                 tgen.series.append(html_page.Series(name, list(stats.index), list(stats["t"]), group=name))
             values = sorted(base["x"].unique())
             log = values[0] > 0 and values[-1] / values[0] >= 8
             for panel in (acc, tgen):
                 panel.log_x = log
-            figures.append(Figure(f"sweep-{_slug(str(task))}-{_slug(key)}", f"{task}: sweep of {key}", [acc, tgen], ticks_at_values=log))
+            figures.append(
+                Figure(
+                    f"sweep-{_slug(str(task))}-{_slug(key)}",
+                    f"{task}: sweep of {key}",
+                    [acc, tgen],
+                    ticks_at_values=log,
+                )
+            )
     return figures
 
 
@@ -448,7 +543,9 @@ def draw(figure: Figure) -> Any:
         for s in panel.series:
             group = s.group or s.name
             color = colors.setdefault(group, cycle[len(colors) % len(cycle)])
-            (line,) = ax.plot(s.x, s.y, color=color, linestyle="--" if s.dash else "-", marker="o" if len(s.x) < 12 else None)
+            (line,) = ax.plot(
+                s.x, s.y, color=color, linestyle="--" if s.dash else "-", marker="o" if len(s.x) < 12 else None
+            )
             if not s.dash or group not in handles:
                 handles[group] = line
             if s.low is not None and s.high is not None:
@@ -463,10 +560,20 @@ def draw(figure: Figure) -> Any:
         ax.set_xlabel(panel.x_label)
         ax.set_ylabel(panel.y_label)
         ax.set_title(panel.title, fontsize=10)
-    for ax in list(axes.flat)[len(figure.panels):]:
+    for ax in list(axes.flat)[len(figure.panels) :]:
         ax.set_visible(False)
-    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=min(4, max(1, len(handles))), fontsize=8)
-    fig.suptitle(figure.title + (" (median over seeds, min–max shaded; train dashed)" if figure.stem.startswith("curves") else ""), fontsize=11)
+    fig.legend(
+        list(handles.values()),
+        list(handles),
+        loc="outside lower center",
+        ncols=min(4, max(1, len(handles))),
+        fontsize=8,
+    )
+    fig.suptitle(
+        figure.title
+        + (" (median over seeds, min–max shaded; train dashed)" if figure.stem.startswith("curves") else ""),
+        fontsize=11,
+    )
     return fig
 
 
@@ -504,10 +611,23 @@ def scaling_table(frame: pd.DataFrame, spec: dict[str, Any] | None) -> list[dict
         for pt in points:
             pt["n_star"] = pt["fraction"] * pt["p"] ** k if pt["fraction"] is not None and th else None
         fit_points = [(pt["p"], pt["n_star"] if th else pt["fraction"]) for pt in points if pt["fraction"] is not None]
-        fitted = float(np.polyfit(np.log([p for p, _ in fit_points]), np.log([v for _, v in fit_points]), 1)[0]) if len(fit_points) >= 2 else None
-        results.append({"task": task, "entry": entry, "points": points, "fitted_exponent": fitted,
-                        "theory_exponent": th["exponent"] if th else None, "theory_label": th.get("label", "") if th else "",
-                        "quantity": f"n* = fraction·p^{k}" if th else "smallest train fraction", "parameter": key})
+        fitted = (
+            float(np.polyfit(np.log([p for p, _ in fit_points]), np.log([v for _, v in fit_points]), 1)[0])
+            if len(fit_points) >= 2
+            else None
+        )
+        results.append(
+            {
+                "task": task,
+                "entry": entry,
+                "points": points,
+                "fitted_exponent": fitted,
+                "theory_exponent": th["exponent"] if th else None,
+                "theory_label": th.get("label", "") if th else "",
+                "quantity": f"n* = fraction·p^{k}" if th else "smallest train fraction",
+                "parameter": key,
+            }
+        )
     return results
 
 
@@ -518,7 +638,11 @@ def plot_scaling(table: list[dict[str, Any]], out: Path) -> list[Path]:
     for task in sorted({t["task"] for t in table}):
         fig, ax = plt.subplots(figsize=(6, 4))
         for item in (t for t in table if t["task"] == task):
-            pts = [(pt["p"], pt["n_star"] if item["theory_exponent"] else pt["fraction"]) for pt in item["points"] if pt["fraction"] is not None]
+            pts = [
+                (pt["p"], pt["n_star"] if item["theory_exponent"] else pt["fraction"])
+                for pt in item["points"]
+                if pt["fraction"] is not None
+            ]
             if not pts:
                 continue
             xs, ys = zip(*pts)
@@ -526,7 +650,13 @@ def plot_scaling(table: list[dict[str, Any]], out: Path) -> list[Path]:
             ax.plot(xs, ys, marker="o", label=f"{item['entry']}{fit}")
             if item["theory_exponent"]:
                 theory = [ys[0] * (x / xs[0]) ** item["theory_exponent"] for x in xs]
-                ax.plot(xs, theory, linestyle="--", color="gray", label=f"theory p^{item['theory_exponent']:.3g} {item['theory_label']}".strip())
+                ax.plot(
+                    xs,
+                    theory,
+                    linestyle="--",
+                    color="gray",
+                    label=f"theory p^{item['theory_exponent']:.3g} {item['theory_label']}".strip(),
+                )
         _log_x_at(ax, {pt["p"] for item in table if item["task"] == task for pt in item["points"]})
         ax.set_yscale("log")
         ax.set_xlabel(next(t.get("parameter", "p") for t in table if t["task"] == task))
@@ -554,11 +684,22 @@ def baseline_json(board: pd.DataFrame, suite: str | None) -> dict[str, Any]:
         "suite": suite,
         "compare": board.attrs.get("compare", list(DEFAULT_COMPARE)),
         "entries": [
-            {"group": r["group_label"], "task": r["task"], "entry": r["entry"],
-             "hyperparameters": {k: r[k] for k in hyper_columns if r[k] is not None and not (isinstance(r[k], float) and math.isnan(r[k]))},
-             "seeds": int(r["seeds"]), "generalized": int(r["generalized"]), "success_rate": float(r["success_rate"]),
-             "median_t_generalize": _num(r["median_t_generalize"]), "final_test_acc": _num(r["final_test_acc"]),
-             "metrics": {c.key: _num(r[c.key]) for c in metric_columns}}
+            {
+                "group": r["group_label"],
+                "task": r["task"],
+                "entry": r["entry"],
+                "hyperparameters": {
+                    k: r[k]
+                    for k in hyper_columns
+                    if r[k] is not None and not (isinstance(r[k], float) and math.isnan(r[k]))
+                },
+                "seeds": int(r["seeds"]),
+                "generalized": int(r["generalized"]),
+                "success_rate": float(r["success_rate"]),
+                "median_t_generalize": _num(r["median_t_generalize"]),
+                "final_test_acc": _num(r["final_test_acc"]),
+                "metrics": {c.key: _num(r[c.key]) for c in metric_columns},
+            }
             for _, r in board.iterrows()
         ],
     }
@@ -566,13 +707,27 @@ def baseline_json(board: pd.DataFrame, suite: str | None) -> dict[str, Any]:
 
 def _scaling_rows(scaling: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     headers = ["task", "entry", "quantity", "fitted exponent", "theory exponent", "smallest generalizing fraction"]
-    rows = [[s["task"], s["entry"], s["quantity"], _fmt(s["fitted_exponent"]), _fmt(s["theory_exponent"]),
-             ", ".join(f"p={_fmt(float(pt['p']))}: {_fmt(pt['fraction'])}" for pt in s["points"])] for s in scaling]
+    rows = [
+        [
+            s["task"],
+            s["entry"],
+            s["quantity"],
+            _fmt(s["fitted_exponent"]),
+            _fmt(s["theory_exponent"]),
+            ", ".join(f"p={_fmt(float(pt['p']))}: {_fmt(pt['fraction'])}" for pt in s["points"]),
+        ]
+        for s in scaling
+    ]
     return headers, rows
 
 
 def write_report(
-    store: Store, out: str | os.PathLike[str], *, suite: str | None = None, plots: bool = True, declarations: Declarations | None = None
+    store: Store,
+    out: str | os.PathLike[str],
+    *,
+    suite: str | None = None,
+    plots: bool = True,
+    declarations: Declarations | None = None,
 ) -> list[Path]:
     """Write the leaderboard (``leaderboard.md``, ``.html``, ``.csv``), ``summary.md`` (the tables without
     images, for a CI job summary or comment), the plots (png, svg) and ``baseline.json`` into ``out``.
@@ -596,7 +751,9 @@ def write_report(
         import matplotlib
 
         matplotlib.use("Agg")
-        figures = curve_figures(frame, store.curves_long(frame["id"].unique()), CORE_PANELS + declarations.panels) + sweep_figures(frame)
+        figures = curve_figures(
+            frame, store.curves_long(frame["id"].unique()), CORE_PANELS + declarations.panels
+        ) + sweep_figures(frame)
         with matplotlib.rc_context({"text.parse_math": False}):  # names are text: a '$' is a dollar, not mathtext
             for figure in figures:
                 images += _save(draw(figure), out, figure.stem)
@@ -606,23 +763,39 @@ def write_report(
     tables = [tabulate(_md_rows(text_rows), headers=headers, tablefmt="github"), ""]
     if scaling:
         s_headers, s_rows = _scaling_rows(scaling)
-        tables += ["## Sample-complexity scaling", "", tabulate(_md_rows(s_rows), headers=s_headers, tablefmt="github"), ""]
+        tables += [
+            "## Sample-complexity scaling",
+            "",
+            tabulate(_md_rows(s_rows), headers=s_headers, tablefmt="github"),
+            "",
+        ]
     md = [f"# {title}", "", rule, "", *tables]
     titles = {f.stem: f.title for f in figures}
     md += [f"![{titles.get(p.stem, p.stem)}]({p.name})" for p in images if p.suffix == ".png"]
     fragments = [html_page.paragraph(rule), html_page.table(headers, cells)]
     if scaling:
         fragments += [html_page.heading("Sample-complexity scaling"), html_page.table(*_scaling_rows(scaling))]
-        fragments += [html_page.image(p.read_bytes(), p.stem) for p in images if p.suffix == ".png" and p.stem.startswith("scaling-")]
+        fragments += [
+            html_page.image(p.read_bytes(), p.stem)
+            for p in images
+            if p.suffix == ".png" and p.stem.startswith("scaling-")
+        ]
     if figures:
-        fragments.append(html_page.paragraph("Plots: median over seeds, min–max (learning curves) or quartiles (sweeps) shaded; "
-                                             "train dashed, test solid. Hover for values, drag to zoom (double-click resets), "
-                                             "click a legend entry to hide or show it in every panel."))
+        fragments.append(
+            html_page.paragraph(
+                "Plots: median over seeds, min–max (learning curves) or quartiles (sweeps) shaded; "
+                "train dashed, test solid. Hover for values, drag to zoom (double-click resets), "
+                "click a legend entry to hide or show it in every panel."
+            )
+        )
     for figure in figures:
         fragments += [html_page.heading(figure.title), html_page.figure(html_page.panels_figure("", figure.panels))]
     files = {
         "leaderboard.md": "\n".join(md) + "\n",
-        "summary.md": "\n".join([f"### {title}", "", rule, "", *tables, "Plots: the `leaderboard` artifact (leaderboard.html)."]) + "\n",
+        "summary.md": "\n".join(
+            [f"### {title}", "", rule, "", *tables, "Plots: the `leaderboard` artifact (leaderboard.html)."]
+        )
+        + "\n",
         "leaderboard.html": html_page.page(title, fragments),
         "leaderboard.csv": board.to_csv(index=False),
         "baseline.json": json.dumps(baseline_json(board, suite), indent=2) + "\n",
@@ -635,7 +808,12 @@ def write_report(
 
 
 def compare_with_baseline(
-    store: Store, baseline: str | os.PathLike[str], *, suite: str | None = None, tolerance: float = 0.1, success_tolerance: float = 0.0
+    store: Store,
+    baseline: str | os.PathLike[str],
+    *,
+    suite: str | None = None,
+    tolerance: float = 0.1,
+    success_tolerance: float = 0.0,
 ) -> tuple[str, int]:
     """A markdown table of baseline against current results per group and entry, and the number of regressions.
 
@@ -668,13 +846,49 @@ def compare_with_baseline(
         change = "—"
         if new is not None and math.isfinite(old_med) and math.isfinite(new["median_t_generalize"]):
             change = f"{(new['median_t_generalize'] - old_med) / old_med:+.0%}"
-        rows.append([old["group"], old["entry"], _fmt(old_med), _fmt(new["median_t_generalize"]) if new is not None else "—", change,
-                     f"{old['generalized']}/{old['seeds']}", f"{new['generalized']}/{new['seeds']}" if new is not None else "—", verdict])
+        rows.append(
+            [
+                old["group"],
+                old["entry"],
+                _fmt(old_med),
+                _fmt(new["median_t_generalize"]) if new is not None else "—",
+                change,
+                f"{old['generalized']}/{old['seeds']}",
+                f"{new['generalized']}/{new['seeds']}" if new is not None else "—",
+                verdict,
+            ]
+        )
     for (group, entry), new in current.items():
-        rows.append([group, entry, "—", _fmt(new["median_t_generalize"]), "—", "—", f"{new['generalized']}/{new['seeds']}", "new"])
+        rows.append(
+            [
+                group,
+                entry,
+                "—",
+                _fmt(new["median_t_generalize"]),
+                "—",
+                "—",
+                f"{new['generalized']}/{new['seeds']}",
+                "new",
+            ]
+        )
     head = f"### grokbench compare: {suite or 'all runs'} against {Path(baseline).name}\n\n"
-    table = tabulate(rows, headers=["group", "entry", "baseline median t_gen", "current", "change", "baseline success", "current", "verdict"], tablefmt="github")
-    tail = f"\n\n{regressions} regression(s) (tolerance: median +{tolerance:.0%}, success rate −{success_tolerance:.0%})."
+    table = tabulate(
+        rows,
+        headers=[
+            "group",
+            "entry",
+            "baseline median t_gen",
+            "current",
+            "change",
+            "baseline success",
+            "current",
+            "verdict",
+        ],
+        tablefmt="github",
+    )
+    tail = (
+        f"\n\n{regressions} regression(s) (tolerance: median +{tolerance:.0%}, success rate −{success_tolerance:.0%})."
+    )
     return head + table + tail, regressions
 
 
@@ -689,7 +903,11 @@ def export_store(store: Store, out: str | os.PathLike[str], fmt: str, *, suite: 
     out = output_dir(out, (f"runs.{fmt}", f"curves.{fmt}"))
     if suite is None:
         frame = frame.drop_duplicates("id")
-    summary = pd.json_normalize(frame["summary"].tolist()).set_index(frame.index) if len(frame) else pd.DataFrame(index=frame.index)
+    summary = (
+        pd.json_normalize(frame["summary"].tolist()).set_index(frame.index)
+        if len(frame)
+        else pd.DataFrame(index=frame.index)
+    )
     runs = frame.drop(columns=["summary", "position"]).rename(columns={"member_of": "suite_member_of"})
     runs = runs.drop(columns=[c for c in summary.columns if c in runs.columns]).join(summary)
     for key in ("config", "plugins", "environment"):
@@ -702,6 +920,22 @@ def export_store(store: Store, out: str | os.PathLike[str], fmt: str, *, suite: 
     return written
 
 
-__all__ = ["CORE_PANELS", "Declarations", "Figure", "check_comparable", "compare_with_baseline", "curve_figures", "draw", "export_store",
-           "hyperparameters", "leaderboard", "metric_declarations", "param", "runs_frame", "scaling_table",
-           "sweep_figures", "varied_keys", "write_report"]
+__all__ = [
+    "CORE_PANELS",
+    "Declarations",
+    "Figure",
+    "check_comparable",
+    "compare_with_baseline",
+    "curve_figures",
+    "draw",
+    "export_store",
+    "hyperparameters",
+    "leaderboard",
+    "metric_declarations",
+    "param",
+    "runs_frame",
+    "scaling_table",
+    "sweep_figures",
+    "varied_keys",
+    "write_report",
+]

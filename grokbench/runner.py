@@ -37,7 +37,9 @@ class _Progress:
         from tqdm.auto import tqdm
 
         self.enabled = enabled
-        self.bar = tqdm(total=total, initial=initial, disable=not enabled, file=sys.stderr, desc=label, unit="step", leave=True)
+        self.bar = tqdm(
+            total=total, initial=initial, disable=not enabled, file=sys.stderr, desc=label, unit="step", leave=True
+        )
 
     def __call__(self, record: dict[str, float]) -> None:
         self.bar.set_postfix(train=f"{record['train_acc']:.3f}", test=f"{record['test_acc']:.3f}", refresh=False)
@@ -51,7 +53,18 @@ class _Progress:
         self.bar.close()
 
 
-def _result(prep: Prepared, registry: Registry, status: str, steps: int, message: str | None, curves: list, wall: float, created_at: str, traceback: str | None = None, **env: Any) -> RunResult:
+def _result(
+    prep: Prepared,
+    registry: Registry,
+    status: str,
+    steps: int,
+    message: str | None,
+    curves: list,
+    wall: float,
+    created_at: str,
+    traceback: str | None = None,
+    **env: Any,
+) -> RunResult:
     summary = summarize(curves, prep.cfg.train)
     known = [e.component for e in registry.entries["metric"].values()]
     summary.update(metric_summaries(curves, summary, prep.metrics, known))
@@ -89,7 +102,12 @@ def train_config(
     """
     registry = registry or get_registry()
     prep = start(cfg, registry)
-    bar = _Progress(cfg.train.steps, progress, f"{cfg.task.name}/{cfg.model.name}", lifecycle.resume.state.step if lifecycle and lifecycle.resume else 0)
+    bar = _Progress(
+        cfg.train.steps,
+        progress,
+        f"{cfg.task.name}/{cfg.model.name}",
+        lifecycle.resume.state.step if lifecycle and lifecycle.resume else 0,
+    )
     status, message, steps, trace, interrupted = "failed", None, 0, None, False
     curves: list[dict[str, float]] = lifecycle.prior_curves if lifecycle else []
     created_at = utc_now()
@@ -198,7 +216,12 @@ def train_group(
     members = [Member(p.data, p.model, p.metrics, p.cfg.seed, report(i)) for i, p in enumerate(preps)]
     try:
         outcomes = train_members(
-            task=first.task, members=members, trainable=batched, optimizer=first.optimizer, regularizer=first.regularizer, cfg=first.cfg.train,
+            task=first.task,
+            members=members,
+            trainable=batched,
+            optimizer=first.optimizer,
+            regularizer=first.regularizer,
+            cfg=first.cfg.train,
             on_step=bar.step,
         )
     except Exception as exc:  # each run gets its own outcome, from scratch
@@ -208,7 +231,18 @@ def train_group(
         bar.close()
     wall = time.perf_counter() - started
     return [
-        _result(p, registry, o.status, o.steps, o.message, curves[i], wall / len(preps), created_at, batched_seeds=len(preps), group_wall_seconds=wall)
+        _result(
+            p,
+            registry,
+            o.status,
+            o.steps,
+            o.message,
+            curves[i],
+            wall / len(preps),
+            created_at,
+            batched_seeds=len(preps),
+            group_wall_seconds=wall,
+        )
         for i, (p, o) in enumerate(zip(preps, outcomes))
     ]
 
@@ -303,12 +337,24 @@ def run(
         seed=seed,
         device=device,
     )
-    return execute(cfg, registry=registry, store=store, progress=progress, on_eval=on_eval, loggers=loggers, log_dir=log_dir)
+    return execute(
+        cfg, registry=registry, store=store, progress=progress, on_eval=on_eval, loggers=loggers, log_dir=log_dir
+    )
 
 
-def run_seeds(task: str, model: str, seeds: Sequence[int], *, store: str | os.PathLike[str] | Store | None | bool = False,
-              registry: Registry | None = None, progress: bool = False, notice: Callable[[str], None] | None = None,
-              loggers: Sequence[str] = (), log_dir: str | os.PathLike[str] | None = None, **options: Any) -> list[RunResult]:
+def run_seeds(
+    task: str,
+    model: str,
+    seeds: Sequence[int],
+    *,
+    store: str | os.PathLike[str] | Store | None | bool = False,
+    registry: Registry | None = None,
+    progress: bool = False,
+    notice: Callable[[str], None] | None = None,
+    loggers: Sequence[str] = (),
+    log_dir: str | os.PathLike[str] | None = None,
+    **options: Any,
+) -> list[RunResult]:
     """:func:`run` for several seeds of one configuration, trained with :func:`train_group` (batched when the
     model supports it), each saved as its own run. ``options`` are :func:`run`'s (regularizer, optimizer, preset,
     overrides, device)."""

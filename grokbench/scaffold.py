@@ -16,7 +16,7 @@ from .errors import ConfigError
 
 NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-_][A-Za-z0-9]+)*")
 
-PYPROJECT = '''\
+PYPROJECT = """\
 [build-system]
 requires = ["setuptools>=64"]
 build-backend = "setuptools.build_meta"
@@ -40,7 +40,7 @@ packages = ["{module}"]
 
 [tool.pytest.ini_options]
 testpaths = ["tests"]
-'''
+"""
 
 PLUGIN = '''\
 """{dist}: a grokbench plugin. Registers the model ``{model}``.
@@ -94,7 +94,7 @@ def register_models(register):
     register(EmbeddingMLP)
 '''
 
-CONFTEST = '''\
+CONFTEST = """\
 import pytest
 
 import {module}.plugin
@@ -104,9 +104,9 @@ import {module}.plugin
 def grokbench_extra_plugins():
     # test the code in this checkout, under its entry-point name (it replaces an installed copy)
     return [("{module}", {module}.plugin)]
-'''
+"""
 
-TEST = '''\
+TEST = """\
 import importlib.metadata
 
 from grokbench.plugin_manager import load_plugins
@@ -136,9 +136,9 @@ def test_entry_point_is_installed():
     registry = load_plugins()
     entry = registry.entry("model", "{model}")
     assert (entry.plugin.name, entry.plugin.distribution) == ("{module}", "{dist}")
-'''
+"""
 
-README = '''\
+README = """\
 # {dist}
 
 A [grokbench](https://pypi.org/project/grokbench/) plugin registering the model `{model}`.
@@ -149,7 +149,7 @@ grokbench plugins                     # {module} ({dist} 0.1.0): model: {model}
 grokbench run --task modadd-cls --model {model} --set task.p=23
 python -m pytest                      # grokbench's fixtures (grokbench.testing) are loaded automatically
 ```
-'''
+"""
 
 
 def write_plugin(name: str, directory: str | Path | None = None) -> Path:

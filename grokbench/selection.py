@@ -10,7 +10,19 @@ import pandas as pd
 
 from .store import SUMMARY_COLUMNS, Store
 
-LISTED = ["id", "created_at", "suite", "task", "model", "regularizer", "optimizer", "preset", "seed", "status", *SUMMARY_COLUMNS]
+LISTED = [
+    "id",
+    "created_at",
+    "suite",
+    "task",
+    "model",
+    "regularizer",
+    "optimizer",
+    "preset",
+    "seed",
+    "status",
+    *SUMMARY_COLUMNS,
+]
 
 
 def flatten(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -41,7 +53,11 @@ def parse_where(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
 
 
 def _same(value: Any, wanted: Any) -> bool:
-    return value == wanted or json.dumps(value, sort_keys=True) == json.dumps(wanted, sort_keys=True) or str(value) == str(wanted)
+    return (
+        value == wanted
+        or json.dumps(value, sort_keys=True) == json.dumps(wanted, sort_keys=True)
+        or str(value) == str(wanted)
+    )
 
 
 def select_runs(
@@ -69,8 +85,14 @@ def select_runs(
     if limit:
         frame = frame.head(limit)
     params = pd.DataFrame(list(frame["_flat"]), index=frame.index) if len(frame) else pd.DataFrame(index=frame.index)
-    differing = [k for k in params.columns if k != "seed" and params[k].map(lambda v: json.dumps(v, sort_keys=True)).nunique() > 1]
+    differing = [
+        k
+        for k in params.columns
+        if k != "seed" and params[k].map(lambda v: json.dumps(v, sort_keys=True)).nunique() > 1
+    ]
     out = frame[LISTED].copy()
     for key in differing:
-        out[key] = params[key].map(lambda v: v if isinstance(v, (int, float, str, bool)) or v is None else json.dumps(v))
+        out[key] = params[key].map(
+            lambda v: v if isinstance(v, (int, float, str, bool)) or v is None else json.dumps(v)
+        )
     return out.reset_index(drop=True)

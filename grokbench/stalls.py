@@ -64,7 +64,9 @@ class StallWatch:
         """Open the window of evaluation step ``step``."""
         self.start, self.seen, self.zero_grads = step, {}, True
 
-    def observe(self, step: int, state: Sequence[torch.Tensor], task_grads: Sequence[torch.Tensor] | None) -> str | None:
+    def observe(
+        self, step: int, state: Sequence[torch.Tensor], task_grads: Sequence[torch.Tensor] | None
+    ) -> str | None:
         """Fingerprint the state at ``step`` (and the task-loss gradients taken there); the reason if the run stalled."""
         key = fingerprint(state)
         first = self.seen.setdefault(key, step)
@@ -97,7 +99,9 @@ def _tensors(value: Any) -> list[torch.Tensor]:
     return []
 
 
-def member_state(i: int, members: int, params: list[torch.Tensor], states: list[OptimizerState], batched: bool) -> list[torch.Tensor] | None:
+def member_state(
+    i: int, members: int, params: list[torch.Tensor], states: list[OptimizerState], batched: bool
+) -> list[torch.Tensor] | None:
     """Member ``i``'s parameters and optimizer state (rows of stacked tensors); None when the state is not known."""
     own = states[i] if len(states) > 1 else states[0]
     if type(own).state_dict is OptimizerState.state_dict:

@@ -147,7 +147,9 @@ class Store:
                 raise ConfigError(f"{self.path} is an empty file, not a grokbench store")
             self.readonly = not can_write
             self._check_or_migrate()
-            if not self.readonly and self.running():  # a run whose process died without a word becomes 'interrupted' (grokbench.lifecycle)
+            if (
+                not self.readonly and self.running()
+            ):  # a run whose process died without a word becomes 'interrupted' (grokbench.lifecycle)
                 from .lifecycle import recognize_dead_runs
 
                 recognize_dead_runs(self)
@@ -224,7 +226,9 @@ class Store:
 
     # ------------------------------------------------------------------ writing
 
-    def save_run(self, run: dict[str, Any], curves: Iterable[dict[str, float]], *, replace_failed: bool = False) -> bool:
+    def save_run(
+        self, run: dict[str, Any], curves: Iterable[dict[str, float]], *, replace_failed: bool = False
+    ) -> bool:
         """Insert a run and its curves atomically.
 
         Returns False (and writes nothing) when the run belongs to a suite and a run of the same
@@ -262,7 +266,9 @@ class Store:
             raise StoreError(f"cannot write run {run['id']} to the store {self.path}: {exc}") from None
         return True
 
-    def register_suite(self, name: str, source: str | None, spec: dict[str, Any], members: Iterable[tuple[str, str]]) -> None:
+    def register_suite(
+        self, name: str, source: str | None, spec: dict[str, Any], members: Iterable[tuple[str, str]]
+    ) -> None:
         """Record a suite and its planned runs ``(entry, config_hash)``, replacing an earlier plan of that name."""
         now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
         self._ensure()
@@ -271,7 +277,9 @@ class Store:
         except sqlite3.OperationalError as exc:
             raise StoreError(f"cannot write suite '{name}' to the store {self.path}: {exc}") from None
 
-    def _register_suite(self, name: str, source: str | None, spec: dict[str, Any], members: Iterable[tuple[str, str]], now: str) -> None:
+    def _register_suite(
+        self, name: str, source: str | None, spec: dict[str, Any], members: Iterable[tuple[str, str]], now: str
+    ) -> None:
         with closing(self.connect()) as conn, conn:
             conn.execute(
                 "INSERT INTO suites (name, source, spec, updated_at) VALUES (?, ?, ?, ?) "
@@ -295,7 +303,9 @@ class Store:
             conn.execute("CREATE TEMP TABLE wanted (h TEXT PRIMARY KEY)")
             conn.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", [(h,) for h in wanted])
             where = " WHERE runs.status NOT IN ('interrupted', 'running'" + ("" if failed else ", 'failed'") + ")"
-            rows = conn.execute(f"SELECT DISTINCT config_hash FROM runs JOIN wanted ON runs.config_hash = wanted.h{where}").fetchall()
+            rows = conn.execute(
+                f"SELECT DISTINCT config_hash FROM runs JOIN wanted ON runs.config_hash = wanted.h{where}"
+            ).fetchall()
         return {r[0] for r in rows}
 
     # ------------------------------------------------------------------ a run written while it trains
@@ -333,9 +343,14 @@ class Store:
 
     def update_run(self, run_id: str, fields: dict[str, Any], *, drop_curves_from: int | None = None) -> None:
         """Set columns of a stored run (JSON ones encoded); ``drop_curves_from``: delete its curve points from that step on."""
-        row = {k: json.dumps(v, sort_keys=True) if k in ("config", "summary", "plugins", "environment") else v for k, v in fields.items()}
+        row = {
+            k: json.dumps(v, sort_keys=True) if k in ("config", "summary", "plugins", "environment") else v
+            for k, v in fields.items()
+        }
         with closing(self.connect()) as conn, conn:
-            conn.execute(f"UPDATE runs SET {', '.join(f'{k} = :{k}' for k in row)} WHERE id = :_id", {**row, "_id": run_id})
+            conn.execute(
+                f"UPDATE runs SET {', '.join(f'{k} = :{k}' for k in row)} WHERE id = :_id", {**row, "_id": run_id}
+            )
             if drop_curves_from is not None:
                 conn.execute("DELETE FROM curves WHERE run_id = ? AND step >= ?", (run_id, drop_curves_from))
 
@@ -345,7 +360,10 @@ class Store:
             conn.row_factory = sqlite3.Row
             if conn.execute("PRAGMA user_version").fetchone()[0] < 3:  # no run can be running in an older schema
                 return []
-            return [dict(r) for r in conn.execute("SELECT id, pid, host, heartbeat, config FROM runs WHERE status = 'running'")]
+            return [
+                dict(r)
+                for r in conn.execute("SELECT id, pid, host, heartbeat, config FROM runs WHERE status = 'running'")
+            ]
 
     def add_checkpoint(self, run_id: str, step: int, reasons: list[str], path: str, created_at: str) -> None:
         with closing(self.connect()) as conn, conn:
@@ -358,7 +376,9 @@ class Store:
         """A run's checkpoints, by step: step, reasons, path, created_at."""
         with closing(self.connect()) as conn:
             conn.row_factory = sqlite3.Row
-            rows = conn.execute("SELECT step, reasons, path, created_at FROM checkpoints WHERE run_id = ? ORDER BY step", (run_id,))
+            rows = conn.execute(
+                "SELECT step, reasons, path, created_at FROM checkpoints WHERE run_id = ? ORDER BY step", (run_id,)
+            )
             return [{**dict(r), "reasons": json.loads(r["reasons"])} for r in rows]
 
     def suites(self) -> pd.DataFrame:
@@ -428,7 +448,9 @@ class Store:
         """A run by id or unique id prefix, with its JSON columns decoded."""
         with closing(self.connect()) as conn:
             conn.row_factory = sqlite3.Row
-            rows = conn.execute("SELECT * FROM runs WHERE substr(id, 1, ?) = ? LIMIT 2", (len(run_id), run_id)).fetchall()
+            rows = conn.execute(
+                "SELECT * FROM runs WHERE substr(id, 1, ?) = ? LIMIT 2", (len(run_id), run_id)
+            ).fetchall()
         if not rows:
             raise ConfigError(f"no run '{run_id}' in {self.path}")
         if len(rows) > 1:

@@ -56,8 +56,6 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 
-
-
 class EntryFields(StrictModel):
     """What an entry (or the defaults every entry inherits) may say."""
 
@@ -93,10 +91,17 @@ class ReportSpec(StrictModel):
     """Hints for ``grokbench report`` (what the plots should fit)."""
 
     success_rate: float = Field(0.5, gt=0, le=1, description="seeds that must generalize for a grid point to count")
-    compare: list[str] = Field(["regularizer", "optimizer"], min_length=1,
-                               description="what competes on the leaderboard (components or dotted keys); the rest is held equal per group")
-    scaling_parameter: str | None = Field(None, description="dotted key of p for the sample-complexity table, e.g. task.p")
-    fraction_parameter: str | None = Field(None, description="dotted key of the train fraction for the sample-complexity table")
+    compare: list[str] = Field(
+        ["regularizer", "optimizer"],
+        min_length=1,
+        description="what competes on the leaderboard (components or dotted keys); the rest is held equal per group",
+    )
+    scaling_parameter: str | None = Field(
+        None, description="dotted key of p for the sample-complexity table, e.g. task.p"
+    )
+    fraction_parameter: str | None = Field(
+        None, description="dotted key of the train fraction for the sample-complexity table"
+    )
     scaling: dict[str, ScalingTheory] = Field(default_factory=dict, description="theory by task name")
 
 
@@ -175,7 +180,9 @@ def _nest(dotted: Mapping[str, Any]) -> dict[str, Any]:
 def _label(name: str, point: Mapping[str, Any]) -> str:
     if not point:
         return name
-    return name + "[" + ", ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in point.items()) + "]"
+    return (
+        name + "[" + ", ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in point.items()) + "]"
+    )
 
 
 def parse_suite(text: str, source: str = "<suite>") -> SuiteSpec:
@@ -212,15 +219,21 @@ def planned_count(spec: SuiteSpec, source: str = "<suite>") -> int:
             raise ConfigError(f"{source}: entry '{entry.name}': {exc}") from None
         for axis in axes:
             if axis == "seed" or axis.startswith("seed."):
-                raise ConfigError(f"{source}: entry '{entry.name}': grid.{axis} is not a parameter (seeds are listed in 'seeds = [...]')")
+                raise ConfigError(
+                    f"{source}: entry '{entry.name}': grid.{axis} is not a parameter (seeds are listed in 'seeds = [...]')"
+                )
         if "seed" in spec.defaults.set or "seed" in entry.set:
-            raise ConfigError(f"{source}: entry '{entry.name}': set.seed is not a parameter (seeds are listed in 'seeds = [...]')")
+            raise ConfigError(
+                f"{source}: entry '{entry.name}': set.seed is not a parameter (seeds are listed in 'seeds = [...]')"
+            )
         seeds = entry.seeds or spec.defaults.seeds or spec.suite.seeds
         total += math.prod(len(values) for values in axes.values()) * len(seeds)
     return total
 
 
-def expand(spec: SuiteSpec, registry: Registry, source: str = "<suite>", max_runs: int | None = None) -> list[PlannedRun]:
+def expand(
+    spec: SuiteSpec, registry: Registry, source: str = "<suite>", max_runs: int | None = None
+) -> list[PlannedRun]:
     """Entries × grid points × seeds, each resolved and validated like ``grokbench run``; more than
     ``max_runs`` (default :data:`grokbench.limits.MAX_RUNS`) is refused, with the count, before expanding."""
     check_count(planned_count(spec, source), max_runs, source)

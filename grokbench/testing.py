@@ -94,12 +94,18 @@ def check_model_contract(model_cls: type[Model], params: Mapping[str, Any] | Non
     data = task.make_data(seed)
 
     def build() -> Model:
-        return model_cls(model_cls.Params.model_validate(dict(params or {})), data.spec, generator=torch.Generator().manual_seed(seed))
+        return model_cls(
+            model_cls.Params.model_validate(dict(params or {})),
+            data.spec,
+            generator=torch.Generator().manual_seed(seed),
+        )
 
     model = build()
     named = model.parameters()
     assert isinstance(named, dict) and named, "parameters() must be a non-empty dict"
-    assert all(isinstance(t, torch.Tensor) and t.is_floating_point() for t in named.values()), "parameters must be float tensors"
+    assert all(isinstance(t, torch.Tensor) and t.is_floating_point() for t in named.values()), (
+        "parameters must be float tensors"
+    )
     out = model(data.x_train)
     assert tuple(out.shape) == (len(data.x_train), data.spec.output_dim), f"apply returned {tuple(out.shape)}"
     loss, grads = model.loss_and_grads(data.x_train, data.y_train, task)
@@ -125,10 +131,16 @@ def check_task_contract(task_cls: type[Task], params: Mapping[str, Any] | None =
     data, again = task.make_data(seed), task.make_data(seed)
     spec = data.spec
     for split in ("x_train", "y_train", "x_test", "y_test"):
-        assert torch.equal(getattr(data, split), getattr(again, split)), f"make_data({seed}) is not deterministic ({split})"
+        assert torch.equal(getattr(data, split), getattr(again, split)), (
+            f"make_data({seed}) is not deterministic ({split})"
+        )
     for x in (data.x_train, data.x_test):
-        assert not x.is_floating_point() and x.ndim == 2 and x.shape[1] == spec.positions, f"inputs must be integer [n, {spec.positions}]"
-        assert len(x) and int(x.min()) >= 0 and int(x.max()) < spec.vocab_size, f"tokens must lie in [0, {spec.vocab_size})"
+        assert not x.is_floating_point() and x.ndim == 2 and x.shape[1] == spec.positions, (
+            f"inputs must be integer [n, {spec.positions}]"
+        )
+        assert len(x) and int(x.min()) >= 0 and int(x.max()) < spec.vocab_size, (
+            f"tokens must lie in [0, {spec.vocab_size})"
+        )
     out = torch.randn(len(data.x_train), spec.output_dim, generator=torch.Generator().manual_seed(seed))
     loss = task.loss(out, data.y_train)
     assert loss.ndim == 0 and torch.isfinite(loss), f"loss must be a finite scalar, got {loss}"
@@ -159,7 +171,9 @@ def grokbench_distributions() -> list[str]:
 @pytest.fixture
 def grokbench_registry(grokbench_extra_plugins, grokbench_distributions):
     """grokbench's first-party plugins, your distributions and extra plugins and the tiny task, in a fresh registry."""
-    return load_plugins(extra=[*grokbench_extra_plugins, ("grokbench-testing", _TestingPlugin())], distributions=grokbench_distributions)
+    return load_plugins(
+        extra=[*grokbench_extra_plugins, ("grokbench-testing", _TestingPlugin())], distributions=grokbench_distributions
+    )
 
 
 @pytest.fixture
@@ -180,6 +194,8 @@ def grokbench_run(grokbench_registry):
     def _run(model: str, task: str = TINY_TASK, steps: int = 50, eval_every: int | None = None, **kwargs: Any):
         overrides = dict(kwargs.pop("overrides", None) or {})
         train = {"steps": steps, "eval_every": eval_every or max(1, steps // 5), **overrides.pop("train", {})}
-        return run(task, model, overrides={**overrides, "train": train}, registry=grokbench_registry, store=False, **kwargs)
+        return run(
+            task, model, overrides={**overrides, "train": train}, registry=grokbench_registry, store=False, **kwargs
+        )
 
     return _run

@@ -103,7 +103,14 @@ def train(
     ``on_state(step, snapshot)``: called after each evaluation, ``snapshot()`` captures the training state."""
     member = Member(data, model, metrics, seed, on_eval)
     return train_members(
-        task=task, members=[member], trainable=model, optimizer=optimizer, regularizer=regularizer, cfg=cfg, resume=resume, on_state=on_state,
+        task=task,
+        members=[member],
+        trainable=model,
+        optimizer=optimizer,
+        regularizer=regularizer,
+        cfg=cfg,
+        resume=resume,
+        on_state=on_state,
         on_step=on_step,
     )[0]
 
@@ -177,7 +184,11 @@ def train_members(
     outcomes = [TrainOutcome(status="completed", steps=cfg.steps) for _ in members]
     active = list(range(len(members)))
     # stalls are exact repeats of the state: only full-batch runs trained step by step can have them
-    watches = [StallWatch(cfg.eval_every, cfg.steps) for _ in members] if cfg.stop_on_stall and not closed_form and full_batch is not None else []
+    watches = (
+        [StallWatch(cfg.eval_every, cfg.steps) for _ in members]
+        if cfg.stop_on_stall and not closed_form and full_batch is not None
+        else []
+    )
 
     for step in range(resume.step if resume is not None else 0, cfg.steps + 1):
         if step % cfg.eval_every == 0 or step == cfg.steps:
@@ -187,7 +198,9 @@ def train_members(
                 m = members[i]
                 record = evaluate(step, task, m.data, m.model, m.metrics)
                 m.on_eval(record)
-                finite = math.isfinite(record["train_loss"]) and all(torch.isfinite(p).all() for p in m.model.parameters().values())
+                finite = math.isfinite(record["train_loss"]) and all(
+                    torch.isfinite(p).all() for p in m.model.parameters().values()
+                )
                 if not finite:
                     outcomes[i] = TrainOutcome("diverged", step, f"non-finite loss or parameters at step {step}")
                 elif cfg.early_stop and record["test_acc"] >= cfg.generalize_threshold:
@@ -209,7 +222,11 @@ def train_members(
         _, grads = trainable.loss_and_grads(x, y, task)
         for i in [i for i in active if watches and watches[i].watching(step)]:
             snapshot = member_state(i, len(members), params, states, batched)
-            reason = None if snapshot is None else watches[i].observe(step, snapshot, [g[i] for g in grads] if batched else grads)
+            reason = (
+                None
+                if snapshot is None
+                else watches[i].observe(step, snapshot, [g[i] for g in grads] if batched else grads)
+            )
             if reason:
                 outcomes[i] = TrainOutcome("stalled", step, reason)
                 active.remove(i)

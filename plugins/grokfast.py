@@ -75,7 +75,9 @@ class Grokfast(Optimizer):
     class Params(Params):
         lr: PositiveFloat = Field(1e-3, description="learning rate η of the base optimizer")
         alpha: float = Field(0.98, ge=0, lt=1, description="EMA momentum α of the gradient filter")
-        lamb: float = Field(2.0, ge=0, description="amplification λ of the slow component (0: the base optimizer alone)")
+        lamb: float = Field(
+            2.0, ge=0, description="amplification λ of the slow component (0: the base optimizer alone)"
+        )
         base: Literal["adamw", "gd"] = Field("adamw", description="update rule applied to the filtered gradient")
         beta1: float = Field(0.9, ge=0, lt=1, description="adamw only")
         beta2: float = Field(0.98, ge=0, lt=1, description="adamw only")

@@ -50,9 +50,12 @@ _NET_FIELDS = set(QuadraticNetwork.Params.model_fields)
 
 
 class KernelParams(QuadraticNetwork.Params):
-    ridge: NonNegativeFloat = Field(0.0, description="ridge ρ added to the kernel's eigenvalues (0: ridgeless, plus a 1e-10·mean(diag K) jitter)")
+    ridge: NonNegativeFloat = Field(
+        0.0, description="ridge ρ added to the kernel's eigenvalues (0: ridgeless, plus a 1e-10·mean(diag K) jitter)"
+    )
     time: Literal["step", "infinite"] = Field(
-        "step", description="step: gradient flow of the linearized network at time lr·step; infinite: the converged kernel regression"
+        "step",
+        description="step: gradient flow of the linearized network at time lr·step; infinite: the converged kernel regression",
     )
     lr: PositiveFloat = Field(1.0, description="η, the step size of the time axis (time = lr·step)")
 
@@ -64,7 +67,9 @@ class KernelRegression(Model):
     Params = KernelParams
     CACHE = 8
 
-    def __init__(self, params: KernelParams, spec: DataSpec, *, generator: torch.Generator, device="cpu", dtype=torch.float32):
+    def __init__(
+        self, params: KernelParams, spec: DataSpec, *, generator: torch.Generator, device="cpu", dtype=torch.float32
+    ):
         super().__init__(params, spec, generator=generator, device=device, dtype=dtype)
         net_params = QuadraticNetwork.Params(**params.model_dump(include=_NET_FIELDS - {"lr"}))
         # the quadratic network at initialization, same seed (kernels are computed in float64)
@@ -91,7 +96,10 @@ class KernelRegression(Model):
         if bool(observed.all()):
             groups = [(torch.arange(n, device=self.device), torch.arange(self.spec.output_dim, device=self.device))]
         else:
-            groups = [(observed[:, c].nonzero()[:, 0], torch.tensor([c], device=self.device)) for c in range(self.spec.output_dim)]
+            groups = [
+                (observed[:, c].nonzero()[:, 0], torch.tensor([c], device=self.device))
+                for c in range(self.spec.output_dim)
+            ]
         self.blocks = []
         for rows, cols in groups:
             if len(rows):
@@ -137,7 +145,9 @@ def squared_loss_form(task: Task, y: torch.Tensor, n: int, outputs: int, device)
     slope = g1 - g0
     if not torch.allclose(g2 - g1, slope, rtol=1e-9, atol=1e-12 / n):
         if not task.supports("classification"):
-            raise ValueError(f"task '{task.name}' has neither a squared loss nor class labels: no kernel regression targets")
+            raise ValueError(
+                f"task '{task.name}' has neither a squared loss nor class labels: no kernel regression targets"
+            )
         return F.one_hot(y, outputs).double(), torch.ones(n, outputs, dtype=torch.bool, device=device)
     observed = slope > 0
     return torch.where(observed, -g0 * r / slope.where(observed, 1.0), 0.0), observed
@@ -149,8 +159,13 @@ class EmpiricalNTKRegression(KernelRegression):
     name = "kernel"
 
     class Params(KernelParams):
-        output: Literal["first", "trace"] = Field("first", description="eNTK of the first output coordinate (the paper's) or the trace over outputs")
-        init_output: bool = Field(True, description="include the network's initial output f₀ (the linearized network); false: plain kernel regression")
+        output: Literal["first", "trace"] = Field(
+            "first", description="eNTK of the first output coordinate (the paper's) or the trace over outputs"
+        )
+        init_output: bool = Field(
+            True,
+            description="include the network's initial output f₀ (the linearized network); false: plain kernel regression",
+        )
 
     def gram(self, x1, x2):
         return self.net.ntk(self.net.params_, x1, x2, self.params.output)
@@ -165,10 +180,18 @@ class InfiniteWidthNTKRegression(KernelRegression):
     name = "ntk-inf"
 
     def gram(self, x1, x2):
-        return infinite_width_ntk(input_overlap(x1, x2, torch.float64), self.spec.positions, self.net.width, self.params.init_scale, self.params.parameterization)
+        return infinite_width_ntk(
+            input_overlap(x1, x2, torch.float64),
+            self.spec.positions,
+            self.net.width,
+            self.params.init_scale,
+            self.params.parameterization,
+        )
 
 
-def infinite_width_ntk(overlap: torch.Tensor, positions: int, width: int, alpha: float, parameterization: str) -> torch.Tensor:
+def infinite_width_ntk(
+    overlap: torch.Tensor, positions: int, width: int, alpha: float, parameterization: str
+) -> torch.Tensor:
     """E_θ₀[Θ₀₀(x, x')] of the quadratic network, a function of the overlap m = ⟨x, x'⟩ alone.
 
     z = w·x and z' = w·x' are jointly Gaussian with variance α² and covariance α² r, r = m/k

@@ -39,21 +39,31 @@ from grokbench.errors import ConfigError
 from grokbench.ntk import empirical_ntk, has_closed_form
 
 
-def probe_set(data: TaskData, size: int, seed: int, source: Literal["all", "train"] = "all") -> tuple[torch.Tensor, torch.Tensor]:
+def probe_set(
+    data: TaskData, size: int, seed: int, source: Literal["all", "train"] = "all"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``size`` distinct inputs (and a target of each) drawn with ``seed`` from all inputs (or the training inputs), in canonical order."""
     x = torch.cat([data.x_train, data.x_test]) if source == "all" else data.x_train
     y = torch.cat([data.y_train, data.y_test]) if source == "all" else data.y_train
     distinct, inverse = torch.unique(x, dim=0, return_inverse=True)  # sorted: independent of the split
-    first = torch.full((len(distinct),), len(x), device=x.device).scatter_reduce(0, inverse, torch.arange(len(x), device=x.device), "amin")
-    pick = torch.randperm(len(distinct), generator=torch.Generator().manual_seed(seed))[:size].sort().values.to(x.device)
+    first = torch.full((len(distinct),), len(x), device=x.device).scatter_reduce(
+        0, inverse, torch.arange(len(x), device=x.device), "amin"
+    )
+    pick = (
+        torch.randperm(len(distinct), generator=torch.Generator().manual_seed(seed))[:size].sort().values.to(x.device)
+    )
     return distinct[pick], y[first[pick]]
 
 
 class ProbeParams(Params):
     probe_size: PositiveInt = Field(128, description="number of probe inputs, drawn from all inputs")
     probe_seed: int = Field(0, description="seed of the probe draw (fixed: the same probe for every run)")
-    output: Literal["first", "trace"] = Field("first", description="NTK of the first output (the paper's) or the trace over outputs")
-    method: Literal["auto", "closed-form", "torch.func"] = Field("auto", description="auto: the model's closed form when it has one")
+    output: Literal["first", "trace"] = Field(
+        "first", description="NTK of the first output (the paper's) or the trace over outputs"
+    )
+    method: Literal["auto", "closed-form", "torch.func"] = Field(
+        "auto", description="auto: the model's closed form when it has one"
+    )
 
 
 class ProbeNTK(Metric):
@@ -63,15 +73,21 @@ class ProbeNTK(Metric):
 
     def check(self, task: Task, model: Model) -> None:
         if model.supports("closed-form"):
-            raise ConfigError(f"metric '{self.name}' needs a network trained by the optimizer: the kernel of model '{model.name}' never moves")
+            raise ConfigError(
+                f"metric '{self.name}' needs a network trained by the optimizer: the kernel of model '{model.name}' never moves"
+            )
         if self.params.method == "closed-form" and not has_closed_form(model):
-            raise ConfigError(f"metric '{self.name}': model '{model.name}' has no closed-form NTK (set metrics.{self.name}.method=torch.func or auto)")
+            raise ConfigError(
+                f"metric '{self.name}': model '{model.name}' has no closed-form NTK (set metrics.{self.name}.method=torch.func or auto)"
+            )
 
     def kernel(self, ctx: EvalContext, source: Literal["all", "train"] = "all") -> torch.Tensor:
         probes: dict[str, tuple[torch.Tensor, torch.Tensor]] = self.__dict__.setdefault("probes", {})
         if source not in probes:
             probes[source] = probe_set(ctx.data, self.params.probe_size, self.params.probe_seed, source)
-        return empirical_ntk(ctx.model, probes[source][0], output=self.params.output, method=self.params.method).double()
+        return empirical_ntk(
+            ctx.model, probes[source][0], output=self.params.output, method=self.params.method
+        ).double()
 
 
 def needs_classification(metric: Metric, task: Task) -> None:
@@ -92,8 +108,11 @@ class NTKDrift(ProbeNTK):
     name = "ntk_drift"
     outputs = ("ntk_drift", "ntk_drift_train")
     summary_keys = (
-        "ntk_drift_at_memorize", "ntk_drift_at_generalize", "kernel_departure_step",
-        "ntk_drift_train_at_memorize", "ntk_drift_train_at_generalize",
+        "ntk_drift_at_memorize",
+        "ntk_drift_at_generalize",
+        "kernel_departure_step",
+        "ntk_drift_train_at_memorize",
+        "ntk_drift_train_at_generalize",
     )
     SOURCES = {"all": ("all",), "train": ("train",), "both": ("all", "train")}
     KEYS = {"all": "ntk_drift", "train": "ntk_drift_train"}
@@ -105,9 +124,12 @@ class NTKDrift(ProbeNTK):
     report_panels = (CurvePanel(("ntk_drift", "ntk_drift_train"), "NTK drift ‖Θ_t − Θ₀‖/‖Θ₀‖"),)
 
     class Params(ProbeParams):
-        threshold: float = Field(0.5, gt=0, description="drift that counts as leaving the kernel regime (kernel_departure_step)")
+        threshold: float = Field(
+            0.5, gt=0, description="drift that counts as leaving the kernel regime (kernel_departure_step)"
+        )
         probe: Literal["all", "train", "both"] = Field(
-            "all", description="all: probe drawn from all inputs (ntk_drift); train: the paper's, the training inputs (ntk_drift_train); both"
+            "all",
+            description="all: probe drawn from all inputs (ntk_drift); train: the paper's, the training inputs (ntk_drift_train); both",
         )
 
     def compute(self, ctx: EvalContext) -> dict[str, float]:
@@ -171,7 +193,9 @@ class Margin(Metric):
     def check(self, task: Task, model: Model) -> None:
         needs_classification(self, task)
         if not model.supports("homogeneous"):
-            raise ConfigError(f"metric 'margin' needs a homogeneous model; '{model.name}' declares no homogeneity degree")
+            raise ConfigError(
+                f"metric 'margin' needs a homogeneous model; '{model.name}' declares no homogeneity degree"
+            )
 
     def compute(self, ctx: EvalContext) -> dict[str, float]:
         out = ctx.predict(ctx.data.x_train).double()

@@ -24,7 +24,9 @@ class InlineExecutor(Executor):
     capabilities = frozenset({"in-process"})
 
     class Params(contracts.Params):
-        threads: PositiveInt = Field(1, description="torch threads while the suite runs (small runs gain nothing from more)")
+        threads: PositiveInt = Field(
+            1, description="torch threads while the suite runs (small runs gain nothing from more)"
+        )
 
     def start(self) -> None:
         import torch
@@ -138,7 +140,12 @@ class ProcessExecutor(Executor):
                     if pid and (pid in dead or not dead):
                         deaths[index] += 1
                     if deaths[index] >= self.attempts:
-                        yield index, WorkerDied(f"its worker process died {deaths[index]} times while training it (killed, or out of memory)")
+                        yield (
+                            index,
+                            WorkerDied(
+                                f"its worker process died {deaths[index]} times while training it (killed, or out of memory)"
+                            ),
+                        )
                     else:
                         todo.append(index)
         for index in todo:

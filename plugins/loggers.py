@@ -135,8 +135,15 @@ class WandbLogger(Logger):
 
         self.directory.mkdir(parents=True, exist_ok=True)
         settings = wandb.Settings(mode="offline", silent=True, console="off", x_disable_stats=True, x_disable_meta=True)
-        self.run = wandb.init(dir=str(self.directory), project="grokbench", name=run_id, id=run_id, config=config,
-                              settings=settings, reinit="create_new")
+        self.run = wandb.init(
+            dir=str(self.directory),
+            project="grokbench",
+            name=run_id,
+            id=run_id,
+            config=config,
+            settings=settings,
+            reinit="create_new",
+        )
 
     def evaluation(self, step, record):
         self.run.log(_scalars(record), step=step)

@@ -21,7 +21,9 @@ from grokbench.contracts import ClassificationTask, DataSpec, Params, Predict, T
 from .losses import classification_loss
 
 DEFAULT_TRAIN_FRACTION = 0.5
-_FORMULA = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*\*\s*p\s*\^\s*(?:\(\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)\s*\)|(\d+(?:\.\d+)?))\s*$")
+_FORMULA = re.compile(
+    r"^\s*(\d+(?:\.\d+)?)\s*\*\s*p\s*\^\s*(?:\(\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)\s*\)|(\d+(?:\.\d+)?))\s*$"
+)
 
 
 def n_from_formula(formula: str, p: int) -> int:
@@ -93,6 +95,7 @@ class ModAddClassification(ClassificationTask):
         )
 
     capabilities = ClassificationTask.capabilities | {"memory-estimate"}
+
     @classmethod
     def data_size(cls, params: SplitParams) -> tuple[DataSpec, int]:
         return _data_size(cls, params)
@@ -133,6 +136,7 @@ class ModAddRegression(Task):
         positions: ClassVar[int] = 3  # a training example is an entry (a, b, c) of p³
 
     capabilities = frozenset({"memory-estimate"})
+
     @classmethod
     def data_size(cls, params: SplitParams) -> tuple[DataSpec, int]:
         return _data_size(cls, params)

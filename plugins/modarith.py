@@ -53,7 +53,9 @@ class ModArithClassification(ClassificationTask):
 
     class Params(Params):
         p: int = Field(97, ge=3, description="the modulus (prime for div)")
-        operation: Literal["add", "sub", "div", "x2_xy_y2", "x2_y2", "x3_xy"] = Field("sub", description="the binary operation")
+        operation: Literal["add", "sub", "div", "x2_xy_y2", "x2_y2", "x3_xy"] = Field(
+            "sub", description="the binary operation"
+        )
         train_fraction: float = Field(0.5, gt=0, lt=1, description="fraction of the inputs used for training")
         split_seed: int | None = Field(None, description="seed of the train/test split (default: the run's seed)")
         loss: Literal["cross_entropy", "stablemax"] = Field("cross_entropy", description="training loss")

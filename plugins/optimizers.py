@@ -46,7 +46,9 @@ class SGDStep(OptimizerState):
             else:
                 for b, g in zip(self.buffers, grads):
                     b.mul_(self.momentum).add_(g)
-            grads = [g.add(b, alpha=self.momentum) for g, b in zip(grads, self.buffers)] if self.nesterov else self.buffers
+            grads = (
+                [g.add(b, alpha=self.momentum) for g, b in zip(grads, self.buffers)] if self.nesterov else self.buffers
+            )
         for p, g in zip(self.params, grads):
             p.add_(g, alpha=-self.lr)
 
@@ -62,8 +64,17 @@ class AdamStep(OptimizerState):
     """torch.optim.Adam(W)'s update (single-tensor path, no amsgrad): decoupled decay θ ← θ(1 − ηλ), then
     m ← β₁-lerp, v ← β₂ v + (1 − β₂) g², θ ← θ − η/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε)."""
 
-    def __init__(self, params: list[torch.Tensor], lr: float, beta1: float, beta2: float, eps: float, weight_decay: float = 0.0):
-        self.params, self.lr, self.beta1, self.beta2, self.eps, self.weight_decay = params, lr, beta1, beta2, eps, weight_decay
+    def __init__(
+        self, params: list[torch.Tensor], lr: float, beta1: float, beta2: float, eps: float, weight_decay: float = 0.0
+    ):
+        self.params, self.lr, self.beta1, self.beta2, self.eps, self.weight_decay = (
+            params,
+            lr,
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        )
         self.exp_avg = [torch.zeros_like(p) for p in params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in params]
         self.denom = [torch.empty_like(p) for p in params]

@@ -38,7 +38,9 @@ class SparseParity(ClassificationTask):
         k: int = Field(3, ge=1, description="relevant bits k (the label is their parity)")
         n_train: int = Field(1000, ge=1, description="training strings")
         n_test: int = Field(1000, ge=1, description="held-out strings")
-        split_seed: int | None = Field(None, description="seed of the data and of the subset S (default: the run's seed)")
+        split_seed: int | None = Field(
+            None, description="seed of the data and of the subset S (default: the run's seed)"
+        )
         loss: Literal["cross_entropy", "stablemax"] = Field("cross_entropy", description="training loss")
 
         @model_validator(mode="after")

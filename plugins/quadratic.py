@@ -74,7 +74,9 @@ class QuadraticNetwork(Model):
         h = resolve_width(params.width, spec.vocab_size)
         return h * (spec.positions * spec.vocab_size + spec.output_dim), 3 * h + 2 * spec.output_dim
 
-    def __init__(self, params: Params, spec: DataSpec, *, generator: torch.Generator, device="cpu", dtype=torch.float32):
+    def __init__(
+        self, params: Params, spec: DataSpec, *, generator: torch.Generator, device="cpu", dtype=torch.float32
+    ):
         super().__init__(params, spec, generator=generator, device=device, dtype=dtype)
         k, p = spec.positions, spec.vocab_size
         h = self.width = resolve_width(params.width, p)
@@ -125,7 +127,9 @@ class QuadraticNetwork(Model):
 
     # ---------------------------------------------------------- kernel views
 
-    def ntk(self, params: Mapping[str, torch.Tensor], x1: torch.Tensor, x2: torch.Tensor, output: str = "first") -> torch.Tensor:
+    def ntk(
+        self, params: Mapping[str, torch.Tensor], x1: torch.Tensor, x2: torch.Tensor, output: str = "first"
+    ) -> torch.Tensor:
         """Closed-form eNTK. With z = W x, s the output scale and m(x, x') the input overlap
         (number of equal positions), ∂f_c/∂V[:, d] = s δ_cd z² and ∂f_c/∂W[i] = 2 s V[:, c] ⊙ z Σ_j 1[idx_j = i], so
 
@@ -171,7 +175,9 @@ class StackedQuadratic(BatchedModel):
         self.workspace = Workspace()
 
     def loss_and_grads(self, x: torch.Tensor, y: torch.Tensor, task: Task) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        loss, grads = stacked_loss_and_grads(self.params_["W"], self.params_["V"], x, y, task, self.output_scale, self.workspace)
+        loss, grads = stacked_loss_and_grads(
+            self.params_["W"], self.params_["V"], x, y, task, self.output_scale, self.workspace
+        )
         return loss, list(grads)
 
 
@@ -261,9 +267,7 @@ def shared_token_blocks(x1: torch.Tensor, x2: torch.Tensor):
         return
     for j in range(x1.shape[1]):
         vocab = int(max(x1[:, j].max(), x2[:, j].max())) + 1
-        splits = [
-            x[:, j].argsort().split(torch.bincount(x[:, j], minlength=vocab).tolist()) for x in (x1, x2)
-        ]
+        splits = [x[:, j].argsort().split(torch.bincount(x[:, j], minlength=vocab).tolist()) for x in (x1, x2)]
         for rows, cols in zip(*splits):
             if len(rows) and len(cols):
                 yield rows, cols

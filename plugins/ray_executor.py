@@ -44,7 +44,9 @@ class RayExecutor(Executor):
     name = "ray"
 
     class Params(Params):
-        address: str | None = Field(None, description="Ray cluster (HOST:PORT, ray://HOST:PORT, auto); default $RAY_ADDRESS")
+        address: str | None = Field(
+            None, description="Ray cluster (HOST:PORT, ray://HOST:PORT, auto); default $RAY_ADDRESS"
+        )
         jobs: PositiveInt | None = Field(None, description="CPUs of a local Ray instance (default: all)")
         cpus_per_run: PositiveFloat = Field(1.0, description="CPUs each task (one group of seeds) reserves")
         gpus_per_run: float = Field(0.0, ge=0, description="GPUs each task reserves (fractions share a GPU)")
@@ -57,7 +59,9 @@ class RayExecutor(Executor):
         self.ray = ray
         self.owned = False
         address = self.params.address or os.environ.get("RAY_ADDRESS")
-        self.remote = bool(address) and address != "local"  # runs train elsewhere: the driver does not check its own devices
+        self.remote = (
+            bool(address) and address != "local"
+        )  # runs train elsewhere: the driver does not check its own devices
         if address:
             check_reachable(address)
         if ray.is_initialized():  # the caller already connected (a notebook, a test session): use that
@@ -67,7 +71,9 @@ class RayExecutor(Executor):
             try:
                 ray.init(address=address, **({} if address.startswith("ray://") else quiet))
             except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise ConfigError(f"cannot connect to the Ray cluster at {address}: {str(exc).splitlines()[0]}") from None
+                raise ConfigError(
+                    f"cannot connect to the Ray cluster at {address}: {str(exc).splitlines()[0]}"
+                ) from None
         else:
             ray.init(num_cpus=self.params.jobs, **quiet)
         self.owned = True
