@@ -17,6 +17,7 @@ import pandas as pd
 from .benchmark import Benchmark, MethodSummary, TrackScore, load_benchmark, score_table, stored_methods
 from .errors import ConfigError
 from .plugin_manager import get_registry
+from .safe_io import output_dir, save_figure, write_file
 from .store import Store
 
 
@@ -181,9 +182,7 @@ def _plots(bench: Benchmark, rows: list[MethodSummary], out: Path) -> list[Path]
     ax.set_title(f"{bench.name}: median step to generalize")
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
-    for name in ("median_steps.png",):
-        fig.savefig(out / name, dpi=110)
-        written.append(out / name)
+    written.append(save_figure(fig, out / "median_steps.png", dpi=110))
     plt.close(fig)
 
     grid = np.array([[s.speedup if s.speedup is not None else np.nan for s in r.tracks] for r in rows], dtype=float)
@@ -206,10 +205,13 @@ def _plots(bench: Benchmark, rows: list[MethodSummary], out: Path) -> list[Path]
     fig.colorbar(image, ax=ax, label=f"log2 speed-up vs {bench.spec.benchmark.reference}")
     ax.set_title(f"{bench.name}: speed-up against {bench.spec.benchmark.reference} (blank: not solved by both)")
     fig.tight_layout()
-    fig.savefig(out / "speedup.png", dpi=110)
-    written.append(out / "speedup.png")
+    written.append(save_figure(fig, out / "speedup.png", dpi=110))
     plt.close(fig)
     return written
+
+
+#: the files a benchmark report writes (checked before anything is computed), beside its plots
+REPORT_FILES = ("benchmark.md", "benchmark.html", "benchmark.csv", "median_steps.png", "speedup.png")
 
 
 def write_benchmark_report(
@@ -230,12 +232,12 @@ def write_benchmark_report(
     if not chosen:
         raise ConfigError(f"no runs of {bench.name} in {store.path} (run: grokbench bench run)")
     rows = score_table(store, bench, chosen, registry)
-    target = Path(out)
-    target.mkdir(parents=True, exist_ok=True)
-    written = [target / "benchmark.md", target / "benchmark.html", target / "benchmark.csv"]
-    written[0].write_text(_markdown(bench, rows, store), encoding="utf-8")
-    written[1].write_text(_html(bench, rows), encoding="utf-8")
-    long_frame(rows).to_csv(written[2], index=False)
+    target = output_dir(out, REPORT_FILES)
+    written = [
+        write_file(target / "benchmark.md", _markdown(bench, rows, store)),
+        write_file(target / "benchmark.html", _html(bench, rows)),
+        write_file(target / "benchmark.csv", long_frame(rows).to_csv(index=False)),
+    ]
     if plots:
         written += _plots(bench, rows, target)
     return written
