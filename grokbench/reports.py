@@ -39,6 +39,7 @@ from .config import COMPONENT_KINDS, variant_of
 from .contracts import CurvePanel, Metric, SummaryColumn
 from .errors import ConfigError
 from .safe_io import md_cell, output_dir, save_figure, write_file
+from .selection import flatten
 from .store import Store
 
 #: what competes unless a suite's ``[report] compare`` says otherwise
@@ -896,7 +897,8 @@ def compare_with_baseline(
 
 
 def export_store(store: Store, out: str | os.PathLike[str], fmt: str, *, suite: str | None = None) -> list[Path]:
-    """Write ``runs.<fmt>`` (one row per run, summary flattened, config as JSON) and ``curves.<fmt>`` (long)."""
+    """Write ``runs.<fmt>`` (one row per run: summary flattened, config as JSON and one ``config.<key>`` column
+    per dotted config key) and ``curves.<fmt>`` (long)."""
     if fmt == "parquet" and not (importlib.util.find_spec("pyarrow") or importlib.util.find_spec("fastparquet")):
         raise ConfigError('parquet export needs pyarrow: pip install "grokbench[parquet]" (or use --format csv)')
     frame = store.records(suite)
@@ -910,6 +912,12 @@ def export_store(store: Store, out: str | os.PathLike[str], fmt: str, *, suite: 
     )
     runs = frame.drop(columns=["summary", "position"]).rename(columns={"member_of": "suite_member_of"})
     runs = runs.drop(columns=[c for c in summary.columns if c in runs.columns]).join(summary)
+    # one column per config key, dotted as --set takes them (config.task.p, config.optimizer.lr, config.seed, ...)
+    keys = [
+        {k: json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v for k, v in flatten(c).items()}
+        for c in runs["config"]
+    ]
+    runs = runs.join(pd.DataFrame(keys, index=runs.index).add_prefix("config."))
     for key in ("config", "plugins", "environment"):
         runs[key] = runs[key].map(lambda v: json.dumps(v, sort_keys=True))
     curves = store.curves_long(runs["id"])

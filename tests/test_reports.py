@@ -160,6 +160,9 @@ def test_export_csv_and_parquet(smoke, tmp_path):
         runs = list(csv.DictReader(f))
     assert len(runs) == 8 and {r["entry"] for r in runs} == {"adamw[task.train_fraction=0.6]", "adamw[task.train_fraction=0.7]", "l2", "none"}
     assert {"t_generalize", "final_test_acc", "grokking_delay", "config", "config_hash", "suite"} <= set(runs[0])
+    # one column per config key
+    assert {r["config.task.train_fraction"] for r in runs} == {"0.6", "0.7"} and {r["config.seed"] for r in runs} == {"0", "1"}
+    assert all(float(r["config.regularizer.strength"]) == json.loads(r["config"])["regularizer"]["params"]["strength"] for r in runs if r["regularizer"] != "none")
     with open(tmp_path / "csv" / "curves.csv") as f:
         curves = list(csv.DictReader(f))
     assert len(curves) == 8 * 41 * len({c["name"] for c in curves})  # 41 evaluations of every curve per run
