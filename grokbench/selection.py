@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from .config import COMPONENT_KINDS
 from .store import SUMMARY_COLUMNS, Store
 
 LISTED = [
@@ -29,7 +30,7 @@ def flatten(config: Mapping[str, Any]) -> dict[str, Any]:
     """A run's config as dotted keys, as ``--set`` takes them: ``task.p``, ``optimizer.lr``, ``train.steps``, ``seed``."""
     out: dict[str, Any] = {}
     for key, value in config.items():
-        if key in ("task", "model", "regularizer", "optimizer") and isinstance(value, dict):
+        if key in COMPONENT_KINDS and isinstance(value, dict):
             out.update({f"{key}.{k}": v for k, v in value.get("params", {}).items()})
         elif key in ("train", "metrics") and isinstance(value, dict):
             out.update({f"{key}.{k}": v for k, v in value.items()})
