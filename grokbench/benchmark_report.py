@@ -215,7 +215,12 @@ REPORT_FILES = ("benchmark.md", "benchmark.html", "benchmark.csv", "median_steps
 
 
 def write_benchmark_report(
-    store: Store, benchmark: str, out: str | os.PathLike[str], *, methods: list[str] | None = None, plots: bool = True
+    store: Store,
+    benchmark: str | None,
+    out: str | os.PathLike[str],
+    *,
+    methods: list[str] | None = None,
+    plots: bool = True,
 ) -> list[Path]:
     """Write benchmark.md, benchmark.html, benchmark.csv (and plots) for the methods in the store."""
     registry = get_registry()

@@ -180,3 +180,57 @@ def test_a_method_failing_on_one_track_is_recorded_and_the_others_go_on(registry
     cls = rows["orthograd-stablemax"].tracks[0]
     assert (cls.failed, cls.successes, cls.median_step) == (2, 0, None) and "projection exploded" in cls.note
     assert rows["adamw"].tracks[0].status == "scored" and rows["adamw"].tracks[1].status == "scored"
+
+
+def benchmark_plugin(path):
+    """A plugin object (as a module would be) that registers one benchmark file."""
+    import types
+
+    from grokbench import hookimpl
+    from grokbench.contracts import BenchmarkFile
+
+    @hookimpl
+    def register_benchmarks(register):
+        register(BenchmarkFile(str(path)))
+
+    module = types.ModuleType("mine")
+    module.register_benchmarks = register_benchmarks  # type: ignore[attr-defined]
+    return module
+
+
+def test_a_plugin_registers_a_benchmark_found_by_name(tiny):
+    from grokbench.plugin_manager import load_plugins
+
+    registry = load_plugins(extra=[("mine", benchmark_plugin(tiny))])
+    assert registry.names("benchmark") == ["grokbench-v1", "tiny-bench"]
+    assert load_benchmark("tiny-bench", registry).tracks == ["cls", "reg"]
+    with pytest.raises(ConfigError, match=r"2 benchmarks are installed \(grokbench-v1, tiny-bench\): name one"):
+        load_benchmark(None, registry)
+    with pytest.raises(ConfigError, match="unknown benchmark 'nope'"):
+        load_benchmark("nope", registry)
+
+
+def test_an_invalid_benchmark_file_marks_its_plugin_broken(tmp_path, registry):
+    from grokbench.plugin_manager import load_plugins
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[benchmark]\nname = "bad"\nversion = 0\n')
+    registry = load_plugins(extra=[("mine", benchmark_plugin(bad))])
+    (broken,) = [p for p in registry.broken if p.name == "mine"]
+    assert "bad.toml" in broken.error and "version" in broken.error
+    assert registry.names("benchmark") == ["grokbench-v1"]
+    assert load_benchmark(None, registry).name == "grokbench-v1"
+
+
+def test_the_benchmark_file_is_installed_with_the_plugins(tmp_path):
+    """`--benchmark grokbench-v1` works from any install, not only a source checkout: the wheel carries the file."""
+    import zipfile
+
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    (wheel,) = tmp_path.glob("grokbench-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "grokbench_plugins/benchmarks/grokbench-v1.toml" in names
