@@ -308,6 +308,7 @@ class TrackScore:
     wall_seconds: float = 0.0
     speedup: float | None = None
     note: str = ""
+    run_ids: list[str] = field(default_factory=list)  # the stored runs scored (one per seed)
 
     @property
     def success_rate(self) -> float | None:
@@ -345,6 +346,7 @@ def method_scores(store: Store, bench: Benchmark, method: str, registry: Registr
         score.runs = len(rows)
         score.status = "pending" if rows.empty else ("scored" if len(rows) >= score.seeds else "partial")
         for _, row in rows.iterrows():
+            score.run_ids.append(str(row["id"]))
             t = row["summary"].get("t_generalize")
             ok = row["status"] in ("completed",) and t is not None
             score.successes += ok
@@ -438,7 +440,8 @@ def run_benchmark(
 ) -> BenchmarkOutcome:
     """Train every planned run not yet stored, all methods through one executor (the suite driver).
 
-    Each method's plan is registered as the suite ``BENCHMARK/METHOD`` first (what the scores read);
+    Each method's plan over every track is registered as the suite ``BENCHMARK/METHOD`` first (what the scores
+    read), also when only some tracks are run now;
     the runs themselves go through :func:`grokbench.executors.run_suite` as one suite named after the
     benchmark (this invocation's runs), so that the workers stay busy across methods. Resumable: a
     stored configuration is not trained again.
@@ -449,8 +452,10 @@ def run_benchmark(
     make_executor(executor, options or {}, registry)  # an unknown executor or option: refused before any write
     target = Store(store)
     for plan in plans:
+        # the method's whole plan, every track: a run of some tracks (--track) keeps the other tracks' runs scored
+        whole = bench.plan(plan.method, registry)
         target.register_suite(
-            plan.suite.name, bench.source, plan.suite.spec.model_dump(mode="json"), plan.suite.members()
+            whole.suite.name, bench.source, whole.suite.spec.model_dump(mode="json"), whole.suite.members()
         )
     runs = [
         PlannedRun(entry=f"{p.method}/{r.entry}", label=f"{p.method}/{r.label}", config=r.config)

@@ -111,6 +111,10 @@ def test_bench_run_and_report_through_the_cli_with_a_real_store(tiny, tmp_path):
     assert "6 trained (0 failed)" in done.stdout  # 2 methods x 2 tracks x 2 seeds, less the n/a track's 2
     again = cli("bench", "run", "--benchmark", str(tiny), "--method", "adamw", "--store", "b.db", "-q", cwd=tmp_path)
     assert again.returncode == 0 and "4 runs, 4 already stored, 0 trained" in again.stdout  # resumable
+    # a run of one track keeps the method's other tracks in its scored suite
+    one = cli("bench", "run", "--benchmark", str(tiny), "--method", "adamw", "--track", "reg", "--store", "b.db", "-q",
+              cwd=tmp_path)
+    assert one.returncode == 0 and "2 runs, 2 already stored, 0 trained" in one.stdout
 
     report = cli("bench", "report", "--benchmark", str(tiny), "--store", "b.db", "--out", "rep", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
@@ -140,7 +144,35 @@ def test_bench_run_and_report_through_the_cli_with_a_real_store(tiny, tmp_path):
         assert other.speedup_vs_reference == pytest.approx(ref.median_step / other.median_step)
     md = (tmp_path / "rep" / "benchmark.md").read_text()
     assert "| adamw" in md and "n/a" in md
-    assert "<table>" in (tmp_path / "rep" / "benchmark.html").read_text()
+    page = (tmp_path / "rep" / "benchmark.html").read_text()
+    assert page.count('class="gb-board"') == 1 and page.count('class="gb-figure"') == 3  # table, bars, heatmap, curves
+    assert "<th>cls</th>" in page and "<th>reg</th>" in page and "https://" not in page.split("<script")[0]
+    browser_check(tmp_path / "rep" / "benchmark.html")
+
+
+def browser_check(page):
+    """The report in a real headless Chromium at 1000 px: no console error, nothing fetched, three plots drawn."""
+    import time
+
+    from .browser import CHROMIUM, Browser
+
+    if not CHROMIUM:
+        pytest.skip("chromium is not installed (bash .ci/run installs Debian's)")
+    browser = Browser(width=1000, height=1200)
+    try:
+        browser.call("Network.enable", session=True)
+        browser.open(page)
+        for _ in range(100):  # plotly draws after the load event
+            if browser.evaluate("document.querySelectorAll('.gb-figure .main-svg').length") >= 3:
+                break
+            time.sleep(0.1)
+        assert browser.errors() == []
+        assert [r for r in browser.requests() if not r.startswith("data:")] == [page.resolve().as_uri()]
+        assert browser.evaluate("document.querySelectorAll('.gb-figure .js-plotly-plot').length") == 3
+        assert browser.evaluate("document.documentElement.scrollWidth") <= 1000
+        assert browser.evaluate("document.querySelectorAll('tbody tr').length") == 2
+    finally:
+        browser.close()
 
 
 @pytest.mark.parametrize(
