@@ -494,13 +494,17 @@ def bench() -> None:
     """The grokbench benchmark: methods (presets) scored on fixed tracks against baselines (docs/benchmark.md)."""
 
 
-BENCHMARK_HELP = (
-    "an installed benchmark's name (see 'grokbench list') or a benchmark file; default: the only one installed"
+benchmark_option = click.option(
+    "--benchmark",
+    "-b",
+    "benchmark_name",
+    metavar="NAME|FILE",
+    help="an installed benchmark's name (see 'grokbench list') or a benchmark file; default: the only one installed",
 )
 
 
 @bench.command("run")
-@click.option("--benchmark", "-b", "benchmark_name", metavar="NAME|FILE", help=BENCHMARK_HELP)
+@benchmark_option
 @click.option(
     "--method",
     "methods",
@@ -549,7 +553,7 @@ def bench_run(
 
 
 @bench.command("report")
-@click.option("--benchmark", "-b", "benchmark_name", metavar="NAME|FILE", help=BENCHMARK_HELP)
+@benchmark_option
 @click.option(
     "--method",
     "methods",
