@@ -192,7 +192,10 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tiny, tmp_path, args, 
 
 def test_a_missing_benchmark_file_is_bad_input(tmp_path):
     done = cli("bench", "run", "--benchmark", "no-such-bench", cwd=tmp_path)
-    assert done.returncode == 2 and "no benchmark file" in done.stderr
+    assert done.returncode == 2 and done.stderr == "error: unknown benchmark 'no-such-bench' (known: grokbench-v1)\n"
+    done = cli("bench", "run", "--benchmark", "no-such.toml", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr == "error: no benchmark file no-such.toml\n"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_method_failing_on_one_track_is_recorded_and_the_others_go_on(registry, tiny, tmp_path, monkeypatch):
