@@ -51,9 +51,11 @@ class GrokbenchGroup(click.Group):
 
 def _interrupted_line(exc: BaseException) -> str:
     """'aborted', or what an interrupted run kept (click turns KeyboardInterrupt into Abort)."""
-    from .lifecycle import RunInterrupted
+    from .lifecycle import RunInterrupted, SuiteInterrupted
 
     cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, SuiteInterrupted):
+        return str(cause)
     if not isinstance(cause, RunInterrupted):
         return "aborted"
     r = cause.result
