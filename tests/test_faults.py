@@ -25,6 +25,7 @@ from grokbench import executors as executors_module
 from grokbench import runner as runner_module
 from grokbench.executors import run_suite
 from grokbench.lifecycle import GroupInterrupted, SuiteInterrupted
+from grokbench.runner import run_seeds
 from grokbench.store import Store
 from grokbench.suites import load_suite
 
@@ -236,6 +237,11 @@ def test_an_interrupted_group_hands_back_every_run_it_kept(tmp_path, registry, m
     assert (stopped.value.outcome.trained, stopped.value.outcome.interrupted) == (2, 2)
     assert "2 runs stored" in str(stopped.value) and "train the 4 left" in str(stopped.value)
     assert sorted(s[0] for s in summaries(tmp_path / "s.db").values()) == ["interrupted"] * 2
+    # `grokbench run --seeds` (run_seeds) saves them too
+    with pytest.raises(GroupInterrupted):
+        run_seeds("modadd-cls", "quadratic", [0, 1], store=tmp_path / "seeds.db", registry=registry,
+                  overrides=["task.p=11", "model.width=32", "train.steps=300", "train.eval_every=50"])
+    assert sorted(s[0] for s in summaries(tmp_path / "seeds.db").values()) == ["interrupted"] * 2
 
 
 # ------------------------------------------------------------------ one store created by four processes
