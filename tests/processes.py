@@ -48,8 +48,8 @@ main()
 """
 
 
-def wait_for(condition, what: str):
-    deadline = time.monotonic() + PATIENCE
+def wait_for(condition, what: str, patience: float = PATIENCE):
+    deadline = time.monotonic() + patience
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting for {what}")
