@@ -24,7 +24,7 @@ from grokbench.runner import train_group
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--benchmark", default="grokbench-v1")
+    parser.add_argument("--benchmark", default=None, help="name or file (default: the only one installed)")
     parser.add_argument("--method", default="adamw")
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--track", action="append")

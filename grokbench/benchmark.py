@@ -1,6 +1,7 @@
 """Benchmark files: tracks × methods, validated, expanded into suites, and scored from the store.
 
-A benchmark file (TOML, in ``tasks/``) extends the suite format. **Tracks** fix
+A benchmark file (TOML; a plugin ships it and registers it with ``register_benchmarks``, as the first-party
+plugins do ``grokbench-v1``) extends the suite format. **Tracks** fix
 everything but the method: task and its parameters, model, step budget,
 evaluation schedule, thresholds and seeds (a track is a suite entry without an
 optimizer, regularizer or preset). **Methods** are presets (any plugin can
@@ -60,7 +61,6 @@ from .validation import StrictModel
 METHOD_KEYS = {"optimizer": None, "regularizer": None, "task": {"loss"}}
 #: what a track may not set (it belongs to the method)
 TRACK_FORBIDDEN = ("optimizer", "regularizer", "task.loss", "preset")
-BENCHMARKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
 
 
 class BenchmarkMeta(StrictModel):
@@ -229,21 +229,39 @@ def not_applicable(method: str, task: str, model: str, task_set: dict[str, Any],
 # ----------------------------------------------------------------------- loading
 
 
-def find_benchmark(name_or_path: str) -> Path:
-    """A file path, or the name of a benchmark shipped in ``tasks/`` (``grokbench-v1``)."""
+def read_benchmark_spec(path: str | Path) -> BenchmarkSpec:
+    """Read a benchmark file and check its schema (the tracks are checked against the registry by load_benchmark)."""
+    return parse_toml(read_text(Path(path), "benchmark file"), str(path), BenchmarkSpec)
+
+
+def default_benchmark(registry: Registry) -> str:
+    """The benchmark a command uses when none is named: the only one installed."""
+    names = registry.names("benchmark")
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise ConfigError("no benchmark is installed: name a benchmark file with --benchmark FILE")
+    raise ConfigError(f"{len(names)} benchmarks are installed ({', '.join(names)}): name one with --benchmark")
+
+
+def find_benchmark(name_or_path: str | None, registry: Registry) -> Path:
+    """A benchmark file's path, or the file of a benchmark a plugin registered (``grokbench-v1``)."""
+    if name_or_path is None:
+        name_or_path = default_benchmark(registry)
     path = Path(name_or_path)
     if path.suffix == ".toml" or os.sep in name_or_path:
         return path
-    return BENCHMARKS_DIR / f"{name_or_path}.toml"
+    return Path(registry.get("benchmark", name_or_path).path)
 
 
-def load_benchmark(name_or_path: str, registry: Registry | None = None) -> Benchmark:
-    """Read and validate a benchmark file; every track is checked against the registry."""
+def load_benchmark(name_or_path: str | None, registry: Registry | None = None) -> Benchmark:
+    """Read and validate a benchmark file (by path or registered name; None: the only one installed); every
+    track is checked against the registry."""
     from .plugin_manager import get_registry
 
     registry = registry or get_registry()
-    path = find_benchmark(name_or_path)
-    spec = parse_toml(read_text(path, "benchmark file"), str(path), BenchmarkSpec)
+    path = find_benchmark(name_or_path, registry)
+    spec = read_benchmark_spec(path)
     bench = Benchmark(spec, str(path))
     names = bench.tracks
     dup = sorted({n for n in names if names.count(n) > 1})
@@ -290,6 +308,7 @@ class TrackScore:
     wall_seconds: float = 0.0
     speedup: float | None = None
     note: str = ""
+    run_ids: list[str] = field(default_factory=list)  # the stored runs scored (one per seed)
 
     @property
     def success_rate(self) -> float | None:
@@ -327,6 +346,7 @@ def method_scores(store: Store, bench: Benchmark, method: str, registry: Registr
         score.runs = len(rows)
         score.status = "pending" if rows.empty else ("scored" if len(rows) >= score.seeds else "partial")
         for _, row in rows.iterrows():
+            score.run_ids.append(str(row["id"]))
             t = row["summary"].get("t_generalize")
             ok = row["status"] in ("completed",) and t is not None
             score.successes += ok
@@ -420,7 +440,8 @@ def run_benchmark(
 ) -> BenchmarkOutcome:
     """Train every planned run not yet stored, all methods through one executor (the suite driver).
 
-    Each method's plan is registered as the suite ``BENCHMARK/METHOD`` first (what the scores read);
+    Each method's plan over every track is registered as the suite ``BENCHMARK/METHOD`` first (what the scores
+    read), also when only some tracks are run now;
     the runs themselves go through :func:`grokbench.executors.run_suite` as one suite named after the
     benchmark (this invocation's runs), so that the workers stay busy across methods. Resumable: a
     stored configuration is not trained again.
@@ -431,8 +452,10 @@ def run_benchmark(
     make_executor(executor, options or {}, registry)  # an unknown executor or option: refused before any write
     target = Store(store)
     for plan in plans:
+        # the method's whole plan, every track: a run of some tracks (--track) keeps the other tracks' runs scored
+        whole = bench.plan(plan.method, registry)
         target.register_suite(
-            plan.suite.name, bench.source, plan.suite.spec.model_dump(mode="json"), plan.suite.members()
+            whole.suite.name, bench.source, whole.suite.spec.model_dump(mode="json"), whole.suite.members()
         )
     runs = [
         PlannedRun(entry=f"{p.method}/{r.entry}", label=f"{p.method}/{r.label}", config=r.config)

@@ -2,7 +2,8 @@
 
 Scores come from :func:`grokbench.benchmark.score_table` (the formulas are in
 docs/benchmark.md); this module only renders them. The HTML is one
-self-contained page (no script, nothing fetched).
+self-contained interactive page built with :mod:`grokbench.html_page` like the leaderboard's: a sortable,
+filterable table and plotly figures (plotly.js inlined, nothing fetched when the page opens).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import html_page
 from .benchmark import Benchmark, MethodSummary, TrackScore, load_benchmark, score_table, stored_methods
 from .errors import ConfigError
 from .plugin_manager import get_registry
@@ -141,24 +143,112 @@ def _markdown(bench: Benchmark, rows: list[MethodSummary], store: Store) -> str:
     return "\n".join(lines)
 
 
-def _html(bench: Benchmark, rows: list[MethodSummary]) -> str:
-    wide = wide_frame(bench, rows)
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in wide.columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r) + "</tr>" for r in wide.itertuples(index=False)
-    )
+def _html(bench: Benchmark, rows: list[MethodSummary], store: Store) -> str:
+    """The interactive page: the score table (sortable, filterable), median steps and speed-ups, and each
+    track's test-accuracy curves per method (median over seeds, min–max shaded): plotly, inlined, nothing fetched."""
+    import plotly.graph_objects as go
+
     meta = bench.spec.benchmark
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(meta.name)}</title>
-<style>body{{font-family:sans-serif;max-width:1000px;margin:1em auto}}table{{border-collapse:collapse;font-size:13px;display:block;overflow-x:auto}}
-td,th{{border:1px solid #ccc;padding:3px 6px;white-space:nowrap}}th{{background:#eee}}img{{max-width:100%}}</style></head>
-<body><h1>{html.escape(meta.name)} (version {meta.version})</h1><p>{html.escape(meta.description)}</p>
-<p>Cell: median step to generalize (seeds that generalized / seeds) ×speed-up against <code>{html.escape(meta.reference)}</code>; n/a: not applicable.</p>
-<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
-<p><img src="median_steps.png" alt="median step to generalize per track and method"></p>
-<p><img src="speedup.png" alt="speed-up against the reference per track and method"></p>
-</body></html>
-"""
+    headers = ["method", *bench.tracks, "solved", "geo-mean speed-up"]
+    table_rows = []
+    for row in rows:
+        cells: list[html_page.Cell] = [html_page.Cell(row.method)]
+        cells += [html_page.Cell(cell(s), s.median_step if s.median_step is not None else math.inf) for s in row.tracks]
+        cells.append(html_page.Cell(f"{row.solved}/{row.applicable}", row.solved))
+        cells.append(
+            html_page.Cell(
+                "—" if row.geomean_speedup is None else f"×{row.geomean_speedup:.2f} ({row.speedup_tracks} tracks)",
+                row.geomean_speedup,
+            )
+        )
+        table_rows.append(cells)
+    fragments = [
+        html_page.paragraph(f"{meta.description} (version {meta.version}; reference method: {meta.reference})."),
+        html_page.paragraph(
+            "Cell: median step to generalize over seeds (— when half the seeds or more did not generalize within the "
+            f"budget), (seeds that generalized / seeds), ×speed-up against {meta.reference}; n/a: not applicable; "
+            "pending: not run yet. Click a header to sort (by median step), type to filter. Formulas: docs/benchmark.md."
+        ),
+        html_page.table(headers, table_rows),
+    ]
+    bars = go.Figure()
+    for row in rows:
+        bars.add_trace(
+            go.Bar(
+                name=html.escape(row.method),
+                x=bench.tracks,
+                y=[s.median_step for s in row.tracks],
+                hovertemplate="%{x}: %{y:,.0f} steps<extra>" + html.escape(row.method) + "</extra>",
+            )
+        )
+    bars.update_layout(
+        title="median step to generalize (no bar: not solved, n/a or pending)",
+        yaxis={"title": "median step (log)", "type": "log"},
+        xaxis={"title": "track"},
+        barmode="group",
+        template="plotly_white",
+        height=420,
+    )
+    speedups = [[s.speedup for s in r.tracks] for r in rows]
+    heat = go.Figure(
+        go.Heatmap(
+            z=[[None if v is None else math.log2(v) for v in line] for line in speedups],
+            x=bench.tracks,
+            y=[html.escape(r.method) for r in rows],
+            text=[["" if v is None else f"×{v:.2f}" for v in line] for line in speedups],
+            texttemplate="%{text}",
+            colorscale="RdBu",
+            zmid=0,
+            colorbar={"title": "log2 speed-up"},
+            hovertemplate="%{y} on %{x}: %{text}<extra></extra>",
+        )
+    )
+    heat.update_layout(
+        title=f"speed-up against {html.escape(meta.reference)} (blank: not solved by both)",
+        xaxis={"title": "track"},
+        yaxis={"title": "method"},
+        template="plotly_white",
+        height=160 + 32 * len(rows),
+    )
+    fragments += [html_page.heading("Scores"), html_page.figure(bars), html_page.figure(heat)]
+    curves = _curve_panels(bench, rows, store)
+    if curves:
+        fragments += [
+            html_page.heading("Test accuracy per track"),
+            html_page.figure(html_page.panels_figure("", curves, columns=2)),
+        ]
+    return html_page.page(f"{meta.name}: methods × tracks", fragments)
+
+
+def _curve_panels(bench: Benchmark, rows: list[MethodSummary], store: Store) -> list[html_page.Panel]:
+    """One panel per track: each method's test accuracy against the step, median over its seeds (min–max band)."""
+    ids = [i for r in rows for s in r.tracks for i in s.run_ids]
+    long = store.curves_long(ids)
+    long = long[long["name"] == "test_acc"]
+    if long.empty:
+        return []
+    panels = []
+    for t, track in enumerate(bench.tracks):
+        panel = html_page.Panel(track, "step", "test accuracy")
+        for row in rows:
+            mine = long[long["run_id"].isin(row.tracks[t].run_ids)]
+            if mine.empty:
+                continue
+            table = mine.pivot_table(index="step", columns="run_id", values="value").sort_index()
+            band = table.shape[1] > 1
+            panel.series.append(
+                html_page.Series(
+                    row.method,
+                    list(table.index),
+                    list(table.median(axis=1)),
+                    list(table.min(axis=1)) if band else None,
+                    list(table.max(axis=1)) if band else None,
+                    group=row.method,
+                )
+            )
+        if panel.series:
+            panels.append(panel)
+    return panels
 
 
 def _plots(bench: Benchmark, rows: list[MethodSummary], out: Path) -> list[Path]:
@@ -215,7 +305,12 @@ REPORT_FILES = ("benchmark.md", "benchmark.html", "benchmark.csv", "median_steps
 
 
 def write_benchmark_report(
-    store: Store, benchmark: str, out: str | os.PathLike[str], *, methods: list[str] | None = None, plots: bool = True
+    store: Store,
+    benchmark: str | None,
+    out: str | os.PathLike[str],
+    *,
+    methods: list[str] | None = None,
+    plots: bool = True,
 ) -> list[Path]:
     """Write benchmark.md, benchmark.html, benchmark.csv (and plots) for the methods in the store."""
     registry = get_registry()
@@ -235,7 +330,7 @@ def write_benchmark_report(
     target = output_dir(out, REPORT_FILES)
     written = [
         write_file(target / "benchmark.md", _markdown(bench, rows, store)),
-        write_file(target / "benchmark.html", _html(bench, rows)),
+        write_file(target / "benchmark.html", _html(bench, rows, store)),
         write_file(target / "benchmark.csv", long_frame(rows).to_csv(index=False)),
     ]
     if plots:

@@ -502,11 +502,17 @@ def bench() -> None:
     """The grokbench benchmark: methods (presets) scored on fixed tracks against baselines (docs/benchmark.md)."""
 
 
-BENCHMARK_HELP = "benchmark name in tasks/ or a benchmark file"
+benchmark_option = click.option(
+    "--benchmark",
+    "-b",
+    "benchmark_name",
+    metavar="NAME|FILE",
+    help="an installed benchmark's name (see 'grokbench list') or a benchmark file; default: the only one installed",
+)
 
 
 @bench.command("run")
-@click.option("--benchmark", "-b", "benchmark_name", default="grokbench-v1", show_default=True, help=BENCHMARK_HELP)
+@benchmark_option
 @click.option(
     "--method",
     "methods",
@@ -555,7 +561,7 @@ def bench_run(
 
 
 @bench.command("report")
-@click.option("--benchmark", "-b", "benchmark_name", default="grokbench-v1", show_default=True, help=BENCHMARK_HELP)
+@benchmark_option
 @click.option(
     "--method",
     "methods",

@@ -651,6 +651,18 @@ class Preset:
     settings: Mapping[str, Any]
 
 
+@dataclass(frozen=True)
+class BenchmarkFile:
+    """A benchmark protocol a plugin ships: a TOML file in the benchmark format (docs/benchmark.md).
+
+    Registered with ``register(BenchmarkFile(path))``; the file is read and its schema checked when the plugin
+    registers, and its ``[benchmark].name`` is the name ``grokbench bench run --benchmark NAME`` takes. Ship the
+    file as package data so that it is installed with the plugin.
+    """
+
+    path: str
+
+
 class Logger(Component):
     """Receives a run's events (start with the resolved config, each evaluation, each checkpoint, the end) and
     sends them to a tracker: a file, TensorBoard, MLflow, Weights & Biases.

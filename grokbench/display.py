@@ -12,6 +12,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from tabulate import tabulate
 
+from .benchmark import read_benchmark_spec
 from .contracts import SummaryColumn
 from .registry import KINDS, Registry
 
@@ -24,6 +25,7 @@ KIND_TITLES = {
     "preset": "Presets",
     "executor": "Executors",
     "logger": "Loggers",
+    "benchmark": "Benchmarks",
 }
 
 
@@ -57,6 +59,14 @@ def registry_json(registry: Registry) -> dict[str, Any]:
                 item.update(
                     preset=obj.name, task=obj.task, model=obj.model, description=obj.description, settings=obj.settings
                 )
+            elif kind == "benchmark":
+                meta = read_benchmark_spec(obj.path)
+                item.update(
+                    description=meta.benchmark.description,
+                    benchmark_version=meta.benchmark.version,
+                    tracks=[t.name for t in meta.tracks],
+                    path=obj.path,
+                )
             else:
                 item.update(description=obj.description(), params=describe_params(obj.Params))
                 if kind == "metric":
@@ -82,6 +92,15 @@ def registry_text(registry: Registry) -> str:
                 if item["distribution"]
                 else item["plugin"]
             )
+            if kind == "benchmark":
+                rows.append(
+                    [
+                        item["name"],
+                        f"v{item['benchmark_version']}, {len(item['tracks'])} tracks: {item['description']}",
+                        plugin,
+                    ]
+                )
+                continue
             if kind == "preset":
                 rows.append(
                     [item["preset"], f"{item['task'] or '*'} / {item['model'] or '*'}: {item['description']}", plugin]

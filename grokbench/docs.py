@@ -51,7 +51,7 @@ def _calling_rule(name: str, opts: dict) -> str:
             f"passed to `register` is validated (a subclass of `{base.__module__}.{base.__qualname__}`"
             + (
                 " instance"
-                if kinds[0] == "preset"
+                if kinds[0] in ("preset", "benchmark")
                 else " and checked by its `check_class()`: a `name`, a `Params` that forbids unknown keys, no unimplemented required method, and declared capabilities that match the methods it defines"
             )
             + "); if the hook raises or registers something invalid, the whole plugin is marked broken with the reason "

@@ -98,6 +98,16 @@ def register_executors(register: Callable[[type], None]) -> None:
 
 
 @hookspec
+def register_benchmarks(register: Callable[[object], None]) -> None:
+    """Register benchmark protocols (instances of :class:`grokbench.contracts.BenchmarkFile`).
+
+    A benchmark is a TOML file of tracks and baseline methods (docs/benchmark.md) that a plugin ships as package
+    data; ``grokbench bench run --benchmark NAME`` finds it by its ``[benchmark].name``, and a command that
+    names none uses the only one installed. Call ``register(BenchmarkFile(path))`` once per file.
+    """
+
+
+@hookspec
 def register_loggers(register: Callable[[type], None]) -> None:
     """Register logger classes (subclasses of :class:`grokbench.contracts.Logger`).
 

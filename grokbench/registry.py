@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .contracts import Executor, Logger, Metric, Model, Optimizer, Preset, Regularizer, Task
+from .contracts import BenchmarkFile, Executor, Logger, Metric, Model, Optimizer, Preset, Regularizer, Task
 from .errors import ConfigError, unknown_name
 
 #: kind -> (registration hook, base class)
@@ -18,6 +18,7 @@ KINDS: dict[str, tuple[str, type]] = {
     "preset": ("register_presets", Preset),
     "executor": ("register_executors", Executor),
     "logger": ("register_loggers", Logger),
+    "benchmark": ("register_benchmarks", BenchmarkFile),
 }
 
 
@@ -65,6 +66,12 @@ def validate_component(kind: str, obj: Any) -> str:
     A component class is checked by its own :meth:`~grokbench.contracts.Component.check_class`
     (name, Params, required methods, declared capabilities), which raises ``TypeError``."""
     _, base = KINDS[kind]
+    if kind == "benchmark":
+        if not isinstance(obj, BenchmarkFile):
+            raise TypeError(f"register_benchmarks expects BenchmarkFile instances, got {obj!r}")
+        from .benchmark import read_benchmark_spec
+
+        return read_benchmark_spec(obj.path).benchmark.name
     if kind == "preset":
         if not isinstance(obj, Preset):
             raise TypeError(f"register_presets expects Preset instances, got {obj!r}")

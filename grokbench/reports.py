@@ -39,7 +39,7 @@ from .config import COMPONENT_KINDS, variant_of
 from .contracts import CurvePanel, Metric, SummaryColumn
 from .errors import ConfigError
 from .safe_io import md_cell, output_dir, save_figure, write_file
-from .selection import flatten
+from .selection import dotted, flatten
 from .store import Store
 
 #: what competes unless a suite's ``[report] compare`` says otherwise
@@ -97,27 +97,18 @@ def param(config: dict[str, Any], dotted: str) -> Any:
     return node
 
 
-def _flat(tree: dict[str, Any], prefix: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = json.dumps(value) if isinstance(value, list) else value
-    return out
-
-
 def hyperparameters(config: dict[str, Any]) -> dict[str, Any]:
     """A stored config as dotted hyperparameters: ``task``, ``task.p``, ``model.width``, ``optimizer.lr``,
-    ``train.steps``, ... (the seed, the device and the metric selection left out: they are not settings)."""
+    ``train.steps``, ... (the seed, the device and the metric selection left out: they are not settings;
+    lists as JSON text, so that they group and compare like the scalars)."""
     out: dict[str, Any] = {}
     for kind in COMPONENT_KINDS:
         comp = config.get(kind) or {}
         if comp.get("name") is not None:
             out[kind] = comp["name"]
-        out.update(_flat(comp.get("params") or {}, f"{kind}."))
-    out.update({k: v for k, v in _flat(config.get("train") or {}, "train.").items() if k != "train.device"})
-    return out
+        out.update(dotted(comp.get("params") or {}, f"{kind}."))
+    out.update({k: v for k, v in dotted(config.get("train") or {}, "train.").items() if k != "train.device"})
+    return {k: json.dumps(v) if isinstance(v, list) else v for k, v in out.items()}
 
 
 def _compared(key: str, compare: Sequence[str]) -> bool:

@@ -26,14 +26,25 @@ LISTED = [
 ]
 
 
+def dotted(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as dotted keys (``{"a": {"b": 1}}`` -> ``{"a.b": 1}``); lists stay values."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.update(dotted(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def flatten(config: Mapping[str, Any]) -> dict[str, Any]:
     """A run's config as dotted keys, as ``--set`` takes them: ``task.p``, ``optimizer.lr``, ``train.steps``, ``seed``."""
     out: dict[str, Any] = {}
     for key, value in config.items():
         if key in COMPONENT_KINDS and isinstance(value, dict):
-            out.update({f"{key}.{k}": v for k, v in value.get("params", {}).items()})
+            out.update(dotted(value.get("params", {}), f"{key}."))
         elif key in ("train", "metrics") and isinstance(value, dict):
-            out.update({f"{key}.{k}": v for k, v in value.items()})
+            out.update(dotted(value, f"{key}."))
         else:
             out[key] = value
     return out

@@ -18,8 +18,10 @@ The values are the literature's defaults, not tuned on the benchmark:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from grokbench import hookimpl
-from grokbench.contracts import Preset
+from grokbench.contracts import BenchmarkFile, Preset
 
 ADAM = {"name": "adam", "lr": 1e-3, "beta2": 0.98}
 
@@ -101,3 +103,9 @@ METHODS = [
 def register_presets(register):
     for method in METHODS:
         register(method)
+
+
+@hookimpl
+def register_benchmarks(register):
+    """grokbench-v1, the benchmark these methods are the baselines of (shipped as package data)."""
+    register(BenchmarkFile(str(Path(__file__).with_name("benchmarks") / "grokbench-v1.toml")))

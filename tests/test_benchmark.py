@@ -111,6 +111,10 @@ def test_bench_run_and_report_through_the_cli_with_a_real_store(tiny, tmp_path):
     assert "6 trained (0 failed)" in done.stdout  # 2 methods x 2 tracks x 2 seeds, less the n/a track's 2
     again = cli("bench", "run", "--benchmark", str(tiny), "--method", "adamw", "--store", "b.db", "-q", cwd=tmp_path)
     assert again.returncode == 0 and "4 runs, 4 already stored, 0 trained" in again.stdout  # resumable
+    # a run of one track keeps the method's other tracks in its scored suite
+    one = cli("bench", "run", "--benchmark", str(tiny), "--method", "adamw", "--track", "reg", "--store", "b.db", "-q",
+              cwd=tmp_path)
+    assert one.returncode == 0 and "2 runs, 2 already stored, 0 trained" in one.stdout
 
     report = cli("bench", "report", "--benchmark", str(tiny), "--store", "b.db", "--out", "rep", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
@@ -140,7 +144,35 @@ def test_bench_run_and_report_through_the_cli_with_a_real_store(tiny, tmp_path):
         assert other.speedup_vs_reference == pytest.approx(ref.median_step / other.median_step)
     md = (tmp_path / "rep" / "benchmark.md").read_text()
     assert "| adamw" in md and "n/a" in md
-    assert "<table>" in (tmp_path / "rep" / "benchmark.html").read_text()
+    page = (tmp_path / "rep" / "benchmark.html").read_text()
+    assert page.count('class="gb-board"') == 1 and page.count('class="gb-figure"') == 3  # table, bars, heatmap, curves
+    assert "<th>cls</th>" in page and "<th>reg</th>" in page and "https://" not in page.split("<script")[0]
+    browser_check(tmp_path / "rep" / "benchmark.html")
+
+
+def browser_check(page):
+    """The report in a real headless Chromium at 1000 px: no console error, nothing fetched, three plots drawn."""
+    import time
+
+    from .browser import CHROMIUM, Browser
+
+    if not CHROMIUM:
+        pytest.skip("chromium is not installed (bash .ci/run installs Debian's)")
+    browser = Browser(width=1000, height=1200)
+    try:
+        browser.call("Network.enable", session=True)
+        browser.open(page)
+        for _ in range(100):  # plotly draws after the load event
+            if browser.evaluate("document.querySelectorAll('.gb-figure .main-svg').length") >= 3:
+                break
+            time.sleep(0.1)
+        assert browser.errors() == []
+        assert [r for r in browser.requests() if not r.startswith("data:")] == [page.resolve().as_uri()]
+        assert browser.evaluate("document.querySelectorAll('.gb-figure .js-plotly-plot').length") == 3
+        assert browser.evaluate("document.documentElement.scrollWidth") <= 1000
+        assert browser.evaluate("document.querySelectorAll('tbody tr').length") == 2
+    finally:
+        browser.close()
 
 
 @pytest.mark.parametrize(
@@ -180,3 +212,57 @@ def test_a_method_failing_on_one_track_is_recorded_and_the_others_go_on(registry
     cls = rows["orthograd-stablemax"].tracks[0]
     assert (cls.failed, cls.successes, cls.median_step) == (2, 0, None) and "projection exploded" in cls.note
     assert rows["adamw"].tracks[0].status == "scored" and rows["adamw"].tracks[1].status == "scored"
+
+
+def benchmark_plugin(path):
+    """A plugin object (as a module would be) that registers one benchmark file."""
+    import types
+
+    from grokbench import hookimpl
+    from grokbench.contracts import BenchmarkFile
+
+    @hookimpl
+    def register_benchmarks(register):
+        register(BenchmarkFile(str(path)))
+
+    module = types.ModuleType("mine")
+    module.register_benchmarks = register_benchmarks  # type: ignore[attr-defined]
+    return module
+
+
+def test_a_plugin_registers_a_benchmark_found_by_name(tiny):
+    from grokbench.plugin_manager import load_plugins
+
+    registry = load_plugins(extra=[("mine", benchmark_plugin(tiny))])
+    assert registry.names("benchmark") == ["grokbench-v1", "tiny-bench"]
+    assert load_benchmark("tiny-bench", registry).tracks == ["cls", "reg"]
+    with pytest.raises(ConfigError, match=r"2 benchmarks are installed \(grokbench-v1, tiny-bench\): name one"):
+        load_benchmark(None, registry)
+    with pytest.raises(ConfigError, match="unknown benchmark 'nope'"):
+        load_benchmark("nope", registry)
+
+
+def test_an_invalid_benchmark_file_marks_its_plugin_broken(tmp_path, registry):
+    from grokbench.plugin_manager import load_plugins
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[benchmark]\nname = "bad"\nversion = 0\n')
+    registry = load_plugins(extra=[("mine", benchmark_plugin(bad))])
+    (broken,) = [p for p in registry.broken if p.name == "mine"]
+    assert "bad.toml" in broken.error and "version" in broken.error
+    assert registry.names("benchmark") == ["grokbench-v1"]
+    assert load_benchmark(None, registry).name == "grokbench-v1"
+
+
+def test_the_benchmark_file_is_installed_with_the_plugins(tmp_path):
+    """`--benchmark grokbench-v1` works from any install, not only a source checkout: the wheel carries the file."""
+    import zipfile
+
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    (wheel,) = tmp_path.glob("grokbench-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "grokbench_plugins/benchmarks/grokbench-v1.toml" in names

@@ -181,3 +181,15 @@ def test_a_failing_batched_program_retrains_each_seed_alone(monkeypatch):
     assert len(notices) == 1 and "batched step broke" in notices[0]
     assert [r.status for r in results] == ["completed", "completed"]
     assert_same_runs(results, [train_config(c) for c in cfgs], 0)
+
+
+def test_the_relu_mlp_batches_through_torch_func_like_each_seed_alone():
+    """relu-mlp's one-hot is vmap-safe (F.one_hot is not: it calls .item()), so its seeds train as one program."""
+    registry = get_registry()
+    overrides = parse_assignments(["task.n_bits=8", "task.k=2", "task.n_train=64", "task.n_test=64", "model.width=16",
+                                   "train.steps=60", "train.eval_every=20", "train.dtype=float64"])
+    cfgs = [resolve_config(registry, task="sparse-parity", model="relu-mlp", overrides=overrides, seed=s) for s in (0, 1, 2)]
+    notices = []
+    batched = train_group(cfgs, notice=notices.append)
+    assert notices == [] and all(r.environment["batched_seeds"] == 3 for r in batched)
+    assert_same_runs(batched, [train_config(cfg) for cfg in cfgs], 1e-10)
