@@ -51,9 +51,17 @@ class GrokbenchGroup(click.Group):
 
 def _interrupted_line(exc: BaseException) -> str:
     """'aborted', or what an interrupted run kept (click turns KeyboardInterrupt into Abort)."""
-    from .lifecycle import RunInterrupted
+    from .lifecycle import GroupInterrupted, RunInterrupted, SuiteInterrupted
 
     cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, SuiteInterrupted):
+        return str(cause)
+    if isinstance(cause, GroupInterrupted):  # run --seeds: the runs kept were saved
+        kept = cause.results
+        stored = {r.store_path for r in kept if r.store_path}
+        where = f" in {stored.pop()}" if len(stored) == 1 else ""
+        held = sum(r.status == "interrupted" for r in kept)
+        return f"interrupted: {len(kept)} runs kept{where} ({held} interrupted, with their curves)"
     if not isinstance(cause, RunInterrupted):
         return "aborted"
     r = cause.result

@@ -622,6 +622,13 @@ class Executor(Component):
         When a group cannot be run at all (a worker crashed, a task was lost),
         yield ``(i, exception)`` instead: the driver records its runs as failed
         and the suite goes on.
+
+        Ctrl-C or SIGTERM raises KeyboardInterrupt inside ``map`` (while it waits,
+        or where it last yielded). Stop then: start no more groups, tell the busy
+        workers to stop (``work`` raises :class:`grokbench.lifecycle.GroupInterrupted`
+        with the runs it kept when interrupted), yield ``(i, GroupInterrupted)``
+        for each group that handed back what it kept (the driver stores those
+        runs, ``interrupted`` with their curves), then raise KeyboardInterrupt again.
         """
 
     def close(self) -> None:

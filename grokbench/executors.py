@@ -7,16 +7,21 @@ to an executor plugin in groups (configs differing only in their seed travel
 together), and writes each result itself, one transaction per run, as it comes
 back. So a suite that is interrupted, even by SIGKILL, loses only the runs in
 flight and the next invocation trains exactly those; a run that fails is
-recorded with its error and the suite goes on.
+recorded with its error and the suite goes on. Ctrl-C or SIGTERM stops it
+promptly: the executor tells its workers to stop, the runs they were training
+are stored ``interrupted`` with their curves (trained again by the next
+invocation), and :class:`grokbench.lifecycle.SuiteInterrupted` is raised.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +30,7 @@ from pydantic import ValidationError
 
 from .config import COMPONENT_KINDS, RunConfig
 from .errors import ConfigError
-from .lifecycle import make_loggers, replay
+from .lifecycle import GroupInterrupted, SuiteInterrupted, make_loggers, replay
 from .limits import check_runnable
 from .metrics import summarize
 from .plugin_manager import get_registry
@@ -73,6 +78,8 @@ def train_work(group: list[RunConfig], registry: Registry | None = None) -> list
 
     Never raises for a run's failure: when the group as a whole fails, its runs
     are retried one by one so that each failure is recorded against its own run.
+    Ctrl-C (SIGINT, or SIGTERM where it raises KeyboardInterrupt) raises :class:`GroupInterrupted` with the
+    runs kept (finished, or interrupted with their curves).
     """
     registry = registry or get_registry()
     try:
@@ -80,10 +87,12 @@ def train_work(group: list[RunConfig], registry: Registry | None = None) -> list
     except Exception as exc:
         if len(group) == 1:
             return [failed_result(group[0], exc, registry)]
-    results = []
+    results: list[RunResult] = []
     for cfg in group:
         try:
             results.extend(train_group([cfg], registry=registry))
+        except GroupInterrupted as stop:
+            raise GroupInterrupted([*results, *stop.results]) from None
         except Exception as exc:
             results.append(failed_result(cfg, exc, registry))
     return results
@@ -98,8 +107,9 @@ class SuiteOutcome:
     executor: str
     planned: int  # distinct configurations in the suite
     skipped: int  # already in the store
-    trained: int = 0
+    trained: int = 0  # stored by this invocation (interrupted ones included)
     failed: int = 0
+    interrupted: int = 0  # stored as interrupted by Ctrl-C or SIGTERM (trained again by the next invocation)
     duplicates: int = 0  # trained, but another driver stored them first
     wall_seconds: float = 0.0
     statuses: dict[str, int] = field(default_factory=dict)
@@ -172,28 +182,110 @@ def run_suite(
         groups = suite.groups(pending)
         work = functools.partial(train_work, registry=registry) if runner.supports("in-process") else train_work
         bar = _bar(len(configs), outcome.skipped, progress, f"suite {suite.name}")
+
+        def keep(results: Sequence[RunResult]) -> None:
+            for result in results:
+                if save_result(target, result, suite=suite.name, replace_failed=retry_failed):
+                    replay(sinks, result)
+                    outcome.trained += 1
+                    outcome.failed += result.status == "failed"
+                    outcome.interrupted += result.status == "interrupted"
+                    outcome.statuses[result.status] = outcome.statuses.get(result.status, 0) + 1
+                else:
+                    outcome.duplicates += 1
+                bar.update(1)
+                bar.set_postfix(failed=outcome.failed, refresh=False)
+
         try:
-            for index, answer in runner.map(work, groups):
-                group = groups[index]
-                if isinstance(answer, BaseException):
-                    answer = [failed_result(cfg, answer, registry) for cfg in group]
-                by_hash = {r.config.hash: r for r in answer}
-                for cfg in group:  # a result for every config of the group, whatever the worker returned
-                    result = by_hash.get(cfg.hash) or failed_result(
-                        cfg, "the executor returned no result for this run", registry
-                    )
-                    if save_result(target, result, suite=suite.name, replace_failed=retry_failed):
-                        replay(sinks, result)
-                        outcome.trained += 1
-                        outcome.failed += result.status == "failed"
-                        outcome.statuses[result.status] = outcome.statuses.get(result.status, 0) + 1
-                    else:
-                        outcome.duplicates += 1
-                    bar.update(1)
-                    bar.set_postfix(failed=outcome.failed, refresh=False)
+            with _Interrupts() as interrupts:
+                for index, answer in interrupts.answers(runner.map(work, groups)):
+                    keep(_results(groups[index], answer, registry))
+        except GroupInterrupted as stop:  # raised in this process (the inline executor): keep what it kept
+            keep(stop.results)
+            raise _stopped(outcome, started) from None
+        except KeyboardInterrupt:
+            raise _stopped(outcome, started) from None
         finally:
             bar.close()
     finally:
         runner.close()
     outcome.wall_seconds = time.perf_counter() - started
     return outcome
+
+
+def _results(group: list[RunConfig], answer: Any, registry: Registry) -> list[RunResult]:
+    """What to store for a group the executor answered: its results (a result for every config, whatever the
+    worker returned); a failed run per config for an exception; for :class:`GroupInterrupted`, the runs kept."""
+    if isinstance(answer, GroupInterrupted):
+        return answer.results
+    if isinstance(answer, BaseException):
+        return [failed_result(cfg, answer, registry) for cfg in group]
+    by_hash = {r.config.hash: r for r in answer}
+    return [
+        by_hash.get(cfg.hash) or failed_result(cfg, "the executor returned no result for this run", registry)
+        for cfg in group
+    ]
+
+
+def _stopped(outcome: SuiteOutcome, started: float) -> SuiteInterrupted:
+    outcome.wall_seconds = time.perf_counter() - started
+    left = outcome.planned - outcome.skipped - outcome.trained + outcome.interrupted
+    return SuiteInterrupted(
+        f"interrupted: suite '{outcome.suite}' stopped; {outcome.trained} runs stored in {outcome.store} "
+        f"({outcome.interrupted} interrupted, with their curves); run the same command again to train the "
+        f"{left} left",
+        outcome,
+    )
+
+
+class _Interrupts:
+    """While a suite runs in the main thread, SIGINT and SIGTERM raise KeyboardInterrupt only inside the
+    executor's ``map`` (while it waits for its workers, or trains in this process). One that strikes while the
+    driver stores a result waits, and is thrown into ``map`` when the driver asks it for its next answer: no
+    result is half-stored, and the executor always hears of it (it stops its workers and hands back what they
+    kept)."""
+
+    def __init__(self) -> None:
+        self.listening = False
+        self.pending: KeyboardInterrupt | None = None
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(sig) is not signal.SIG_IGN:  # a driver started with the signal ignored keeps it so
+                    self.previous[sig] = signal.signal(sig, self._interrupt)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def _interrupt(self, signum: int, frame: object) -> None:
+        stop = KeyboardInterrupt(f"signal {signum}")
+        if self.listening:
+            raise stop
+        self.pending = stop
+
+    def answers(self, answers: Iterator[tuple[int, Any]]) -> Iterator[tuple[int, Any]]:
+        """The executor's answers, with the interrupts that struck between two of them thrown in."""
+        while True:
+            self.listening = True
+            try:
+                stop, self.pending = self.pending, None
+                item = next(answers) if stop is None else _throw(answers, stop)
+            except StopIteration:
+                if self.pending is not None:  # struck while the last result was stored: the suite still stops
+                    raise self.pending from None
+                return
+            finally:
+                self.listening = False
+            yield item
+
+
+def _throw(answers: Iterator[tuple[int, Any]], stop: KeyboardInterrupt) -> tuple[int, Any]:
+    """Raise ``stop`` inside the executor's ``map`` where it last yielded; returns what it yields next."""
+    throw = getattr(answers, "throw", None)
+    if throw is None:  # not a generator: it cannot be told
+        raise stop
+    return throw(stop)

@@ -55,6 +55,31 @@ class RunInterrupted(KeyboardInterrupt):
         super().__init__(f"run {result.run_id} interrupted")
         self.result = result
 
+    def __reduce__(self) -> Any:
+        return (type(self), (self.result,))
+
+
+class GroupInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a group of runs in a worker: ``results`` are the runs it kept (finished, or
+    ``interrupted`` with their curves); the group's other runs never started. Picklable: it travels back from a
+    worker process to the driver, which stores what it kept."""
+
+    def __init__(self, results: Sequence[RunResult] = ()):
+        super().__init__(f"{len(results)} runs kept")
+        self.results = list(results)
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.results,))
+
+
+class SuiteInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a suite; ``outcome`` (a :class:`grokbench.executors.SuiteOutcome`) says what was
+    stored, runs kept ``interrupted`` with their curves included; ``str()`` is the one line the command prints."""
+
+    def __init__(self, line: str, outcome: Any):
+        super().__init__(line)
+        self.outcome = outcome
+
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")

@@ -19,14 +19,14 @@ from .building import Prepared, build, prepare, start
 from .config import RunConfig, parse_assignments, resolve_config
 from .contracts import BatchedModel
 from .errors import GrokbenchError, describe
-from .lifecycle import Lifecycle, RunInterrupted, make_loggers, replay
+from .lifecycle import GroupInterrupted, Lifecycle, RunInterrupted, make_loggers, replay
 from .limits import check_runnable
 from .metrics import metric_summaries, summarize
 from .plugin_manager import get_registry
 from .registry import Registry
 from .results import RunResult, environment, failure, last_step, new_run_id, utc_now
 from .store import Store
-from .trainer import Member, train, train_members
+from .trainer import Member, TrainOutcome, train, train_members
 
 
 class _Progress:
@@ -97,8 +97,9 @@ def train_config(
 
     A ConfigError (bad input) propagates before training starts. Any other
     exception in a plugin or in training ends the run with status ``failed``,
-    with its reason; a non-finite loss ends it with status ``diverged``. With a
-    ``lifecycle``, Ctrl-C ends it ``interrupted``: recorded, then :class:`RunInterrupted` is raised.
+    with its reason; a non-finite loss ends it with status ``diverged``. Ctrl-C (or SIGTERM, where it raises
+    KeyboardInterrupt) ends it ``interrupted``: recorded by the ``lifecycle`` if any, then
+    :class:`RunInterrupted` is raised with the result (its curves so far).
     """
     registry = registry or get_registry()
     prep = start(cfg, registry)
@@ -143,8 +144,6 @@ def train_config(
     except GrokbenchError:
         raise
     except KeyboardInterrupt:
-        if lifecycle is None:
-            raise
         steps = last_step(curves)
         status, message, interrupted = "interrupted", f"interrupted after the evaluation at step {steps}", True
     except Exception as exc:  # a plugin or training failure is a recorded run, not a crash
@@ -183,11 +182,14 @@ def train_group(
     number of seeds, and its environment records ``batched_seeds`` and
     ``group_wall_seconds``. Otherwise they run one after another, and
     ``notice`` (default: a line on stderr) is told why.
+
+    Ctrl-C (or SIGTERM, where it raises KeyboardInterrupt) raises :class:`GroupInterrupted` with the runs
+    kept: those finished, and those training, ``interrupted`` with their curves so far.
     """
     registry = registry or get_registry()
     notice = notice or _stderr_notice
     if len(cfgs) < 2:
-        return [train_config(cfg, registry=registry, progress=progress) for cfg in cfgs]
+        return _one_by_one(cfgs, registry, progress)
     created_at, started = utc_now(), time.perf_counter()
     batched: BatchedModel | str
     try:
@@ -200,7 +202,7 @@ def train_group(
         batched = f"preparing them failed ({describe(exc)})"
     if isinstance(batched, str):
         notice(f"training {len(cfgs)} runs one after another: {batched}")
-        return [train_config(cfg, registry=registry, progress=progress) for cfg in cfgs]
+        return _one_by_one(cfgs, registry, progress)
 
     first = preps[0]
     bar = _Progress(first.cfg.train.steps, progress, f"{first.cfg.task.name}/{first.cfg.model.name} x{len(preps)}")
@@ -224,11 +226,26 @@ def train_group(
             cfg=first.cfg.train,
             on_step=bar.step,
         )
+    except KeyboardInterrupt:
+        steps = [last_step(c) for c in curves]
+        outcomes = [TrainOutcome("interrupted", s, f"interrupted after the evaluation at step {s}") for s in steps]
+        raise GroupInterrupted(_batched_results(preps, outcomes, curves, registry, created_at, started)) from None
     except Exception as exc:  # each run gets its own outcome, from scratch
         notice(f"batched training failed ({describe(exc)}); training {len(cfgs)} runs one after another")
-        return [train_config(cfg, registry=registry, progress=progress) for cfg in cfgs]
+        return _one_by_one(cfgs, registry, progress)
     finally:
         bar.close()
+    return _batched_results(preps, outcomes, curves, registry, created_at, started)
+
+
+def _batched_results(
+    preps: list[Prepared],
+    outcomes: Sequence[TrainOutcome],
+    curves: list[list[dict[str, float]]],
+    registry: Registry,
+    created_at: str,
+    started: float,
+) -> list[RunResult]:
     wall = time.perf_counter() - started
     return [
         _result(
@@ -245,6 +262,20 @@ def train_group(
         )
         for i, (p, o) in enumerate(zip(preps, outcomes))
     ]
+
+
+def _one_by_one(cfgs: Sequence[RunConfig], registry: Registry, progress: bool) -> list[RunResult]:
+    """Train ``cfgs`` one after another; on Ctrl-C, :class:`GroupInterrupted` with those finished and the one
+    interrupted."""
+    results: list[RunResult] = []
+    for cfg in cfgs:
+        try:
+            results.append(train_config(cfg, registry=registry, progress=progress))
+        except RunInterrupted as stop:
+            raise GroupInterrupted([*results, stop.result]) from None
+        except KeyboardInterrupt:  # before the run started training: nothing of it to keep
+            raise GroupInterrupted(results) from None
+    return results
 
 
 def _stderr_notice(message: str) -> None:
@@ -366,9 +397,18 @@ def run_seeds(
     check_runnable(cfgs, registry)
     target = open_store(store)
     sinks = make_loggers(loggers, registry, _log_dir(log_dir, target))
-    results = train_group(cfgs, registry=registry, progress=progress, notice=notice)
+    try:
+        results = train_group(cfgs, registry=registry, progress=progress, notice=notice)
+    except GroupInterrupted as stop:  # Ctrl-C: the runs kept (finished, or interrupted with their curves) are saved
+        for result in stop.results:
+            _keep(target, sinks, result)
+        raise
     for result in results:
-        if target is not None:
-            save_result(target, result)
-        replay(sinks, result)
+        _keep(target, sinks, result)
     return results
+
+
+def _keep(target: Store | None, sinks: Sequence[Any], result: RunResult) -> None:
+    if target is not None:
+        save_result(target, result)
+    replay(sinks, result)

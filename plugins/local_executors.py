@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -15,6 +17,7 @@ from pydantic import Field, PositiveInt
 
 from grokbench import contracts, hookimpl
 from grokbench.contracts import Executor
+from grokbench.lifecycle import GroupInterrupted
 
 
 class InlineExecutor(Executor):
@@ -49,12 +52,23 @@ class InlineExecutor(Executor):
 
 #: in a worker: the shared array where it marks the groups it starts (by its pid)
 _STARTED: Any = None
+#: in a worker: the shared flag the driver sets when it stops (a group not yet started is then not started)
+_STOPPING: Any = None
+#: in a worker: True while it trains a group (a signal then interrupts it; an idle worker ignores signals)
+_BUSY = False
+#: seconds the driver waits, once it has told its workers to stop, for them to hand back what they kept
+STOP_GRACE = 60.0
+#: seconds between two reminders to workers that have not yet heard the stop (one may have just started a group)
+STOP_REMIND = 1.0
 
 
-def _init_worker(threads: int, started: Any, driver: int) -> None:
-    global _STARTED
+def _init_worker(threads: int, started: Any, stopping: Any, driver: int) -> None:
+    global _STARTED, _STOPPING
     die_with_parent(driver)
-    _STARTED = started
+    _STARTED, _STOPPING = started, stopping
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # a driver that ignores SIGINT (nohup, &): so do its workers
+            signal.signal(sig, _interrupt)
     import torch
 
     torch.set_num_threads(threads)
@@ -72,9 +86,31 @@ def die_with_parent(driver: int) -> None:
         os._exit(1)
 
 
-def _tracked(work: Callable[[list[Any]], list[Any]], index: int, group: list[Any]) -> list[Any]:
-    _STARTED[index] = os.getpid()
-    return work(group)
+def _interrupt(signum: int, frame: Any) -> None:
+    """In a worker, SIGINT or SIGTERM (a terminal's Ctrl-C reaches every worker; the stopping driver sends
+    SIGTERM) interrupts the group being trained, once; an idle worker ignores it and the pool lives on."""
+    global _BUSY
+    if _BUSY:
+        _BUSY = False
+        raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _tracked(work: Callable[[list[Any]], list[Any]], index: int, group: list[Any]) -> Any:
+    """Run ``work`` on a group in a worker; when interrupted, return the :class:`GroupInterrupted` that says what
+    it kept (an empty one for a group that never started because the driver was stopping)."""
+    global _BUSY
+    _STARTED[index] = os.getpid()  # before reading the flag: a driver that sets it then reads this sees the pid
+    if _STOPPING.value:
+        return GroupInterrupted()
+    try:
+        _BUSY = True
+        return work(group)
+    except GroupInterrupted as stop:
+        return stop
+    except KeyboardInterrupt:
+        return GroupInterrupted()
+    finally:
+        _BUSY = False
 
 
 class WorkerDied(RuntimeError):
@@ -87,6 +123,8 @@ class ProcessExecutor(Executor):
     Workers die with the driver. When a worker dies, the pool breaks: the groups that had not started,
     and those that were running on the workers the pool then stopped, are trained again in a new pool;
     a group whose own worker died is retried once and recorded as failed if its worker dies again.
+    Interrupted (Ctrl-C, SIGTERM), the driver starts no new group, sends SIGTERM to the busy workers, and
+    yields what each kept (``GroupInterrupted``) before it raises KeyboardInterrupt again.
     """
 
     name = "process"
@@ -105,33 +143,44 @@ class ProcessExecutor(Executor):
         # trains nothing itself, so no torch thread pool is forked mid-use. Elsewhere, spawn.
         self.context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
         self.pool: ProcessPoolExecutor | None = None
+        self.futures: dict[Future[Any], int] = {}
 
-    def _new_pool(self, started: Any) -> ProcessPoolExecutor:
+    def _new_pool(self, started: Any, stopping: Any) -> ProcessPoolExecutor:
         self.pool = ProcessPoolExecutor(
-            self.jobs, mp_context=self.context, initializer=_init_worker, initargs=(self.threads, started, os.getpid())
+            self.jobs,
+            mp_context=self.context,
+            initializer=_init_worker,
+            initargs=(self.threads, started, stopping, os.getpid()),
         )
         return self.pool
 
     def map(self, work: Callable[[list[Any]], list[Any]], groups: Sequence[list[Any]]) -> Iterator[tuple[int, Any]]:
         started = self.context.Array("l", len(groups), lock=False)  # pid of the worker that started each group
+        stopping = self.context.Value("b", 0, lock=False)
         deaths = [0] * len(groups)
         todo = list(range(len(groups)))
         for _ in range(len(groups) + self.attempts + 1):  # every broken pool charges a group, so this ends
             if not todo:
                 return
-            pool = self._new_pool(started)
-            futures = {pool.submit(_tracked, work, index, groups[index]): index for index in todo}
+            pool = self._new_pool(started, stopping)
+            self.futures = futures = {pool.submit(_tracked, work, index, groups[index]): index for index in todo}
             todo, broken = [], []
-            while futures:
-                done, _ = wait(futures, return_when=FIRST_COMPLETED)
-                for future in done:
-                    index = futures.pop(future)
-                    try:
-                        yield index, future.result()
-                    except BrokenProcessPool:
-                        broken.append(index)
-                    except Exception as exc:  # the work function itself raised: its runs are recorded as failed
-                        yield index, exc
+            try:
+                while futures:
+                    done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        index = futures.pop(future)
+                        try:
+                            answer = future.result()
+                        except BrokenProcessPool:
+                            broken.append(index)
+                            continue
+                        except Exception as exc:  # the work function itself raised: its runs are recorded as failed
+                            answer = exc
+                        yield index, answer
+            except KeyboardInterrupt:
+                yield from _stop(futures, started, stopping)
+                raise
             if broken:
                 dead = _dead_workers(pool)
                 pool.shutdown(wait=True)
@@ -152,8 +201,32 @@ class ProcessExecutor(Executor):
             yield index, WorkerDied("worker processes kept dying before this group could run")
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.pool is None:
+            return
+        if any(not f.done() for f in self.futures):  # a group still training (a stop not heeded in time): kill
+            for process in list((getattr(self.pool, "_processes", None) or {}).values()):
+                process.kill()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _stop(futures: dict[Future[Any], int], started: Any, stopping: Any) -> Iterator[tuple[int, Any]]:
+    """Stop the pool's work: no group starts any more, busy workers get SIGTERM (and a reminder every
+    :data:`STOP_REMIND` seconds, for one that started a group as the flag was set); yield what each kept."""
+    stopping.value = 1
+    for future in futures:
+        future.cancel()  # not yet handed to a worker
+    deadline = time.monotonic() + STOP_GRACE
+    while futures and time.monotonic() < deadline:
+        for future, index in futures.items():
+            if not future.done() and started[index]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(started[index], signal.SIGTERM)
+        done, _ = wait(futures, timeout=STOP_REMIND, return_when=FIRST_COMPLETED)
+        for future in done:
+            index = futures.pop(future)
+            if future.cancelled() or future.exception() is not None:  # never started, or its worker died
+                continue
+            yield index, future.result()
 
 
 def _dead_workers(pool: ProcessPoolExecutor) -> set[int]:

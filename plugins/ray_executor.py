@@ -2,14 +2,20 @@
 
 Needs the ``ray`` extra (``pip install "grokbench[ray]"``); Ray is imported only
 when a suite runs with this executor. Workers train and return results; the
-driver alone writes to the store.
+driver alone writes to the store. A local Ray instance started here dies with the driver: on Linux a
+watchdog (:mod:`grokbench_plugins.ray_watchdog`) ends its agents and workers as soon as the driver exits,
+even by SIGKILL. Interrupted (Ctrl-C, SIGTERM), the driver cancels its tasks; Ray hands nothing back from a
+cancelled task, so the runs in flight are not kept (the next invocation trains them).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -58,6 +64,7 @@ class RayExecutor(Executor):
             raise ConfigError("the 'ray' executor needs Ray: pip install \"grokbench[ray]\"") from None
         self.ray = ray
         self.owned = False
+        self.watchdog: subprocess.Popen[bytes] | None = None
         address = self.params.address or os.environ.get("RAY_ADDRESS")
         self.remote = (
             bool(address) and address != "local"
@@ -75,25 +82,60 @@ class RayExecutor(Executor):
                     f"cannot connect to the Ray cluster at {address}: {str(exc).splitlines()[0]}"
                 ) from None
         else:
+            before = _children()
             ray.init(num_cpus=self.params.jobs, **quiet)
+            self.watchdog = _watch(_children() - before)
         self.owned = True
 
     def map(self, work: Callable[[list[Any]], list[Any]], groups: Sequence[list[Any]]) -> Iterator[tuple[int, Any]]:
         ray = self.ray
         remote = ray.remote(num_cpus=self.params.cpus_per_run, num_gpus=self.params.gpus_per_run, max_retries=1)(work)
         pending = {remote.remote(group): index for index, group in enumerate(groups)}
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                index = pending.pop(ref)
-                try:
-                    yield index, ray.get(ref)
-                except Exception as exc:  # a lost worker or task: its runs are recorded as failed
-                    yield index, exc
+        try:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    index = pending.pop(ref)
+                    try:
+                        answer = ray.get(ref)
+                    except Exception as exc:  # a lost worker or task: its runs are recorded as failed
+                        answer = exc
+                    yield index, answer
+        except KeyboardInterrupt:  # Ctrl-C, SIGTERM: no task starts, the running ones get KeyboardInterrupt
+            for ref in pending:
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref)
+            raise
 
     def close(self) -> None:
         if self.owned:
             self.ray.shutdown()
+        if self.watchdog is not None:
+            self.watchdog.stdin.close()  # type: ignore[union-attr]  # the watchdog ends what is left, and exits
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.watchdog.wait(timeout=60)
+
+
+def _children() -> set[int]:
+    if not sys.platform.startswith("linux"):
+        return set()
+    from .ray_watchdog import children
+
+    return children(os.getpid())
+
+
+def _watch(started: set[int]) -> subprocess.Popen[bytes] | None:
+    """Start the watchdog over the processes ``ray.init()`` started (Linux: it reads /proc)."""
+    if not started:
+        return None
+    from . import ray_watchdog
+
+    return subprocess.Popen(
+        [sys.executable, "-I", ray_watchdog.__file__, *map(str, sorted(started))],
+        stdin=subprocess.PIPE,
+        start_new_session=True,  # a terminal's Ctrl-C must not end it before the driver is gone
+        close_fds=True,
+    )
 
 
 @hookimpl

@@ -5,13 +5,14 @@ never on a sleep that guesses how long something takes."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import pickle
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from contextlib import closing
 from pathlib import Path
 
@@ -21,23 +22,15 @@ from grokbench_plugins.local_executors import ProcessExecutor, WorkerDied
 
 from grokbench import cli as cli_module
 from grokbench import executors as executors_module
+from grokbench import runner as runner_module
 from grokbench.executors import run_suite
+from grokbench.lifecycle import GroupInterrupted, SuiteInterrupted
+from grokbench.runner import run_seeds
 from grokbench.store import Store
 from grokbench.suites import load_suite
 
+from .processes import HOLD_DRIVER, PATIENCE, alive, descendants, held, wait_for
 from .test_suites import TINY_SUITE, summaries, write
-
-#: a generous bound on waiting for an event that takes well under a second (only reached if something hangs)
-PATIENCE = 120
-
-
-def wait_for(condition, what: str):
-    deadline = time.monotonic() + PATIENCE
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.01)
-
 
 # ------------------------------------------------------------------ a worker killed
 
@@ -105,42 +98,150 @@ def test_a_worker_killed_mid_suite_is_retried_and_the_store_has_every_run_once(t
     assert set(stored) == {r.config.hash for r in suite.runs} and all(s[0] == "completed" for s in stored.values())
 
 
-# ------------------------------------------------------------------ a driver killed
+# ------------------------------------------------------------------ a driver killed, stopped or interrupted
 
-DRIVER = """
-import os, sys, time
-from grokbench_plugins.local_executors import ProcessExecutor
-
-def work(group):
-    open(os.path.join(sys.argv[1], f"worker-{os.getpid()}"), "w").close()
-    time.sleep(600)
-    return group
-
-executor = ProcessExecutor(ProcessExecutor.Params(jobs=2, threads=1))
-executor.start()
-for _ in executor.map(work, [[0], [1], [2]]):
-    pass
-"""
+#: one group per entry (one seed), each held in training by the HOLD_DRIVER after its evaluation at step 100
+ONE_SEED = TINY_SUITE.replace("seeds = [0, 1]", "seeds = [0]")
 
 
-def alive(pid: int) -> bool:
+def _driver(tmp_path, text=ONE_SEED, hold="*", executor="process", jobs=2):
+    """`grokbench suite run` (the HOLD_DRIVER) in a session of its own, as a terminal would start it."""
+    suite = write(tmp_path / "t.toml", text)
+    marks = tmp_path / "marks"
+    marks.mkdir(exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GROKBENCH_TEST_HOLD": hold, "GROKBENCH_TEST_MARKS": str(marks)}
+    command = [sys.executable, "-c", HOLD_DRIVER, "suite", "run", str(suite), "--store", str(tmp_path / "s.db"),
+               "--executor", executor, "--jobs", str(jobs), "--quiet"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return proc, suite, marks
+
+
+def _rerun(tmp_path, suite):
+    """The same suite, run plainly to the end (the inline executor: same configs, same hashes)."""
+    done = subprocess.run([sys.executable, "-m", "grokbench", "suite", "run", str(suite), "--store", str(tmp_path / "s.db"), "--json"],
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=PATIENCE)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def _store_rows(path):
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        rows = conn.execute("SELECT id, status, steps, suite, config_hash FROM runs").fetchall()
+        curves = dict(conn.execute("SELECT run_id, max(step) FROM curves GROUP BY run_id").fetchall())
+    return rows, curves
+
+
+def _finish_and_check(tmp_path, suite, interrupted: int):
+    """A plain rerun trains the 2 runs not completed; the suite then holds each configuration once, completed;
+    the ``interrupted`` runs kept before stay in the store, as runs of no suite."""
+    report = _rerun(tmp_path, suite)
+    assert (report["skipped"], report["trained"], report["failed"], report["duplicates"]) == (0, 2, 0, 0)
+    rows, _ = _store_rows(tmp_path / "s.db")
+    in_suite = [r for r in rows if r[3] == "tiny"]
+    assert sorted(r[1] for r in in_suite) == ["completed"] * 2 and len({r[4] for r in in_suite}) == 2
+    assert sorted(r[1] for r in rows if r[3] is None) == ["interrupted"] * interrupted
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG and /proc are Linux's")
+def test_a_suite_driver_killed_with_sigkill_leaves_no_worker_and_a_rerun_completes_its_runs(tmp_path):
+    proc, suite, marks = _driver(tmp_path)
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
-def test_workers_die_with_their_driver(tmp_path):
-    driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(tmp_path)])
-    try:
-        wait_for(lambda: len(list(tmp_path.glob("worker-*"))) == 2, "both workers to start")
+        wait_for(lambda: held(marks) == 2 or proc.poll() is not None, "both workers to train a run")
+        family = descendants(proc.pid)  # the pool's workers (collected before the kill: orphans are re-parented)
+        assert len(family) == 2, family
     finally:
-        driver.send_signal(signal.SIGKILL)
-        driver.wait()
-    pids = [int(p.name.split("-")[1]) for p in tmp_path.glob("worker-*")]
-    wait_for(lambda: not any(alive(pid) for pid in pids), "the orphaned workers to die")
+        proc.send_signal(signal.SIGKILL)  # the driver only, not its process group
+        proc.communicate()
+    wait_for(lambda: not any(alive(pid) for pid in family), f"the workers {sorted(family)} to die with their driver")
+    rows, _ = _store_rows(tmp_path / "s.db")
+    assert rows == []  # suite runs are stored when they come back: none half-written, none left 'running'
+    _finish_and_check(tmp_path, suite, interrupted=0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
+def test_a_ray_driver_killed_with_sigkill_leaves_no_ray_process(tmp_path):
+    """A real local Ray instance (GCS, raylet, agents, workers) started by `suite run --executor ray`."""
+    pytest.importorskip("ray")
+    endless = ONE_SEED.replace("steps = 300", "steps = 100000000")  # Ray's workers do not see the hold
+    proc, suite, marks = _driver(tmp_path, endless, hold="none", executor="ray", jobs=1)
+    try:
+        # a Ray worker trains a run: its process title is ray::train_work (Ray workers do not see the hold)
+        wait_for(lambda: proc.poll() is not None or any(c.startswith("ray::train_work") for c in descendants(proc.pid).values()),
+                 "a Ray worker to train a run")
+        family = descendants(proc.pid)
+        assert proc.poll() is None, proc.communicate()
+        assert any("raylet" in c for c in family.values()) and any("gcs_server" in c for c in family.values()), family
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+    # bounded below the ~61 s that Ray's agents took to go on their own: the watchdog ends them at once
+    wait_for(lambda: not any(alive(pid) for pid in family), "the Ray processes to die with their driver", patience=30)
+    assert not (tmp_path / "s.db").exists() or _store_rows(tmp_path / "s.db")[0] == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
+@pytest.mark.parametrize("how", ["SIGTERM to the driver", "Ctrl-C to the process group"])
+def test_sigterm_and_ctrl_c_stop_a_suite_at_once_keeping_the_curves_of_the_runs_in_flight(tmp_path, how):
+    """The held runs never end by themselves: the driver ends only if it stops its busy workers. With one
+    worker (Ctrl-C), the second group waits in the pool's queue, and must not start once the driver stops."""
+    jobs = 2 if how.startswith("SIGTERM") else 1
+    proc, suite, marks = _driver(tmp_path, jobs=jobs)
+    try:
+        wait_for(lambda: held(marks) == jobs or proc.poll() is not None, "the workers to train")
+        family = descendants(proc.pid)
+        if how.startswith("SIGTERM"):
+            proc.send_signal(signal.SIGTERM)
+        else:
+            os.killpg(proc.pid, signal.SIGINT)  # what a terminal does: the driver and every worker get it
+        _, err = proc.communicate(timeout=PATIENCE)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: interrupted: suite 'tiny' stopped;"), err
+    assert f"({jobs} interrupted, with their curves)" in lines[0] and "train the 2 left" in lines[0], err
+    wait_for(lambda: not any(alive(pid) for pid in family), "the workers to exit")
+    rows, last = _store_rows(tmp_path / "s.db")
+    assert sorted(r[1] for r in rows) == ["interrupted"] * jobs and all(r[3] == "tiny" for r in rows)
+    assert all(r[2] == 100 == last[r[0]] for r in rows)  # each kept its curves, up to its last evaluation
+    _finish_and_check(tmp_path, suite, interrupted=jobs)
+
+
+def test_an_interrupted_group_hands_back_every_run_it_kept(tmp_path, registry, monkeypatch):
+    """In the driver's own process (the inline executor): a batched group of two seeds interrupted after its
+    evaluation at step 100 keeps both runs, with their curves; the suite stores them and stops."""
+    real = runner_module.train_members
+
+    def interrupted_at_100(**kw):
+        def stop(on_eval):
+            def hook(record):
+                on_eval(record)
+                if record["step"] >= 100:
+                    raise KeyboardInterrupt
+            return hook
+        return real(**{**kw, "members": [dataclasses.replace(m, on_eval=stop(m.on_eval)) for m in kw["members"]]})
+
+    monkeypatch.setattr(runner_module, "train_members", interrupted_at_100)
+    suite = load_suite(write(tmp_path / "t.toml", TINY_SUITE), registry)
+    group = suite.groups(suite.unique_configs())[0]
+    with pytest.raises(GroupInterrupted) as caught:
+        executors_module.train_work(group, registry)
+    kept = pickle.loads(pickle.dumps(caught.value)).results  # it travels back from a worker process
+    assert [r.config.hash for r in kept] == [c.hash for c in group] and [r.status for r in kept] == ["interrupted"] * 2
+    assert kept[0].steps == 100 and all(r.steps == r.curves["step"].max() >= 50 for r in kept)
+    with pytest.raises(SuiteInterrupted) as stopped:
+        run_suite(suite, store=tmp_path / "s.db")
+    assert (stopped.value.outcome.trained, stopped.value.outcome.interrupted) == (2, 2)
+    assert "2 runs stored" in str(stopped.value) and "train the 4 left" in str(stopped.value)
+    assert sorted(s[0] for s in summaries(tmp_path / "s.db").values()) == ["interrupted"] * 2
+    # `grokbench run --seeds` (run_seeds) saves them too
+    with pytest.raises(GroupInterrupted):
+        run_seeds("modadd-cls", "quadratic", [0, 1], store=tmp_path / "seeds.db", registry=registry,
+                  overrides=["task.p=11", "model.width=32", "train.steps=300", "train.eval_every=50"])
+    assert sorted(s[0] for s in summaries(tmp_path / "seeds.db").values()) == ["interrupted"] * 2
 
 
 # ------------------------------------------------------------------ one store created by four processes

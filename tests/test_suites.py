@@ -6,8 +6,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
-from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,8 @@ from grokbench.executors import run_suite
 from grokbench.runner import save_result, train_group
 from grokbench.store import SCHEMA_VERSION, Store
 from grokbench.suites import load_suite, parse_suite
+
+from .processes import HOLD_DRIVER, held, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "tasks" / "smoke.toml"
@@ -259,43 +259,33 @@ def test_a_v1_store_written_by_this_code_migrates_to_the_current_schema(tmp_path
 # --------------------------------------------------------- SIGKILL and resume
 
 
-#: 3 seeds x 2 entries, one batched group per entry; the second group trains 5x longer than the first, so the
-#: driver is killed while it trains (the test waits on the store's row count, an observable event, not on time)
-SLOW_SUITE = (
-    TINY_SUITE.replace("seeds = [0, 1]", "seeds = [0, 1, 2]")
-    .replace("steps = 300", "steps = 1500")
-    .replace("strength = 1e-3", "strength = 1e-3\nset.train.steps = 7500")
-)
-
-
-def stored_rows(path) -> int:
-    """Rows in ``runs``, or 0 while the store is still being created (a raw read that never blocks the writer)."""
-    try:
-        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as conn:
-            return conn.execute("SELECT count(*) FROM runs").fetchone()[0]
-    except sqlite3.Error:
-        return 0
+#: 3 seeds x 2 entries, one batched group per entry, trained in this order by the inline executor
+THREE_SEEDS = TINY_SUITE.replace("seeds = [0, 1]", "seeds = [0, 1, 2]")
 
 
 def test_a_suite_killed_with_sigkill_resumes_with_no_duplicate_and_no_lost_run(tmp_path, registry):
-    suite_path = write(tmp_path / "slow.toml", SLOW_SUITE)
+    """The driver is killed while it trains the second group, which the HOLD_DRIVER holds in training until then:
+    the test waits on that event (a marker file), not on how long the first group takes."""
+    suite_path = write(tmp_path / "three.toml", THREE_SEEDS)
     store = tmp_path / "s.db"
+    marks = tmp_path / "marks"
+    marks.mkdir()
     expected = {r.config.hash for r in load_suite(suite_path, registry).runs}
     assert len(expected) == 6
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "grokbench", "suite", "run", str(suite_path), "--store", str(store), "--quiet"]
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    args = ["suite", "run", str(suite_path), "--store", str(store), "--quiet"]
+    holding = {**env, "GROKBENCH_TEST_HOLD": "l2", "GROKBENCH_TEST_MARKS": str(marks)}
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_DRIVER, *args], env=holding, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        while proc.poll() is None and (not store.exists() or stored_rows(store) < 3):  # the first group is stored
-            time.sleep(0.02)
-        seen = len(Store(store, create=False).records())  # a reader while the suite writes
+        wait_for(lambda: held(marks) == 1 or proc.poll() is not None, "the second group to train")
+        seen = len(Store(store, create=False).records())  # a reader while the suite runs
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read()
     first = summaries(store)
     assert len(first) == seen == 3 and set(first) <= expected
-    finished = subprocess.run(command + ["--json"], env=env, capture_output=True, text=True, timeout=300)
+    finished = subprocess.run([sys.executable, "-m", "grokbench", *args, "--json"], env=env, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
     report = json.loads(finished.stdout)
     assert report["skipped"] == len(first) and report["trained"] == 6 - len(first)
