@@ -11,8 +11,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import pandas as pd
-
 from . import batching
 from .batching import batch_blocker
 from .building import Prepared, build, prepare, start
@@ -65,6 +63,8 @@ def _result(
     traceback: str | None = None,
     **env: Any,
 ) -> RunResult:
+    import pandas as pd  # here, not at import: a run's first step does not wait for it
+
     summary = summarize(curves, prep.cfg.train)
     known = [e.component for e in registry.entries["metric"].values()]
     summary.update(metric_summaries(curves, summary, prep.metrics, known))

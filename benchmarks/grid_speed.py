@@ -1,0 +1,85 @@
+"""A hyperparameter grid trained as one batched program against its runs one by one, in one process.
+
+    python benchmarks/grid_speed.py [--threads 1] [--repeats 3] [--steps 300] [--grid lr-wd|alpha]
+
+``lr-wd``: 4 learning rates x 4 AdamW decay strengths, one seed (16 runs); ``alpha``: tasks/paper-mini.toml's
+``alpha`` entry (4 init scales x 2 seeds, 8 runs). p = 23, width 128, train fraction 0.6, Adam + decoupled decay,
+evaluated every 50 steps as in paper-mini. Each repeat trains the grid both ways, interleaved (which goes first
+alternates), through the same ``train_group`` / ``train_config`` the suites use, and checks that both give the
+same final losses. Prints each repeat's wall times and their ratio, then the median ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from grokbench.config import parse_assignments, resolve_config
+from grokbench.plugin_manager import get_registry
+from grokbench.runner import train_config, train_group
+
+BASE = ["task.p=23", "task.train_fraction=0.6", "model.width=128", "train.eval_every=50"]
+GRIDS = {
+    "lr-wd": [
+        (0, [f"optimizer.lr={lr}", f"regularizer.strength={wd}"])
+        for lr in (1e-3, 2e-3, 3e-3, 5e-3)
+        for wd in (0.1, 0.3, 1.0, 3.0)
+    ],
+    "alpha": [
+        (seed, ["optimizer.lr=3e-3", "regularizer.strength=1.0", f"model.init_scale={alpha}"])
+        for alpha in (0.5, 1.0, 2.0, 4.0)
+        for seed in (0, 1)
+    ],
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--grid", choices=sorted(GRIDS), default="lr-wd")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    registry = get_registry()
+    cfgs = [
+        resolve_config(
+            registry,
+            task="modadd-cls",
+            model="quadratic",
+            regularizer="adamw",
+            optimizer="adam",
+            overrides=parse_assignments([*BASE, f"train.steps={args.steps}", *items]),
+            seed=seed,
+        )
+        for seed, items in GRIDS[args.grid]
+    ]
+    print(f"grid {args.grid}: {len(cfgs)} runs x {args.steps} steps, {args.threads} thread(s)")
+    ratios = []
+    for repeat in range(args.repeats):
+        walls: dict[str, float] = {}
+        losses: dict[str, list[float]] = {}
+        for way in ("batched", "one by one") if repeat % 2 == 0 else ("one by one", "batched"):
+            started = time.perf_counter()
+            if way == "batched":
+                results = train_group(cfgs, registry=registry, notice=lambda m: print("notice:", m))
+                assert all(r.environment.get("batched_seeds") == len(cfgs) for r in results)
+            else:
+                results = [train_config(cfg, registry=registry) for cfg in cfgs]
+            walls[way] = time.perf_counter() - started
+            losses[way] = [r.summary["final_train_loss"] for r in results]
+        worst = max(abs(a - b) / max(abs(b), 1e-30) for a, b in zip(losses["batched"], losses["one by one"]))
+        ratio = walls["one by one"] / walls["batched"]
+        ratios.append(ratio)
+        print(
+            f"repeat {repeat}: batched {walls['batched']:.2f} s, one by one {walls['one by one']:.2f} s, "
+            f"ratio {ratio:.2f}x (final train losses agree to {worst:.1e} relative)"
+        )
+    print(f"median ratio {statistics.median(ratios):.2f}x over {args.repeats} repeats: {[round(r, 2) for r in ratios]}")
+
+
+if __name__ == "__main__":
+    main()
