@@ -6,7 +6,9 @@
 ``alpha`` entry (4 init scales x 2 seeds, 8 runs). p = 23, width 128, train fraction 0.6, Adam + decoupled decay,
 evaluated every 50 steps as in paper-mini. Each repeat trains the grid both ways, interleaved (which goes first
 alternates), through the same ``train_group`` / ``train_config`` the suites use, and checks that both give the
-same final losses. Prints each repeat's wall times and their ratio, then the median ratio.
+same final losses. A third way, as many seeds of the grid's first point batched (hyperparameters all equal, so
+plain numbers), shows what the per-member hyperparameter tensors cost. Prints each repeat's wall times and
+ratios, then the median ratios.
 """
 
 from __future__ import annotations
@@ -57,28 +59,37 @@ def main() -> None:
         )
         for seed, items in GRIDS[args.grid]
     ]
+    seeds = [cfg.model_copy(update={"seed": i}) for i, cfg in enumerate([cfgs[0]] * len(cfgs))]
     print(f"grid {args.grid}: {len(cfgs)} runs x {args.steps} steps, {args.threads} thread(s)")
-    ratios = []
+    ratios: dict[str, list[float]] = {"one by one / grid batched": [], "seeds batched / grid batched": []}
+    ways = ["grid batched", "one by one", "seeds batched"]
     for repeat in range(args.repeats):
         walls: dict[str, float] = {}
         losses: dict[str, list[float]] = {}
-        for way in ("batched", "one by one") if repeat % 2 == 0 else ("one by one", "batched"):
+        for way in ways[repeat % 3 :] + ways[: repeat % 3]:  # each way goes first in turn
             started = time.perf_counter()
-            if way == "batched":
-                results = train_group(cfgs, registry=registry, notice=lambda m: print("notice:", m))
-                assert all(r.environment.get("batched_seeds") == len(cfgs) for r in results)
-            else:
+            if way == "one by one":
                 results = [train_config(cfg, registry=registry) for cfg in cfgs]
+            else:
+                group = cfgs if way == "grid batched" else seeds
+                results = train_group(group, registry=registry, notice=lambda m: print("notice:", m))
+                assert all(r.environment.get("batched_seeds") == len(group) for r in results)
             walls[way] = time.perf_counter() - started
             losses[way] = [r.summary["final_train_loss"] for r in results]
-        worst = max(abs(a - b) / max(abs(b), 1e-30) for a, b in zip(losses["batched"], losses["one by one"]))
-        ratio = walls["one by one"] / walls["batched"]
-        ratios.append(ratio)
+        worst = max(abs(a - b) / max(abs(b), 1e-30) for a, b in zip(losses["grid batched"], losses["one by one"]))
+        for name in ratios:
+            slow, fast = name.split(" / ")
+            ratios[name].append(walls[slow] / walls[fast])
         print(
-            f"repeat {repeat}: batched {walls['batched']:.2f} s, one by one {walls['one by one']:.2f} s, "
-            f"ratio {ratio:.2f}x (final train losses agree to {worst:.1e} relative)"
+            f"repeat {repeat}: "
+            + ", ".join(f"{w} {walls[w]:.2f} s" for w in ways)
+            + f"; one by one / grid batched {ratios['one by one / grid batched'][-1]:.2f}x"
+            + f" (final train losses agree to {worst:.1e} relative)"
         )
-    print(f"median ratio {statistics.median(ratios):.2f}x over {args.repeats} repeats: {[round(r, 2) for r in ratios]}")
+    for name, values in ratios.items():
+        print(
+            f"median {name}: {statistics.median(values):.2f}x over {args.repeats} repeats {[round(r, 2) for r in values]}"
+        )
 
 
 if __name__ == "__main__":

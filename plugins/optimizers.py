@@ -129,8 +129,9 @@ class AdamStep(OptimizerState):
             p.addcdiv_(m, denom, value=-step_size)
 
     def _step_members(self, grads: list[torch.Tensor], step: float) -> None:
-        """The same update with per-member hyperparameters ``[G]`` on parameters stacked ``[G, ...]`` (the
-        scalars of each member computed in float64, as Python computes them for a single run)."""
+        """The same update with per-member hyperparameters ``[G]`` on parameters stacked ``[G, ...]``: each
+        member's scalars computed in float64, as Python computes them for a single run; a hyperparameter that
+        is a number keeps its single-run operation (same number of passes over the parameters)."""
         lr, beta1, beta2, eps, decay = self.lr, self.beta1, self.beta2, self.eps, self.weight_decay
         step_size = lr / (1 - beta1**step)
         bias_correction2_sqrt = (1 - beta2**step) ** 0.5
@@ -138,10 +139,15 @@ class AdamStep(OptimizerState):
             if isinstance(decay, torch.Tensor) or decay:
                 p.mul_(per_member(1 - lr * decay, p))
             m.lerp_(g, per_member(1 - beta1, m))
-            torch.mul(g, per_member(1 - beta2, g), out=denom)
-            v.mul_(per_member(beta2, v)).addcmul_(denom, g)
+            if isinstance(beta2, torch.Tensor):
+                v.mul_(per_member(beta2, v)).addcmul_(torch.mul(g, per_member(1 - beta2, g), out=denom), g)
+            else:
+                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
             torch.sqrt(v, out=denom).div_(per_member(bias_correction2_sqrt, v)).add_(per_member(eps, v))
-            p.sub_(torch.div(m, denom, out=denom).mul_(per_member(step_size, p)))
+            if isinstance(step_size, torch.Tensor):  # θ − m / (denom / step size)
+                p.addcdiv_(m, denom.div_(per_member(step_size, p)), value=-1)
+            else:
+                p.addcdiv_(m, denom, value=-step_size)
 
     def state_dict(self) -> dict[str, Any]:
         return {"step": self.t, "exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq}
