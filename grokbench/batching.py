@@ -54,6 +54,37 @@ def batch_key(cfg: RunConfig, registry: Registry) -> str:
     return variant_of(tree)
 
 
+#: a suite's group of runs with one batch key is split so that no batched program needs more than about this
+#: much memory by the plugins' estimates (grokbench.limits.estimate_bytes), beside the other workers' programs
+GROUP_BYTES = 2 << 30
+
+
+def batch_groups(cfgs: Sequence[RunConfig], registry: Registry) -> list[list[RunConfig]]:
+    """``cfgs`` grouped by :func:`batch_key` in order of first appearance, each group split by
+    :func:`split_by_memory`: the units of work a suite hands to its executor."""
+    by_key: dict[str, list[RunConfig]] = {}
+    for cfg in cfgs:
+        by_key.setdefault(batch_key(cfg, registry), []).append(cfg)
+    return [part for group in by_key.values() for part in split_by_memory(group, registry)]
+
+
+def split_by_memory(cfgs: Sequence[RunConfig], registry: Registry, budget: int = GROUP_BYTES) -> list[list[RunConfig]]:
+    """``cfgs`` (one batch key) in consecutive groups of at most ``budget`` estimated bytes each (at least one
+    run each); one group when the plugins give no estimate."""
+    from .limits import estimate_bytes
+
+    groups: list[list[RunConfig]] = [[]]
+    used = 0
+    for cfg in cfgs:
+        need = estimate_bytes(cfg, registry) or 0
+        if groups[-1] and used + need > budget:
+            groups.append([])
+            used = 0
+        groups[-1].append(cfg)
+        used += need
+    return groups
+
+
 def batch_blocker(configs: Sequence[RunConfig], datas: Sequence[Any], registry: Registry) -> str | None:
     """Why these runs' configurations and data cannot train as one program, or ``None`` if they can."""
     if any(batch_key(c, registry) != batch_key(configs[0], registry) for c in configs):

@@ -140,25 +140,24 @@ class Suite:
     def groups(self, configs: list[RunConfig] | None = None, registry: Registry | None = None) -> list[list[RunConfig]]:
         """Configurations grouped by variant (same config but for the seed), in suite order; with the
         ``registry``, by :func:`grokbench.batching.batch_key` (same config but for the seed and the
-        hyperparameters the components declare batchable).
+        hyperparameters the components declare batchable), each split so that its batched program's estimated
+        memory stays under :data:`grokbench.batching.GROUP_BYTES`.
 
         A group is the unit an executor hands to one worker, so that a model that
         trains several runs at once can do so.
         """
         configs = self.unique_configs() if configs is None else configs
-        by_key: dict[str, list[RunConfig]] = {}
+        if registry is not None:
+            from .batching import batch_groups  # imports torch: not at import time (grokbench --help)
+
+            return batch_groups(configs, registry)
+        by_variant: dict[str, list[RunConfig]] = {}
         for cfg in configs:
-            by_key.setdefault(cfg.variant if registry is None else _batch_key(cfg, registry), []).append(cfg)
-        return list(by_key.values())
+            by_variant.setdefault(cfg.variant, []).append(cfg)
+        return list(by_variant.values())
 
     def members(self) -> list[tuple[str, str]]:
         return [(r.label, r.config.hash) for r in self.runs]
-
-
-def _batch_key(cfg: RunConfig, registry: Registry) -> str:
-    from .batching import batch_key  # imports torch: not at import time (grokbench --help)
-
-    return batch_key(cfg, registry)
 
 
 def _flatten_grid(grid: Mapping[str, Any], prefix: str = "") -> dict[str, list[Any]]:

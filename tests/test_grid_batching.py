@@ -4,9 +4,10 @@ one batched program, each with its own hyperparameters, and each gets the number
 import pytest
 import torch
 
-from grokbench.batching import batch_key, stack_components
+from grokbench.batching import batch_groups, batch_key, split_by_memory, stack_components
 from grokbench.config import parse_assignments, resolve_config
-from grokbench.contracts import batchable_fields, per_member
+from grokbench.contracts import batchable_fields
+from grokbench.limits import estimate_bytes
 from grokbench.plugin_manager import get_registry
 from grokbench.runner import train_config, train_group
 from grokbench.suites import load_suite
@@ -176,3 +177,13 @@ def test_seedwise_components_with_per_member_hyperparameters_step_each_slice_as_
                 assert torch.allclose(p[i], q, rtol=0, atol=1e-14), name
         checked += 1
     assert checked >= (4 if kind == "optimizer" else 2)
+
+
+def test_a_group_is_split_to_stay_under_its_memory_budget():
+    registry = get_registry()
+    cfgs = grid([(0, [f"optimizer.lr={lr}"]) for lr in (1e-3, 2e-3, 3e-3, 4e-3, 5e-3)])
+    need = estimate_bytes(cfgs[0], registry)
+    assert need and all(estimate_bytes(c, registry) == need for c in cfgs)
+    assert [len(g) for g in batch_groups(cfgs, registry)] == [5]
+    assert [len(g) for g in split_by_memory(cfgs, registry, budget=2 * need)] == [2, 2, 1]
+    assert [len(g) for g in split_by_memory(cfgs, registry, budget=need // 2)] == [1, 1, 1, 1, 1]  # one run at least
