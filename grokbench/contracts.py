@@ -634,8 +634,9 @@ class Executor(Component):
     ``work`` is a picklable module-level function that takes a list of
     :class:`grokbench.config.RunConfig` and returns a list of
     :class:`grokbench.runner.RunResult`, one per config; call it exactly as
-    given, on one group per call, so that a model can batch the seeds of a
-    group. An executor never writes to the results store.
+    given, on one group per call, so that a model can batch the runs of a
+    group (seeds and batchable hyperparameters, :func:`grokbench.batching.batch_groups`).
+    An executor never writes to the results store.
     """
 
     CAPABILITIES: ClassVar[Mapping[str, Capability]] = {
