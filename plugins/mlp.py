@@ -53,7 +53,9 @@ class ReluMLP(Model):
 
     def apply(self, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         w1 = params["W1"]
-        onehot = torch.nn.functional.one_hot(x, self.spec.vocab_size).to(w1.dtype).flatten(1)  # [n, k·V]
+        # [n, k·V]; a comparison, not F.one_hot, which reads the largest index back (no vmap: seeds would not batch)
+        vocab = torch.arange(self.spec.vocab_size, device=x.device)
+        onehot = (x[..., None] == vocab).to(w1.dtype).flatten(1)
         hidden = onehot @ w1.reshape(-1, w1.shape[-1]) + params["b1"]  # [n, h]
         return torch.relu(hidden) @ params["W2"] + params["b2"]
 

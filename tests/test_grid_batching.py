@@ -187,3 +187,30 @@ def test_a_group_is_split_to_stay_under_its_memory_budget():
     assert [len(g) for g in batch_groups(cfgs, registry)] == [5]
     assert [len(g) for g in split_by_memory(cfgs, registry, budget=2 * need)] == [2, 2, 1]
     assert [len(g) for g in split_by_memory(cfgs, registry, budget=need // 2)] == [1, 1, 1, 1, 1]  # one run at least
+
+
+def test_a_grid_of_a_model_without_a_hand_written_step_batches_through_torch_func():
+    """relu-mlp batches through torch.func (FunctionalBatch): init scales, learning rates and decays per member."""
+    registry = get_registry()
+    cfgs = [
+        resolve_config(
+            registry,
+            task="modadd-cls",
+            model="relu-mlp",
+            optimizer="adamw",
+            regularizer="none",
+            overrides=parse_assignments(
+                ["task.p=7", "model.width=16", "train.steps=60", "train.eval_every=20", "train.dtype=float64", *items]
+            ),
+            seed=seed,
+        )
+        for seed, items in [
+            (0, ["model.init_scale=1.0", "optimizer.lr=0.01"]),
+            (0, ["model.init_scale=0.5", "optimizer.lr=0.003", "optimizer.weight_decay=1.0"]),
+            (2, ["model.init_scale=2.0", "optimizer.lr=0.01"]),
+        ]
+    ]
+    notices = []
+    batched = train_group(cfgs, registry=registry, notice=notices.append)
+    assert notices == [] and all(r.environment["batched_seeds"] == 3 for r in batched)
+    assert_same_runs(batched, [train_config(cfg, registry=registry) for cfg in cfgs], 1e-10)
