@@ -53,9 +53,10 @@ class ReluMLP(Model):
 
     def apply(self, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         w1 = params["W1"]
-        # [n, k·V]; a comparison, not F.one_hot, which reads the largest index back (no vmap: seeds would not batch)
+        # one-hot by comparison with arange (F.one_hot checks its input with .item(), which torch.func's vmap
+        # refuses, so seeds could not train as one program): the same 0/1 matrix
         vocab = torch.arange(self.spec.vocab_size, device=x.device)
-        onehot = (x[..., None] == vocab).to(w1.dtype).flatten(1)
+        onehot = (x.unsqueeze(-1) == vocab).to(w1.dtype).flatten(1)  # [n, k·V]
         hidden = onehot @ w1.reshape(-1, w1.shape[-1]) + params["b1"]  # [n, h]
         return torch.relu(hidden) @ params["W2"] + params["b2"]
 
