@@ -167,7 +167,6 @@ def run(
     """Train one model on one task, save the run as it trains, and print its summary."""
     from .config import parse_seeds
     from .display import seeds_line, summary_text
-    from .reports import metric_declarations
     from .runner import run as run_one
     from .runner import run_seeds
 
@@ -202,6 +201,8 @@ def run(
             log_dir=log_dir,
             **options,
         )
+    from .reports import metric_declarations  # after training: it imports pandas
+
     columns = () if as_json else metric_declarations().columns
     texts = [json.dumps(r.to_json()) if as_json else summary_text(r.to_json(), columns) for r in results]
     if len(results) > 1 and not as_json:

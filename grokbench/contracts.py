@@ -24,6 +24,37 @@ class Params(StrictModel):
     """Base class of every component's parameters: unknown keys are an error."""
 
 
+#: ``json_schema_extra`` of a ``Params`` field that may differ between the runs of one batched program
+#: (``Field(..., json_schema_extra=BATCHABLE)``). What declaring it promises depends on the kind:
+#:
+#: * a task, model or metric field: it changes only what each run builds for itself (its data split, its
+#:   initial parameters, its metric), never a shape nor the training step, since each run of a batched
+#:   program builds its own task data, model and metrics and the step is the first run's;
+#: * an optimizer or regularizer field: in a batched program whose runs differ in it, a ``seedwise``
+#:   component is built once with the field set to a float64 tensor ``[G]`` of the runs' values (a field on
+#:   which they agree stays a plain number) and applies row g's value to slice g of every stacked tensor
+#:   (see :func:`per_member`); a component that is not ``seedwise`` is built per run with its own values.
+BATCHABLE: dict[str, Any] = {"batchable": True}
+
+
+def batchable_fields(params: type[BaseModel]) -> frozenset[str]:
+    """The fields of a ``Params`` model declared :data:`BATCHABLE`."""
+    return frozenset(
+        name
+        for name, info in params.model_fields.items()
+        if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("batchable") is True
+    )
+
+
+def per_member(value: float | torch.Tensor, like: torch.Tensor) -> float | torch.Tensor:
+    """A hyperparameter as it applies to ``like``, a tensor stacked along a leading member dimension ``[G, ...]``:
+    a number as it is; a tensor ``[G]`` of the members' values (see :data:`BATCHABLE`) as ``[G, 1, ...]`` in
+    ``like``'s dtype, so that it broadcasts row by row."""
+    if not isinstance(value, torch.Tensor):
+        return value
+    return value.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+
+
 class Capability(NamedTuple):
     """An optional capability a component class may declare in its ``capabilities``."""
 
@@ -418,8 +449,9 @@ class Regularizer(Component):
             grads = torch.autograd.grad(self.penalty(leaves), leaves, allow_unused=True)
         return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
 
-    def decoupled_update(self, params: list[torch.Tensor], lr: float) -> None:
-        """Capability ``decoupled``: update ``params`` in place before each optimizer step (``lr`` is the optimizer's)."""
+    def decoupled_update(self, params: list[torch.Tensor], lr: float | torch.Tensor) -> None:
+        """Capability ``decoupled``: update ``params`` in place before each optimizer step (``lr`` is the optimizer's:
+        a tensor ``[G]`` in a batched program whose members differ in it, see :data:`BATCHABLE`)."""
         raise NotImplementedError(f"regularizer '{self.name}' does not declare capability 'decoupled'")
 
 
@@ -602,8 +634,9 @@ class Executor(Component):
     ``work`` is a picklable module-level function that takes a list of
     :class:`grokbench.config.RunConfig` and returns a list of
     :class:`grokbench.runner.RunResult`, one per config; call it exactly as
-    given, on one group per call, so that a model can batch the seeds of a
-    group. An executor never writes to the results store.
+    given, on one group per call, so that a model can batch the runs of a
+    group (seeds and batchable hyperparameters, :func:`grokbench.batching.batch_groups`).
+    An executor never writes to the results store.
     """
 
     CAPABILITIES: ClassVar[Mapping[str, Capability]] = {

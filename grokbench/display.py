@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
@@ -15,6 +15,9 @@ from tabulate import tabulate
 from .benchmark import read_benchmark_spec
 from .contracts import SummaryColumn
 from .registry import KINDS, Registry
+
+if TYPE_CHECKING:  # pandas is imported where a frame is built: `grokbench run` prints its summary without it
+    import pandas as pd
 
 KIND_TITLES = {
     "task": "Tasks",
@@ -162,7 +165,7 @@ def summary_text(result: dict[str, Any], columns: Sequence[SummaryColumn] = ()) 
 def seeds_line(results: list[dict[str, Any]]) -> str:
     """One line after several seeds: how many generalized, median t_generalize, and the wall time (shared when batched)."""
     times = sorted(r["t_generalize"] for r in results if r.get("t_generalize") is not None)
-    median = "-" if not times else _fmt(float(pd.Series(times).median()))
+    median = "-" if not times else _fmt(float(statistics.median(times)))
     walls = {r.get("group_wall_seconds") for r in results}
     if None not in walls and len(walls) == 1:
         wall = f"{walls.pop():.2f} s wall for all {len(results)} seeds together (one batched program; not per seed)"
@@ -179,6 +182,8 @@ def runs_text(frame: pd.DataFrame) -> str:
 
 
 def run_text(run: dict[str, Any], curves: pd.DataFrame, max_rows: int = 20) -> str:
+    import pandas as pd
+
     lines = [
         f"run {run['id']}  ({run['created_at']})",
         f"status: {run['status']}" + (f" ({run['message']})" if run["message"] else ""),

@@ -179,7 +179,7 @@ def run_suite(
             suite.name, str(target.path), executor, planned=len(configs), skipped=len(configs) - len(pending)
         )
         target.register_suite(suite.name, suite.source, suite.spec.model_dump(mode="json"), suite.members())
-        groups = suite.groups(pending)
+        groups = suite.groups(pending, registry)
         work = functools.partial(train_work, registry=registry) if runner.supports("in-process") else train_work
         bar = _bar(len(configs), outcome.skipped, progress, f"suite {suite.name}")
 

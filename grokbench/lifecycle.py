@@ -364,9 +364,9 @@ class Lifecycle:
 
 
 def _empty() -> Any:
-    import pandas as pd
-
-    return pd.DataFrame({"step": []})
+    """The curves of the stub result a run starts with: none. The stub only becomes its stored row
+    (``RunResult.record`` reads no curves), so no frame is built: pandas is not imported before the first step."""
+    return []
 
 
 # ------------------------------------------------------------------ resume

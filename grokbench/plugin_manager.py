@@ -116,14 +116,20 @@ def load_plugins(
     loaded: list[tuple[PluginInfo, Any]] = []
 
     candidates: list[tuple[PluginInfo, Any]] = []
+    # a distribution's name and version, read once: each read parses its METADATA file again, and the entry
+    # points of one distribution share its Distribution object
+    dist_meta: dict[int, tuple[str | None, str | None]] = {}
     if entry_points and entry_points_enabled():
         for ep in _entry_points():
             if ep.name in replaced:
                 continue
             dist = getattr(ep, "dist", None)
-            if allowed is not None and (dist is None or _normalize(dist.name) not in allowed):
+            if id(dist) not in dist_meta:
+                dist_meta[id(dist)] = (dist.name, dist.version) if dist is not None else (None, None)
+            dist_name, dist_version = dist_meta[id(dist)]
+            if allowed is not None and (dist_name is None or _normalize(dist_name) not in allowed):
                 continue
-            info = PluginInfo(ep.name, dist.name if dist else None, dist.version if dist else None, module=ep.value)
+            info = PluginInfo(ep.name, dist_name, dist_version, module=ep.value)
             if ep.name in disabled:
                 info.disabled = True
                 registry.plugins.append(info)

@@ -19,15 +19,17 @@ import traceback as tb
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import torch
 
 from . import __version__
 from .checks import describe_failure
 from .config import RunConfig
 from .registry import Entry
+
+if TYPE_CHECKING:  # pandas is imported when a result is made, not before the first training step
+    import pandas as pd
 
 DEBUG_ENV = "GROKBENCH_DEBUG"
 

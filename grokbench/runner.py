@@ -11,8 +11,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import pandas as pd
-
 from . import batching
 from .batching import batch_blocker
 from .building import Prepared, build, prepare, start
@@ -65,6 +63,8 @@ def _result(
     traceback: str | None = None,
     **env: Any,
 ) -> RunResult:
+    import pandas as pd  # here, not at import: a run's first step does not wait for it
+
     summary = summarize(curves, prep.cfg.train)
     known = [e.component for e in registry.entries["metric"].values()]
     summary.update(metric_summaries(curves, summary, prep.metrics, known))
@@ -175,11 +175,11 @@ def train_group(
     """Train several configurations in this process, one result each, in order; nothing is saved.
 
     This is the unit of work an executor hands to a worker. Configurations that
-    differ only in their seed train together as one batched program (each seed's
-    parameters stacked along a leading dimension) when the model supports it
-    (see :mod:`grokbench.batching`); each result is then what training that seed alone gives, within float
+    differ only in their seed and batchable hyperparameters train together as one batched program (each
+    run's parameters stacked along a leading dimension) when the model supports it
+    (see :mod:`grokbench.batching`); each result is then what training that run alone gives, within float
     rounding; its ``wall_seconds`` is the group's wall time divided by the
-    number of seeds, and its environment records ``batched_seeds`` and
+    number of runs, and its environment records ``batched_seeds`` (the number of runs) and
     ``group_wall_seconds``. Otherwise they run one after another, and
     ``notice`` (default: a line on stderr) is told why.
 
@@ -194,7 +194,7 @@ def train_group(
     batched: BatchedModel | str
     try:
         preps = [prepare(cfg, registry) for cfg in cfgs]
-        reason = batch_blocker([p.cfg for p in preps], [p.data for p in preps])
+        reason = batch_blocker([p.cfg for p in preps], [p.data for p in preps], registry)
         batched = reason if reason else batching.stack([p.model for p in preps])
     except GrokbenchError:
         raise
@@ -215,14 +215,17 @@ def train_group(
 
         return on_eval
 
-    members = [Member(p.data, p.model, p.metrics, p.cfg.seed, report(i)) for i, p in enumerate(preps)]
+    members = [
+        Member(p.data, p.model, p.metrics, p.cfg.seed, report(i), p.optimizer, p.regularizer)
+        for i, p in enumerate(preps)
+    ]
     try:
         outcomes = train_members(
             task=first.task,
             members=members,
             trainable=batched,
-            optimizer=first.optimizer,
-            regularizer=first.regularizer,
+            optimizer=batching.stack_components([p.optimizer for p in preps], first.device),
+            regularizer=batching.stack_components([p.regularizer for p in preps], first.device),
             cfg=first.cfg.train,
             on_step=bar.step,
         )

@@ -18,11 +18,12 @@ import time
 from collections.abc import Iterable
 from contextlib import closing
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, StoreError
+
+if TYPE_CHECKING:  # imported by the methods that read frames: a run's start writes to the store without it
+    import pandas as pd
 
 APPLICATION_ID = 0x47524F4B  # "GROK"
 DEFAULT_PATH = "grokbench.db"
@@ -382,6 +383,7 @@ class Store:
             return [{**dict(r), "reasons": json.loads(r["reasons"])} for r in rows]
 
     def suites(self) -> pd.DataFrame:
+        import pandas as pd
         with closing(self.connect()) as conn:
             return pd.read_sql_query("SELECT name, source, updated_at FROM suites ORDER BY name", conn)
 
@@ -398,6 +400,7 @@ class Store:
         With ``suite``, only that suite's planned runs that are stored (the newest run of each config);
         without, every run, labelled by the suite entry that planned it where one did.
         """
+        import pandas as pd
         if suite is not None:
             self.suite_spec(suite)  # an unknown suite is bad input
             query = (
@@ -420,6 +423,7 @@ class Store:
 
     def curves_long(self, run_ids: Iterable[str]) -> pd.DataFrame:
         """Curves of several runs in long format: run_id, step, name, value."""
+        import pandas as pd
         ids = list(run_ids)
         with closing(self.connect()) as conn:
             if not ids:
@@ -434,6 +438,7 @@ class Store:
     # ------------------------------------------------------------------ reading
 
     def runs(self, limit: int | None = None) -> pd.DataFrame:
+        import pandas as pd
         query = (
             "SELECT id, created_at, task, model, regularizer, optimizer, preset, seed, status, "
             + ", ".join(SUMMARY_COLUMNS)
@@ -462,6 +467,7 @@ class Store:
 
     def curves(self, run_id: str) -> pd.DataFrame:
         """Curves of a run, one row per evaluation step, one column per curve."""
+        import pandas as pd
         with closing(self.connect()) as conn:
             long = pd.read_sql_query("SELECT step, name, value FROM curves WHERE run_id = ?", conn, params=(run_id,))
         if long.empty:

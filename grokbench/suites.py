@@ -137,13 +137,20 @@ class Suite:
         """Each configuration once, in the order the suite first asks for it."""
         return list({r.config.hash: r.config for r in self.runs}.values())
 
-    def groups(self, configs: list[RunConfig] | None = None) -> list[list[RunConfig]]:
-        """Configurations grouped by variant (same config but for the seed), in suite order.
+    def groups(self, configs: list[RunConfig] | None = None, registry: Registry | None = None) -> list[list[RunConfig]]:
+        """Configurations grouped by variant (same config but for the seed), in suite order; with the
+        ``registry``, by :func:`grokbench.batching.batch_key` (same config but for the seed and the
+        hyperparameters the components declare batchable), each split so that its batched program's estimated
+        memory stays under :data:`grokbench.batching.GROUP_BYTES`.
 
         A group is the unit an executor hands to one worker, so that a model that
-        trains several seeds at once can do so.
+        trains several runs at once can do so.
         """
         configs = self.unique_configs() if configs is None else configs
+        if registry is not None:
+            from .batching import batch_groups  # imports torch: not at import time (grokbench --help)
+
+            return batch_groups(configs, registry)
         by_variant: dict[str, list[RunConfig]] = {}
         for cfg in configs:
             by_variant.setdefault(cfg.variant, []).append(cfg)

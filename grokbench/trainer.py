@@ -80,6 +80,10 @@ class Member:
     metrics: list[Metric]
     seed: int
     on_eval: Callable[[dict[str, float]], None]
+    #: this run's own optimizer and regularizer (its own hyperparameters), stepped on its own when the
+    #: program's components are not ``seedwise``; ``None``: the program's
+    optimizer: Optimizer | None = None
+    regularizer: Regularizer | None = None
 
 
 def train(
@@ -164,14 +168,16 @@ def train_members(
         fitted.fit(task, members[0].data)
     else:
         assert optimizer is not None and regularizer is not None, "only a closed-form model trains without them"
-        reg: Regularizer = regularizer
-        lr = float(optimizer.params.lr)
-        penalty, decoupled = reg.supports("penalty"), reg.supports("decoupled")
+        penalty, decoupled = regularizer.supports("penalty"), regularizer.supports("decoupled")
         params = list(trainable.parameters().values())
-        # seedwise components step the stacked tensors at once; others step each seed's views on its own
+        # seedwise components step the stacked tensors at once (hyperparameters on which the members differ
+        # as tensors [G]: see contracts.BATCHABLE); others step each member's views with its own components
         per_seed = batched and not (optimizer.supports("seedwise") and regularizer.supports("seedwise"))
         groups = [[p[i] for p in params] for i in range(len(members))] if per_seed else [params]
-        states = [optimizer.build(group) for group in groups]
+        optimizers = [m.optimizer or optimizer for m in members] if per_seed else [optimizer]
+        regs: list[Regularizer] = [m.regularizer or regularizer for m in members] if per_seed else [regularizer]
+        states = [opt.build(group) for opt, group in zip(optimizers, groups)]
+        lrs = [o.params.lr if isinstance(o.params.lr, torch.Tensor) else float(o.params.lr) for o in optimizers]
     batches = [Batches(m.data, cfg.batch_size, m.seed) for m in members]
     if resume is not None:  # single runs only (checkpoints are per run)
         restore(resume, trainable, states, batches)
@@ -232,7 +238,7 @@ def train_members(
                 active.remove(i)
         if not active:
             break
-        for i, (group, state) in enumerate(zip(groups, states)):
+        for i, (group, state, lr, reg) in enumerate(zip(groups, states, lrs, regs)):
             group_grads = [g[i] for g in grads] if per_seed else grads
             if penalty:
                 for g, e in zip(group_grads, reg.penalty_grads(group)):

@@ -37,7 +37,7 @@ import torch
 from pydantic import Field, PositiveFloat
 
 from grokbench import hookimpl
-from grokbench.contracts import Optimizer, OptimizerState, Params
+from grokbench.contracts import BATCHABLE, Optimizer, OptimizerState, Params
 
 from .optimizers import AdamStep, SGDStep
 
@@ -73,16 +73,25 @@ class Grokfast(Optimizer):
     name = "grokfast"
 
     class Params(Params):
-        lr: PositiveFloat = Field(1e-3, description="learning rate η of the base optimizer")
-        alpha: float = Field(0.98, ge=0, lt=1, description="EMA momentum α of the gradient filter")
+        lr: PositiveFloat = Field(
+            1e-3, description="learning rate η of the base optimizer", json_schema_extra=BATCHABLE
+        )
+        alpha: float = Field(
+            0.98, ge=0, lt=1, description="EMA momentum α of the gradient filter", json_schema_extra=BATCHABLE
+        )
         lamb: float = Field(
-            2.0, ge=0, description="amplification λ of the slow component (0: the base optimizer alone)"
+            2.0,
+            ge=0,
+            description="amplification λ of the slow component (0: the base optimizer alone)",
+            json_schema_extra=BATCHABLE,
         )
         base: Literal["adamw", "gd"] = Field("adamw", description="update rule applied to the filtered gradient")
-        beta1: float = Field(0.9, ge=0, lt=1, description="adamw only")
-        beta2: float = Field(0.98, ge=0, lt=1, description="adamw only")
-        eps: PositiveFloat = Field(1e-8, description="adamw only")
-        weight_decay: float = Field(0.0, ge=0, description="adamw only: decoupled weight decay")
+        beta1: float = Field(0.9, ge=0, lt=1, description="adamw only", json_schema_extra=BATCHABLE)
+        beta2: float = Field(0.98, ge=0, lt=1, description="adamw only", json_schema_extra=BATCHABLE)
+        eps: PositiveFloat = Field(1e-8, description="adamw only", json_schema_extra=BATCHABLE)
+        weight_decay: float = Field(
+            0.0, ge=0, description="adamw only: decoupled weight decay", json_schema_extra=BATCHABLE
+        )
 
     def build(self, params):
         p = self.params

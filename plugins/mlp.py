@@ -22,7 +22,7 @@ import torch
 from pydantic import Field, PositiveFloat, PositiveInt
 
 from grokbench import hookimpl
-from grokbench.contracts import DataSpec, Model, Params
+from grokbench.contracts import BATCHABLE, DataSpec, Model, Params
 
 
 class ReluMLP(Model):
@@ -33,7 +33,9 @@ class ReluMLP(Model):
 
     class Params(Params):
         width: PositiveInt = Field(256, description="hidden width h")
-        init_scale: PositiveFloat = Field(1.0, description="multiplies every initial weight matrix")
+        init_scale: PositiveFloat = Field(
+            1.0, description="multiplies every initial weight matrix", json_schema_extra=BATCHABLE
+        )
 
     def __init__(self, params, spec: DataSpec, *, generator, device="cpu", dtype=torch.float32):
         super().__init__(params, spec, generator=generator, device=device, dtype=dtype)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 from grokbench import hookimpl
-from grokbench.contracts import ClassificationTask, DataSpec, Params, Predict, Task, TaskData
+from grokbench.contracts import BATCHABLE, ClassificationTask, DataSpec, Params, Predict, Task, TaskData
 
 from .losses import classification_loss
 
@@ -44,7 +44,9 @@ class SplitParams(Params):
     n_train: int | str | None = Field(
         None, description="number of training examples, or a formula such as '2*p^(5/3)'; excludes train_fraction"
     )
-    split_seed: int | None = Field(None, description="seed of the train/test split (default: the run's seed)")
+    split_seed: int | None = Field(
+        None, description="seed of the train/test split (default: the run's seed)", json_schema_extra=BATCHABLE
+    )
 
     #: number of one-hot positions per example
     positions: ClassVar[int] = 2

@@ -4,6 +4,12 @@ All update parameters in place from the gradients the trainer passes. Whether
 training is full batch or minibatch is the trainer's ``train.batch_size``, not
 the optimizer's: ``gd`` on minibatches is plain SGD without momentum.
 
+Every float hyperparameter is declared ``BATCHABLE``: a grid over them trains as
+one batched program. The element-wise (``seedwise``) updates then take the
+hyperparameters on which the runs differ as tensors ``[G]`` and apply row g to
+slice g of the stacked parameters (``per_member``); with plain numbers they run
+the exact single-run code.
+
 The element-wise updates (gd, sgd, adam, adamw) are written out here, each
 exactly as ``torch.optim``'s single-tensor path computes it (the tests check
 equality bit for bit against ``torch.optim``), rather than by wrapping a
@@ -20,37 +26,61 @@ import torch
 from pydantic import Field, PositiveFloat
 
 from grokbench import hookimpl
-from grokbench.contracts import Optimizer, OptimizerState, Params
+from grokbench.contracts import BATCHABLE, Optimizer, OptimizerState, Params, per_member
+
+#: a hyperparameter: a number, or (in a batched program whose runs differ in it) a tensor [G] of theirs
+Hyper = float | torch.Tensor
+
+
+def _varies(*values: Hyper) -> bool:
+    return any(isinstance(v, torch.Tensor) for v in values)
 
 
 class Betas(Params):
-    lr: PositiveFloat = Field(1e-3, description="learning rate η")
-    beta1: float = Field(0.9, ge=0, lt=1)
-    beta2: float = Field(0.999, ge=0, lt=1)
-    eps: PositiveFloat = 1e-8
+    lr: PositiveFloat = Field(1e-3, description="learning rate η", json_schema_extra=BATCHABLE)
+    beta1: float = Field(0.9, ge=0, lt=1, json_schema_extra=BATCHABLE)
+    beta2: float = Field(0.999, ge=0, lt=1, json_schema_extra=BATCHABLE)
+    eps: PositiveFloat = Field(1e-8, json_schema_extra=BATCHABLE)
 
 
 class SGDStep(OptimizerState):
     """torch.optim.SGD's update (dampening 0): θ ← θ − η g, with g = b ← μ b + ∇L (b₀ = ∇L) under momentum μ,
     or g = ∇L + μ b (Nesterov)."""
 
-    def __init__(self, params: list[torch.Tensor], lr: float, momentum: float = 0.0, nesterov: bool = False):
+    def __init__(self, params: list[torch.Tensor], lr: Hyper, momentum: Hyper = 0.0, nesterov: bool = False):
         self.params, self.lr, self.momentum, self.nesterov = params, lr, momentum, nesterov
         self.buffers: list[torch.Tensor] | None = None
 
     @torch.no_grad()
     def step(self, grads: list[torch.Tensor]) -> None:
-        if self.momentum:
+        if _varies(self.lr, self.momentum):
+            return self._step_members(grads)
+        lr, momentum = float(self.lr), float(self.momentum)
+        if momentum:
             if self.buffers is None:
                 self.buffers = [g.detach().clone() for g in grads]
             else:
                 for b, g in zip(self.buffers, grads):
-                    b.mul_(self.momentum).add_(g)
+                    b.mul_(momentum).add_(g)
+            grads = [g.add(b, alpha=momentum) for g, b in zip(grads, self.buffers)] if self.nesterov else self.buffers
+        for p, g in zip(self.params, grads):
+            p.add_(g, alpha=-lr)
+
+    def _step_members(self, grads: list[torch.Tensor]) -> None:
+        """The same update with per-member hyperparameters ``[G]`` on parameters stacked ``[G, ...]``."""
+        if isinstance(self.momentum, torch.Tensor) or self.momentum:
+            if self.buffers is None:
+                self.buffers = [g.detach().clone() for g in grads]
+            else:
+                for b, g in zip(self.buffers, grads):
+                    b.mul_(per_member(self.momentum, b)).add_(g)
             grads = (
-                [g.add(b, alpha=self.momentum) for g, b in zip(grads, self.buffers)] if self.nesterov else self.buffers
+                [g + per_member(self.momentum, g) * b for g, b in zip(grads, self.buffers)]
+                if self.nesterov
+                else self.buffers
             )
         for p, g in zip(self.params, grads):
-            p.add_(g, alpha=-self.lr)
+            p.sub_(g * per_member(self.lr, p))
 
     def state_dict(self) -> dict[str, Any]:
         return {"momentum_buffers": self.buffers}
@@ -65,7 +95,7 @@ class AdamStep(OptimizerState):
     m ← β₁-lerp, v ← β₂ v + (1 − β₂) g², θ ← θ − η/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε)."""
 
     def __init__(
-        self, params: list[torch.Tensor], lr: float, beta1: float, beta2: float, eps: float, weight_decay: float = 0.0
+        self, params: list[torch.Tensor], lr: Hyper, beta1: Hyper, beta2: Hyper, eps: Hyper, weight_decay: Hyper = 0.0
     ):
         self.params, self.lr, self.beta1, self.beta2, self.eps, self.weight_decay = (
             params,
@@ -84,15 +114,40 @@ class AdamStep(OptimizerState):
     def step(self, grads: list[torch.Tensor]) -> None:
         self.t += 1
         step = float(self.t)
-        step_size = self.lr / (1 - self.beta1**step)
-        bias_correction2_sqrt = (1 - self.beta2**step) ** 0.5
+        if _varies(self.lr, self.beta1, self.beta2, self.eps, self.weight_decay):
+            return self._step_members(grads, step)
+        lr, beta1, beta2 = float(self.lr), float(self.beta1), float(self.beta2)
+        eps, weight_decay = float(self.eps), float(self.weight_decay)
+        step_size = lr / (1 - beta1**step)
+        bias_correction2_sqrt = (1 - beta2**step) ** 0.5
         for p, g, m, v, denom in zip(self.params, grads, self.exp_avg, self.exp_avg_sq, self.denom):
-            if self.weight_decay:
-                p.mul_(1 - self.lr * self.weight_decay)
-            m.lerp_(g, 1 - self.beta1)
-            v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
-            torch.sqrt(v, out=denom).div_(bias_correction2_sqrt).add_(self.eps)
+            if weight_decay:
+                p.mul_(1 - lr * weight_decay)
+            m.lerp_(g, 1 - beta1)
+            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            torch.sqrt(v, out=denom).div_(bias_correction2_sqrt).add_(eps)
             p.addcdiv_(m, denom, value=-step_size)
+
+    def _step_members(self, grads: list[torch.Tensor], step: float) -> None:
+        """The same update with per-member hyperparameters ``[G]`` on parameters stacked ``[G, ...]``: each
+        member's scalars computed in float64, as Python computes them for a single run; a hyperparameter that
+        is a number keeps its single-run operation (same number of passes over the parameters)."""
+        lr, beta1, beta2, eps, decay = self.lr, self.beta1, self.beta2, self.eps, self.weight_decay
+        step_size = lr / (1 - beta1**step)
+        bias_correction2_sqrt = (1 - beta2**step) ** 0.5
+        for p, g, m, v, denom in zip(self.params, grads, self.exp_avg, self.exp_avg_sq, self.denom):
+            if isinstance(decay, torch.Tensor) or decay:
+                p.mul_(per_member(1 - lr * decay, p))
+            m.lerp_(g, per_member(1 - beta1, m))
+            if isinstance(beta2, torch.Tensor):
+                v.mul_(per_member(beta2, v)).addcmul_(torch.mul(g, per_member(1 - beta2, g), out=denom), g)
+            else:
+                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            torch.sqrt(v, out=denom).div_(per_member(bias_correction2_sqrt, v)).add_(per_member(eps, v))
+            if isinstance(step_size, torch.Tensor):  # θ − m / (denom / step size)
+                p.addcdiv_(m, denom.div_(per_member(step_size, p)), value=-1)
+            else:
+                p.addcdiv_(m, denom, value=-step_size)
 
     def state_dict(self) -> dict[str, Any]:
         return {"step": self.t, "exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq}
@@ -112,7 +167,7 @@ class GradientDescent(Optimizer):
     capabilities = frozenset({"seedwise"})  # elementwise
 
     class Params(Params):
-        lr: PositiveFloat = Field(1.0, description="learning rate η")
+        lr: PositiveFloat = Field(1.0, description="learning rate η", json_schema_extra=BATCHABLE)
 
     def build(self, params):
         return SGDStep(params, self.params.lr)
@@ -148,8 +203,12 @@ class NormalizedGradientDescent(Optimizer):
     name = "normalized-gd"
 
     class Params(Params):
-        lr: PositiveFloat = Field(10.0, description="step length η (in ℓ2 norm of all parameters)")
-        eps: PositiveFloat = Field(1e-30, description="added to ‖∇L‖₂ to avoid dividing by zero")
+        lr: PositiveFloat = Field(
+            10.0, description="step length η (in ℓ2 norm of all parameters)", json_schema_extra=BATCHABLE
+        )
+        eps: PositiveFloat = Field(
+            1e-30, description="added to ‖∇L‖₂ to avoid dividing by zero", json_schema_extra=BATCHABLE
+        )
 
     def build(self, params):
         return NormalizedStep(params, self.params.lr, self.params.eps)
@@ -162,13 +221,15 @@ class MomentumSGD(Optimizer):
     capabilities = frozenset({"seedwise"})  # elementwise
 
     class Params(Params):
-        lr: PositiveFloat = Field(0.1, description="learning rate η")
-        momentum: float = Field(0.9, ge=0, lt=1)
+        lr: PositiveFloat = Field(0.1, description="learning rate η", json_schema_extra=BATCHABLE)
+        momentum: float = Field(0.9, ge=0, lt=1, json_schema_extra=BATCHABLE)
         nesterov: bool = False
 
     def build(self, params):
         p = self.params
-        return SGDStep(params, p.lr, p.momentum, p.nesterov and p.momentum > 0)
+        # Nesterov with momentum 0 is plain SGD: with per-member momenta, one member's 0 changes nothing
+        nesterov = p.nesterov and bool(torch.as_tensor(p.momentum).gt(0).any())
+        return SGDStep(params, p.lr, p.momentum, nesterov)
 
 
 class Adam(Optimizer):
@@ -190,7 +251,9 @@ class AdamW(Optimizer):
     capabilities = frozenset({"seedwise"})  # elementwise
 
     class Params(Betas):
-        weight_decay: float = Field(0.01, ge=0, description="decoupled weight decay λ (θ ← θ − η λ θ each step)")
+        weight_decay: float = Field(
+            0.01, ge=0, description="decoupled weight decay λ (θ ← θ − η λ θ each step)", json_schema_extra=BATCHABLE
+        )
 
     def build(self, params):
         p = self.params

@@ -25,7 +25,7 @@ import torch
 from pydantic import Field, PositiveFloat
 
 from grokbench import hookimpl
-from grokbench.contracts import Optimizer, OptimizerState, Params
+from grokbench.contracts import BATCHABLE, Optimizer, OptimizerState, Params
 
 from .optimizers import AdamStep, SGDStep
 
@@ -67,13 +67,19 @@ class OrthoGrad(Optimizer):
     name = "orthograd"
 
     class Params(Params):
-        lr: PositiveFloat = Field(1e-3, description="learning rate η of the base optimizer")
+        lr: PositiveFloat = Field(
+            1e-3, description="learning rate η of the base optimizer", json_schema_extra=BATCHABLE
+        )
         base: Literal["adamw", "sgd"] = Field("adamw", description="update rule applied to the projected gradient")
-        beta1: float = Field(0.9, ge=0, lt=1, description="adamw only")
-        beta2: float = Field(0.99, ge=0, lt=1, description="adamw only (the authors' default 0.99)")
-        eps: PositiveFloat = Field(1e-8, description="adamw only")
-        momentum: float = Field(0.8, ge=0, lt=1, description="sgd only (the authors' 0.8)")
-        weight_decay: float = Field(0.0, ge=0, description="the base optimizer's weight decay")
+        beta1: float = Field(0.9, ge=0, lt=1, description="adamw only", json_schema_extra=BATCHABLE)
+        beta2: float = Field(
+            0.99, ge=0, lt=1, description="adamw only (the authors' default 0.99)", json_schema_extra=BATCHABLE
+        )
+        eps: PositiveFloat = Field(1e-8, description="adamw only", json_schema_extra=BATCHABLE)
+        momentum: float = Field(0.8, ge=0, lt=1, description="sgd only (the authors' 0.8)", json_schema_extra=BATCHABLE)
+        weight_decay: float = Field(
+            0.0, ge=0, description="the base optimizer's weight decay", json_schema_extra=BATCHABLE
+        )
 
     def build(self, params):
         p = self.params

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from pydantic import Field, PositiveFloat, field_validator
 
 from grokbench import hookimpl
-from grokbench.contracts import BatchedModel, DataSpec, Model, Params, Task
+from grokbench.contracts import BATCHABLE, BatchedModel, DataSpec, Model, Params, Task
 from grokbench.ntk import input_overlap
 
 #: above this many input pairs the closed-form NTK accumulates its overlap term over shared-token blocks
@@ -53,7 +53,9 @@ class QuadraticNetwork(Model):
 
     class Params(Params):
         width: int | str = Field(512, description="hidden width h: an integer, or a multiple of p such as '4p'")
-        init_scale: PositiveFloat = Field(1.0, description="α, multiplies every initial parameter")
+        init_scale: PositiveFloat = Field(
+            1.0, description="α, multiplies every initial parameter", json_schema_extra=BATCHABLE
+        )
         parameterization: Literal["standard", "mean-field"] = Field(
             "standard", description="standard: V ~ α/√h; mean-field: V ~ α and output divided by h"
         )

@@ -8,6 +8,9 @@
 * ``adamw``: no penalty; before each optimizer step θ ← (1 − η λ) θ, the decoupled
   weight decay of torch.optim.AdamW (so ``adam`` + ``adamw`` is exactly AdamW). Its
   implicit bias is the constraint ‖θ‖∞ ≤ 1/λ (Xie & Li, 2024).
+
+λ is ``BATCHABLE``: runs that differ in it train as one batched program (``l2`` and
+``adamw`` take it as a tensor ``[G]`` there, applied per member; ``linf`` is built per run).
 """
 
 from __future__ import annotations
@@ -16,11 +19,11 @@ import torch
 from pydantic import Field, NonNegativeFloat
 
 from grokbench import hookimpl
-from grokbench.contracts import Params, Regularizer
+from grokbench.contracts import BATCHABLE, Params, Regularizer, per_member
 
 
 class Strength(Params):
-    strength: NonNegativeFloat = Field(1e-4, description="λ")
+    strength: NonNegativeFloat = Field(1e-4, description="λ", json_schema_extra=BATCHABLE)
 
 
 class NoRegularizer(Regularizer):
@@ -41,7 +44,7 @@ class L2(Regularizer):
         return 0.5 * self.params.strength * sum(p.pow(2).sum() for p in params)
 
     def penalty_grads(self, params):
-        return [p * self.params.strength for p in params]
+        return [p * per_member(self.params.strength, p) for p in params]
 
 
 class LInf(Regularizer):
@@ -69,13 +72,15 @@ class AdamWDecay(Regularizer):
     capabilities = frozenset({"seedwise", "decoupled"})  # elementwise
 
     class Params(Params):
-        strength: NonNegativeFloat = Field(1.0, description="λ (the weight_decay of AdamW)")
+        strength: NonNegativeFloat = Field(
+            1.0, description="λ (the weight_decay of AdamW)", json_schema_extra=BATCHABLE
+        )
 
     @torch.no_grad()
     def decoupled_update(self, params, lr):
-        factor = 1.0 - lr * self.params.strength
+        factor = 1.0 - lr * self.params.strength  # a tensor [G] when the members of a batched program differ
         for p in params:
-            p.mul_(factor)
+            p.mul_(per_member(factor, p))
 
 
 @hookimpl

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from grokbench import hookimpl
-from grokbench.contracts import DataSpec, Model, Params, Preset
+from grokbench.contracts import BATCHABLE, DataSpec, Model, Params, Preset
 
 
 class Transformer(Model):
@@ -49,7 +49,9 @@ class Transformer(Model):
         n_heads: PositiveInt = Field(4, description="attention heads (d_head = d_model / n_heads)")
         d_mlp: PositiveInt = Field(512, description="MLP hidden width")
         activation: Literal["relu", "gelu"] = Field("relu", description="MLP activation")
-        init_scale: PositiveFloat = Field(1.0, description="multiplies every initial weight")
+        init_scale: PositiveFloat = Field(
+            1.0, description="multiplies every initial weight", json_schema_extra=BATCHABLE
+        )
 
         @model_validator(mode="after")
         def _heads_divide(self) -> Transformer.Params:
