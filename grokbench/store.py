@@ -384,6 +384,7 @@ class Store:
 
     def suites(self) -> pd.DataFrame:
         import pandas as pd
+
         with closing(self.connect()) as conn:
             return pd.read_sql_query("SELECT name, source, updated_at FROM suites ORDER BY name", conn)
 
@@ -401,6 +402,7 @@ class Store:
         without, every run, labelled by the suite entry that planned it where one did.
         """
         import pandas as pd
+
         if suite is not None:
             self.suite_spec(suite)  # an unknown suite is bad input
             query = (
@@ -424,6 +426,7 @@ class Store:
     def curves_long(self, run_ids: Iterable[str]) -> pd.DataFrame:
         """Curves of several runs in long format: run_id, step, name, value."""
         import pandas as pd
+
         ids = list(run_ids)
         with closing(self.connect()) as conn:
             if not ids:
@@ -439,6 +442,7 @@ class Store:
 
     def runs(self, limit: int | None = None) -> pd.DataFrame:
         import pandas as pd
+
         query = (
             "SELECT id, created_at, task, model, regularizer, optimizer, preset, seed, status, "
             + ", ".join(SUMMARY_COLUMNS)
@@ -468,6 +472,7 @@ class Store:
     def curves(self, run_id: str) -> pd.DataFrame:
         """Curves of a run, one row per evaluation step, one column per curve."""
         import pandas as pd
+
         with closing(self.connect()) as conn:
             long = pd.read_sql_query("SELECT step, name, value FROM curves WHERE run_id = ?", conn, params=(run_id,))
         if long.empty:
