@@ -3,16 +3,16 @@
 import pytest
 import torch
 import torch.nn.functional as F
-
-import grokbench
-from grokbench.contracts import DataSpec
-from grokbench.errors import ConfigError
-from grokbench.ntk import empirical_ntk
 from grokbench_plugins.kernel import JITTER, EmpiricalNTKRegression, InfiniteWidthNTKRegression
 from grokbench_plugins.mlp import ReluMLP
 from grokbench_plugins.modadd import ModAddClassification
 from grokbench_plugins.parity import SparseParity
 from grokbench_plugins.quadratic import QuadraticNetwork
+
+import grokbench
+from grokbench.contracts import DataSpec
+from grokbench.errors import ConfigError
+from grokbench.ntk import empirical_ntk
 
 #: modadd-cls at p = 31, half the pairs (the issue's setting)
 P31 = {"task": {"p": 31, "train_fraction": 0.5}}
