@@ -2,14 +2,19 @@
 
     python docs/regenerate.py                                  # every suite below, inline
     python docs/regenerate.py tasks/paper.toml --executor process --jobs 2
-    python docs/regenerate.py --check                          # regenerate into a scratch folder and compare
+    python docs/regenerate.py --no-train                       # from the stores as they are
+    python docs/regenerate.py --check                          # from the stores as they are, compared
 
 For each suite file: ``grokbench suite run FILE --store STORES/NAME.db`` (runs already stored are not trained
 again, so an interrupted regeneration resumes), then ``grokbench report --suite NAME`` into a scratch folder.
 From that report, ``leaderboard.md`` and ``leaderboard.csv`` go to ``reports/NAME/`` and every plot that a
-page of the docs references as ``figures/NAME-PLOT.png`` goes to ``docs/figures/``. A referenced figure that the
-report did not draw is an error (exit 1). With ``--check`` nothing is written: the leaderboards are compared with
-the committed ones (wall-clock columns left out) and every difference is listed (exit 1 if any).
+page of the docs references as ``figures/NAME-PLOT.png`` (NAME the suite's name, PLOT the report's file name)
+goes to ``docs/figures/``. With ``--no-train`` nothing is trained: each suite is reported from its store as it
+is. ``--check`` trains and writes nothing: it reports from the stores and compares the leaderboards with the
+committed ones (wall-clock columns left out). Errors (exit 1): a leaderboard that differs (every difference is
+listed), a referenced figure that the report does not draw or whose suite has no store, a file in
+docs/figures/ that no page references (a copy nothing rebuilds). A suite without a store (with --no-train or
+--check) is named on stderr, with its committed leaderboard, if any, left as it is.
 
 The suites are named here, not in the core: this script is the docs' build, like ``python -m grokbench.docs``.
 """
@@ -30,7 +35,14 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 #: the suites whose numbers and figures the docs quote
-SUITES = ["tasks/paper.toml", "tasks/scaling.toml", "tasks/paper-mini.toml", "tasks/scaling-mini.toml", "tasks/verdicts.toml"]
+SUITES = [
+    "tasks/paper.toml",
+    "tasks/scaling.toml",
+    "tasks/paper-mini.toml",
+    "tasks/scaling-mini.toml",
+    "tasks/verdicts.toml",
+    "tasks/beyond-modadd-mini.toml",
+]
 #: leaderboard columns that measure the machine, not the science
 MACHINE_COLUMNS = ("wall_seconds", "wall (s)")
 
@@ -75,15 +87,34 @@ def owner(figure: str, names: set[str]) -> str | None:
     return max(prefixes, key=len) if prefixes else None
 
 
-def regenerate(files: list[Path], *, stores: Path, docs: Path, reports: Path, run_options: list[str], check: bool) -> int:
+def regenerate(
+    files: list[Path], *, stores: Path, docs: Path, reports: Path, run_options: list[str], check: bool, train: bool
+) -> int:
     wanted = referenced_figures(docs)
     names = {suite_name(f) for f in files} | {suite_name(ROOT / s) for s in SUITES if (ROOT / s).exists()}
-    problems: list[str] = []
-    stores.mkdir(parents=True, exist_ok=True)
+    problems = [
+        f"docs/figures/{f.name}: no page references it (nothing rebuilds it: delete it or reference it)"
+        for f in sorted((docs / "figures").glob("*.png"))
+        if f.name not in wanted
+    ]
+    problems += [
+        f"the docs reference figures/{f}, which belongs to no suite" for f in sorted(wanted) if not owner(f, names)
+    ]
+    train = train and not check
+    if train:
+        stores.mkdir(parents=True, exist_ok=True)
     for file in files:
         name = suite_name(file)
         store = stores / f"{name}.db"
-        grokbench("suite", "run", str(file), "--store", str(store), "--quiet", *run_options)
+        figures = sorted(f for f in wanted if owner(f, names) == name)
+        if train:
+            grokbench("suite", "run", str(file), "--store", str(store), "--quiet", *run_options)
+        elif not store.exists():
+            committed = reports / name / "leaderboard.csv"
+            kept = f"; {committed.parent} is left as it was" if committed.exists() else ""
+            print(f"{name}: no store at {store}: not reported{kept}", file=sys.stderr)
+            problems += [f"{name}: the docs reference figures/{f}, and the suite has no store" for f in figures]
+            continue
         with tempfile.TemporaryDirectory() as scratch:
             grokbench("report", "--suite", name, "--store", str(store), "--out", scratch)
             made = Path(scratch)
@@ -93,12 +124,15 @@ def regenerate(files: list[Path], *, stores: Path, docs: Path, reports: Path, ru
                 (reports / name).mkdir(parents=True, exist_ok=True)
                 for table in ("leaderboard.md", "leaderboard.csv"):
                     shutil.copyfile(made / table, reports / name / table)
-            for figure in sorted(f for f in wanted if owner(f, names) == name):
-                # the report's own name, or the suite's name and the report's (the scaling plots carry it already)
-                plot = made / figure if (made / figure).exists() else made / figure[len(name) + 1 :]
+            for figure in figures:
+                plot = made / figure[len(name) + 1 :]
                 if not plot.exists():
                     problems.append(f"{name}: the docs reference figures/{figure}, which the report does not draw")
-                elif not check:
+                elif check:
+                    committed_figure = docs / "figures" / figure
+                    if not committed_figure.exists():
+                        problems.append(f"{name}: figures/{figure} is drawn but not in docs/figures")
+                else:
                     (docs / "figures").mkdir(exist_ok=True)
                     shutil.copyfile(plot, docs / "figures" / figure)
         print(f"{name}: {store}", file=sys.stderr)
@@ -110,16 +144,31 @@ def regenerate(files: list[Path], *, stores: Path, docs: Path, reports: Path, ru
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("suites", nargs="*", type=Path, help="suite files (default: the suites the docs quote)")
-    parser.add_argument("--stores", type=Path, default=ROOT / "stores", help="folder of the suites' SQLite stores (default: stores/)")
+    parser.add_argument(
+        "--stores", type=Path, default=ROOT / "stores", help="folder of the suites' SQLite stores (default: stores/)"
+    )
     parser.add_argument("--docs", type=Path, default=ROOT / "docs")
     parser.add_argument("--reports", type=Path, default=ROOT / "reports")
     parser.add_argument("--executor", default="inline")
     parser.add_argument("--jobs", type=int)
-    parser.add_argument("--check", action="store_true", help="compare with the committed leaderboards; write nothing")
+    parser.add_argument("--no-train", action="store_true", help="report from the stores as they are; train nothing")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="report from the stores, compare with the committed leaderboards; write nothing",
+    )
     args = parser.parse_args(argv)
     files = args.suites or [ROOT / s for s in SUITES]
     run_options = ["--executor", args.executor] + (["--jobs", str(args.jobs)] if args.jobs else [])
-    return regenerate(files, stores=args.stores, docs=args.docs, reports=args.reports, run_options=run_options, check=args.check)
+    return regenerate(
+        files,
+        stores=args.stores,
+        docs=args.docs,
+        reports=args.reports,
+        run_options=run_options,
+        check=args.check,
+        train=not args.no_train,
+    )
 
 
 if __name__ == "__main__":

@@ -293,6 +293,10 @@ class Model(Component):
         "ntk": Capability(
             "a closed-form empirical NTK `ntk` (fast path of `grokbench.ntk.empirical_ntk`)", requires=("ntk",)
         ),
+        "ntk-limit": Capability(
+            "the expected eNTK of the first output over initializations, `expected_ntk` (its infinite-width limit)",
+            requires=("expected_ntk",),
+        ),
         "token-weights": Capability(
             "first-layer weights per position and token, `token_weights` (Fourier metrics)", requires=("token_weights",)
         ),
@@ -369,6 +373,11 @@ class Model(Component):
 
         Without it, :func:`grokbench.ntk.empirical_ntk` uses the generic ``torch.func`` path."""
         raise NotImplementedError(f"model '{self.name}' does not declare capability 'ntk'")
+
+    def expected_ntk(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        """Capability ``ntk-limit``: E over initializations (this model's parameters and init) of the first output's
+        eNTK Θ₀₀(x1, x2), float64 ``[n1, n2]``: the kernel of its infinite-width limit at this width."""
+        raise NotImplementedError(f"model '{self.name}' does not declare capability 'ntk-limit'")
 
     @classmethod
     def size(cls, params: Any, spec: DataSpec) -> tuple[int, int]:

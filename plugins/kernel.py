@@ -1,4 +1,11 @@
-"""Kernel models: ``kernel`` (the eNTK of the quadratic network at initialization) and ``ntk-inf`` (its infinite-width limit).
+"""Kernel models: ``kernel`` (a network's eNTK at initialization) and ``ntk-inf`` (its infinite-width limit).
+
+The network is any model plugin, named by the parameter ``network`` (default ``quadratic``, the paper's): ``kernel``
+needs one that declares capability ``ntk`` (its eNTK in closed form) and ``ntk-inf`` one that declares
+``ntk-limit`` (its expected eNTK over initializations). The network is built at initialization with the run's
+seed, from ``width``, ``init_scale`` and ``parameterization`` (those its parameters have; the others must keep
+their defaults) and ``network_params`` (the rest of its parameters). So ``relu-mlp`` on ``sparse-parity`` has
+kernel models of its own, and so has any third-party network.
 
 Both are trained in closed form (capability ``closed-form``): the trainer calls
 :meth:`fit` once and :meth:`set_step` before each evaluation, so their curves
@@ -33,23 +40,48 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, NonNegativeFloat, PositiveFloat
+from pydantic import (
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from grokbench import hookimpl
-from grokbench.contracts import DataSpec, Model, Task, TaskData
-from grokbench.ntk import input_overlap
-
-from .quadratic import QuadraticNetwork
+from grokbench.contracts import DataSpec, Model, Params, Task, TaskData
+from grokbench.errors import ConfigError
+from grokbench.ntk import empirical_ntk
 
 JITTER = 1e-10
-_NET_FIELDS = set(QuadraticNetwork.Params.model_fields)
+#: parameters passed to the network when its own parameters have them (the quadratic network's, at its defaults)
+NETWORK_FIELDS = ("width", "init_scale", "parameterization")
+#: the network when none is named: left out of the stored config, so the runs stored before it keep their hash
+DEFAULT_NETWORK = "quadratic"
 
 
-class KernelParams(QuadraticNetwork.Params):
+class KernelParams(Params):
+    #: the capability the network must declare (set by each kernel model's Params)
+    NEEDS: ClassVar[str] = "ntk"
+
+    network: str = Field(
+        DEFAULT_NETWORK,
+        description="the model plugin whose kernel this is (kernel: it declares 'ntk'; ntk-inf: 'ntk-limit')",
+    )
+    network_params: dict[str, Any] = Field(
+        default_factory=dict, description="the network's parameters other than width, init_scale, parameterization"
+    )
+    width: int | str = Field(512, description="the network's hidden width h (an integer, or a multiple of p: '4p')")
+    init_scale: PositiveFloat = Field(1.0, description="the network's α, multiplies every initial parameter")
+    parameterization: Literal["standard", "mean-field"] = Field(
+        "standard", description="the network's parameterization (for a network that has one)"
+    )
     ridge: NonNegativeFloat = Field(
         0.0, description="ridge ρ added to the kernel's eigenvalues (0: ridgeless, plus a 1e-10·mean(diag K) jitter)"
     )
@@ -58,6 +90,48 @@ class KernelParams(QuadraticNetwork.Params):
         description="step: gradient flow of the linearized network at time lr·step; infinite: the converged kernel regression",
     )
     lr: PositiveFloat = Field(1.0, description="η, the step size of the time axis (time = lr·step)")
+
+    @model_validator(mode="after")
+    def _network_is_valid(self) -> KernelParams:
+        self.network_model()
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out = handler(self)
+        if out.get("network") == DEFAULT_NETWORK:
+            del out["network"]
+        if out.get("network_params") == {}:
+            del out["network_params"]
+        return out
+
+    def network_model(self) -> tuple[type[Model], Params]:
+        """The network's model class and its validated parameters (``ValueError``: one line, why not)."""
+        from grokbench.plugin_manager import get_registry
+
+        try:
+            cls = get_registry().get("model", self.network)
+        except ConfigError as exc:
+            raise ValueError(f"network: {exc}") from None
+        if not cls.supports(self.NEEDS):
+            raise ValueError(f"network '{self.network}' does not declare capability '{self.NEEDS}'")
+        fields = cls.Params.model_fields
+        given: dict[str, Any] = {}
+        for name in NETWORK_FIELDS:
+            value = getattr(self, name)
+            if name in fields:
+                given[name] = value
+            elif value != type(self).model_fields[name].default:
+                raise ValueError(f"network '{self.network}' has no parameter '{name}'")
+        clash = sorted(set(self.network_params) & set(NETWORK_FIELDS))
+        if clash:
+            raise ValueError(f"network_params: set {', '.join(clash)} on the kernel model itself")
+        try:
+            return cls, cls.Params.model_validate({**given, **self.network_params})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise ValueError(f"network '{self.network}': {where}: {first['msg']}") from None
 
 
 class KernelRegression(Model):
@@ -71,9 +145,9 @@ class KernelRegression(Model):
         self, params: KernelParams, spec: DataSpec, *, generator: torch.Generator, device="cpu", dtype=torch.float32
     ):
         super().__init__(params, spec, generator=generator, device=device, dtype=dtype)
-        net_params = QuadraticNetwork.Params(**params.model_dump(include=_NET_FIELDS - {"lr"}))
-        # the quadratic network at initialization, same seed (kernels are computed in float64)
-        self.net = QuadraticNetwork(net_params, spec, generator=generator, device=device, dtype=torch.float64)
+        network, net_params = params.network_model()
+        # the network at initialization, same seed (kernels are computed in float64)
+        self.net = network(net_params, spec, generator=generator, device=device, dtype=torch.float64)
         self.params_ = {"coef": torch.zeros(0, spec.output_dim, device=self.device, dtype=torch.float64)}
         self._cache: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
@@ -154,7 +228,7 @@ def squared_loss_form(task: Task, y: torch.Tensor, n: int, outputs: int, device)
 
 
 class EmpiricalNTKRegression(KernelRegression):
-    """Kernel regression with the eNTK of the quadratic network at initialization (same width, α, seed); never generalizes."""
+    """Kernel regression with a network's eNTK at initialization (same width, α, seed; default: the quadratic network)."""
 
     name = "kernel"
 
@@ -168,43 +242,22 @@ class EmpiricalNTKRegression(KernelRegression):
         )
 
     def gram(self, x1, x2):
-        return self.net.ntk(self.net.params_, x1, x2, self.params.output)
+        return empirical_ntk(self.net, x1, x2, output=self.params.output, method="closed-form")
 
     def init_output(self, x):
         return self.net(x) if self.params.init_output else super().init_output(x)
 
 
 class InfiniteWidthNTKRegression(KernelRegression):
-    """Kernel regression with the quadratic network's expected (infinite-width) NTK, a function of the input overlap only."""
+    """Kernel regression with a network's expected (infinite-width) NTK at initialization (default: the quadratic network)."""
 
     name = "ntk-inf"
 
+    class Params(KernelParams):
+        NEEDS: ClassVar[str] = "ntk-limit"
+
     def gram(self, x1, x2):
-        return infinite_width_ntk(
-            input_overlap(x1, x2, torch.float64),
-            self.spec.positions,
-            self.net.width,
-            self.params.init_scale,
-            self.params.parameterization,
-        )
-
-
-def infinite_width_ntk(
-    overlap: torch.Tensor, positions: int, width: int, alpha: float, parameterization: str
-) -> torch.Tensor:
-    """E_θ₀[Θ₀₀(x, x')] of the quadratic network, a function of the overlap m = ⟨x, x'⟩ alone.
-
-    z = w·x and z' = w·x' are jointly Gaussian with variance α² and covariance α² r, r = m/k
-    (k = positions), so E[z² z'²] = α⁴ (1 + 2 r²) and E[z z'] = α² r. With output scale s and
-    output weights of variance σ_V² (standard: s = 1, σ_V² = α²/h; mean-field: s = 1/h, σ_V² = α²):
-
-        E[Θ](m) = s² h (α⁴ (1 + 2 r²) + 4 σ_V² α² r m).
-
-    Divided by its scale (h for standard), it converges to the eNTK as h → ∞ (law of large numbers).
-    """
-    r = overlap.double() / positions
-    s2, var_v = (1.0, alpha**2 / width) if parameterization == "standard" else (1.0 / width**2, alpha**2)
-    return s2 * width * (alpha**4 * (1 + 2 * r * r) + 4 * var_v * alpha**2 * r * overlap.double())
+        return self.net.expected_ntk(x1, x2)
 
 
 @hookimpl

@@ -48,7 +48,7 @@ class QuadraticNetwork(Model):
     """f(x) = V (W x)², two layers, quadratic activation, no biases (the paper's model)."""
 
     name = "quadratic"
-    capabilities = frozenset({"homogeneous", "batched-step", "ntk", "token-weights", "memory-estimate"})
+    capabilities = frozenset({"homogeneous", "batched-step", "ntk", "ntk-limit", "token-weights", "memory-estimate"})
     homogeneity: ClassVar[int] = 3
 
     class Params(Params):
@@ -163,9 +163,37 @@ class QuadraticNetwork(Model):
                 kernel[rows[:, None], cols] += a[rows] @ z2[cols].T
         return kernel.mul_(s2) if s2 != 1.0 else kernel
 
+    def expected_ntk(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        """E_θ₀[Θ₀₀(x1, x2)] at this width and α: see :func:`infinite_width_ntk`."""
+        return infinite_width_ntk(
+            input_overlap(x1, x2, torch.float64),
+            self.spec.positions,
+            self.width,
+            self.params.init_scale,
+            self.params.parameterization,
+        )
+
     def token_weights(self) -> torch.Tensor:
         k, p = self.spec.positions, self.spec.vocab_size
         return self.params_["W"].reshape(k, p, -1)
+
+
+def infinite_width_ntk(
+    overlap: torch.Tensor, positions: int, width: int, alpha: float, parameterization: str
+) -> torch.Tensor:
+    """E_θ₀[Θ₀₀(x, x')] of the quadratic network, a function of the overlap m = ⟨x, x'⟩ alone.
+
+    z = w·x and z' = w·x' are jointly Gaussian with variance α² and covariance α² r, r = m/k
+    (k = positions), so E[z² z'²] = α⁴ (1 + 2 r²) and E[z z'] = α² r. With output scale s and
+    output weights of variance σ_V² (standard: s = 1, σ_V² = α²/h; mean-field: s = 1/h, σ_V² = α²):
+
+        E[Θ](m) = s² h (α⁴ (1 + 2 r²) + 4 σ_V² α² r m).
+
+    Divided by its scale (h for standard), it converges to the eNTK as h → ∞ (law of large numbers).
+    """
+    r = overlap.double() / positions
+    s2, var_v = (1.0, alpha**2 / width) if parameterization == "standard" else (1.0 / width**2, alpha**2)
+    return s2 * width * (alpha**4 * (1 + 2 * r * r) + 4 * var_v * alpha**2 * r * overlap.double())
 
 
 class StackedQuadratic(BatchedModel):

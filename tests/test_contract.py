@@ -72,8 +72,8 @@ class Declares(QuadraticNetwork):
     [
         ({"capabilities": frozenset({"teleport"})}, "declares unknown capability 'teleport'"),
         ({"capabilities": frozenset({"closed-form"})}, "declares capability 'closed-form' but does not define fit, set_step"),
-        ({"capabilities": frozenset({"batched-step", "ntk", "token-weights"})}, "defines homogeneity without declaring capability 'homogeneous'"),
-        ({"capabilities": frozenset({"homogeneous", "batched-step", "token-weights"})}, "defines ntk without declaring capability 'ntk'"),
+        ({"capabilities": frozenset({"batched-step", "ntk", "ntk-limit", "token-weights"})}, "defines homogeneity without declaring capability 'homogeneous'"),
+        ({"capabilities": frozenset({"homogeneous", "batched-step", "ntk-limit", "token-weights"})}, "defines ntk without declaring capability 'ntk'"),
     ],
     ids=["unknown", "missing-methods", "undeclared-attribute", "undeclared-method"],
 )

@@ -3,12 +3,16 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from grokbench_plugins.kernel import JITTER, EmpiricalNTKRegression, InfiniteWidthNTKRegression
+from grokbench_plugins.mlp import ReluMLP
+from grokbench_plugins.modadd import ModAddClassification
+from grokbench_plugins.parity import SparseParity
+from grokbench_plugins.quadratic import QuadraticNetwork
 
 import grokbench
+from grokbench.contracts import DataSpec
+from grokbench.errors import ConfigError
 from grokbench.ntk import empirical_ntk
-from grokbench_plugins.kernel import EmpiricalNTKRegression, JITTER
-from grokbench_plugins.modadd import ModAddClassification
-from grokbench_plugins.quadratic import QuadraticNetwork
 
 #: modadd-cls at p = 31, half the pairs (the issue's setting)
 P31 = {"task": {"p": 31, "train_fraction": 0.5}}
@@ -98,3 +102,94 @@ def test_flow_is_the_linearized_gradient_flow_and_converges_to_kernel_ridge_regr
     _, _, infinite = kernel_model(time="infinite", ridge=1e-3, lr=0.5)
     infinite.fit(task, data)
     assert torch.allclose(infinite(x), ridge, rtol=1e-6, atol=1e-6)
+
+
+# ------------------------------------------------ kernel models of any network declaring 'ntk' / 'ntk-limit'
+
+def autograd_entk(model, x1, x2):
+    """Θ₀₀ by plain autograd, one example at a time (independent of grokbench.ntk)."""
+    names = list(model.params_)
+
+    def grad(x):
+        leaves = [model.params_[k].detach().clone().requires_grad_(True) for k in names]
+        out = model.apply(dict(zip(names, leaves)), x[None])[0, 0]
+        return torch.cat([g.flatten() for g in torch.autograd.grad(out, leaves, allow_unused=False)])
+
+    j1, j2 = torch.stack([grad(x) for x in x1]), torch.stack([grad(x) for x in x2])
+    return j1 @ j2.T
+
+
+def relu_mlp(spec, width=16, seed=3, scale=1.0):
+    params = ReluMLP.Params(width=width, init_scale=scale)
+    return ReluMLP(params, spec, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+@pytest.mark.parametrize("positions,vocab,outputs", [(6, 2, 2), (2, 5, 5)])
+def test_relu_mlp_closed_form_entk_equals_autograd(positions, vocab, outputs):
+    spec = DataSpec(positions=positions, vocab_size=vocab, output_dim=outputs)
+    model = relu_mlp(spec)
+    # away from initialization (biases nonzero), so no init symmetry hides a wrong term
+    g = torch.Generator().manual_seed(7)
+    model.params_ = {k: v + 0.3 * torch.randn(v.shape, generator=g, dtype=v.dtype) for k, v in model.params_.items()}
+    x1 = torch.randint(0, vocab, (13, positions), generator=g)
+    x2 = torch.randint(0, vocab, (9, positions), generator=g)
+    expected = autograd_entk(model, x1, x2)
+    closed = empirical_ntk(model, x1, x2, method="closed-form")
+    assert closed.shape == (13, 9) and torch.allclose(closed, expected, rtol=1e-10, atol=1e-10)
+    for output in ("trace", "full"):
+        generic = empirical_ntk(model, x1, x2, output=output, method="torch.func")
+        assert torch.allclose(empirical_ntk(model, x1, x2, output=output, method="closed-form"), generic, atol=1e-10)
+
+
+def test_relu_mlp_expected_ntk_is_the_mean_entk_over_initializations():
+    spec = DataSpec(positions=5, vocab_size=2, output_dim=2)
+    x = torch.randint(0, 2, (10, 5), generator=torch.Generator().manual_seed(1))
+    seeds = 400
+    mean = sum(empirical_ntk(relu_mlp(spec, width=32, seed=s, scale=1.4), x) for s in range(seeds)) / seeds
+    expected = relu_mlp(spec, width=32, scale=1.4).expected_ntk(x, x)
+    assert ((mean - expected).norm() / expected.norm()).item() < 0.03
+
+
+def parity_kernel(cls, seed=3, **params):
+    task = SparseParity(SparseParity.Params(n_bits=8, k=2, n_train=60, n_test=40))
+    data = task.make_data(seed)
+    p = cls.Params(network="relu-mlp", width=16, **params)
+    return task, data, cls(p, data.spec, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def test_kernel_of_the_relu_mlp_is_its_autograd_entk_and_starts_at_its_output():
+    task, data, model = parity_kernel(EmpiricalNTKRegression)
+    net = relu_mlp(data.spec)  # same seed, width and scale: the network the kernel model linearizes
+    x = data.x_test[:12]
+    assert torch.allclose(model.gram(x, data.x_train), autograd_entk(net, x, data.x_train), rtol=1e-10, atol=1e-10)
+    model.fit(task, data)
+    assert torch.allclose(model(x), net(x))
+    _, _, inf = parity_kernel(InfiniteWidthNTKRegression)
+    assert torch.equal(inf.gram(x, data.x_train), net.expected_ntk(x, data.x_train))
+
+
+def test_kernel_models_of_another_network_run_and_keep_the_default_networks_hash():
+    over = {"task": {"n_bits": 8, "k": 2, "n_train": 80, "n_test": 40}, "train": {"steps": 100, "eval_every": 50}}
+    for model in ("kernel", "ntk-inf"):
+        result = grokbench.run("sparse-parity", model, overrides={**over, "model": {"network": "relu-mlp", "width": 16}})
+        assert result.status == "completed" and result.summary["final_train_acc"] == 1.0
+        assert result.config.model.params["network"] == "relu-mlp"
+    # the default network is left out of the stored config: runs stored before 'network' existed keep their hash
+    dumped = EmpiricalNTKRegression.Params().model_dump(mode="json")
+    assert "network" not in dumped and "network_params" not in dumped
+    assert EmpiricalNTKRegression.Params.model_validate(dumped).network == "quadratic"
+
+
+@pytest.mark.parametrize(
+    "model,params,message",
+    [
+        ("kernel", {"network": "transformer"}, "does not declare capability 'ntk'"),
+        ("ntk-inf", {"network": "no-such-model"}, "no-such-model"),
+        ("kernel", {"network": "relu-mlp", "parameterization": "mean-field"}, "has no parameter 'parameterization'"),
+        ("kernel", {"network": "relu-mlp", "width": "4p"}, "network 'relu-mlp': width"),
+        ("kernel", {"network": "relu-mlp", "network_params": {"width": 8}}, "on the kernel model itself"),
+    ],
+)
+def test_a_network_without_the_kernel_it_needs_is_refused_before_training(model, params, message):
+    with pytest.raises(ConfigError, match=message):
+        grokbench.run("sparse-parity", model, overrides={"model": params})

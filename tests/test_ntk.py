@@ -5,7 +5,7 @@ import torch
 
 from grokbench.contracts import DataSpec, Model
 from grokbench.ntk import empirical_ntk, has_closed_form, input_overlap, torch_func_ntk
-from grokbench_plugins.kernel import infinite_width_ntk
+from grokbench_plugins.quadratic import infinite_width_ntk
 from grokbench_plugins.quadratic import QuadraticNetwork
 
 

@@ -72,3 +72,23 @@ def test_a_figure_belongs_to_the_longest_suite_name_it_starts_with():
     assert regenerate.owner("paper-curves-x.png", names) == "paper"
     assert regenerate.owner("scaling-modadd-cls.png", names) == "scaling"
     assert regenerate.owner("other.png", names) is None
+
+
+
+def test_check_and_no_train_train_nothing_and_name_what_nothing_rebuilds(layout, capsys):
+    tmp, docs, args = layout
+    # no store yet: nothing is trained or created; the suite is named, and the figure the docs want from it is an error
+    for mode in ("--check", "--no-train"):
+        assert regenerate.main([str(tmp / "tiny.toml"), *args, mode]) == 1
+        err = capsys.readouterr().err
+        assert "tiny: no store at" in err and "tiny-sweep-modadd-cls-task.train_fraction.png, and the suite has no store" in err
+    assert not (tmp / "stores").exists() and not (docs / "figures").exists()
+    # trained once; a grid point added later is not trained by --no-train, which reports the store as it is,
+    # and a figure no page references is an error
+    assert regenerate.main([str(tmp / "tiny.toml"), *args]) == 0
+    (tmp / "tiny.toml").write_text(TINY.replace("[0.4, 0.6]", "[0.4, 0.6, 0.8]"))
+    (docs / "figures" / "tiny-old-name.png").write_bytes(b"\x89PNG")
+    capsys.readouterr()
+    assert regenerate.main([str(tmp / "tiny.toml"), *args, "--no-train"]) == 1
+    assert "docs/figures/tiny-old-name.png: no page references it" in capsys.readouterr().err
+    assert len(_ids(tmp)) == 2 and "train_fraction=0.8" not in (tmp / "reports" / "tiny" / "leaderboard.csv").read_text()
