@@ -24,6 +24,7 @@ import importlib.util
 import json
 import math
 import os
+import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,7 +178,10 @@ def runs_frame(store: Store, suite: str | None = None, compare: Sequence[str] | 
     order = {key: i + 1 for i, key in enumerate(dict.fromkeys(frame["setting"]))}
     frame["group"] = frame["setting"].map(order)
     frame["group_label"] = frame["hyper"].map(
-        lambda h: ", ".join([str(h.get("task"))] + [f"{k}={_value(h.get(k))}" for k in setting_varied if k != "task"])
+        # the held-equal settings that vary across the report; a key this run's components do not have is left out
+        lambda h: ", ".join(
+            [str(h.get("task"))] + [f"{k}={_value(h[k])}" for k in setting_varied if k != "task" and k in h]
+        )
     )
     # a seed counts once per entry: the newest run, a failed one only when no other ran
     frame["_failed"] = frame["status"] == "failed"
@@ -520,6 +524,16 @@ def sweep_figures(frame: pd.DataFrame) -> list[Figure]:
     return figures
 
 
+#: characters per line of a legend label in the static plots
+LEGEND_WRAP = 60
+
+
+def plain(text: str) -> str:
+    """Text for a matplotlib label: a '$' in a name is a dollar, not the start of mathtext (the tick labels of the
+    log axes still use mathtext, so it is escaped here rather than switched off)."""
+    return text.replace("$", r"\$")
+
+
 def draw(figure: Figure) -> Any:
     """The matplotlib rendering of a :class:`Figure` (panels two to a row, one legend per figure)."""
     import matplotlib.pyplot as plt
@@ -549,21 +563,30 @@ def draw(figure: Figure) -> Any:
             ax.set_xscale("log")
         if panel.log_y:
             ax.set_yscale("log")
-        ax.set_xlabel(panel.x_label)
-        ax.set_ylabel(panel.y_label)
-        ax.set_title(panel.title, fontsize=10)
+        ax.set_xlabel(plain(panel.x_label))
+        ax.set_ylabel(plain(panel.y_label))
+        ax.set_title(plain(panel.title), fontsize=10)
     for ax in list(axes.flat)[len(figure.panels) :]:
         ax.set_visible(False)
+    # long labels (a line per setting of several other hyperparameters) wrap, and fewer of them share a row,
+    # so the legend never makes the saved figure wider than its panels
+    labels = [plain(textwrap.fill(label, LEGEND_WRAP)) for label in handles]
+    longest = max((len(label) for label in handles), default=1)
     fig.legend(
         list(handles.values()),
-        list(handles),
+        labels,
         loc="outside lower center",
-        ncols=min(4, max(1, len(handles))),
+        ncols=max(1, min(4, len(handles), (2 * LEGEND_WRAP) // min(longest, LEGEND_WRAP))),
         fontsize=8,
     )
     fig.suptitle(
-        figure.title
-        + (" (median over seeds, min–max shaded; train dashed)" if figure.stem.startswith("curves") else ""),
+        plain(
+            textwrap.fill(
+                figure.title
+                + (" (median over seeds, min–max shaded; train dashed)" if figure.stem.startswith("curves") else ""),
+                2 * LEGEND_WRAP,
+            )
+        ),
         fontsize=11,
     )
     return fig
@@ -639,7 +662,7 @@ def plot_scaling(table: list[dict[str, Any]], out: Path) -> list[Path]:
                 continue
             xs, ys = zip(*pts)
             fit = f", fitted p^{item['fitted_exponent']:.2f}" if item["fitted_exponent"] is not None else ""
-            ax.plot(xs, ys, marker="o", label=f"{item['entry']}{fit}")
+            ax.plot(xs, ys, marker="o", label=plain(f"{item['entry']}{fit}"))
             if item["theory_exponent"]:
                 theory = [ys[0] * (x / xs[0]) ** item["theory_exponent"] for x in xs]
                 ax.plot(
@@ -653,7 +676,7 @@ def plot_scaling(table: list[dict[str, Any]], out: Path) -> list[Path]:
         ax.set_yscale("log")
         ax.set_xlabel(next(t.get("parameter", "p") for t in table if t["task"] == task))
         ax.set_ylabel(next(t["quantity"] for t in table if t["task"] == task))
-        ax.set_title(f"{task}: sample complexity against p")
+        ax.set_title(plain(f"{task}: sample complexity against p"))
         ax.legend(fontsize=8)
         written += _save(fig, out, f"scaling-{_slug(task)}")
     return written
@@ -746,11 +769,10 @@ def write_report(
         figures = curve_figures(
             frame, store.curves_long(frame["id"].unique()), CORE_PANELS + declarations.panels
         ) + sweep_figures(frame)
-        with matplotlib.rc_context({"text.parse_math": False}):  # names are text: a '$' is a dollar, not mathtext
-            for figure in figures:
-                images += _save(draw(figure), out, figure.stem)
-            if scaling:
-                images += plot_scaling(scaling, out)
+        for figure in figures:
+            images += _save(draw(figure), out, figure.stem)
+        if scaling:
+            images += plot_scaling(scaling, out)
     rule = rule_text(board, len(frame))
     tables = [tabulate(_md_rows(text_rows), headers=headers, tablefmt="github"), ""]
     if scaling:
