@@ -54,9 +54,15 @@ def _interrupted_line(exc: BaseException) -> str:
     from .lifecycle import RunInterrupted
 
     cause = exc.__cause__ or exc.__context__
+    if type(cause).__name__ == "SuiteInterrupted":  # grokbench.executors (not imported here: it imports torch)
+        return f"interrupted: {cause}"
     if not isinstance(cause, RunInterrupted):
         return "aborted"
-    r = cause.result
+    r, rs = cause.result, cause.results
+    if len(rs) > 1:
+        where = f"; stored in {r.store_path}" if r.store_path else ""
+        kept = ", ".join(f"{x.run_id} ({len(x.curves)})" for x in rs)
+        return f"interrupted: runs {kept} kept their evaluations (status interrupted){where}; resume each with 'grokbench resume RUN'"
     where = f"; stored in {r.store_path}, resume with 'grokbench resume {r.run_id}'" if r.store_path else ""
     return (
         f"interrupted: run {r.run_id} kept its {len(r.curves)} evaluations (status interrupted, step {r.steps}){where}"

@@ -524,7 +524,18 @@ class Metric(Component):
 
     What it contributes to reports is declared, and checked when it registers (:meth:`check_class`):
     ``report_columns`` (:class:`SummaryColumn`) and ``report_panels`` (:class:`CurvePanel`).
+
+    A metric whose values depend on what it kept from earlier evaluations (a reference kernel from step 0)
+    declares capability ``stateful``: checkpoints save its :meth:`state_dict` and a resumed run restores it.
     """
+
+    CAPABILITIES: ClassVar[Mapping[str, Capability]] = {
+        "stateful": Capability(
+            "it keeps state between evaluations (a reference from step 0): checkpoints save state_dict() and "
+            "``grokbench resume`` restores it with load_state_dict(), so a resumed run records the same curves",
+            requires=("state_dict", "load_state_dict"),
+        ),
+    }
 
     #: computed in every run unless the configuration removes it
     default: ClassVar[bool] = False
@@ -537,6 +548,14 @@ class Metric(Component):
     @abc.abstractmethod
     def compute(self, ctx: EvalContext) -> dict[str, float]:
         """The metric's values at this evaluation step, by curve name."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What it kept from earlier evaluations (tensors, numbers, strings, nested dicts and lists; capability ``stateful``)."""
+        raise NotImplementedError(f"metric '{self.name}' does not declare capability 'stateful'")
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Take back what :meth:`state_dict` returned, before the first evaluation of a resumed run (capability ``stateful``)."""
+        raise NotImplementedError(f"metric '{self.name}' does not declare capability 'stateful'")
 
     #: summary keys :meth:`summarize` returns; every run's summary holds them (``None`` when not selected)
     summary_keys: ClassVar[tuple[str, ...]] = ()
@@ -603,7 +622,10 @@ class Executor(Component):
     :class:`grokbench.config.RunConfig` and returns a list of
     :class:`grokbench.runner.RunResult`, one per config; call it exactly as
     given, on one group per call, so that a model can batch the seeds of a
-    group. An executor never writes to the results store.
+    group. An executor never writes to the results store itself (``work`` may: where the executor is not
+    ``remote``, each run records itself in the store as it trains).
+
+    When the driver is interrupted (Ctrl-C, SIGTERM) it calls :meth:`interrupt`, then :meth:`close`.
     """
 
     CAPABILITIES: ClassVar[Mapping[str, Capability]] = {
@@ -623,6 +645,10 @@ class Executor(Component):
         yield ``(i, exception)`` instead: the driver records its runs as failed
         and the suite goes on.
         """
+
+    def interrupt(self) -> None:
+        """The driver was interrupted: stop the work in flight so that its runs end ``interrupted`` (send the
+        workers SIGTERM: ``work`` turns it into an interrupt that keeps each run's curves); :meth:`close` follows."""
 
     def close(self) -> None:
         """Release what :meth:`start` acquired."""

@@ -13,9 +13,10 @@
   ``train.checkpoint_every`` evaluations;
 * loggers (plugins, hook ``register_loggers``) see the run start, each evaluation, each checkpoint, the end.
 
-Suites are different on purpose: their workers train and return results, and the driver alone writes a run,
-in one transaction when it comes back (so a suite run is never ``running`` in the store, has no checkpoints,
-and its loggers see its events replayed when it is stored: :func:`replay`).
+Every run goes through it, alone or as one seed of a batched group (:func:`lifecycles`: one per run, each
+with its own logger instances), and so do a suite's runs wherever its workers can reach the store
+(:class:`grokbench.executors.LiveTarget`); only workers on a remote cluster return results that the driver
+writes in one transaction (their loggers see the events replayed then: :func:`replay`).
 """
 
 from __future__ import annotations
@@ -49,11 +50,16 @@ STALE_AFTER = 3600.0
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM ended a run; ``result`` is what was kept (status ``interrupted``)."""
+    """Ctrl-C or SIGTERM ended a run (or the seeds of a batched group); ``result`` is what was kept (status
+    ``interrupted``), ``results`` every run that was training (the seeds of a batched group)."""
 
-    def __init__(self, result: RunResult):
+    def __init__(self, result: RunResult, results: Sequence[RunResult] | None = None):
         super().__init__(f"run {result.run_id} interrupted")
         self.result = result
+        self.results = list(results) if results is not None else [result]
+
+    def __reduce__(self) -> Any:  # it travels back from worker processes
+        return (type(self), (self.result, self.results))
 
 
 def _now() -> str:
@@ -178,6 +184,10 @@ class Lifecycle:
     checkpoints: bool = True
     resume: ResumePoint | None = None
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    #: the suite the run belongs to (a suite stores each configuration once: see :meth:`Store.save_run`)
+    suite: str | None = None
+    #: a failed run of the suite's configuration gives way to this one (``suite run --retry-failed``)
+    replace_failed: bool = False
 
     def __post_init__(self) -> None:
         if self.resume is not None:
@@ -191,6 +201,15 @@ class Lifecycle:
         self.written: set[int] = set()
         self._pending_reasons: list[str] = []
         self.started = False
+        self.begun = False  # its row is in the store
+        #: another suite driver stored this configuration first: this run is not stored
+        self.duplicate = False
+
+    def restart(self) -> None:
+        """Train the run again from scratch (a batched program failed): its stored row and curves start over."""
+        self.begun = self.begun and self.store is not None
+        self.started, self.reached, self.evaluations = False, set(), 0
+        self.last_state, self.written, self._pending_reasons = None, set(), []
 
     @property
     def prior_curves(self) -> list[dict[str, float]]:
@@ -218,12 +237,12 @@ class Lifecycle:
                 "status": "running",
                 "message": None,
             }
-            if self.resume is not None:
+            if self.resume is not None or self.begun:
                 cfg = prep.cfg
                 self.store.update_run(
                     self.run_id,
                     {**live, "config": cfg.model_dump(mode="json"), "config_hash": cfg.hash},
-                    drop_curves_from=self.resume.state.step,
+                    drop_curves_from=self.resume.state.step if self.resume is not None else 0,
                 )
             else:
                 stub = RunResult(
@@ -238,7 +257,10 @@ class Lifecycle:
                     created_at=created_at,
                     environment=environment(prep.device),
                 )
-                self.store.begin_run({**stub.record(), **live})
+                if self.store.begin_run({**stub.record(self.suite), **live}, replace_failed=self.replace_failed):
+                    self.begun = True
+                else:  # another driver stored this suite configuration first: keep that one, store nothing
+                    self.store, self.duplicate = None, True
         self.send(
             "start",
             self.run_id,
@@ -315,27 +337,42 @@ class Lifecycle:
                 self._write(self.last_state, ["interrupted"])
         if self.store is not None:
             self.store.close_live()
-            row = result.record()
+            row = result.record(self.suite)
             row.pop("id")
             self.store.update_run(self.run_id, {**row, "pid": None, "heartbeat": _now()})
             result.store_path = str(self.store.path)
         self.send("end", result.status, result.summary)
 
-    @contextlib.contextmanager
-    def signals(self) -> Iterator[None]:
-        """SIGTERM raises KeyboardInterrupt (as Ctrl-C does) while the run trains, in the main thread."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
 
-        def stop(signum: int, frame: Any) -> None:
-            raise KeyboardInterrupt(f"signal {signum}")
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt (as Ctrl-C does) while runs train, in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
-        previous = signal.signal(signal.SIGTERM, stop)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def lifecycles(
+    count: int,
+    store: Store | None,
+    registry: Registry,
+    loggers: Sequence[str] = (),
+    log_dir: str | os.PathLike[str] | None = None,
+    **options: Any,
+) -> list[Lifecycle]:
+    """One lifecycle per run of a group (each with its own logger instances: a batched group's runs log at once);
+    ``options``: :class:`Lifecycle`'s (``suite``, ``replace_failed``, ``checkpoints``)."""
+    directory = log_dir or (f"{store.path}.logs" if store is not None else "grokbench-logs")
+    return [Lifecycle(store, loggers=make_loggers(loggers, registry, directory), **options) for _ in range(count)]
 
 
 def _empty() -> Any:
@@ -402,6 +439,6 @@ def resume_run(
 
     registry = registry or get_registry()
     cfg, point = resume_point(store, run_id, registry, steps)
-    lifecycle = Lifecycle(store, loggers=make_loggers(loggers, registry, log_dir or f"{store.path}.logs"), resume=point)
-    with lifecycle.signals():
+    (lifecycle,) = lifecycles(1, store, registry, loggers, log_dir, resume=point)
+    with sigterm_interrupts():
         return train_config(cfg, registry=registry, progress=progress, lifecycle=lifecycle)

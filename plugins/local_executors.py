@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -150,6 +151,13 @@ class ProcessExecutor(Executor):
                         todo.append(index)
         for index in todo:
             yield index, WorkerDied("worker processes kept dying before this group could run")
+
+    def interrupt(self) -> None:
+        """SIGTERM to the workers: each ends the runs it trains ``interrupted``, with their curves."""
+        processes = getattr(self.pool, "_processes", None) or {}
+        for pid in list(processes):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
 
     def close(self) -> None:
         if self.pool is not None:

@@ -1,8 +1,8 @@
 """The ``ray`` executor: runs a suite on a Ray cluster, or on a local Ray instance when none is given.
 
 Needs the ``ray`` extra (``pip install "grokbench[ray]"``); Ray is imported only
-when a suite runs with this executor. Workers train and return results; the
-driver alone writes to the store.
+when a suite runs with this executor. On a local Ray instance the workers record their runs in the store as
+they train; on a cluster (``remote``) they train and return results, and the driver writes them.
 """
 
 from __future__ import annotations
@@ -80,8 +80,9 @@ class RayExecutor(Executor):
 
     def map(self, work: Callable[[list[Any]], list[Any]], groups: Sequence[list[Any]]) -> Iterator[tuple[int, Any]]:
         ray = self.ray
-        remote = ray.remote(num_cpus=self.params.cpus_per_run, num_gpus=self.params.gpus_per_run, max_retries=1)(work)
-        pending = {remote.remote(group): index for index, group in enumerate(groups)}
+        remote = ray.remote(num_cpus=self.params.cpus_per_run, num_gpus=self.params.gpus_per_run, max_retries=1)(_call)
+        pending = {remote.remote(work, group): index for index, group in enumerate(groups)}
+        self.pending = pending
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
@@ -91,9 +92,22 @@ class RayExecutor(Executor):
                 except Exception as exc:  # a lost worker or task: its runs are recorded as failed
                     yield index, exc
 
+    def interrupt(self) -> None:
+        """Cancel the tasks in flight: Ray raises KeyboardInterrupt in each, which ends its runs ``interrupted``."""
+        for ref in list(getattr(self, "pending", {})):
+            try:
+                self.ray.cancel(ref)
+            except Exception:  # a task that already finished
+                pass
+
     def close(self) -> None:
         if self.owned:
             self.ray.shutdown()
+
+
+def _call(work: Callable[[list[Any]], list[Any]], group: list[Any]) -> list[Any]:
+    """A Ray task: ``work`` (any picklable callable, a partial included) on one group."""
+    return work(group)
 
 
 @hookimpl
