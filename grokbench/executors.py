@@ -21,6 +21,7 @@ import functools
 import os
 import sys
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,6 +83,8 @@ class LiveTarget:
     replace_failed: bool = False
     loggers: tuple[str, ...] = ()
     log_dir: str | None = None
+    #: this suite invocation (a worker that was interrupted in it trains none of its groups any more)
+    invocation: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def lifecycles(self, count: int, registry: Registry) -> list[Lifecycle]:
         store = Store(self.store)  # recognizes the runs of workers that died (their rows give way)
@@ -105,19 +108,30 @@ def train_work(
             return train_group(cfgs, registry=registry)
         return train_group(cfgs, registry=registry, lifecycles=live.lifecycles(len(cfgs), registry))
 
-    with sigterm_interrupts() if live is not None else contextlib.nullcontext():
-        try:
-            return train(group)
-        except Exception as exc:
-            if len(group) == 1:
-                return [failed_result(group[0], exc, registry)]
-        results = []
-        for cfg in group:
+    if live is not None and live.invocation in _INTERRUPTED:
+        raise KeyboardInterrupt(f"this worker was interrupted in suite {live.suite}'s invocation")
+    try:
+        with sigterm_interrupts() if live is not None else contextlib.nullcontext():
             try:
-                results.extend(train([cfg]))
+                return train(group)
             except Exception as exc:
-                results.append(failed_result(cfg, exc, registry))
-        return results
+                if len(group) == 1:
+                    return [failed_result(group[0], exc, registry)]
+            results = []
+            for cfg in group:
+                try:
+                    results.extend(train([cfg]))
+                except Exception as exc:
+                    results.append(failed_result(cfg, exc, registry))
+            return results
+    except KeyboardInterrupt:
+        if live is not None:  # a pool worker may already hold the next group: it must not train it
+            _INTERRUPTED.add(live.invocation)
+        raise
+
+
+#: the suite invocations in which this process was interrupted
+_INTERRUPTED: set[str] = set()
 
 
 class SuiteInterrupted(KeyboardInterrupt):

@@ -201,6 +201,7 @@ class Lifecycle:
         self.written: set[int] = set()
         self._pending_reasons: list[str] = []
         self.started = False
+        self.stored_step = -1  # the last evaluation written to the store
         self.begun = False  # its row is in the store
         #: another suite driver stored this configuration first: this run is not stored
         self.duplicate = False
@@ -208,7 +209,7 @@ class Lifecycle:
     def restart(self) -> None:
         """Train the run again from scratch (a batched program failed): its stored row and curves start over."""
         self.begun = self.begun and self.store is not None
-        self.started, self.reached, self.evaluations = False, set(), 0
+        self.started, self.reached, self.evaluations, self.stored_step = False, set(), 0, -1
         self.last_state, self.written, self._pending_reasons = None, set(), []
 
     @property
@@ -229,6 +230,7 @@ class Lifecycle:
         for record in self.prior_curves:
             self._note_reached(record)
         self.evaluations = len(self.prior_curves)  # train.checkpoint_every counts across a resume
+        self.stored_step = int(self.prior_curves[-1]["step"]) if self.prior_curves else -1
         if self.store is not None:
             live = {
                 "pid": os.getpid(),
@@ -271,6 +273,7 @@ class Lifecycle:
     def evaluation(self, record: dict[str, float]) -> None:
         if self.store is not None:
             self.store.append_evaluation(self.run_id, record, _now())
+            self.stored_step = int(record["step"])
         self.send("evaluation", int(record["step"]), record)
         self.evaluations += 1
 
@@ -336,6 +339,10 @@ class Lifecycle:
             with contextlib.suppress(Exception):  # the curves are what matters; a full disk must not lose them
                 self._write(self.last_state, ["interrupted"])
         if self.store is not None:
+            for record in result.curves.to_dict("records"):  # an evaluation whose write an interrupt cut short
+                if record["step"] > self.stored_step:
+                    self.store.append_evaluation(self.run_id, record, _now())
+                    self.send("evaluation", int(record["step"]), record)
             self.store.close_live()
             row = result.record(self.suite)
             row.pop("id")
@@ -409,7 +416,14 @@ def resume_point(store: Store, run_id: str, registry: Registry, steps: int | Non
     state, _ = ckpt.read(chosen["path"])
     from .building import prepare
 
-    ckpt.check_matches(state, prepare(cfg, registry).model, f"checkpoint {chosen['path']}")
+    prep = prepare(cfg, registry)
+    ckpt.check_matches(state, prep.model, f"checkpoint {chosen['path']}")
+    missing = ckpt.missing_metric_states(state, prep.metrics)
+    if missing:
+        raise ConfigError(
+            f"checkpoint {chosen['path']} holds no state of metric '{missing[0]}', which keeps one: "
+            f"a resumed run would not record the curves it would have recorded"
+        )
     target = steps if steps is not None else cfg.train.steps
     if target <= state.step:
         raise ConfigError(

@@ -115,6 +115,7 @@ class ProcessExecutor(Executor):
 
     def map(self, work: Callable[[list[Any]], list[Any]], groups: Sequence[list[Any]]) -> Iterator[tuple[int, Any]]:
         started = self.context.Array("l", len(groups), lock=False)  # pid of the worker that started each group
+        self.started, self.running = started, set()  # the groups in flight, for interrupt()
         deaths = [0] * len(groups)
         todo = list(range(len(groups)))
         for _ in range(len(groups) + self.attempts + 1):  # every broken pool charges a group, so this ends
@@ -122,11 +123,13 @@ class ProcessExecutor(Executor):
                 return
             pool = self._new_pool(started)
             futures = {pool.submit(_tracked, work, index, groups[index]): index for index in todo}
+            self.running = set(futures.values())
             todo, broken = [], []
             while futures:
                 done, _ = wait(futures, return_when=FIRST_COMPLETED)
                 for future in done:
                     index = futures.pop(future)
+                    self.running.discard(index)
                     try:
                         yield index, future.result()
                     except BrokenProcessPool:
@@ -153,9 +156,10 @@ class ProcessExecutor(Executor):
             yield index, WorkerDied("worker processes kept dying before this group could run")
 
     def interrupt(self) -> None:
-        """SIGTERM to the workers: each ends the runs it trains ``interrupted``, with their curves."""
-        processes = getattr(self.pool, "_processes", None) or {}
-        for pid in list(processes):
+        """SIGTERM to the workers training a group: each ends its runs ``interrupted``, with their curves (idle
+        workers are left alone: one that died would break the pool, which then kills the others mid-write)."""
+        busy = {self.started[i] for i in getattr(self, "running", ())} - {0}
+        for pid in busy:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
 
