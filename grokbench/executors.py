@@ -190,7 +190,7 @@ def run_suite(
     loggers: Sequence[str] = (),
     log_dir: str | os.PathLike[str] | None = None,
 ) -> SuiteOutcome:
-    """Train every run of ``suite`` not yet in ``store`` with the named executor; the driver alone writes.
+    """Train every run of ``suite`` not yet in ``store`` with the named executor (see the module docstring: who writes, and when).
 
     A stored run that failed counts as done, unless ``retry_failed``: then it is trained again, and the
     new run takes its place in the suite (the failed one stays in the store, as a run of no suite).
@@ -203,6 +203,7 @@ def run_suite(
     registry = registry or get_registry()
     runner = make_executor(executor, options or {}, registry)
     log_dir = log_dir or f"{store.path if isinstance(store, Store) else store or default_path()}.logs"
+    loggers = tuple(dict.fromkeys([*suite.spec.suite.loggers, *loggers]))  # the suite file's, then --logger's
     sinks = make_loggers(loggers, registry, log_dir)
     started, interrupted = time.perf_counter(), None
     runner.start()  # may refuse (an unreachable cluster) before the store is opened, so before any write
@@ -220,7 +221,7 @@ def run_suite(
         target.register_suite(suite.name, suite.source, suite.spec.model_dump(mode="json"), suite.members())
         groups = suite.groups(pending)
         # workers on this machine record their runs as they train; a remote cluster's return them to the driver
-        live = None if remote else LiveTarget(str(target.path), suite.name, retry_failed, tuple(loggers), str(log_dir))
+        live = None if remote else LiveTarget(str(target.path), suite.name, retry_failed, loggers, str(log_dir))
         in_process = runner.supports("in-process")
         work = functools.partial(train_work, registry=registry if in_process else None, live=live)
         bar = _bar(len(configs), outcome.skipped, progress, f"suite {suite.name}")

@@ -120,15 +120,19 @@ def recognize_dead_runs(store: Store) -> list[str]:
 
 def make_loggers(names: Sequence[str], registry: Registry, directory: str | os.PathLike[str]) -> list[Any]:
     """Instantiate the named logger plugins (ConfigError for an unknown one or a missing extra), before any training."""
-    loggers = []
-    for name in dict.fromkeys(names):
-        cls = registry.get("logger", name)
-        missing = [m for m in cls.requires if importlib.util.find_spec(m) is None]
-        if missing:
-            extra = f"pip install 'grokbench[{cls.extra}]'" if cls.extra else f"pip install {' '.join(missing)}"
-            raise ConfigError(f"logger '{name}' needs {', '.join(missing)}, which is not installed: {extra}")
-        loggers.append(cls(cls.Params(), directory=Path(directory)))
-    return loggers
+    return [
+        (cls := logger_class(name, registry))(cls.Params(), directory=Path(directory)) for name in dict.fromkeys(names)
+    ]
+
+
+def logger_class(name: str, registry: Registry) -> Any:
+    """The logger plugin ``name``, its extra checked (ConfigError for an unknown one or a missing module)."""
+    cls = registry.get("logger", name)
+    missing = [m for m in cls.requires if importlib.util.find_spec(m) is None]
+    if missing:
+        extra = f"pip install 'grokbench[{cls.extra}]'" if cls.extra else f"pip install {' '.join(missing)}"
+        raise ConfigError(f"logger '{name}' needs {', '.join(missing)}, which is not installed: {extra}")
+    return cls
 
 
 class _Dispatch:

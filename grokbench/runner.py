@@ -183,7 +183,6 @@ def _train(
         if all(lc is None for lc in lifecycles):
             raise
         status, interrupted = "interrupted", True
-        message = "interrupted after the evaluation at step {step}"
     except Exception as exc:  # a plugin or training failure is a recorded run, not a crash
         if batched is not None:
             raise _BatchFailed(describe(exc)) from exc
@@ -195,7 +194,10 @@ def _train(
     finally:
         bar.close()
     if interrupted:
-        outcomes = [TrainOutcome("interrupted", last_step(c), message.format(step=last_step(c))) for c in curves]
+        outcomes = [
+            TrainOutcome(status, last_step(c), f"interrupted after the evaluation at step {last_step(c)}")
+            for c in curves
+        ]
     results = finish(status, message, trace)
     if interrupted:
         raise RunInterrupted(results[0], results)

@@ -297,9 +297,41 @@ def test_a_missing_extra_is_one_line_before_anything_is_written(tmp_path):
     with pytest.raises(ConfigError, match=r"logger 'needy' needs grokbench_module_that_is_not_installed.*pip install 'grokbench\[needy\]'"):
         execute(cfg, registry=registry, store=tmp_path / "s.db", loggers=["needy"])
     assert not (tmp_path / "s.db").exists()
+    # a suite file's loggers are checked when it is loaded, before anything runs
+    from grokbench.suites import load_suite
+    from tests.test_suites import TINY_SUITE, write
+
+    needy = write(tmp_path / "t.toml", TINY_SUITE.replace("seeds = [0, 1]", 'seeds = [0, 1]\nloggers = ["needy"]'))
+    with pytest.raises(ConfigError, match=r"t.toml: suite.loggers: logger 'needy' needs .*pip install 'grokbench\[needy\]'"):
+        load_suite(needy, registry)
 
 
 # ------------------------------------------------------------------ suites and finding runs
+
+
+def test_a_suite_file_s_loggers_get_every_run_s_events(tmp_path):
+    from tests.test_suites import TINY_SUITE, write
+
+    text = TINY_SUITE.replace("steps = 300", "steps = 100").replace("seeds = [0, 1]", 'seeds = [0, 1]\nloggers = ["jsonl"]')
+    suite = write(tmp_path / "t.toml", text)
+    out = invoke("suite", "run", suite, "--store", tmp_path / "s.db", "--json")
+    assert out.exit_code == 0, out.output
+    store = Store(tmp_path / "s.db")
+    ids = set(store.runs()["id"])
+    assert {p.stem for p in (tmp_path / "s.db.logs").glob("*.jsonl")} == ids and len(ids) == 4
+    for run_id in ids:
+        events = [json.loads(line) for line in (tmp_path / "s.db.logs" / f"{run_id}.jsonl").read_text().splitlines()]
+        assert events[0]["event"] == "start" and events[0]["run_id"] == run_id and events[-1]["event"] == "end"
+        logged = [(e["step"], e["values"]["test_acc"]) for e in events if e["event"] == "evaluation"]
+        curves = store.curves(run_id)
+        assert logged == list(zip(curves["step"], curves["test_acc"]))  # what the store holds, value for value
+        assert events[-1]["status"] == store.get_run(run_id)["status"] == "completed"
+    # an unknown logger in the file: one line, exit 2, nothing written
+    bad = write(tmp_path / "bad.toml", text.replace('loggers = ["jsonl"]', 'loggers = ["jsonl", "nosuch"]'))
+    out = invoke("suite", "run", bad, "--store", tmp_path / "other.db")
+    assert out.exit_code == 2 and not (tmp_path / "other.db").exists()
+    (line,) = out.output.strip().splitlines()
+    assert line == f"error: {bad}: suite.loggers: unknown logger 'nosuch' (known: jsonl, mlflow, tensorboard, wandb)"
 
 
 def test_suites_treat_an_interrupted_run_as_not_done_and_keep_it_detached(tmp_path, registry):
