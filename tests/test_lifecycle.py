@@ -222,6 +222,27 @@ def test_200_steps_then_resume_to_400_is_bitwise_400_in_one_go(tmp_path, registr
         assert torch.equal(tensor, end_b.parameters()[name]) and tensor.dtype == torch.float64
 
 
+def test_each_seed_of_a_batched_group_checkpoints_its_own_state_which_resumes_alone(tmp_path, registry):
+    """A batched seed's checkpoint is that seed's state (its rows of the stacked parameters and Adam moments):
+    resumed alone to 200 steps, it gives the curves of the group trained to 200 (within float64 rounding)."""
+    from grokbench.runner import run_seeds
+
+    common = TINY + ["train.dtype=float64", "train.eval_every=20", "train.checkpoint_every=2"]
+    half = run_seeds("modadd-cls", "quadratic", [0, 1], optimizer="adam", overrides=common + ["train.steps=100"], store=tmp_path / "s.db", registry=registry)
+    whole = run_seeds("modadd-cls", "quadratic", [0, 1], optimizer="adam", overrides=common + ["train.steps=200"], registry=registry)
+    store = Store(tmp_path / "s.db")
+    for h, w in zip(half, whole):
+        assert h.environment["batched_seeds"] == 2 and len(store.curves(h.run_id)) == 6
+        found = {c["step"]: c["reasons"] for c in store.checkpoints(h.run_id)}
+        assert "every" in found[20] and "every" in found[60] and {"every", "end"} <= set(found[100])  # evaluations 2, 4, 6
+        resumed = resume_run(h.run_id, store=store, steps=200, registry=registry)
+        assert resumed.config.hash == w.config.hash
+        a, b = store.curves(h.run_id), w.curves
+        assert list(a["step"]) == list(b["step"])
+        for name in ("train_loss", "test_loss", "train_acc", "test_acc", "linf_norm"):
+            assert a[name].tolist() == pytest.approx(b[name].tolist(), rel=1e-9, abs=1e-12), name
+
+
 def test_checkpoints_at_memorize_generalize_end_and_every_n(tmp_path, registry):
     from tests.conftest import TINY_CLS
 
