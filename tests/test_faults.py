@@ -58,13 +58,13 @@ def always_kill(group):
     return [index * 10]
 
 
-def dies_once_on_l2(group, registry=None):
+def dies_once_on_l2(group, registry=None, live=None):
     """train_work, but the worker that first trains the l2 group SIGKILLs itself (a marker file remembers)."""
     marker = Path(os.environ["GROKBENCH_TEST_MARKER"])
     if group[0].regularizer.name == "l2" and not marker.exists():
         marker.touch()
         os.kill(os.getpid(), signal.SIGKILL)
-    return REAL_TRAIN_WORK(group, registry)
+    return REAL_TRAIN_WORK(group, registry, live)
 
 
 REAL_TRAIN_WORK = executors_module.train_work
