@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -297,6 +298,18 @@ def test_bad_checkpoint_and_resume_requests_exit_2_with_the_store_unchanged(tmp_
     before = store.read_bytes()
     out = invoke("resume", result.run_id, "--steps", 200, "--store", store)
     assert out.exit_code == 2 and "does not match the model" in out.output and store.read_bytes() == before
+    # a checkpoint without the state of a stateful metric of the run (written before the metric kept one)
+    from grokbench import checkpoints
+
+    drift = run("modadd-cls", "quadratic", overrides=TINY + ["train.steps=50", "metrics.ntk_drift.probe_size=16"], store=store, registry=registry)
+    path = Store(store).checkpoints(drift.run_id)[-1]["path"]
+    state, header = checkpoints.read(path)
+    assert set(state.metrics["ntk_drift"]["theta0"]) == {"all"}
+    state.metrics = {}
+    checkpoints.write(Path(path), state, {k: v for k, v in header.items() if k not in ("optimizer", "metrics")})
+    before = store.read_bytes()
+    out = invoke("resume", drift.run_id, "--steps", 100, "--store", store)
+    assert out.exit_code == 2 and "holds no state of metric 'ntk_drift'" in out.output and store.read_bytes() == before
 
 
 def test_a_missing_extra_is_one_line_before_anything_is_written(tmp_path):
