@@ -207,8 +207,6 @@ class Lifecycle:
         self.started = False
         self.stored_step = -1  # the last evaluation written to the store
         self.begun = False  # its row is in the store
-        #: another suite driver stored this configuration first: this run is not stored
-        self.duplicate = False
 
     def restart(self) -> None:
         """Train the run again from scratch (a batched program failed): its stored row and curves start over."""
@@ -266,7 +264,7 @@ class Lifecycle:
                 if self.store.begin_run({**stub.record(self.suite), **live}, replace_failed=self.replace_failed):
                     self.begun = True
                 else:  # another driver stored this suite configuration first: keep that one, store nothing
-                    self.store, self.duplicate = None, True
+                    self.store = None  # (the result has no store_path: the driver counts a duplicate)
         self.send(
             "start",
             self.run_id,
