@@ -92,13 +92,20 @@ def _now() -> str:
 
 
 def _alive(pid: int) -> bool:
+    """A process that exists and is not a zombie (a worker killed with its driver may wait a while to be reaped)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return sys.platform != "linux"  # on Linux: it just went; elsewhere there is no /proc to read
+    except (OSError, IndexError):
+        return True
 
 
 def recognize_dead_runs(store: Store) -> list[str]:
