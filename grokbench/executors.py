@@ -203,7 +203,7 @@ def run_suite(
     log_dir = log_dir or f"{store.path if isinstance(store, Store) else store or default_path()}.logs"
     loggers = tuple(dict.fromkeys([*suite.spec.suite.loggers, *loggers]))  # the suite file's, then --logger's
     sinks = make_loggers(loggers, registry, log_dir)
-    started, stopped = time.perf_counter(), False
+    started, begun_at, stopped = time.perf_counter(), utc_now(), False
     runner.start()  # may refuse (an unreachable cluster) before the store is opened, so before any write
     try:
         target = store if isinstance(store, Store) else Store(store)  # checks (and migrates) the store
@@ -224,8 +224,11 @@ def run_suite(
         work = functools.partial(train_work, registry=registry if in_process else None, live=live)
         bar = _bar(len(configs), outcome.skipped, progress, f"suite {suite.name}")
 
+        counted: set[str] = set()  # the runs the executor handed back
+
         def keep(results: Sequence[RunResult]) -> None:
             for result in results:
+                counted.add(result.run_id)
                 written = result.store_path is not None  # recorded live by its worker (loggers included)
                 if written or save_result(target, result, suite=suite.name, replace_failed=retry_failed):
                     if not written:
@@ -255,10 +258,11 @@ def run_suite(
     finally:
         runner.close()
     if stopped:
-        if live is not None:  # the runs of workers that could not end them themselves (killed, cancelled)
-            dead = recognize_dead_runs(target)
-            outcome.trained += len(dead)
-            outcome.interrupted += len(dead)
+        if live is not None:  # runs its workers recorded but did not hand back (a cancelled Ray task), or could
+            recognize_dead_runs(target)  # not end themselves (killed): stored, interrupted, with their curves
+            unseen = target.suite_runs_since(suite.name, begun_at, "interrupted") - counted
+            outcome.trained += len(unseen)
+            outcome.interrupted += len(unseen)
         raise _stopped(outcome, started) from None
     outcome.wall_seconds = time.perf_counter() - started
     return outcome

@@ -351,6 +351,14 @@ class Store:
             if drop_curves_from is not None:
                 conn.execute("DELETE FROM curves WHERE run_id = ? AND step >= ?", (run_id, drop_curves_from))
 
+    def suite_runs_since(self, suite: str, since: str, status: str) -> set[str]:
+        """The ids of ``suite``'s runs with ``status`` created at or after ``since`` (an ISO UTC time)."""
+        with closing(self.connect()) as conn:
+            rows = conn.execute(
+                "SELECT id FROM runs WHERE suite = ? AND status = ? AND created_at >= ?", (suite, status, since)
+            )
+            return {r[0] for r in rows}
+
     def running(self) -> list[dict[str, Any]]:
         """Runs stored as ``running``: id, pid, host, heartbeat."""
         with closing(self.connect()) as conn:

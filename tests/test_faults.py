@@ -212,6 +212,42 @@ def test_sigterm_and_ctrl_c_stop_a_suite_at_once_keeping_the_curves_of_the_runs_
     _finish_and_check(tmp_path, suite, interrupted=jobs)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
+def test_sigterm_of_a_ray_suite_keeps_the_run_its_worker_recorded_interrupted_with_its_curves(tmp_path):
+    """A local Ray instance: the cancelled task's worker ends its run itself (Ray hands nothing back from a
+    cancelled task; the driver counts the run from the store), the queued group never starts."""
+    pytest.importorskip("ray")
+    endless = ONE_SEED.replace("steps = 300", "steps = 100000000")
+    proc, suite, _ = _driver(tmp_path, endless, hold="none", executor="ray", jobs=1)
+
+    def evaluations() -> int:
+        try:
+            with closing(sqlite3.connect(f"file:{tmp_path / 's.db'}?mode=ro", uri=True)) as conn:
+                return conn.execute("SELECT count(DISTINCT step) FROM curves").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+
+    try:
+        wait_for(lambda: evaluations() >= 3 or proc.poll() is not None, "a Ray worker to record evaluations")
+        family = descendants(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=PATIENCE)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: interrupted: suite 'tiny' stopped; 1 runs stored"), err
+    assert "(1 interrupted, with their curves)" in lines[0] and "train the 2 left" in lines[0], err
+    wait_for(lambda: not any(alive(pid) for pid in family), "the Ray processes to exit", patience=30)
+    (run,) = [Store(tmp_path / "s.db").get_run(i) for i in Store(tmp_path / "s.db").runs()["id"]]
+    assert run["status"] == "interrupted" and run["suite"] == "tiny" and run["pid"] is None
+    assert run["message"].startswith("interrupted after the evaluation at step")  # its worker ended it
+    assert len(Store(tmp_path / "s.db").curves(run["id"])) >= 3
+    assert _store_rows(tmp_path / "s.db")  # integrity_check ok
+
+
 def test_an_interrupted_group_hands_back_every_run_it_kept(tmp_path, registry, monkeypatch):
     """In the driver's own process (the inline executor): a batched group of two seeds interrupted after its
     evaluation at step 100 keeps both runs, with their curves; the suite stores them and stops."""
