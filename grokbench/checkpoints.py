@@ -6,6 +6,8 @@ unpickles (runs) code from a file. A file holds
 * ``model/<name>``: the model's parameters (:meth:`Model.parameters`);
 * ``optimizer/<i>/...``: the tensors of each optimizer state (:meth:`OptimizerState.state_dict`), its other
   values in the metadata;
+* ``metrics/<name>/...``: the state of each metric with capability ``stateful`` (:meth:`Metric.state_dict`;
+  an NTK drift's reference kernel), other values in the metadata;
 * ``batches/generator`` and ``batches/order``: the minibatch generator's RNG state and the current epoch's order;
 * metadata ``grokbench``: JSON with the run id, step, reasons, model name, configuration and the rest.
 
@@ -18,7 +20,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,23 +43,54 @@ class TrainState:
     params: dict[str, torch.Tensor]
     optimizer: list[dict[str, Any]]
     batches: dict[str, Any]
+    #: the state of each metric with capability ``stateful``, by metric name
+    metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def capture(step: int, trainable: Any, optimizer_states: list[Any], batches: list[Any]) -> TrainState:
-    """Copy the training state of a single (unbatched) run after the evaluation at ``step``."""
-    params = {name: t.detach().clone() for name, t in trainable.parameters().items()}
-    b = batches[0]
+def row(value: Any, member: int, members: int) -> Any:
+    """Member ``member``'s view of a state stacked over ``members`` seeds: row ``member`` of every tensor whose
+    leading dimension is the seeds' (the stacked parameters and what an element-wise optimizer keeps per parameter)."""
+    if isinstance(value, torch.Tensor):
+        return value[member] if value.dim() and value.shape[0] == members else value
+    if isinstance(value, dict):
+        return {k: row(v, member, members) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(row(v, member, members) for v in value)
+    return value
+
+
+def capture(
+    step: int,
+    trainable: Any,
+    optimizer_states: list[Any],
+    batches: list[Any],
+    metrics: Sequence[Any] = (),
+    member: int = 0,
+) -> TrainState:
+    """Copy the training state of one run after the evaluation at ``step``: of ``member`` (its rows of the stacked
+    tensors, its own optimizer state where each seed has one) when ``trainable`` is a batched program of
+    ``len(batches)`` seeds, so that the state is what that run trained alone would have."""
+    members = len(batches)
+    params = {name: t[member] if members > 1 else t for name, t in trainable.parameters().items()}
+    if len(optimizer_states) > 1:  # one state per seed
+        optimizer = [optimizer_states[member].state_dict()]
+    else:
+        optimizer = [row(s.state_dict(), member, members) if members > 1 else s.state_dict() for s in optimizer_states]
+    b = batches[member]
     return TrainState(
         step=step,
-        params=params,
-        optimizer=[_copy(s.state_dict()) for s in optimizer_states],
+        params=_copy(params),
+        optimizer=_copy(optimizer),
         batches={"generator": b.generator.get_state(), "order": b.order.detach().cpu().clone(), "pos": b.pos},
+        metrics={m.name: _copy(m.state_dict()) for m in metrics if m.supports("stateful")},
     )
 
 
 @torch.no_grad()
-def restore(state: TrainState, trainable: Any, optimizer_states: list[Any], batches: list[Any]) -> None:
-    """Put a captured state back into a freshly built model, optimizer and minibatch sampler."""
+def restore(
+    state: TrainState, trainable: Any, optimizer_states: list[Any], batches: list[Any], metrics: Sequence[Any] = ()
+) -> None:
+    """Put a captured state back into a freshly built model, optimizer, minibatch sampler and stateful metrics."""
     for name, tensor in trainable.parameters().items():
         tensor.copy_(state.params[name])
     for s, saved in zip(optimizer_states, state.optimizer):
@@ -64,6 +98,14 @@ def restore(state: TrainState, trainable: Any, optimizer_states: list[Any], batc
     b = batches[0]
     b.generator.set_state(state.batches["generator"])
     b.order, b.pos = state.batches["order"].to(b.x.device), int(state.batches["pos"])
+    for metric in metrics:
+        if metric.supports("stateful"):
+            metric.load_state_dict(state.metrics[metric.name])
+
+
+def missing_metric_states(state: TrainState, metrics: Sequence[Any]) -> list[str]:
+    """The stateful metrics (components) whose state ``state`` does not hold."""
+    return [m.name for m in metrics if m.supports("stateful") and m.name not in state.metrics]
 
 
 def _copy(value: Any) -> Any:
@@ -107,9 +149,17 @@ def write(path: Path, state: TrainState, info: dict[str, Any]) -> None:
 
     tensors = {f"model/{k}": v.detach().cpu().contiguous().clone() for k, v in state.params.items()}
     optimizer = _encode(state.optimizer, "optimizer", tensors)
+    metrics = _encode(state.metrics, "metrics", tensors)
     tensors["batches/generator"] = state.batches["generator"].clone()
     tensors["batches/order"] = state.batches["order"].clone()
-    header = {**info, "format": FORMAT, "step": state.step, "optimizer": optimizer, "batches_pos": state.batches["pos"]}
+    header = {
+        **info,
+        "format": FORMAT,
+        "step": state.step,
+        "optimizer": optimizer,
+        "metrics": metrics,
+        "batches_pos": state.batches["pos"],
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata={"grokbench": json.dumps(header)})
@@ -133,6 +183,7 @@ def read(path: str | os.PathLike[str]) -> tuple[TrainState, dict[str, Any]]:
         step=int(header["step"]),
         params={k[len("model/") :]: v for k, v in tensors.items() if k.startswith("model/")},
         optimizer=_decode(header["optimizer"], tensors),
+        metrics=_decode(header.get("metrics", {"__dict__": []}), tensors),
         batches={
             "generator": tensors["batches/generator"],
             "order": tensors["batches/order"],

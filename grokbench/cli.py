@@ -56,12 +56,16 @@ def _interrupted_line(exc: BaseException) -> str:
     cause = exc.__cause__ or exc.__context__
     if isinstance(cause, SuiteInterrupted):
         return str(cause)
-    if isinstance(cause, GroupInterrupted):  # run --seeds: the runs kept were saved
+    if isinstance(cause, GroupInterrupted):  # run --seeds: the runs kept (finished, or interrupted) were saved
         kept = cause.results
         stored = {r.store_path for r in kept if r.store_path}
         where = f" in {stored.pop()}" if len(stored) == 1 else ""
         held = sum(r.status == "interrupted" for r in kept)
-        return f"interrupted: {len(kept)} runs kept{where} ({held} interrupted, with their curves)"
+        runs = ", ".join(f"{r.run_id} ({r.status}, {len(r.curves)} evaluations)" for r in kept)
+        return (
+            f"interrupted: runs {runs} kept{where} ({held} interrupted, with their curves); "
+            "resume each interrupted one with 'grokbench resume RUN'"
+        )
     if not isinstance(cause, RunInterrupted):
         return "aborted"
     r = cause.result

@@ -565,7 +565,18 @@ class Metric(Component):
 
     What it contributes to reports is declared, and checked when it registers (:meth:`check_class`):
     ``report_columns`` (:class:`SummaryColumn`) and ``report_panels`` (:class:`CurvePanel`).
+
+    A metric whose values depend on what it kept from earlier evaluations (a reference kernel from step 0)
+    declares capability ``stateful``: checkpoints save its :meth:`state_dict` and a resumed run restores it.
     """
+
+    CAPABILITIES: ClassVar[Mapping[str, Capability]] = {
+        "stateful": Capability(
+            "it keeps state between evaluations (a reference from step 0): checkpoints save state_dict() and "
+            "``grokbench resume`` restores it with load_state_dict(), so a resumed run records the same curves",
+            requires=("state_dict", "load_state_dict"),
+        ),
+    }
 
     #: computed in every run unless the configuration removes it
     default: ClassVar[bool] = False
@@ -578,6 +589,14 @@ class Metric(Component):
     @abc.abstractmethod
     def compute(self, ctx: EvalContext) -> dict[str, float]:
         """The metric's values at this evaluation step, by curve name."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What it kept from earlier evaluations (tensors, numbers, strings, nested dicts and lists; capability ``stateful``)."""
+        raise NotImplementedError(f"metric '{self.name}' does not declare capability 'stateful'")
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Take back what :meth:`state_dict` returned, before the first evaluation of a resumed run (capability ``stateful``)."""
+        raise NotImplementedError(f"metric '{self.name}' does not declare capability 'stateful'")
 
     #: summary keys :meth:`summarize` returns; every run's summary holds them (``None`` when not selected)
     summary_keys: ClassVar[tuple[str, ...]] = ()
@@ -640,12 +659,13 @@ class Executor(Component):
     ``map(work, groups)``, then ``close()`` (always called after a successful
     ``start``).
 
-    ``work`` is a picklable module-level function that takes a list of
+    ``work`` is a picklable callable (a module-level function or a partial of one) that takes a list of
     :class:`grokbench.config.RunConfig` and returns a list of
     :class:`grokbench.runner.RunResult`, one per config; call it exactly as
     given, on one group per call, so that a model can batch the runs of a
     group (seeds and batchable hyperparameters, :func:`grokbench.batching.batch_groups`).
-    An executor never writes to the results store.
+    An executor never writes to the results store itself (``work`` may: where the executor is not
+    ``remote``, each run records itself in the store as it trains).
     """
 
     CAPABILITIES: ClassVar[Mapping[str, Capability]] = {
@@ -670,7 +690,9 @@ class Executor(Component):
         workers to stop (``work`` raises :class:`grokbench.lifecycle.GroupInterrupted`
         with the runs it kept when interrupted), yield ``(i, GroupInterrupted)``
         for each group that handed back what it kept (the driver stores those
-        runs, ``interrupted`` with their curves), then raise KeyboardInterrupt again.
+        runs, ``interrupted`` with their curves, unless their workers recorded them
+        already), then raise KeyboardInterrupt again. An executor whose workers cannot
+        hand anything back (Ray's cancelled tasks) stops them and raises at once.
         """
 
     def close(self) -> None:

@@ -2,14 +2,17 @@
 
 The driver (:func:`run_suite`) validates everything first (the suite, the
 executor and its options, the store), skips the configurations the store
-already holds (runs are keyed by the hash of their full config), hands the rest
+already holds (runs are keyed by the hash of their full config), and hands the rest
 to an executor plugin in groups (configs differing only in their seed travel
-together), and writes each result itself, one transaction per run, as it comes
-back. So a suite that is interrupted, even by SIGKILL, loses only the runs in
-flight and the next invocation trains exactly those; a run that fails is
-recorded with its error and the suite goes on. Ctrl-C or SIGTERM stops it
-promptly: the executor tells its workers to stop, the runs they were training
-are stored ``interrupted`` with their curves (trained again by the next
+together). Where the workers run on this machine (every executor but a remote Ray cluster), each run is
+recorded as it trains, exactly like ``grokbench run``'s (:class:`grokbench.lifecycle.Lifecycle`: a ``running``
+row, each evaluation's curves in a short transaction, checkpoints, loggers). Workers on a remote cluster cannot
+reach the store: they train and return results, and the driver writes each run in one transaction when it comes
+back (and replays its events to the loggers). Either way a suite killed even by SIGKILL loses at most the runs
+in flight (rows left ``running``, recognized as ``interrupted`` with their curves by the next command to open the
+store) and the next invocation trains exactly those; a run that fails is recorded with its error and the suite
+goes on. Ctrl-C or SIGTERM stops it promptly: the executor starts no new group and tells its busy workers to
+stop, the runs they were training end ``interrupted`` with their curves (trained again by the next
 invocation), and :class:`grokbench.lifecycle.SuiteInterrupted` is raised.
 """
 
@@ -30,7 +33,15 @@ from pydantic import ValidationError
 
 from .config import COMPONENT_KINDS, RunConfig
 from .errors import ConfigError
-from .lifecycle import GroupInterrupted, SuiteInterrupted, make_loggers, replay
+from .lifecycle import (
+    GroupInterrupted,
+    Lifecycle,
+    SuiteInterrupted,
+    lifecycles,
+    make_loggers,
+    recognize_dead_runs,
+    replay,
+)
 from .limits import check_runnable
 from .metrics import summarize
 from .plugin_manager import get_registry
@@ -73,24 +84,50 @@ def failed_result(cfg: RunConfig, exc: BaseException | str, registry: Registry |
     )
 
 
-def train_work(group: list[RunConfig], registry: Registry | None = None) -> list[RunResult]:
-    """What a worker runs: train one group with :func:`grokbench.runner.train_group`.
+@dataclass(frozen=True)
+class LiveTarget:
+    """Where a worker records its runs as they train (picklable: it travels to worker processes)."""
+
+    store: str
+    suite: str
+    replace_failed: bool = False
+    loggers: tuple[str, ...] = ()
+    log_dir: str | None = None
+
+    def lifecycles(self, count: int, registry: Registry) -> list[Lifecycle]:
+        store = Store(self.store)  # recognizes the runs of workers that died (their rows give way)
+        options = {"suite": self.suite, "replace_failed": self.replace_failed}
+        return lifecycles(count, store, registry, self.loggers, self.log_dir, **options)
+
+
+def train_work(
+    group: list[RunConfig], registry: Registry | None = None, live: LiveTarget | None = None
+) -> list[RunResult]:
+    """What a worker runs: train one group with :func:`grokbench.runner.train_group`; with ``live``, each run is
+    recorded in the store as it trains (a ``running`` row, live curves, checkpoints, loggers).
 
     Never raises for a run's failure: when the group as a whole fails, its runs
     are retried one by one so that each failure is recorded against its own run.
-    Ctrl-C (SIGINT, or SIGTERM where it raises KeyboardInterrupt) raises :class:`GroupInterrupted` with the
-    runs kept (finished, or interrupted with their curves).
+    Ctrl-C (SIGINT, or SIGTERM where the executor makes it raise KeyboardInterrupt) raises
+    :class:`GroupInterrupted` with the runs kept (finished, or ``interrupted`` with their curves, which their
+    lifecycles recorded with ``live``).
     """
     registry = registry or get_registry()
+
+    def train(cfgs: list[RunConfig]) -> list[RunResult]:
+        if live is None:
+            return train_group(cfgs, registry=registry)
+        return train_group(cfgs, registry=registry, lifecycles=live.lifecycles(len(cfgs), registry))
+
     try:
-        return train_group(group, registry=registry)
+        return train(group)
     except Exception as exc:
         if len(group) == 1:
             return [failed_result(group[0], exc, registry)]
     results: list[RunResult] = []
     for cfg in group:
         try:
-            results.extend(train_group([cfg], registry=registry))
+            results.extend(train([cfg]))
         except GroupInterrupted as stop:
             raise GroupInterrupted([*results, *stop.results]) from None
         except Exception as exc:
@@ -151,42 +188,51 @@ def run_suite(
     loggers: Sequence[str] = (),
     log_dir: str | os.PathLike[str] | None = None,
 ) -> SuiteOutcome:
-    """Train every run of ``suite`` not yet in ``store`` with the named executor; the driver alone writes.
+    """Train every run of ``suite`` not yet in ``store`` with the named executor (see the module docstring: who writes, and when).
 
     A stored run that failed counts as done, unless ``retry_failed``: then it is trained again, and the
     new run takes its place in the suite (the failed one stays in the store, as a run of no suite).
     A stored run that was interrupted is never done: it is trained again, and kept as a run of no suite.
-    ``loggers`` see each run's events replayed when the driver stores it (workers do not log).
+    ``loggers`` see each run's events as it trains (on a remote cluster: replayed when the driver stores it).
 
     Bad input (an unknown executor or option, an unusable store, an
     unreachable cluster) raises :class:`ConfigError` before anything is written.
     """
     registry = registry or get_registry()
     runner = make_executor(executor, options or {}, registry)
-    sinks = make_loggers(
-        loggers, registry, log_dir or f"{store.path if isinstance(store, Store) else store or default_path()}.logs"
-    )
-    started = time.perf_counter()
+    log_dir = log_dir or f"{store.path if isinstance(store, Store) else store or default_path()}.logs"
+    loggers = tuple(dict.fromkeys([*suite.spec.suite.loggers, *loggers]))  # the suite file's, then --logger's
+    sinks = make_loggers(loggers, registry, log_dir)
+    started, begun_at, stopped = time.perf_counter(), utc_now(), False
     runner.start()  # may refuse (an unreachable cluster) before the store is opened, so before any write
     try:
         target = store if isinstance(store, Store) else Store(store)  # checks (and migrates) the store
         configs = suite.unique_configs()
         done = target.stored_hashes((c.hash for c in configs), failed=not retry_failed)
         pending = [c for c in configs if c.hash not in done]
-        if not getattr(runner, "remote", False):  # runs train on this machine: its devices and memory, before any write
+        remote = getattr(runner, "remote", False)
+        if not remote:  # runs train on this machine: its devices and memory, before any write
             check_runnable(pending, registry)
         outcome = SuiteOutcome(
             suite.name, str(target.path), executor, planned=len(configs), skipped=len(configs) - len(pending)
         )
         target.register_suite(suite.name, suite.source, suite.spec.model_dump(mode="json"), suite.members())
         groups = suite.groups(pending, registry)
-        work = functools.partial(train_work, registry=registry) if runner.supports("in-process") else train_work
+        # workers on this machine record their runs as they train; a remote cluster's return them to the driver
+        live = None if remote else LiveTarget(str(target.path), suite.name, retry_failed, loggers, str(log_dir))
+        in_process = runner.supports("in-process")
+        work = functools.partial(train_work, registry=registry if in_process else None, live=live)
         bar = _bar(len(configs), outcome.skipped, progress, f"suite {suite.name}")
+
+        counted: set[str] = set()  # the runs the executor handed back
 
         def keep(results: Sequence[RunResult]) -> None:
             for result in results:
-                if save_result(target, result, suite=suite.name, replace_failed=retry_failed):
-                    replay(sinks, result)
+                counted.add(result.run_id)
+                written = result.store_path is not None  # recorded live by its worker (loggers included)
+                if written or save_result(target, result, suite=suite.name, replace_failed=retry_failed):
+                    if not written:
+                        replay(sinks, result)
                     outcome.trained += 1
                     outcome.failed += result.status == "failed"
                     outcome.interrupted += result.status == "interrupted"
@@ -199,16 +245,25 @@ def run_suite(
         try:
             with _Interrupts() as interrupts:
                 for index, answer in interrupts.answers(runner.map(work, groups)):
+                    if live is not None and isinstance(answer, Exception):
+                        recognize_dead_runs(target)  # the runs its dead worker had begun
                     keep(_results(groups[index], answer, registry))
         except GroupInterrupted as stop:  # raised in this process (the inline executor): keep what it kept
             keep(stop.results)
-            raise _stopped(outcome, started) from None
+            stopped = True
         except KeyboardInterrupt:
-            raise _stopped(outcome, started) from None
+            stopped = True
         finally:
             bar.close()
     finally:
         runner.close()
+    if stopped:
+        if live is not None:  # runs its workers recorded but did not hand back (a cancelled Ray task), or could
+            recognize_dead_runs(target)  # not end themselves (killed): stored, interrupted, with their curves
+            unseen = target.suite_runs_since(suite.name, begun_at, "interrupted") - counted
+            outcome.trained += len(unseen)
+            outcome.interrupted += len(unseen)
+        raise _stopped(outcome, started) from None
     outcome.wall_seconds = time.perf_counter() - started
     return outcome
 

@@ -91,9 +91,11 @@ def register_executors(register: Callable[[type], None]) -> None:
     (``grokbench suite run``) hands it groups of run configurations (those
     differing only in their seed travel together, so that a model may train
     them as one batch) and a picklable work function; the executor calls the
-    work function on each group somewhere and yields the results back. Only the
-    driver writes to the results store. Call ``register(ExecutorClass)`` once
-    per executor.
+    work function on each group somewhere and yields the results back. The
+    executor never writes to the results store: the work function records each
+    run as it trains where the workers share the driver's machine, the driver
+    when they come back from a ``remote`` cluster. Call ``register(ExecutorClass)``
+    once per executor.
     """
 
 

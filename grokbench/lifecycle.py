@@ -13,9 +13,10 @@
   ``train.checkpoint_every`` evaluations;
 * loggers (plugins, hook ``register_loggers``) see the run start, each evaluation, each checkpoint, the end.
 
-Suites are different on purpose: their workers train and return results, and the driver alone writes a run,
-in one transaction when it comes back (so a suite run is never ``running`` in the store, has no checkpoints,
-and its loggers see its events replayed when it is stored: :func:`replay`).
+Every run goes through it, alone or as one seed of a batched group (:func:`lifecycles`: one per run, each
+with its own logger instances), and so do a suite's runs wherever its workers can reach the store
+(:class:`grokbench.executors.LiveTarget`); only workers on a remote cluster return results that the driver
+writes in one transaction (their loggers see the events replayed then: :func:`replay`).
 """
 
 from __future__ import annotations
@@ -49,14 +50,16 @@ STALE_AFTER = 3600.0
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM ended a run; ``result`` is what was kept (status ``interrupted``)."""
+    """Ctrl-C or SIGTERM ended a run (or the seeds of a batched group); ``result`` is what was kept (status
+    ``interrupted``), ``results`` every run that was training (the seeds of a batched group)."""
 
-    def __init__(self, result: RunResult):
+    def __init__(self, result: RunResult, results: Sequence[RunResult] | None = None):
         super().__init__(f"run {result.run_id} interrupted")
         self.result = result
+        self.results = list(results) if results is not None else [result]
 
-    def __reduce__(self) -> Any:
-        return (type(self), (self.result,))
+    def __reduce__(self) -> Any:  # it travels back from worker processes
+        return (type(self), (self.result, self.results))
 
 
 class GroupInterrupted(KeyboardInterrupt):
@@ -89,13 +92,20 @@ def _now() -> str:
 
 
 def _alive(pid: int) -> bool:
+    """A process that exists and is not a zombie (a worker killed with its driver may wait a while to be reaped)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return sys.platform != "linux"  # on Linux: it just went; elsewhere there is no /proc to read
+    except (OSError, IndexError):
+        return True
 
 
 def recognize_dead_runs(store: Store) -> list[str]:
@@ -139,15 +149,19 @@ def recognize_dead_runs(store: Store) -> list[str]:
 
 def make_loggers(names: Sequence[str], registry: Registry, directory: str | os.PathLike[str]) -> list[Any]:
     """Instantiate the named logger plugins (ConfigError for an unknown one or a missing extra), before any training."""
-    loggers = []
-    for name in dict.fromkeys(names):
-        cls = registry.get("logger", name)
-        missing = [m for m in cls.requires if importlib.util.find_spec(m) is None]
-        if missing:
-            extra = f"pip install 'grokbench[{cls.extra}]'" if cls.extra else f"pip install {' '.join(missing)}"
-            raise ConfigError(f"logger '{name}' needs {', '.join(missing)}, which is not installed: {extra}")
-        loggers.append(cls(cls.Params(), directory=Path(directory)))
-    return loggers
+    return [
+        (cls := logger_class(name, registry))(cls.Params(), directory=Path(directory)) for name in dict.fromkeys(names)
+    ]
+
+
+def logger_class(name: str, registry: Registry) -> Any:
+    """The logger plugin ``name``, its extra checked (ConfigError for an unknown one or a missing module)."""
+    cls = registry.get("logger", name)
+    missing = [m for m in cls.requires if importlib.util.find_spec(m) is None]
+    if missing:
+        extra = f"pip install 'grokbench[{cls.extra}]'" if cls.extra else f"pip install {' '.join(missing)}"
+        raise ConfigError(f"logger '{name}' needs {', '.join(missing)}, which is not installed: {extra}")
+    return cls
 
 
 class _Dispatch:
@@ -203,6 +217,10 @@ class Lifecycle:
     checkpoints: bool = True
     resume: ResumePoint | None = None
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    #: the suite the run belongs to (a suite stores each configuration once: see :meth:`Store.save_run`)
+    suite: str | None = None
+    #: a failed run of the suite's configuration gives way to this one (``suite run --retry-failed``)
+    replace_failed: bool = False
 
     def __post_init__(self) -> None:
         if self.resume is not None:
@@ -216,6 +234,14 @@ class Lifecycle:
         self.written: set[int] = set()
         self._pending_reasons: list[str] = []
         self.started = False
+        self.stored_step = -1  # the last evaluation written to the store
+        self.begun = False  # its row is in the store
+
+    def restart(self) -> None:
+        """Train the run again from scratch (a batched program failed): its stored row and curves start over."""
+        self.begun = self.begun and self.store is not None
+        self.started, self.reached, self.evaluations, self.stored_step = False, set(), 0, -1
+        self.last_state, self.written, self._pending_reasons = None, set(), []
 
     @property
     def prior_curves(self) -> list[dict[str, float]]:
@@ -235,6 +261,7 @@ class Lifecycle:
         for record in self.prior_curves:
             self._note_reached(record)
         self.evaluations = len(self.prior_curves)  # train.checkpoint_every counts across a resume
+        self.stored_step = int(self.prior_curves[-1]["step"]) if self.prior_curves else -1
         if self.store is not None:
             live = {
                 "pid": os.getpid(),
@@ -243,12 +270,12 @@ class Lifecycle:
                 "status": "running",
                 "message": None,
             }
-            if self.resume is not None:
+            if self.resume is not None or self.begun:
                 cfg = prep.cfg
                 self.store.update_run(
                     self.run_id,
                     {**live, "config": cfg.model_dump(mode="json"), "config_hash": cfg.hash},
-                    drop_curves_from=self.resume.state.step,
+                    drop_curves_from=self.resume.state.step if self.resume is not None else 0,
                 )
             else:
                 stub = RunResult(
@@ -263,7 +290,10 @@ class Lifecycle:
                     created_at=created_at,
                     environment=environment(prep.device),
                 )
-                self.store.begin_run({**stub.record(), **live})
+                if self.store.begin_run({**stub.record(self.suite), **live}, replace_failed=self.replace_failed):
+                    self.begun = True
+                else:  # another driver stored this suite configuration first: keep that one, store nothing
+                    self.store = None  # (the result has no store_path: the driver counts a duplicate)
         self.send(
             "start",
             self.run_id,
@@ -274,6 +304,7 @@ class Lifecycle:
     def evaluation(self, record: dict[str, float]) -> None:
         if self.store is not None:
             self.store.append_evaluation(self.run_id, record, _now())
+            self.stored_step = int(record["step"])
         self.send("evaluation", int(record["step"]), record)
         self.evaluations += 1
 
@@ -339,28 +370,47 @@ class Lifecycle:
             with contextlib.suppress(Exception):  # the curves are what matters; a full disk must not lose them
                 self._write(self.last_state, ["interrupted"])
         if self.store is not None:
+            for record in result.curves.to_dict("records"):  # an evaluation whose write an interrupt cut short
+                if record["step"] > self.stored_step:
+                    self.store.append_evaluation(self.run_id, record, _now())
+                    self.send("evaluation", int(record["step"]), record)
             self.store.close_live()
-            row = result.record()
+            row = result.record(self.suite)
             row.pop("id")
             self.store.update_run(self.run_id, {**row, "pid": None, "heartbeat": _now()})
             result.store_path = str(self.store.path)
         self.send("end", result.status, result.summary)
 
-    @contextlib.contextmanager
-    def signals(self) -> Iterator[None]:
-        """SIGTERM raises KeyboardInterrupt (as Ctrl-C does) while the run trains, in the main thread."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
 
-        def stop(signum: int, frame: Any) -> None:
-            raise KeyboardInterrupt(f"signal {signum}")
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt (as Ctrl-C does) while runs train, in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
-        previous = signal.signal(signal.SIGTERM, stop)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def lifecycles(
+    count: int,
+    store: Store | None,
+    registry: Registry,
+    loggers: Sequence[str] = (),
+    log_dir: str | os.PathLike[str] | None = None,
+    **options: Any,
+) -> list[Lifecycle]:
+    """One lifecycle per run of a group (each with its own logger instances: a batched group's runs log at once);
+    ``options``: :class:`Lifecycle`'s (``suite``, ``replace_failed``, ``checkpoints``)."""
+    directory = log_dir or (f"{store.path}.logs" if store is not None else "grokbench-logs")
+    return [Lifecycle(store, loggers=make_loggers(loggers, registry, directory), **options) for _ in range(count)]
 
 
 def _empty() -> Any:
@@ -397,7 +447,14 @@ def resume_point(store: Store, run_id: str, registry: Registry, steps: int | Non
     state, _ = ckpt.read(chosen["path"])
     from .building import prepare
 
-    ckpt.check_matches(state, prepare(cfg, registry).model, f"checkpoint {chosen['path']}")
+    prep = prepare(cfg, registry)
+    ckpt.check_matches(state, prep.model, f"checkpoint {chosen['path']}")
+    missing = ckpt.missing_metric_states(state, prep.metrics)
+    if missing:
+        raise ConfigError(
+            f"checkpoint {chosen['path']} holds no state of metric '{missing[0]}', which keeps one: "
+            f"a resumed run would not record the curves it would have recorded"
+        )
     target = steps if steps is not None else cfg.train.steps
     if target <= state.step:
         raise ConfigError(
@@ -427,6 +484,6 @@ def resume_run(
 
     registry = registry or get_registry()
     cfg, point = resume_point(store, run_id, registry, steps)
-    lifecycle = Lifecycle(store, loggers=make_loggers(loggers, registry, log_dir or f"{store.path}.logs"), resume=point)
-    with lifecycle.signals():
+    (lifecycle,) = lifecycles(1, store, registry, loggers, log_dir, resume=point)
+    with sigterm_interrupts():
         return train_config(cfg, registry=registry, progress=progress, lifecycle=lifecycle)

@@ -17,14 +17,14 @@ from .building import Prepared, build, prepare, start
 from .config import RunConfig, parse_assignments, resolve_config
 from .contracts import BatchedModel
 from .errors import GrokbenchError, describe
-from .lifecycle import GroupInterrupted, Lifecycle, RunInterrupted, make_loggers, replay
+from .lifecycle import GroupInterrupted, Lifecycle, RunInterrupted, lifecycles, sigterm_interrupts
 from .limits import check_runnable
 from .metrics import metric_summaries, summarize
 from .plugin_manager import get_registry
 from .registry import Registry
 from .results import RunResult, environment, failure, last_step, new_run_id, utc_now
 from .store import Store
-from .trainer import Member, TrainOutcome, train, train_members
+from .trainer import Member, TrainOutcome, train_members
 
 
 class _Progress:
@@ -102,67 +102,109 @@ def train_config(
     :class:`RunInterrupted` is raised with the result (its curves so far).
     """
     registry = registry or get_registry()
-    prep = start(cfg, registry)
-    bar = _Progress(
-        cfg.train.steps,
-        progress,
-        f"{cfg.task.name}/{cfg.model.name}",
-        lifecycle.resume.state.step if lifecycle and lifecycle.resume else 0,
-    )
-    status, message, steps, trace, interrupted = "failed", None, 0, None, False
-    curves: list[dict[str, float]] = lifecycle.prior_curves if lifecycle else []
-    created_at = utc_now()
-    started = time.perf_counter()
-    try:
-        build(prep)
-        if lifecycle is not None:
-            lifecycle.start(prep, created_at)
+    return _train([start(cfg, registry)], registry, None, [lifecycle], progress=progress, on_eval=on_eval)[0]
 
-        def report(record: dict[str, float]) -> None:
-            curves.append(record)
-            bar(record)
+
+class _BatchFailed(Exception):
+    """A batched program raised while training: its seeds are trained again one after another."""
+
+
+def _train(
+    preps: list[Prepared],
+    registry: Registry,
+    batched: BatchedModel | None,
+    lifecycles: Sequence[Lifecycle | None],
+    *,
+    progress: bool,
+    on_eval: Callable[[dict[str, float]], None] | None = None,
+) -> list[RunResult]:
+    """Train one run (``batched`` None: its components are built here, so a failure to build is a recorded run)
+    or the seeds of a batched program (built), each member through its own ``lifecycle``: live curves,
+    checkpoints of its own state, loggers, ``interrupted`` on Ctrl-C/SIGTERM (every member keeps its curves,
+    then :class:`RunInterrupted` is raised). A batched program that raises is :class:`_BatchFailed`."""
+    first = preps[0]
+    resume = lifecycles[0].resume if batched is None and lifecycles[0] is not None else None
+    label = f"{first.cfg.task.name}/{first.cfg.model.name}" + (f" x{len(preps)}" if batched is not None else "")
+    bar = _Progress(first.cfg.train.steps, progress, label, resume.state.step if resume else 0)
+    curves: list[list[dict[str, float]]] = [lc.prior_curves if lc else [] for lc in lifecycles]
+    outcomes: list[TrainOutcome] = []
+    status, message, trace, interrupted = "failed", None, None, False
+    created_at, started = utc_now(), time.perf_counter()
+
+    def finish(status: str, message: str | None, trace: str | None = None) -> list[RunResult]:
+        wall = time.perf_counter() - started
+        shared = {"batched_seeds": len(preps), "group_wall_seconds": wall} if batched is not None else {}
+        results = []
+        for i, (prep, lifecycle) in enumerate(zip(preps, lifecycles)):
+            o = outcomes[i] if outcomes else TrainOutcome(status, last_step(curves[i]), message)
+            result = _result(
+                prep, registry, o.status, o.steps, o.message, curves[i], wall / len(preps), created_at, trace, **shared
+            )
             if lifecycle is not None:
-                lifecycle.observe(record)
-            if on_eval is not None:
-                on_eval(record)
+                lifecycle.end(result, prep)
+            results.append(result)
+        return results
 
-        outcome = train(
-            task=prep.task,
-            data=prep.data,
-            model=prep.model,
-            optimizer=prep.optimizer,
-            regularizer=prep.regularizer,
-            metrics=prep.metrics,
-            cfg=cfg.train,
-            seed=cfg.seed,
-            on_eval=report,
-            resume=lifecycle.resume_state if lifecycle else None,
-            on_state=lifecycle.on_state if lifecycle else None,
+    try:
+        if batched is None:
+            build(first)
+        for prep, lifecycle in zip(preps, lifecycles):
+            if lifecycle is not None:
+                lifecycle.start(prep, created_at)
+
+        def stacked(components: list[Any]) -> Any:  # the members' components as one (batchable fields as [G])
+            return batching.stack_components(components, first.device)
+
+        def report(i: int) -> Callable[[dict[str, float]], None]:
+            def on_member_eval(record: dict[str, float]) -> None:
+                curves[i].append(record)
+                bar(record)
+                lifecycle = lifecycles[i]
+                if lifecycle is not None:
+                    lifecycle.observe(record)
+                if on_eval is not None:
+                    on_eval(record)
+
+            return on_member_eval
+
+        members = [
+            Member(p.data, p.model, p.metrics, p.cfg.seed, report(i), p.optimizer, p.regularizer, on_state=on_state)
+            for i, (p, lc) in enumerate(zip(preps, lifecycles))
+            for on_state in [lc.on_state if lc is not None else None]
+        ]
+        outcomes = train_members(
+            task=first.task,
+            members=members,
+            trainable=first.model if batched is None else batched,
+            optimizer=first.optimizer if batched is None else stacked([p.optimizer for p in preps]),
+            regularizer=first.regularizer if batched is None else stacked([p.regularizer for p in preps]),
+            cfg=first.cfg.train,
+            resume=resume.state if resume else None,
             on_step=bar.step,
         )
-        status, message, steps = outcome.status, outcome.message, outcome.steps
     except GrokbenchError:
         raise
     except KeyboardInterrupt:
-        steps = last_step(curves)
-        status, message, interrupted = "interrupted", f"interrupted after the evaluation at step {steps}", True
+        status, interrupted = "interrupted", True
     except Exception as exc:  # a plugin or training failure is a recorded run, not a crash
-        steps = last_step(curves)
+        if batched is not None:
+            raise _BatchFailed(describe(exc)) from exc
         try:
-            message, trace = failure(exc, prep.components())
+            message, trace = failure(exc, first.components())
         except BaseException:  # --debug re-raises: the run is still recorded, as failed, with its curves
-            if lifecycle is not None:
-                wall = time.perf_counter() - started
-                lifecycle.end(_result(prep, registry, "failed", steps, describe(exc), curves, wall, created_at), prep)
+            finish("failed", describe(exc))
             raise
     finally:
         bar.close()
-    result = _result(prep, registry, status, steps, message, curves, time.perf_counter() - started, created_at, trace)
-    if lifecycle is not None:
-        lifecycle.end(result, prep)
     if interrupted:
-        raise RunInterrupted(result)
-    return result
+        outcomes = [
+            TrainOutcome(status, last_step(c), f"interrupted after the evaluation at step {last_step(c)}")
+            for c in curves
+        ]
+    results = finish(status, message, trace)
+    if interrupted:
+        raise RunInterrupted(results[0], results)
+    return results
 
 
 def train_group(
@@ -171,14 +213,17 @@ def train_group(
     registry: Registry | None = None,
     progress: bool = False,
     notice: Callable[[str], None] | None = None,
+    lifecycles: Sequence[Lifecycle | None] | None = None,
 ) -> list[RunResult]:
-    """Train several configurations in this process, one result each, in order; nothing is saved.
+    """Train several configurations in this process, one result each, in order; nothing is saved but what
+    their ``lifecycles`` write as they go (one per configuration, as :func:`train_config` takes).
 
     This is the unit of work an executor hands to a worker. Configurations that
     differ only in their seed and batchable hyperparameters train together as one batched program (each
     run's parameters stacked along a leading dimension) when the model supports it
     (see :mod:`grokbench.batching`); each result is then what training that run alone gives, within float
-    rounding; its ``wall_seconds`` is the group's wall time divided by the
+    rounding, and each run's lifecycle records it as a run of its own (its curves, checkpoints of its own
+    state, its loggers); its ``wall_seconds`` is the group's wall time divided by the
     number of runs, and its environment records ``batched_seeds`` (the number of runs) and
     ``group_wall_seconds``. Otherwise they run one after another, and
     ``notice`` (default: a line on stderr) is told why.
@@ -188,9 +233,21 @@ def train_group(
     """
     registry = registry or get_registry()
     notice = notice or _stderr_notice
+    lifecycles = list(lifecycles) if lifecycles is not None else [None] * len(cfgs)
+
+    def one_by_one() -> list[RunResult]:
+        results: list[RunResult] = []
+        for cfg, lc in zip(cfgs, lifecycles):
+            try:
+                results.append(train_config(cfg, registry=registry, progress=progress, lifecycle=lc))
+            except RunInterrupted as stop:
+                raise GroupInterrupted([*results, *stop.results]) from None
+            except KeyboardInterrupt:  # before the run started training: nothing of it to keep
+                raise GroupInterrupted(results) from None
+        return results
+
     if len(cfgs) < 2:
-        return _one_by_one(cfgs, registry, progress)
-    created_at, started = utc_now(), time.perf_counter()
+        return one_by_one()
     batched: BatchedModel | str
     try:
         preps = [prepare(cfg, registry) for cfg in cfgs]
@@ -202,69 +259,17 @@ def train_group(
         batched = f"preparing them failed ({describe(exc)})"
     if isinstance(batched, str):
         notice(f"training {len(cfgs)} runs one after another: {batched}")
-        return _one_by_one(cfgs, registry, progress)
-
-    first = preps[0]
-    bar = _Progress(first.cfg.train.steps, progress, f"{first.cfg.task.name}/{first.cfg.model.name} x{len(preps)}")
-    curves: list[list[dict[str, float]]] = [[] for _ in preps]
-
-    def report(i: int) -> Callable[[dict[str, float]], None]:
-        def on_eval(record: dict[str, float]) -> None:
-            curves[i].append(record)
-            bar(record)
-
-        return on_eval
-
-    members = [
-        Member(p.data, p.model, p.metrics, p.cfg.seed, report(i), p.optimizer, p.regularizer)
-        for i, p in enumerate(preps)
-    ]
+        return one_by_one()
     try:
-        outcomes = train_members(
-            task=first.task,
-            members=members,
-            trainable=batched,
-            optimizer=batching.stack_components([p.optimizer for p in preps], first.device),
-            regularizer=batching.stack_components([p.regularizer for p in preps], first.device),
-            cfg=first.cfg.train,
-            on_step=bar.step,
-        )
-    except KeyboardInterrupt:
-        steps = [last_step(c) for c in curves]
-        outcomes = [TrainOutcome("interrupted", s, f"interrupted after the evaluation at step {s}") for s in steps]
-        raise GroupInterrupted(_batched_results(preps, outcomes, curves, registry, created_at, started)) from None
-    except Exception as exc:  # each run gets its own outcome, from scratch
-        notice(f"batched training failed ({describe(exc)}); training {len(cfgs)} runs one after another")
-        return _one_by_one(cfgs, registry, progress)
-    finally:
-        bar.close()
-    return _batched_results(preps, outcomes, curves, registry, created_at, started)
-
-
-def _batched_results(
-    preps: list[Prepared],
-    outcomes: Sequence[TrainOutcome],
-    curves: list[list[dict[str, float]]],
-    registry: Registry,
-    created_at: str,
-    started: float,
-) -> list[RunResult]:
-    wall = time.perf_counter() - started
-    return [
-        _result(
-            p,
-            registry,
-            o.status,
-            o.steps,
-            o.message,
-            curves[i],
-            wall / len(preps),
-            created_at,
-            batched_seeds=len(preps),
-            group_wall_seconds=wall,
-        )
-        for i, (p, o) in enumerate(zip(preps, outcomes))
-    ]
+        return _train(preps, registry, batched, lifecycles, progress=progress)
+    except RunInterrupted as stop:  # every run of the group kept, interrupted with its curves
+        raise GroupInterrupted(stop.results) from None
+    except _BatchFailed as exc:  # each run gets its own outcome, from scratch (its stored row starts again)
+        notice(f"batched training failed ({exc}); training {len(cfgs)} runs one after another")
+        for lc in lifecycles:
+            if lc is not None:
+                lc.restart()
+        return one_by_one()
 
 
 def _one_by_one(cfgs: Sequence[RunConfig], registry: Registry, progress: bool) -> list[RunResult]:
@@ -323,15 +328,9 @@ def execute(
     """
     registry = registry or get_registry()
     check_runnable([cfg], registry)
-    target = open_store(store)
-    lifecycle = Lifecycle(target, loggers=make_loggers(loggers, registry, _log_dir(log_dir, target)))
-    with lifecycle.signals():
+    (lifecycle,) = lifecycles(1, open_store(store), registry, loggers, log_dir)
+    with sigterm_interrupts():
         return train_config(cfg, registry=registry, progress=progress, on_eval=on_eval, lifecycle=lifecycle)
-
-
-def _log_dir(log_dir: str | os.PathLike[str] | None, target: Store | None) -> str | os.PathLike[str]:
-    """Where loggers write: ``log_dir``, else ``<store>.logs`` beside the store."""
-    return log_dir or (f"{target.path}.logs" if target is not None else "grokbench-logs")
 
 
 def run(
@@ -390,7 +389,8 @@ def run_seeds(
     **options: Any,
 ) -> list[RunResult]:
     """:func:`run` for several seeds of one configuration, trained with :func:`train_group` (batched when the
-    model supports it), each saved as its own run. ``options`` are :func:`run`'s (regularizer, optimizer, preset,
+    model supports it), each recorded as its own run as it trains, like a single run (live curves, checkpoints,
+    loggers, ``interrupted`` on Ctrl-C/SIGTERM). ``options`` are :func:`run`'s (regularizer, optimizer, preset,
     overrides, device)."""
     registry = registry or get_registry()
     overrides = options.pop("overrides", None)
@@ -398,20 +398,6 @@ def run_seeds(
         overrides = parse_assignments(list(overrides))
     cfgs = [resolve_config(registry, task=task, model=model, overrides=overrides, seed=s, **options) for s in seeds]
     check_runnable(cfgs, registry)
-    target = open_store(store)
-    sinks = make_loggers(loggers, registry, _log_dir(log_dir, target))
-    try:
-        results = train_group(cfgs, registry=registry, progress=progress, notice=notice)
-    except GroupInterrupted as stop:  # Ctrl-C: the runs kept (finished, or interrupted with their curves) are saved
-        for result in stop.results:
-            _keep(target, sinks, result)
-        raise
-    for result in results:
-        _keep(target, sinks, result)
-    return results
-
-
-def _keep(target: Store | None, sinks: Sequence[Any], result: RunResult) -> None:
-    if target is not None:
-        save_result(target, result)
-    replay(sinks, result)
+    group = lifecycles(len(cfgs), open_store(store), registry, loggers, log_dir)
+    with sigterm_interrupts():
+        return train_group(cfgs, registry=registry, progress=progress, notice=notice, lifecycles=group)

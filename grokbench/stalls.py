@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from .checkpoints import row
 from .contracts import OptimizerState
 
 #: optimizer steps watched after each evaluation (periods up to WINDOW are found)
@@ -106,9 +107,9 @@ def member_state(
     own = states[i] if len(states) > 1 else states[0]
     if type(own).state_dict is OptimizerState.state_dict:
         return None  # not known
-    extra = _tensors(own.state_dict())
+    state = own.state_dict()
     if batched:
         params = [p[i] for p in params]
         if len(states) == 1:
-            extra = [t[i] if t.dim() and t.shape[0] == members else t for t in extra]
-    return params + extra
+            state = row(state, i, members)
+    return params + _tensors(state)

@@ -311,14 +311,10 @@ class Store:
 
     # ------------------------------------------------------------------ a run written while it trains
 
-    def begin_run(self, run: dict[str, Any]) -> None:
-        """Insert a run row with status ``running`` (with ``pid``, ``host``, ``heartbeat``), before its first evaluation."""
-        row = dict(run)
-        for key in ("config", "summary", "plugins", "environment"):
-            row[key] = json.dumps(row[key], sort_keys=True)
-        self._ensure()
-        with closing(self.connect()) as conn, conn:
-            conn.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})", row)
+    def begin_run(self, run: dict[str, Any], *, replace_failed: bool = False) -> bool:
+        """Insert a run row with status ``running`` (with ``pid``, ``host``, ``heartbeat``), before its first evaluation;
+        False (nothing written) when a suite already stored its configuration, as :meth:`save_run`."""
+        return self.save_run(run, (), replace_failed=replace_failed)
 
     def append_evaluation(self, run_id: str, record: dict[str, float], heartbeat: str) -> None:
         """One evaluation's curve points, in a short transaction of their own, and the run's heartbeat.
@@ -354,6 +350,14 @@ class Store:
             )
             if drop_curves_from is not None:
                 conn.execute("DELETE FROM curves WHERE run_id = ? AND step >= ?", (run_id, drop_curves_from))
+
+    def suite_runs_since(self, suite: str, since: str, status: str) -> set[str]:
+        """The ids of ``suite``'s runs with ``status`` created at or after ``since`` (an ISO UTC time)."""
+        with closing(self.connect()) as conn:
+            rows = conn.execute(
+                "SELECT id FROM runs WHERE suite = ? AND status = ? AND created_at >= ?", (suite, status, since)
+            )
+            return {r[0] for r in rows}
 
     def running(self) -> list[dict[str, Any]]:
         """Runs stored as ``running``: id, pid, host, heartbeat."""

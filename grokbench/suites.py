@@ -8,6 +8,7 @@ cartesian product) and seeds::
     [suite]
     name = "smoke"
     seeds = [0, 1]
+    loggers = ["jsonl"]             # optional: logger plugins every run reports to (as --logger)
 
     [defaults]                      # inherited by every entry
     task = "modadd-cls"
@@ -77,6 +78,9 @@ class SuiteMeta(StrictModel):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    loggers: list[str] = Field(
+        default_factory=list, description="logger plugins that see every run's events, as `suite run --logger`"
+    )
 
 
 class ScalingTheory(StrictModel):
@@ -244,6 +248,13 @@ def expand(
     """Entries × grid points × seeds, each resolved and validated like ``grokbench run``; more than
     ``max_runs`` (default :data:`grokbench.limits.MAX_RUNS`) is refused, with the count, before expanding."""
     check_count(planned_count(spec, source), max_runs, source)
+    from .lifecycle import logger_class
+
+    for name in spec.suite.loggers:
+        try:
+            logger_class(name, registry)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: suite.loggers: {exc}") from None
     runs: list[PlannedRun] = []
     names = [e.name for e in spec.entries]
     duplicated = sorted({n for n in names if names.count(n) > 1})

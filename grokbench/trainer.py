@@ -73,7 +73,10 @@ class Batches:
 
 @dataclass
 class Member:
-    """One run of a (possibly batched) training program: its data, model view, metrics and callback."""
+    """One run of a (possibly batched) training program: its data, model view, metrics and callbacks.
+
+    ``on_state(step, snapshot)`` is called after each of its evaluations; ``snapshot()`` captures this member's
+    training state (its rows of a batched program's tensors), as a single run of it would have it."""
 
     data: TaskData
     model: Model
@@ -84,6 +87,8 @@ class Member:
     #: program's components are not ``seedwise``; ``None``: the program's
     optimizer: Optimizer | None = None
     regularizer: Regularizer | None = None
+    #: after each evaluation: ``(step, snapshot)`` (the run's lifecycle saves a checkpoint or keeps the state)
+    on_state: Callable[[int, Callable[[], TrainState]], None] | None = None
 
 
 def train(
@@ -105,7 +110,7 @@ def train(
 
     ``resume``: go on from a checkpoint's state (its step is evaluated again when on the schedule);
     ``on_state(step, snapshot)``: called after each evaluation, ``snapshot()`` captures the training state."""
-    member = Member(data, model, metrics, seed, on_eval)
+    member = Member(data, model, metrics, seed, on_eval, on_state=on_state)
     return train_members(
         task=task,
         members=[member],
@@ -114,7 +119,6 @@ def train(
         regularizer=regularizer,
         cfg=cfg,
         resume=resume,
-        on_state=on_state,
         on_step=on_step,
     )[0]
 
@@ -145,7 +149,6 @@ def train_members(
     regularizer: Regularizer | None,
     cfg: TrainConfig,
     resume: TrainState | None = None,
-    on_state: Callable[[int, Callable[[], TrainState]], None] | None = None,
     on_step: Callable[[int], None] | None = None,
 ) -> list[TrainOutcome]:
     """Train one model, or several seeds stacked in a :class:`BatchedModel`, with one optimizer.
@@ -179,8 +182,8 @@ def train_members(
         states = [opt.build(group) for opt, group in zip(optimizers, groups)]
         lrs = [o.params.lr if isinstance(o.params.lr, torch.Tensor) else float(o.params.lr) for o in optimizers]
     batches = [Batches(m.data, cfg.batch_size, m.seed) for m in members]
-    if resume is not None:  # single runs only (checkpoints are per run)
-        restore(resume, trainable, states, batches)
+    if resume is not None:  # single runs only (a checkpoint is one run's state)
+        restore(resume, trainable, states, batches, metrics=members[0].metrics)
 
     def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
         xs, ys = zip(*(b.next() for b in batches))
@@ -204,6 +207,8 @@ def train_members(
                 m = members[i]
                 record = evaluate(step, task, m.data, m.model, m.metrics)
                 m.on_eval(record)
+                if m.on_state is not None:
+                    m.on_state(step, functools.partial(capture, step, trainable, states, batches, m.metrics, i))
                 finite = math.isfinite(record["train_loss"]) and all(
                     torch.isfinite(p).all() for p in m.model.parameters().values()
                 )
@@ -216,8 +221,6 @@ def train_members(
                         watches[i].evaluated(step)
                     continue
                 active.remove(i)
-            if on_state is not None and not batched:
-                on_state(step, functools.partial(capture, step, trainable, states, batches))
             if not active:
                 break
         if step == cfg.steps:

@@ -106,6 +106,7 @@ class NTKDrift(ProbeNTK):
     """‖Θ_t − Θ₀‖_F / ‖Θ₀‖_F of the eNTK on a fixed probe set (how far the network left its kernel regime)."""
 
     name = "ntk_drift"
+    capabilities = frozenset({"stateful"})  # the reference kernels Θ₀ of step 0
     outputs = ("ntk_drift", "ntk_drift_train")
     summary_keys = (
         "ntk_drift_at_memorize",
@@ -140,6 +141,12 @@ class NTKDrift(ProbeNTK):
             start = theta0.setdefault(source, theta)
             out[self.KEYS[source]] = ((theta - start).norm() / start.norm()).item()
         return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"theta0": dict(self.__dict__.get("theta0", {}))}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.__dict__["theta0"] = {source: kernel.clone() for source, kernel in state["theta0"].items()}
 
     def summarize(self, curves, summary) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -1,11 +1,13 @@
 """The ``ray`` executor: runs a suite on a Ray cluster, or on a local Ray instance when none is given.
 
 Needs the ``ray`` extra (``pip install "grokbench[ray]"``); Ray is imported only
-when a suite runs with this executor. Workers train and return results; the
-driver alone writes to the store. A local Ray instance started here dies with the driver: on Linux a
-watchdog (:mod:`grokbench_plugins.ray_watchdog`) ends its agents and workers as soon as the driver exits,
-even by SIGKILL. Interrupted (Ctrl-C, SIGTERM), the driver cancels its tasks; Ray hands nothing back from a
-cancelled task, so the runs in flight are not kept (the next invocation trains them).
+when a suite runs with this executor. On a local Ray instance the workers record their runs in the store as
+they train; on a cluster (``remote``) they train and return results, and the driver writes them. A local Ray
+instance started here dies with the driver: on Linux a watchdog (:mod:`grokbench_plugins.ray_watchdog`) ends its
+agents and workers as soon as the driver exits, even by SIGKILL. Interrupted (Ctrl-C, SIGTERM), the driver
+cancels its tasks (Ray raises KeyboardInterrupt in each); Ray hands nothing back from a cancelled task, so on a
+local instance the driver waits briefly for the workers to end their runs ``interrupted`` (with their curves) in
+the store, and on a cluster the runs in flight are not kept (the next invocation trains them).
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
         socket.create_connection((host, port), timeout=timeout).close()
     except OSError as exc:
         raise ConfigError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
+
+
+#: seconds an interrupted driver waits for local Ray workers to end their runs ``interrupted`` in the store
+STOP_GRACE = 10.0
 
 
 class RayExecutor(Executor):
@@ -89,8 +95,8 @@ class RayExecutor(Executor):
 
     def map(self, work: Callable[[list[Any]], list[Any]], groups: Sequence[list[Any]]) -> Iterator[tuple[int, Any]]:
         ray = self.ray
-        remote = ray.remote(num_cpus=self.params.cpus_per_run, num_gpus=self.params.gpus_per_run, max_retries=1)(work)
-        pending = {remote.remote(group): index for index, group in enumerate(groups)}
+        remote = ray.remote(num_cpus=self.params.cpus_per_run, num_gpus=self.params.gpus_per_run, max_retries=1)(_call)
+        pending = {remote.remote(work, group): index for index, group in enumerate(groups)}
         try:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
@@ -105,6 +111,9 @@ class RayExecutor(Executor):
             for ref in pending:
                 with contextlib.suppress(Exception):
                     ray.cancel(ref)
+            if not self.remote:  # its workers record their runs: let them end them `interrupted` before close()
+                with contextlib.suppress(Exception):
+                    ray.wait(list(pending), num_returns=len(pending), timeout=STOP_GRACE)
             raise
 
     def close(self) -> None:
@@ -136,6 +145,11 @@ def _watch(started: set[int]) -> subprocess.Popen[bytes] | None:
         start_new_session=True,  # a terminal's Ctrl-C must not end it before the driver is gone
         close_fds=True,
     )
+
+
+def _call(work: Callable[[list[Any]], list[Any]], group: list[Any]) -> list[Any]:
+    """A Ray task: ``work`` (any picklable callable, a partial included) on one group."""
+    return work(group)
 
 
 @hookimpl

@@ -32,16 +32,13 @@ def holding(on_eval, regularizer):
                 time.sleep(0.05)
     return hold
 
-real_train, real_members = runner.train, runner.train_members
+real_members = runner.train_members
 
-def train(**kw):
-    return real_train(**{**kw, "on_eval": holding(kw["on_eval"], kw["regularizer"])})
-
-def train_members(**kw):
-    members = [dataclasses.replace(m, on_eval=holding(m.on_eval, kw["regularizer"])) for m in kw["members"]]
+def train_members(**kw):  # a single run or a batched group: each member's own regularizer names it
+    members = [dataclasses.replace(m, on_eval=holding(m.on_eval, m.regularizer or kw["regularizer"])) for m in kw["members"]]
     return real_members(**{**kw, "members": members})
 
-runner.train, runner.train_members = train, train_members
+runner.train_members = train_members
 from grokbench.cli import main
 sys.argv[0] = "grokbench"
 main()

@@ -84,6 +84,28 @@ def test_capabilities_are_checked_at_registration(attrs, message):
     Declares.check_class()  # inherits the quadratic network's declaration
 
 
+def test_a_stateful_metric_declares_it_and_defines_both_state_methods():
+    from grokbench.contracts import Metric
+
+    def compute(self, ctx):
+        return {}
+
+    def state_dict(self):
+        return {}
+
+    base = {"__doc__": "m", "name": "m", "compute": compute}
+    half = type("Half", (Metric,), {**base, "capabilities": frozenset({"stateful"}), "state_dict": state_dict})
+    with pytest.raises(TypeError, match="declares capability 'stateful' but does not define load_state_dict"):
+        half.check_class()
+    hidden = type("Hidden", (Metric,), {**base, "state_dict": state_dict})
+    with pytest.raises(TypeError, match="defines state_dict without declaring capability 'stateful'"):
+        hidden.check_class()
+    from grokbench_plugins.kernel_metrics import NTKDrift
+
+    NTKDrift.check_class()
+    assert NTKDrift.supports("stateful")
+
+
 def test_the_reference_marks_required_and_optional_methods():
     text = docs.render()
     assert "- `apply(self, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor` (**required**)" in text

@@ -51,13 +51,13 @@ def always_kill(group):
     return [index * 10]
 
 
-def dies_once_on_l2(group, registry=None):
+def dies_once_on_l2(group, registry=None, live=None):
     """train_work, but the worker that first trains the l2 group SIGKILLs itself (a marker file remembers)."""
     marker = Path(os.environ["GROKBENCH_TEST_MARKER"])
     if group[0].regularizer.name == "l2" and not marker.exists():
         marker.touch()
         os.kill(os.getpid(), signal.SIGKILL)
-    return REAL_TRAIN_WORK(group, registry)
+    return REAL_TRAIN_WORK(group, registry, live)
 
 
 REAL_TRAIN_WORK = executors_module.train_work
@@ -154,9 +154,10 @@ def test_a_suite_driver_killed_with_sigkill_leaves_no_worker_and_a_rerun_complet
         proc.send_signal(signal.SIGKILL)  # the driver only, not its process group
         proc.communicate()
     wait_for(lambda: not any(alive(pid) for pid in family), f"the workers {sorted(family)} to die with their driver")
-    rows, _ = _store_rows(tmp_path / "s.db")
-    assert rows == []  # suite runs are stored when they come back: none half-written, none left 'running'
-    _finish_and_check(tmp_path, suite, interrupted=0)
+    rows, last = _store_rows(tmp_path / "s.db")
+    # the workers recorded their runs live: left 'running' (their processes are gone), with their curves
+    assert sorted(r[1] for r in rows) == ["running"] * 2 and all(r[3] == "tiny" and last[r[0]] == 100 for r in rows)
+    _finish_and_check(tmp_path, suite, interrupted=2)  # the rerun recognizes them as interrupted, keeps them
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
@@ -166,8 +167,8 @@ def test_a_ray_driver_killed_with_sigkill_leaves_no_ray_process(tmp_path):
     endless = ONE_SEED.replace("steps = 300", "steps = 100000000")  # Ray's workers do not see the hold
     proc, suite, marks = _driver(tmp_path, endless, hold="none", executor="ray", jobs=1)
     try:
-        # a Ray worker trains a run: its process title is ray::train_work (Ray workers do not see the hold)
-        wait_for(lambda: proc.poll() is not None or any(c.startswith("ray::train_work") for c in descendants(proc.pid).values()),
+        # a Ray worker trains a run: its process title is ray::_call, the task (Ray workers do not see the hold)
+        wait_for(lambda: proc.poll() is not None or any(c.startswith("ray::_call") for c in descendants(proc.pid).values()),
                  "a Ray worker to train a run")
         family = descendants(proc.pid)
         assert proc.poll() is None, proc.communicate()
@@ -177,7 +178,8 @@ def test_a_ray_driver_killed_with_sigkill_leaves_no_ray_process(tmp_path):
         proc.communicate()
     # bounded below the ~61 s that Ray's agents took to go on their own: the watchdog ends them at once
     wait_for(lambda: not any(alive(pid) for pid in family), "the Ray processes to die with their driver", patience=30)
-    assert not (tmp_path / "s.db").exists() or _store_rows(tmp_path / "s.db")[0] == []
+    # the Ray worker recorded its run live: at most that row, left 'running' for the next command to recognize
+    assert not (tmp_path / "s.db").exists() or {r[1] for r in _store_rows(tmp_path / "s.db")[0]} <= {"running"}
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
@@ -208,6 +210,42 @@ def test_sigterm_and_ctrl_c_stop_a_suite_at_once_keeping_the_curves_of_the_runs_
     assert sorted(r[1] for r in rows) == ["interrupted"] * jobs and all(r[3] == "tiny" for r in rows)
     assert all(r[2] == 100 == last[r[0]] for r in rows)  # each kept its curves, up to its last evaluation
     _finish_and_check(tmp_path, suite, interrupted=jobs)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
+def test_sigterm_of_a_ray_suite_keeps_the_run_its_worker_recorded_interrupted_with_its_curves(tmp_path):
+    """A local Ray instance: the cancelled task's worker ends its run itself (Ray hands nothing back from a
+    cancelled task; the driver counts the run from the store), the queued group never starts."""
+    pytest.importorskip("ray")
+    endless = ONE_SEED.replace("steps = 300", "steps = 100000000")
+    proc, suite, _ = _driver(tmp_path, endless, hold="none", executor="ray", jobs=1)
+
+    def evaluations() -> int:
+        try:
+            with closing(sqlite3.connect(f"file:{tmp_path / 's.db'}?mode=ro", uri=True)) as conn:
+                return conn.execute("SELECT count(DISTINCT step) FROM curves").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+
+    try:
+        wait_for(lambda: evaluations() >= 3 or proc.poll() is not None, "a Ray worker to record evaluations")
+        family = descendants(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=PATIENCE)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: interrupted: suite 'tiny' stopped; 1 runs stored"), err
+    assert "(1 interrupted, with their curves)" in lines[0] and "train the 2 left" in lines[0], err
+    wait_for(lambda: not any(alive(pid) for pid in family), "the Ray processes to exit", patience=30)
+    (run,) = [Store(tmp_path / "s.db").get_run(i) for i in Store(tmp_path / "s.db").runs()["id"]]
+    assert run["status"] == "interrupted" and run["suite"] == "tiny" and run["pid"] is None
+    assert run["message"].startswith("interrupted after the evaluation at step")  # its worker ended it
+    assert len(Store(tmp_path / "s.db").curves(run["id"])) >= 3
+    assert _store_rows(tmp_path / "s.db")  # integrity_check ok
 
 
 def test_an_interrupted_group_hands_back_every_run_it_kept(tmp_path, registry, monkeypatch):

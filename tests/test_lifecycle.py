@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -86,12 +87,122 @@ def test_a_run_killed_without_a_word_is_recognized_as_interrupted_by_the_next_co
     assert integrity(store) == "ok"
 
 
+def wait_for_rows(proc, store, runs, evaluations=3, timeout=180):
+    """Poll the store until ``runs`` runs each hold at least ``evaluations`` evaluations (or the process ends)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if store.exists():
+            with sqlite3.connect(store, timeout=30) as conn:
+                try:
+                    counts = conn.execute("SELECT run_id, count(DISTINCT step) FROM curves GROUP BY run_id").fetchall()
+                except sqlite3.OperationalError:
+                    counts = []
+            if sum(n >= evaluations for _, n in counts) >= runs:
+                return
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"no evaluations stored in time: {proc.communicate()}")
+
+
+def assert_prefix_of_uninterrupted(store, rows, registry):
+    """Each interrupted run's curves equal the first evaluations of the same seeds trained, uninterrupted, as one
+    batched group to the last step any of them kept."""
+    from grokbench.config import RunConfig
+    from grokbench.runner import train_group
+
+    last = max(r["steps"] for r in rows)
+    cfgs = [RunConfig.model_validate(r["config"]) for r in sorted(rows, key=lambda r: r["seed"])]
+    cfgs = [c.model_copy(update={"train": c.train.model_copy(update={"steps": last})}) for c in cfgs]
+    whole = train_group(cfgs, registry=registry)
+    for row, full in zip(sorted(rows, key=lambda r: r["seed"]), whole):
+        kept = Store(store).curves(row["id"])
+        assert len(kept) >= 3 and kept["step"].max() == row["steps"]
+        expected = full.curves.iloc[: len(kept)].reset_index(drop=True)
+        assert list(kept["step"]) == list(expected["step"])
+        for name in ("train_loss", "train_acc", "test_acc", "test_loss"):
+            assert kept[name].tolist() == expected[name].tolist(), (row["seed"], name)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_and_sigterm_of_batched_seeds_keep_every_seed_interrupted_with_its_curves(tmp_path, sig, registry):
+    store = tmp_path / "s.db"
+    command = [sys.executable, "-m", "grokbench", "run", "-t", "modadd-cls", "-m", "quadratic", "--seeds", "0-2", "--store",
+               str(store), "-q", "--logger", "jsonl", *[x for kv in TINY + ["train.steps=10000000", "train.eval_every=10"] for x in ("--set", kv)]]
+    proc = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_rows(proc, store, runs=3)
+    with sqlite3.connect(store) as conn:  # three runs, live, while the batched program trains
+        assert conn.execute("SELECT status, count(*) FROM runs GROUP BY status").fetchall() == [("running", 3)]
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    rows = [Store(store).get_run(r) for r in Store(store).runs()["id"]]
+    assert len(rows) == 3 and {r["status"] for r in rows} == {"interrupted"} and sorted(r["seed"] for r in rows) == [0, 1, 2]
+    assert "interrupted: runs " in err and all(r["id"] in err for r in rows)
+    assert integrity(store) == "ok"
+    for row in rows:
+        assert row["environment"]["batched_seeds"] == 3 and row["pid"] is None
+        ckpts = Store(store).checkpoints(row["id"])  # each seed's own: its last evaluated state, its milestones
+        assert ckpts[-1]["step"] in (row["steps"], row["steps"] - 10)
+        assert all(set(c["reasons"]) <= {"memorize", "generalize", "interrupted"} for c in ckpts)
+        model = load_checkpoint(row["id"], store=store, registry=registry)
+        assert model.parameters()["W"].shape == (22, 32)  # one seed's parameters, not the stack
+        events = [json.loads(line)["event"] for line in (tmp_path / "s.db.logs" / f"{row['id']}.jsonl").read_text().splitlines()]
+        evaluations = len(Store(store).curves(row["id"]))  # a logger may miss the one evaluation an interrupt cut short
+        assert events[0] == "start" and events[-1] == "end" and events.count("evaluation") in (evaluations, evaluations - 1)
+    assert_prefix_of_uninterrupted(store, rows, registry)
+
+
+SLOW_SUITE = """
+[suite]
+name = "slow"
+seeds = [0, 1]
+
+[defaults]
+task = "modadd-cls"
+model = "quadratic"
+set.task = { p = 11 }
+set.model = { width = 32 }
+set.optimizer = { lr = 1e-2 }
+set.train = { steps = 10000000, eval_every = 10 }
+
+[[entries]]
+name = "a"
+"""
+
+
+@pytest.mark.parametrize(("executor", "sig"), [("inline", signal.SIGINT), ("process", signal.SIGTERM)])
+def test_ctrl_c_and_sigterm_of_a_suite_keep_the_runs_in_flight_interrupted_with_their_curves(tmp_path, registry, executor, sig):
+    suite = tmp_path / "slow.toml"
+    suite.write_text(SLOW_SUITE)
+    store = tmp_path / "s.db"
+    command = [sys.executable, "-m", "grokbench", "suite", "run", str(suite), "--store", str(store), "--quiet",
+               "--executor", executor, "--logger", "jsonl"]
+    proc = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_rows(proc, store, runs=2)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == 130, err
+    assert "interrupted: suite 'slow' stopped; 2 runs stored" in err and "(2 interrupted, with their curves)" in err
+    rows = [Store(store).get_run(r) for r in Store(store).runs()["id"]]
+    assert len(rows) == 2 and {r["status"] for r in rows} == {"interrupted"} and {r["suite"] for r in rows} == {"slow"}
+    assert "stopped without a word" not in " ".join(r["message"] for r in rows)  # each ended itself
+    assert integrity(store) == "ok"
+    for row in rows:
+        ckpts = Store(store).checkpoints(row["id"])
+        assert ckpts[-1]["step"] in (row["steps"], row["steps"] - 10)
+        assert all(set(c["reasons"]) <= {"memorize", "generalize", "interrupted"} for c in ckpts)
+        assert (tmp_path / "s.db.logs" / f"{row['id']}.jsonl").read_text().splitlines()[-1].startswith('{"event": "end"')
+    assert_prefix_of_uninterrupted(store, rows, registry)
+
+
 # ------------------------------------------------------------------ checkpoints and resume
 
 
-def test_200_steps_then_resume_to_400_is_bitwise_400_in_one_go(tmp_path, registry):
-    """float64 on CPU, minibatches (so the sampler's RNG state must continue), Adam state, eval schedule, summary."""
-    common = TINY + ["train.dtype=float64", "train.batch_size=16", "train.eval_every=30", "task.train_fraction=0.6"]
+@pytest.mark.parametrize("metrics", [[], ["metrics.ntk_drift.probe_size=24", "metrics.ntk_drift.probe=both"]], ids=["plain", "ntk_drift"])
+def test_200_steps_then_resume_to_400_is_bitwise_400_in_one_go(tmp_path, registry, metrics):
+    """float64 on CPU, minibatches (so the sampler's RNG state must continue), Adam state, eval schedule, summary;
+    with the NTK drift, whose reference kernels of step 0 (a stateful metric's state) travel in the checkpoint."""
+    common = TINY + ["train.dtype=float64", "train.batch_size=16", "train.eval_every=30", "task.train_fraction=0.6", *metrics]
     whole = run("modadd-cls", "quadratic", optimizer="adam", overrides=common + ["train.steps=400"], store=tmp_path / "a.db", registry=registry)
     half = run("modadd-cls", "quadratic", optimizer="adam", overrides=common + ["train.steps=200"], store=tmp_path / "b.db", registry=registry)
     assert half.status == whole.status == "completed"
@@ -103,11 +214,34 @@ def test_200_steps_then_resume_to_400_is_bitwise_400_in_one_go(tmp_path, registr
     for name in a.columns:
         assert a[name].tolist() == b[name].tolist(), name  # bitwise equal, not close
     assert resumed.summary == whole.summary
+    if metrics:
+        assert b["ntk_drift"].iloc[-1] > 0 and b["ntk_drift_train"].iloc[-1] > 0  # measured against step 0's kernels
     assert Store(tmp_path / "b.db").get_run(half.run_id)["environment"]["resumed"][0]["from_step"] == 200
     end_a = load_checkpoint(whole.run_id, store=tmp_path / "a.db", registry=registry)
     end_b = load_checkpoint(half.run_id, store=tmp_path / "b.db", registry=registry)
     for name, tensor in end_a.parameters().items():
         assert torch.equal(tensor, end_b.parameters()[name]) and tensor.dtype == torch.float64
+
+
+def test_each_seed_of_a_batched_group_checkpoints_its_own_state_which_resumes_alone(tmp_path, registry):
+    """A batched seed's checkpoint is that seed's state (its rows of the stacked parameters and Adam moments):
+    resumed alone to 200 steps, it gives the curves of the group trained to 200 (within float64 rounding)."""
+    from grokbench.runner import run_seeds
+
+    common = TINY + ["train.dtype=float64", "train.eval_every=20", "train.checkpoint_every=2"]
+    half = run_seeds("modadd-cls", "quadratic", [0, 1], optimizer="adam", overrides=common + ["train.steps=100"], store=tmp_path / "s.db", registry=registry)
+    whole = run_seeds("modadd-cls", "quadratic", [0, 1], optimizer="adam", overrides=common + ["train.steps=200"], registry=registry)
+    store = Store(tmp_path / "s.db")
+    for h, w in zip(half, whole):
+        assert h.environment["batched_seeds"] == 2 and len(store.curves(h.run_id)) == 6
+        found = {c["step"]: c["reasons"] for c in store.checkpoints(h.run_id)}
+        assert "every" in found[20] and "every" in found[60] and {"every", "end"} <= set(found[100])  # evaluations 2, 4, 6
+        resumed = resume_run(h.run_id, store=store, steps=200, registry=registry)
+        assert resumed.config.hash == w.config.hash
+        a, b = store.curves(h.run_id), w.curves
+        assert list(a["step"]) == list(b["step"])
+        for name in ("train_loss", "test_loss", "train_acc", "test_acc", "linf_norm"):
+            assert a[name].tolist() == pytest.approx(b[name].tolist(), rel=1e-9, abs=1e-12), name
 
 
 def test_checkpoints_at_memorize_generalize_end_and_every_n(tmp_path, registry):
@@ -164,6 +298,18 @@ def test_bad_checkpoint_and_resume_requests_exit_2_with_the_store_unchanged(tmp_
     before = store.read_bytes()
     out = invoke("resume", result.run_id, "--steps", 200, "--store", store)
     assert out.exit_code == 2 and "does not match the model" in out.output and store.read_bytes() == before
+    # a checkpoint without the state of a stateful metric of the run (written before the metric kept one)
+    from grokbench import checkpoints
+
+    drift = run("modadd-cls", "quadratic", overrides=TINY + ["train.steps=50", "metrics.ntk_drift.probe_size=16"], store=store, registry=registry)
+    path = Store(store).checkpoints(drift.run_id)[-1]["path"]
+    state, header = checkpoints.read(path)
+    assert set(state.metrics["ntk_drift"]["theta0"]) == {"all"}
+    state.metrics = {}
+    checkpoints.write(Path(path), state, {k: v for k, v in header.items() if k not in ("optimizer", "metrics")})
+    before = store.read_bytes()
+    out = invoke("resume", drift.run_id, "--steps", 100, "--store", store)
+    assert out.exit_code == 2 and "holds no state of metric 'ntk_drift'" in out.output and store.read_bytes() == before
 
 
 def test_a_missing_extra_is_one_line_before_anything_is_written(tmp_path):
@@ -185,9 +331,41 @@ def test_a_missing_extra_is_one_line_before_anything_is_written(tmp_path):
     with pytest.raises(ConfigError, match=r"logger 'needy' needs grokbench_module_that_is_not_installed.*pip install 'grokbench\[needy\]'"):
         execute(cfg, registry=registry, store=tmp_path / "s.db", loggers=["needy"])
     assert not (tmp_path / "s.db").exists()
+    # a suite file's loggers are checked when it is loaded, before anything runs
+    from grokbench.suites import load_suite
+    from tests.test_suites import TINY_SUITE, write
+
+    needy = write(tmp_path / "t.toml", TINY_SUITE.replace("seeds = [0, 1]", 'seeds = [0, 1]\nloggers = ["needy"]'))
+    with pytest.raises(ConfigError, match=r"t.toml: suite.loggers: logger 'needy' needs .*pip install 'grokbench\[needy\]'"):
+        load_suite(needy, registry)
 
 
 # ------------------------------------------------------------------ suites and finding runs
+
+
+def test_a_suite_file_s_loggers_get_every_run_s_events(tmp_path):
+    from tests.test_suites import TINY_SUITE, write
+
+    text = TINY_SUITE.replace("steps = 300", "steps = 100").replace("seeds = [0, 1]", 'seeds = [0, 1]\nloggers = ["jsonl"]')
+    suite = write(tmp_path / "t.toml", text)
+    out = invoke("suite", "run", suite, "--store", tmp_path / "s.db", "--json")
+    assert out.exit_code == 0, out.output
+    store = Store(tmp_path / "s.db")
+    ids = set(store.runs()["id"])
+    assert {p.stem for p in (tmp_path / "s.db.logs").glob("*.jsonl")} == ids and len(ids) == 4
+    for run_id in ids:
+        events = [json.loads(line) for line in (tmp_path / "s.db.logs" / f"{run_id}.jsonl").read_text().splitlines()]
+        assert events[0]["event"] == "start" and events[0]["run_id"] == run_id and events[-1]["event"] == "end"
+        logged = [(e["step"], e["values"]["test_acc"]) for e in events if e["event"] == "evaluation"]
+        curves = store.curves(run_id)
+        assert logged == list(zip(curves["step"], curves["test_acc"]))  # what the store holds, value for value
+        assert events[-1]["status"] == store.get_run(run_id)["status"] == "completed"
+    # an unknown logger in the file: one line, exit 2, nothing written
+    bad = write(tmp_path / "bad.toml", text.replace('loggers = ["jsonl"]', 'loggers = ["jsonl", "nosuch"]'))
+    out = invoke("suite", "run", bad, "--store", tmp_path / "other.db")
+    assert out.exit_code == 2 and not (tmp_path / "other.db").exists()
+    (line,) = out.output.strip().splitlines()
+    assert line == f"error: {bad}: suite.loggers: unknown logger 'nosuch' (known: jsonl, mlflow, tensorboard, wandb)"
 
 
 def test_suites_treat_an_interrupted_run_as_not_done_and_keep_it_detached(tmp_path, registry):
@@ -278,7 +456,7 @@ def test_threads_option_sets_torch_threads_of_the_run(tmp_path):
     torch.set_num_threads(1)
 
 
-def test_a_suite_replays_each_stored_run_to_its_loggers(tmp_path, registry):
+def test_a_suite_sends_each_run_s_events_to_its_loggers_as_it_trains(tmp_path, registry):
     from tests.test_suites import TINY_SUITE, write
 
     suite = write(tmp_path / "t.toml", TINY_SUITE.replace("steps = 300", "steps = 100"))
@@ -288,6 +466,7 @@ def test_a_suite_replays_each_stored_run_to_its_loggers(tmp_path, registry):
     files = {p.stem for p in (tmp_path / "s.db.logs").glob("*.jsonl")}
     assert files == ids and len(ids) == 4
     events = [json.loads(line)["event"] for line in (tmp_path / "s.db.logs" / f"{sorted(ids)[0]}.jsonl").read_text().splitlines()]
-    assert events == ["start", "evaluation", "evaluation", "evaluation", "end"]
+    assert [e for e in events if e != "checkpoint"] == ["start", "evaluation", "evaluation", "evaluation", "end"]
+    assert events[-2] == "checkpoint"  # its end (written by the worker, live)
     bad = invoke("suite", "run", suite, "--store", tmp_path / "other.db", "--logger", "nosuch")
     assert bad.exit_code == 2 and "unknown logger 'nosuch'" in bad.output and not (tmp_path / "other.db").exists()

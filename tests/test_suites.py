@@ -276,24 +276,29 @@ def test_a_suite_killed_with_sigkill_resumes_with_no_duplicate_and_no_lost_run(t
     args = ["suite", "run", str(suite_path), "--store", str(store), "--quiet"]
     holding = {**env, "GROKBENCH_TEST_HOLD": "l2", "GROKBENCH_TEST_MARKS": str(marks)}
     proc = subprocess.Popen([sys.executable, "-c", HOLD_DRIVER, *args], env=holding, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
+    try:  # the first group is stored, the second one trains (its runs are written as they go)
         wait_for(lambda: held(marks) == 1 or proc.poll() is not None, "the second group to train")
-        seen = len(Store(store, create=False).records())  # a reader while the suite runs
+        seen = len(Store(store, create=False).records().query("status == 'completed'"))  # a reader while it writes
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read()
-    first = summaries(store)
+    first = {h: s for h, s in summaries(store).items() if s[0] == "completed"}
     assert len(first) == seen == 3 and set(first) <= expected
     finished = subprocess.run([sys.executable, "-m", "grokbench", *args, "--json"], env=env, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
     report = json.loads(finished.stdout)
     assert report["skipped"] == len(first) and report["trained"] == 6 - len(first)
-    final = summaries(store)
-    assert set(final) == expected and all(final[h] == first[h] for h in first)
     with sqlite3.connect(store) as conn:
-        assert conn.execute("SELECT count(*), count(DISTINCT config_hash) FROM runs").fetchone() == (6, 6)
+        in_suite = dict(conn.execute("SELECT config_hash, id FROM runs WHERE suite IS NOT NULL").fetchall())
+        kept = conn.execute("SELECT config_hash, status, steps FROM runs WHERE suite IS NULL").fetchall()
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert set(in_suite) == expected and len(in_suite) == 6  # each configuration once in the suite
+    final = summaries(store)
+    assert all(final[h] == first[h] for h in first)
+    # the runs the SIGKILL cut short are kept, out of the suite, as interrupted, with the curves they had
+    assert len(kept) == 3 and {h for h, _, _ in kept} == expected - set(first)
+    assert all(status == "interrupted" for _, status, _ in kept)
 
 
 # ---------------------------------------------------------------------- Ray
