@@ -15,7 +15,7 @@ from .errors import ConfigError, GrokbenchError, RunError, describe, one_line
 
 STORE_HELP = "results store (SQLite file); default $GROKBENCH_STORE or ./grokbench.db"
 MAX_RUNS_HELP = "refuse to plan more runs than this (default 10,000), before anything is expanded"
-THREADS_HELP = "torch CPU threads (default: 1, or $GROKBENCH_THREADS; see README 'Threads')"
+THREADS_HELP = "torch CPU threads (default: $GROKBENCH_THREADS, else torch's one per core, idle ones sleeping: OMP_WAIT_POLICY=PASSIVE; see README 'Threads')"
 
 
 DEBUG_ENV = "GROKBENCH_DEBUG"  # the same as grokbench.results.DEBUG_ENV (not imported: it would import torch)
@@ -595,5 +595,8 @@ def _terminated(signum: int, frame: object) -> None:
 
 
 def main() -> None:
+    from .threads import prefer_passive_waiting
+
+    prefer_passive_waiting()  # before anything imports torch: OpenMP reads it once, when torch loads it
     signal.signal(signal.SIGTERM, _terminated)
     cli.main()

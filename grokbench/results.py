@@ -151,6 +151,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         if device.type == "cuda"
         else platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "packages": packages,
         "git": git_provenance(),
     }

@@ -470,3 +470,26 @@ def test_a_suite_sends_each_run_s_events_to_its_loggers_as_it_trains(tmp_path, r
     assert events[-2] == "checkpoint"  # its end (written by the worker, live)
     bad = invoke("suite", "run", suite, "--store", tmp_path / "other.db", "--logger", "nosuch")
     assert bad.exit_code == 2 and "unknown logger 'nosuch'" in bad.output and not (tmp_path / "other.db").exists()
+
+
+def test_the_default_threads_are_torchs_count_with_passive_waiting(tmp_path):
+    """`grokbench run` with no thread setting: torch's own count, idle threads sleeping (README 'Threads')."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GROKBENCH_THREADS", "OMP_NUM_THREADS")}
+    fresh = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"], env=env,
+                           capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-m", "grokbench", "run", "-t", "modadd-cls", "-m", "quadratic",
+                           "--set", "task.p=7", "--set", "train.steps=2", "--store", str(tmp_path / "s.db"), "--json", "-q"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    environment = Store(tmp_path / "s.db").get_run(json.loads(done.stdout)["run_id"])["environment"]
+    assert environment["torch_threads"] == int(fresh.stdout)
+    assert environment["omp_wait_policy"] == "PASSIVE"
+    # a setting of the user's own is kept
+    done = subprocess.run([sys.executable, "-m", "grokbench", "run", "-t", "modadd-cls", "-m", "quadratic",
+                           "--set", "task.p=7", "--set", "train.steps=3", "--store", str(tmp_path / "s.db"), "--json", "-q"],
+                          env={**env, "OMP_WAIT_POLICY": "ACTIVE"}, capture_output=True, text=True, timeout=120)
+    assert Store(tmp_path / "s.db").get_run(json.loads(done.stdout)["run_id"])["environment"]["omp_wait_policy"] == "ACTIVE"
