@@ -15,6 +15,9 @@ import grokbench
 
 
 def main() -> None:
+    import argparse
+
+    argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0] if __doc__ else None).parse_args()
     torch.set_num_threads(1)
     print("task        p  frac  model               train_acc  test_acc  t_generalize")
     for task, ps in (("modadd-cls", (31,)), ("modadd-reg", (11, 13, 17))):

@@ -21,8 +21,15 @@ def observe(self, step, state, grads):
         first_stall.append((step, reason, round(time.process_time() - t0, 2)))
     return None
 stalls.StallWatch.observe = observe
-stall, flush = False, bool(int(sys.argv[2]))  # argv[1] is unused: the stall is always watched, never stopped at
-extra = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
+import argparse  # noqa: E402
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("unused", help="ignored: the stall is always watched, never stopped at")
+parser.add_argument("flush", type=int, choices=[0, 1], help="train.flush_denormal off (0) or on (1)")
+parser.add_argument("overrides", nargs="?", default="{}", help="JSON config overrides, as in the usage line")
+args = parser.parse_args()
+stall, flush = False, bool(args.flush)
+extra = json.loads(args.overrides)
 marks = []
 t0 = time.process_time()
 over = {**extra, "train": {**extra.get("train", {}), "stop_on_stall": True, "flush_denormal": flush}, "metrics": {"ntk_drift": True, "margin": True}}

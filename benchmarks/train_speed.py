@@ -26,9 +26,10 @@ import time
 import torch
 import torch.nn.functional as F
 
+from grokbench.building import prepare as _prepare
 from grokbench.config import parse_assignments, resolve_config
 from grokbench.plugin_manager import get_registry
-from grokbench.runner import _prepare, train_config, train_group
+from grokbench.runner import train_config, train_group
 from grokbench.trainer import train
 
 REGISTRY = get_registry()
@@ -228,7 +229,7 @@ def main():
             start = time.perf_counter()
             jax_run(args.steps)
             rows["jax"].append(args.steps / (time.perf_counter() - start))
-    med = {k: statistics.median(v) for k, v in rows.items()}
+    med = {k: statistics.median(v) for k, v in rows.items() if v}
     ratio_fast = [f * flops / 1e9 / pk for f, pk in zip(rows["fast"], rows["peak"])]
     ratio_ref = [r * flops / 1e9 / pk for r, pk in zip(rows["ref"], rows["peak"])]
     speedup = [f / r for f, r in zip(rows["fast"], rows["ref"])]
