@@ -96,6 +96,15 @@ class Browser:
         self.call("Page.navigate", session=True, url=path.resolve().as_uri())
         self.wait_for("Page.loadEventFired")
 
+    def open_report(self, path: Path, plots: int) -> None:
+        """Load a report page with network events on, and wait until plotly has drawn ``plots`` figures."""
+        self.call("Network.enable", session=True)
+        self.open(path)
+        for _ in range(100):  # plotly draws after the load event
+            if self.evaluate("document.querySelectorAll('.gb-figure .main-svg').length") >= plots:
+                return
+            time.sleep(0.1)
+
     def evaluate(self, expression: str) -> Any:
         result = self.call("Runtime.evaluate", session=True, expression=expression, returnByValue=True, awaitPromise=True)
         if "exceptionDetails" in result:

@@ -152,20 +152,13 @@ def test_bench_run_and_report_through_the_cli_with_a_real_store(tiny, tmp_path):
 
 def browser_check(page):
     """The report in a real headless Chromium at 1000 px: no console error, nothing fetched, three plots drawn."""
-    import time
-
     from .browser import CHROMIUM, Browser
 
     if not CHROMIUM:
         pytest.skip("chromium is not installed (bash .ci/run installs Debian's)")
     browser = Browser(width=1000, height=1200)
     try:
-        browser.call("Network.enable", session=True)
-        browser.open(page)
-        for _ in range(100):  # plotly draws after the load event
-            if browser.evaluate("document.querySelectorAll('.gb-figure .main-svg').length") >= 3:
-                break
-            time.sleep(0.1)
+        browser.open_report(page, plots=3)
         assert browser.errors() == []
         assert [r for r in browser.requests() if not r.startswith("data:")] == [page.resolve().as_uri()]
         assert browser.evaluate("document.querySelectorAll('.gb-figure .js-plotly-plot').length") == 3

@@ -290,7 +290,6 @@ def test_shipped_suites_load_or_name_the_missing_component(registry):
 def test_the_html_leaderboard_in_a_real_headless_chromium(smoke, tmp_path):
     """Loads with no console error and no request beyond the file; fits 1000 px; the table sorts and filters;
     a screenshot shows the table and a plot."""
-    import time
 
     from matplotlib.image import imread
 
@@ -300,12 +299,7 @@ def test_the_html_leaderboard_in_a_real_headless_chromium(smoke, tmp_path):
     page = work / "report" / "leaderboard.html"
     browser = Browser(width=1000, height=1100)
     try:
-        browser.call("Network.enable", session=True)
-        browser.open(page)
-        for _ in range(100):  # plotly draws after the load event
-            if browser.evaluate("document.querySelectorAll('.gb-figure .main-svg').length") >= 3:
-                break
-            time.sleep(0.1)
+        browser.open_report(page, plots=3)
         assert browser.errors() == []
         assert browser.requests() == [page.resolve().as_uri()]  # nothing fetched
         assert browser.evaluate("document.querySelectorAll('.gb-figure .js-plotly-plot').length") == 3  # 2 groups, 1 sweep
