@@ -129,6 +129,7 @@ def _train(
     curves: list[list[dict[str, float]]] = [lc.prior_curves if lc else [] for lc in lifecycles]
     outcomes: list[TrainOutcome] = []
     status, message, trace, interrupted = "failed", None, None, False
+    finished: dict[int, TrainOutcome] = {}
     created_at, started = utc_now(), time.perf_counter()
 
     def finish(status: str, message: str | None, trace: str | None = None) -> list[RunResult]:
@@ -184,8 +185,9 @@ def _train(
         )
     except GrokbenchError:
         raise
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         status, interrupted = "interrupted", True
+        finished = getattr(exc, "finished", {})
     except Exception as exc:  # a plugin or training failure is a recorded run, not a crash
         if batched is not None:
             raise _BatchFailed(describe(exc)) from exc
@@ -196,10 +198,11 @@ def _train(
             raise
     finally:
         bar.close()
-    if interrupted:
+    if interrupted:  # a member that had already finished (early stop, divergence, stall) keeps its outcome
         outcomes = [
-            TrainOutcome(status, last_step(c), f"interrupted after the evaluation at step {last_step(c)}")
-            for c in curves
+            finished.get(i)
+            or TrainOutcome(status, last_step(c), f"interrupted after the evaluation at step {last_step(c)}")
+            for i, c in enumerate(curves)
         ]
     results = finish(status, message, trace)
     if interrupted:

@@ -199,56 +199,61 @@ def train_members(
         else []
     )
 
-    for step in range(resume.step if resume is not None else 0, cfg.steps + 1):
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            if fitted is not None:
-                fitted.set_step(step)
-            for i in list(active):
-                m = members[i]
-                record = evaluate(step, task, m.data, m.model, m.metrics)
-                m.on_eval(record)
-                if m.on_state is not None:
-                    m.on_state(step, functools.partial(capture, step, trainable, states, batches, m.metrics, i))
-                finite = math.isfinite(record["train_loss"]) and all(
-                    torch.isfinite(p).all() for p in m.model.parameters().values()
+    try:
+        for step in range(resume.step if resume is not None else 0, cfg.steps + 1):
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                if fitted is not None:
+                    fitted.set_step(step)
+                for i in list(active):
+                    m = members[i]
+                    record = evaluate(step, task, m.data, m.model, m.metrics)
+                    m.on_eval(record)
+                    if m.on_state is not None:
+                        m.on_state(step, functools.partial(capture, step, trainable, states, batches, m.metrics, i))
+                    finite = math.isfinite(record["train_loss"]) and all(
+                        torch.isfinite(p).all() for p in m.model.parameters().values()
+                    )
+                    if not finite:
+                        outcomes[i] = TrainOutcome("diverged", step, f"non-finite loss or parameters at step {step}")
+                    elif cfg.early_stop and record["test_acc"] >= cfg.generalize_threshold:
+                        outcomes[i].steps = step
+                    else:
+                        if watches:
+                            watches[i].evaluated(step)
+                        continue
+                    active.remove(i)
+                if not active:
+                    break
+            if step == cfg.steps:
+                break
+            if closed_form:
+                continue
+            x, y = full_batch or next_batch()
+            _, grads = trainable.loss_and_grads(x, y, task)
+            for i in [i for i in active if watches and watches[i].watching(step)]:
+                snapshot = member_state(i, len(members), params, states, batched)
+                reason = (
+                    None
+                    if snapshot is None
+                    else watches[i].observe(step, snapshot, [g[i] for g in grads] if batched else grads)
                 )
-                if not finite:
-                    outcomes[i] = TrainOutcome("diverged", step, f"non-finite loss or parameters at step {step}")
-                elif cfg.early_stop and record["test_acc"] >= cfg.generalize_threshold:
-                    outcomes[i].steps = step
-                else:
-                    if watches:
-                        watches[i].evaluated(step)
-                    continue
-                active.remove(i)
+                if reason:
+                    outcomes[i] = TrainOutcome("stalled", step, reason)
+                    active.remove(i)
             if not active:
                 break
-        if step == cfg.steps:
-            break
-        if closed_form:
-            continue
-        x, y = full_batch or next_batch()
-        _, grads = trainable.loss_and_grads(x, y, task)
-        for i in [i for i in active if watches and watches[i].watching(step)]:
-            snapshot = member_state(i, len(members), params, states, batched)
-            reason = (
-                None
-                if snapshot is None
-                else watches[i].observe(step, snapshot, [g[i] for g in grads] if batched else grads)
-            )
-            if reason:
-                outcomes[i] = TrainOutcome("stalled", step, reason)
-                active.remove(i)
-        if not active:
-            break
-        for i, (group, state, lr, reg) in enumerate(zip(groups, states, lrs, regs)):
-            group_grads = [g[i] for g in grads] if per_seed else grads
-            if penalty:
-                for g, e in zip(group_grads, reg.penalty_grads(group)):
-                    g.add_(e)
-            if decoupled:
-                reg.decoupled_update(group, lr)
-            state.step(group_grads)
-        if on_step is not None:
-            on_step(step + 1)
+            for i, (group, state, lr, reg) in enumerate(zip(groups, states, lrs, regs)):
+                group_grads = [g[i] for g in grads] if per_seed else grads
+                if penalty:
+                    for g, e in zip(group_grads, reg.penalty_grads(group)):
+                        g.add_(e)
+                if decoupled:
+                    reg.decoupled_update(group, lr)
+                state.step(group_grads)
+            if on_step is not None:
+                on_step(step + 1)
+    except KeyboardInterrupt as exc:
+        # the members that had already left the program (early stop, divergence, stall) keep their own outcome
+        exc.finished = {i: outcomes[i] for i in range(len(members)) if i not in active}  # type: ignore[attr-defined]
+        raise
     return outcomes

@@ -193,3 +193,30 @@ def test_the_relu_mlp_batches_through_torch_func_like_each_seed_alone():
     batched = train_group(cfgs, notice=notices.append)
     assert notices == [] and all(r.environment["batched_seeds"] == 3 for r in batched)
     assert_same_runs(batched, [train_config(cfg) for cfg in cfgs], 1e-10)
+
+
+def test_an_interrupt_keeps_the_outcome_of_a_seed_that_had_already_finished(monkeypatch):
+    """Ctrl-C in a batched group: a seed that had already left it (here: early stop at step 0) stays completed;
+    only the seeds still training are interrupted."""
+    from grokbench import trainer
+    from grokbench.lifecycle import GroupInterrupted
+
+    real, calls = trainer.evaluate, []
+
+    def evaluate(step, task, data, model, metrics):
+        record = real(step, task, data, model, metrics)
+        calls.append(step)
+        if len(calls) == 1:  # seed 0's first evaluation: "generalized", so early stop takes it out of the program
+            record["test_acc"] = 1.0
+        if step >= 40:
+            raise KeyboardInterrupt
+        return record
+
+    monkeypatch.setattr(trainer, "evaluate", evaluate)
+    cfgs = configs([0, 1], ["train.early_stop=true"])
+    with pytest.raises(GroupInterrupted) as caught:
+        train_group(cfgs, notice=lambda _: None)
+    first, second = caught.value.results
+    assert (first.status, first.steps, first.config.seed) == ("completed", 0, 0)
+    assert (second.status, second.steps, second.config.seed) == ("interrupted", 20, 1)
+    assert list(second.curves["step"]) == [0, 20]
