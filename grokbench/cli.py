@@ -75,6 +75,22 @@ def _interrupted_line(exc: BaseException) -> str:
     )
 
 
+def logger_options(command):
+    """``--logger NAME`` (repeatable) and ``--log-dir``: the commands that train (run, resume, suite run)."""
+    command = click.option(
+        "--log-dir",
+        type=click.Path(file_okay=False),
+        help="where loggers write (default: <store>.logs next to the store)",
+    )(command)
+    return click.option(
+        "--logger",
+        "loggers",
+        multiple=True,
+        metavar="NAME",
+        help="send each run's events to a logger plugin: jsonl, tensorboard, mlflow, wandb, or a plugin's (repeatable)",
+    )(command)
+
+
 def _set_threads(threads: int | None) -> None:
     from .threads import set_threads
 
@@ -139,16 +155,7 @@ def cli(no_entry_points: bool, disable: tuple[str, ...], debug: bool) -> None:
 )
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
 @click.option("--max-runs", type=click.IntRange(min=1), help=MAX_RUNS_HELP)
-@click.option(
-    "--logger",
-    "loggers",
-    multiple=True,
-    metavar="NAME",
-    help="send the run's events to a logger plugin: jsonl, tensorboard, mlflow, wandb (repeatable)",
-)
-@click.option(
-    "--log-dir", type=click.Path(file_okay=False), help="where loggers write (default: <store>.logs next to the store)"
-)
+@logger_options
 @click.option("--threads", type=click.IntRange(min=1), help=THREADS_HELP)
 def run(
     task,
@@ -276,10 +283,7 @@ def checkpoint(run_id, step, out, store) -> None:
 @click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON on stdout")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
-@click.option(
-    "--logger", "loggers", multiple=True, metavar="NAME", help="send the run's events to a logger plugin (repeatable)"
-)
-@click.option("--log-dir", type=click.Path(file_okay=False), help="where loggers write (default: <store>.logs)")
+@logger_options
 @click.option("--threads", type=click.IntRange(min=1), help=THREADS_HELP)
 def resume(run_id, steps, store, as_json, quiet, loggers, log_dir, threads) -> None:
     """Continue an interrupted or finished run from its last checkpoint (same run; --steps extends it)."""
@@ -370,14 +374,7 @@ def suite() -> None:
     "--retry-failed", is_flag=True, help="train again the runs stored as failed (by default they count as done)"
 )
 @click.option("--max-runs", type=click.IntRange(min=1), help=MAX_RUNS_HELP)
-@click.option(
-    "--logger",
-    "loggers",
-    multiple=True,
-    metavar="NAME",
-    help="send each stored run's events to a logger plugin (repeatable)",
-)
-@click.option("--log-dir", type=click.Path(file_okay=False), help="where loggers write (default: <store>.logs)")
+@logger_options
 def suite_run(
     file, executor, jobs, address, executor_options, store, as_json, quiet, retry_failed, max_runs, loggers, log_dir
 ) -> None:
