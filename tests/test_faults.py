@@ -6,6 +6,7 @@ never on a sleep that guesses how long something takes."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import pickle
@@ -182,6 +183,21 @@ def test_a_ray_driver_killed_with_sigkill_leaves_no_ray_process(tmp_path):
     assert not (tmp_path / "s.db").exists() or {r[1] for r in _store_rows(tmp_path / "s.db")[0]} <= {"running"}
 
 
+def _interrupt(proc, ready, what, send):
+    """Wait until ``ready()`` (or the driver ended), note the driver's descendants, ``send()`` the signal and wait
+    for the driver to exit; return the descendants and its stderr. A driver still alive at the end is killed."""
+    try:
+        wait_for(lambda: ready() or proc.poll() is not None, what)
+        family = descendants(proc.pid)
+        send()
+        _, err = proc.communicate(timeout=PATIENCE)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return family, err
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
 @pytest.mark.parametrize("how", ["SIGTERM to the driver", "Ctrl-C to the process group"])
 def test_sigterm_and_ctrl_c_stop_a_suite_at_once_keeping_the_curves_of_the_runs_in_flight(tmp_path, how):
@@ -189,18 +205,11 @@ def test_sigterm_and_ctrl_c_stop_a_suite_at_once_keeping_the_curves_of_the_runs_
     worker (Ctrl-C), the second group waits in the pool's queue, and must not start once the driver stops."""
     jobs = 2 if how.startswith("SIGTERM") else 1
     proc, suite, marks = _driver(tmp_path, jobs=jobs)
-    try:
-        wait_for(lambda: held(marks) == jobs or proc.poll() is not None, "the workers to train")
-        family = descendants(proc.pid)
-        if how.startswith("SIGTERM"):
-            proc.send_signal(signal.SIGTERM)
-        else:
-            os.killpg(proc.pid, signal.SIGINT)  # what a terminal does: the driver and every worker get it
-        _, err = proc.communicate(timeout=PATIENCE)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    if how.startswith("SIGTERM"):
+        send = functools.partial(proc.send_signal, signal.SIGTERM)
+    else:  # what a terminal does: the driver and every worker get it
+        send = functools.partial(os.killpg, proc.pid, signal.SIGINT)
+    family, err = _interrupt(proc, lambda: held(marks) == jobs, "the workers to train", send)
     assert proc.returncode == 130, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: interrupted: suite 'tiny' stopped;"), err
@@ -227,15 +236,8 @@ def test_sigterm_of_a_ray_suite_keeps_the_run_its_worker_recorded_interrupted_wi
         except sqlite3.Error:
             return 0
 
-    try:
-        wait_for(lambda: evaluations() >= 3 or proc.poll() is not None, "a Ray worker to record evaluations")
-        family = descendants(proc.pid)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=PATIENCE)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    send = functools.partial(proc.send_signal, signal.SIGTERM)
+    family, err = _interrupt(proc, lambda: evaluations() >= 3, "a Ray worker to record evaluations", send)
     assert proc.returncode == 130, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: interrupted: suite 'tiny' stopped; 1 runs stored"), err
