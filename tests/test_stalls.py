@@ -94,3 +94,25 @@ def test_flush_denormal_is_restored_after_the_run():
     result = grokbench.run("modadd-cls", "quadratic", overrides={**TINY_CLS, "train": {"steps": 20, "eval_every": 10, "flush_denormal": True}})
     assert result.status == "completed"
     assert (tiny * 1.0).item() > 0  # subnormals are kept again outside the run
+
+
+def test_the_paper_classification_preset_without_its_linf_term_stalls_with_the_full_runs_numbers():
+    # normalized GD (lr 10) at p = 11: once the cross-entropy gradient underflows to exactly zero nothing moves
+    over = {"task": {"p": 11}, "train": {"steps": 300, "eval_every": 50}}
+    full = grokbench.run("modadd-cls", "quadratic", preset="paper", regularizer="none", overrides=over)
+    stalled = grokbench.run(
+        "modadd-cls",
+        "quadratic",
+        preset="paper",
+        regularizer="none",
+        overrides={**over, "train": {**over["train"], "stop_on_stall": True}},
+    )
+    assert full.status == "completed" and full.steps == 300
+    assert stalled.status == "stalled" and stalled.steps == 151
+    assert (
+        stalled.message.startswith("stalled at step 150: the parameters no longer change")
+        and "exactly zero" in stalled.message
+    )
+    for key in ("best_test_acc", "final_test_acc", "final_train_acc", "final_train_loss", "t_memorize", "t_generalize"):
+        assert stalled.summary[key] == full.summary[key], key
+    assert full.summary["final_train_loss"] == 0.0 and full.summary["final_train_acc"] == 1.0
