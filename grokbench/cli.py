@@ -374,9 +374,27 @@ def suite() -> None:
     "--retry-failed", is_flag=True, help="train again the runs stored as failed (by default they count as done)"
 )
 @click.option("--max-runs", type=click.IntRange(min=1), help=MAX_RUNS_HELP)
+@click.option(
+    "--entry",
+    "entries",
+    multiple=True,
+    help="train only this entry's runs (repeatable); the store still records the whole suite",
+)
 @logger_options
 def suite_run(
-    file, executor, jobs, address, executor_options, store, as_json, quiet, retry_failed, max_runs, loggers, log_dir
+    file,
+    executor,
+    jobs,
+    address,
+    executor_options,
+    store,
+    as_json,
+    quiet,
+    retry_failed,
+    max_runs,
+    entries,
+    loggers,
+    log_dir,
 ) -> None:
     """Train every run of a suite file not already in the store (runs are keyed by their config hash)."""
     from .config import parse_assignments
@@ -393,6 +411,7 @@ def suite_run(
         retry_failed=retry_failed,
         loggers=loggers,
         log_dir=log_dir,
+        entries=entries or None,
     )
     if as_json:
         click.echo(json.dumps(outcome.to_json()))

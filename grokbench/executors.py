@@ -24,7 +24,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,8 +187,12 @@ def run_suite(
     retry_failed: bool = False,
     loggers: Sequence[str] = (),
     log_dir: str | os.PathLike[str] | None = None,
+    entries: Collection[str] | None = None,
 ) -> SuiteOutcome:
     """Train every run of ``suite`` not yet in ``store`` with the named executor (see the module docstring: who writes, and when).
+
+    With ``entries``, only the runs of those entries are trained (and counted); the store still records the
+    whole suite's membership, so a later run of the whole file, or a report, sees every entry.
 
     A stored run that failed counts as done, unless ``retry_failed``: then it is trained again, and the
     new run takes its place in the suite (the failed one stays in the store, as a run of no suite).
@@ -199,6 +203,7 @@ def run_suite(
     unreachable cluster) raises :class:`ConfigError` before anything is written.
     """
     registry = registry or get_registry()
+    configs = suite.unique_configs(entries)  # an unknown entry: ConfigError before anything starts
     runner = make_executor(executor, options or {}, registry)
     log_dir = log_dir or f"{store.path if isinstance(store, Store) else store or default_path()}.logs"
     loggers = tuple(dict.fromkeys([*suite.spec.suite.loggers, *loggers]))  # the suite file's, then --logger's
@@ -207,7 +212,6 @@ def run_suite(
     runner.start()  # may refuse (an unreachable cluster) before the store is opened, so before any write
     try:
         target = store if isinstance(store, Store) else Store(store)  # checks (and migrates) the store
-        configs = suite.unique_configs()
         done = target.stored_hashes((c.hash for c in configs), failed=not retry_failed)
         pending = [c for c in configs if c.hash not in done]
         remote = getattr(runner, "remote", False)

@@ -37,7 +37,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -137,9 +137,18 @@ class Suite:
     spec: SuiteSpec
     runs: list[PlannedRun]
 
-    def unique_configs(self) -> list[RunConfig]:
-        """Each configuration once, in the order the suite first asks for it."""
-        return list({r.config.hash: r.config for r in self.runs}.values())
+    def unique_configs(self, entries: Collection[str] | None = None) -> list[RunConfig]:
+        """Each configuration once, in the order the suite first asks for it; with ``entries``, only those
+        entries' (a name the suite does not have is a :class:`ConfigError`)."""
+        if entries is not None:
+            names = {r.entry for r in self.runs}
+            unknown = [e for e in entries if e not in names]
+            if unknown:
+                raise ConfigError(
+                    f"{self.source or self.name}: no entry '{unknown[0]}' (entries: {', '.join(dict.fromkeys(r.entry for r in self.runs))})"
+                )
+        runs = self.runs if entries is None else [r for r in self.runs if r.entry in entries]
+        return list({r.config.hash: r.config for r in runs}.values())
 
     def groups(self, configs: list[RunConfig] | None = None, registry: Registry | None = None) -> list[list[RunConfig]]:
         """Configurations grouped by variant (same config but for the seed), in suite order; with the

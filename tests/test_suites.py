@@ -155,6 +155,25 @@ def test_inline_run_stores_every_run_once_and_a_rerun_skips_them(tiny_inline, re
     assert sorted(members) == [("adamw", 2), ("l2", 2)]
 
 
+def test_entry_option_trains_one_entry_and_keeps_the_whole_suites_membership(tiny_inline, tmp_path):
+    path, inline_db, _ = tiny_inline
+    store_path = tmp_path / "part.db"
+    first = invoke("suite", "run", path, "--store", store_path, "--entry", "l2", "--json")
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.output)["planned"] == 2 and json.loads(first.output)["trained"] == 2
+    with sqlite3.connect(store_path) as conn:
+        members = conn.execute("SELECT entry, count(*) FROM suite_members WHERE suite = 'tiny' GROUP BY entry").fetchall()
+    assert sorted(members) == [("adamw", 2), ("l2", 2)]  # the whole suite, not the part that ran
+    l2_only = summaries(store_path)
+    assert len(l2_only) == 2 and all(inline_db_row == l2_only[h] for h, inline_db_row in summaries(inline_db).items() if h in l2_only)
+    rest = invoke("suite", "run", path, "--store", store_path, "--json")  # the whole file: only the other entry trains
+    assert json.loads(rest.output)["skipped"] == 2 and json.loads(rest.output)["trained"] == 2
+    assert summaries(store_path) == summaries(inline_db)
+    bad = invoke("suite", "run", path, "--store", tmp_path / "never.db", "--entry", "nope")
+    assert bad.exit_code == 2 and "no entry 'nope' (entries: adamw, l2)" in bad.output
+    assert not (tmp_path / "never.db").exists()
+
+
 def test_process_executor_agrees_with_inline_run_for_run(tiny_inline, tmp_path, registry):
     path, inline_db, _ = tiny_inline
     outcome = run_suite(load_suite(path, registry), store=tmp_path / "p.db", executor="process", options={"jobs": 2})
