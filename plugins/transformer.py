@@ -16,8 +16,12 @@ see all of them).
 
 No LayerNorm (Nanda et al. leave it out), no attention biases. Initialization
 follows Nanda et al.'s code: every matrix N(0, 1/d_model) except W_U, N(0,
-1/output_dim); biases zero; all scaled by ``init_scale``. The loss and
-gradients come from the generic autograd path (``Model.loss_and_grads``).
+1/output_dim); biases zero; all scaled by ``init_scale``. The training step
+(``loss_and_grads``) is written out by hand for everything computed per example
+(attention weights, the MLP, the unembedding, through the task's
+``loss_and_output_grad``); autograd only carries the gradients of the small
+per-token tables back to the embeddings and W_Q, W_K, W_V. Seeds batch through
+``torch.func`` on ``apply``.
 
 Any task works: it only reads the task's ``DataSpec`` (``positions`` tokens
 from a vocabulary of ``vocab_size``, ``output_dim`` outputs read out at the
