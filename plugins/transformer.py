@@ -153,21 +153,29 @@ class Transformer(Model):
         W_O, W_in, W_out, W_U = ps["W_O"].view(d, d), ps["W_in"], ps["W_out"], ps["W_U"]
         # forward, per example
         rows = self._rows(x).view(-1)
-        scores = torch.cat([t.scores.detach()[rows].view(n, k, heads), eq_score.expand(n, 1, heads)], 1)
+        scores = torch.cat([F.embedding(rows, t.scores.detach()).view(n, k, heads), eq_score.expand(n, 1, heads)], 1)
         attn = scores.softmax(1)  # [n, ctx, heads]
-        values = t.values.detach()[rows].view(n, k, heads, dh)
+        values = F.embedding(rows, t.values.detach()).view(n, k, heads, dh)
         z = (values * attn[:, :k, :, None]).sum(1).addcmul_(attn[:, k, :, None], eq_value.view(heads, dh))
         z = z.view(n, d)
         resid = torch.addmm(query, z, W_O)
-        pre = torch.addmm(ps["b_in"], resid, W_in)
-        hidden = self._act(pre)
+        relu = self.params.activation == "relu"
+        if relu:  # the bias and the ReLU in one pass over [n, d_mlp] (addmm's bias costs a pass of its own)
+            hidden = pre = resid @ W_in
+            if hidden.device.type == "cpu":  # aten's fused add-ReLU has only a CPU kernel
+                torch.ops.aten._add_relu_(hidden, ps["b_in"])
+            else:
+                hidden.add_(ps["b_in"]).relu_()
+        else:
+            pre = torch.addmm(ps["b_in"], resid, W_in)
+            hidden = self._act(pre)
         last = torch.addmm(ps["b_out"], hidden, W_out).add_(resid)
         loss, g = task.loss_and_output_grad(last @ W_U, y)
         # backward, per example
         grad_last = g @ W_U.T
         grad_hidden = grad_last @ W_out.T
-        if self.params.activation == "relu":  # one pass (a mask of pre > 0 and a multiply take three)
-            grad_pre = torch.ops.aten.threshold_backward(grad_hidden, hidden, 0.0)
+        if relu:  # in place, one pass (a mask of pre > 0 and a multiply take three)
+            grad_pre = torch.ops.aten.threshold_backward.grad_input(grad_hidden, hidden, 0.0, grad_input=grad_hidden)
         else:
             grad_pre = torch.ops.aten.gelu_backward(grad_hidden, pre)
         ones = g.new_ones(n)  # column sums as GEMVs: faster than sum(0) on [n, ·]
