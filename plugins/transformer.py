@@ -16,8 +16,12 @@ see all of them).
 
 No LayerNorm (Nanda et al. leave it out), no attention biases. Initialization
 follows Nanda et al.'s code: every matrix N(0, 1/d_model) except W_U, N(0,
-1/output_dim); biases zero; all scaled by ``init_scale``. The loss and
-gradients come from the generic autograd path (``Model.loss_and_grads``).
+1/output_dim); biases zero; all scaled by ``init_scale``. The training step
+(``loss_and_grads``) is written out by hand for everything computed per example
+(attention weights, the MLP, the unembedding, through the task's
+``loss_and_output_grad``); autograd only carries the gradients of the small
+per-token tables back to the embeddings and W_Q, W_K, W_V. Seeds batch through
+``torch.func`` on ``apply``.
 
 Any task works: it only reads the task's ``DataSpec`` (``positions`` tokens
 from a vocabulary of ``vocab_size``, ``output_dim`` outputs read out at the
@@ -28,14 +32,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from grokbench import hookimpl
-from grokbench.contracts import BATCHABLE, DataSpec, Model, Params, Preset
+from grokbench.contracts import BATCHABLE, DataSpec, Model, Params, Preset, Task
 
 
 class Transformer(Model):
@@ -43,6 +47,8 @@ class Transformer(Model):
 
     name = "transformer"
     capabilities = frozenset({"memory-estimate"})
+    #: the parameters that only reach the output through :meth:`_tables`
+    TABLE_PARAMS = ("W_E", "W_pos", "W_Q", "W_K", "W_V")
 
     class Params(Params):
         d_model: PositiveInt = Field(128, description="residual stream width")
@@ -95,32 +101,120 @@ class Transformer(Model):
         }
         self._act = F.relu if p.activation == "relu" else F.gelu
 
-    def apply(self, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """The same function as the per-example formulation in the module docstring, computed from per-token tables.
+    def _tables(self, params: Mapping[str, torch.Tensor]) -> Tables:
+        """Everything that depends on one (token, position) pair, computed once on the vocabulary.
 
-        The query is that of the "=" position, the same for every example; the embedding of a position is
-        ``W_E[token] + W_pos[s]``, so its attention score and its value are a per-token table plus a per-position
-        one, each computed once per call on the vocabulary (a few hundred rows) rather than on every example.
-        Per example there remain gathers of those tables, a softmax over the positions, a weighted sum of the
-        values, and the GEMMs of W_O, the MLP and W_U. No Python loop over heads, positions or examples."""
-        n, heads = x.shape[0], self.params.n_heads
-        W_E, W_pos = params["W_E"], params["W_pos"]
+        The query is that of the "=" position, the same for every example; the embedding of token t at input
+        position s is ``W_E[t] + W_pos[s]``, so its attention score (per head) and its value are rows of tables
+        ``[positions · vocab, ·]``, indexed by ``x + s · vocab``; the "=" position's score and value are constants."""
+        W_E, W_pos, heads, vocab = params["W_E"], params["W_pos"], self.params.n_heads, self.spec.vocab_size
         d = W_E.shape[1]
         dh = d // heads
-        tokens = F.pad(x, (0, 1), value=self.spec.vocab_size)  # [n, ctx]: the inputs and "="
-        query = W_E[self.spec.vocab_size] + W_pos[-1]  # the "=" position's residual: the same for every example
+        query = W_E[vocab] + W_pos[-1]  # the "=" position's residual: the same for every example
         q = torch.einsum("d,hde->he", query, params["W_Q"])  # [heads, d_head]
         # score of (token t at position s, head h) = (W_E[t] + W_pos[s]) · (W_K[h] q[h]) / √d_head
         key_q = torch.einsum("hde,he->dh", params["W_K"], q) / math.sqrt(dh)  # [d, heads]
-        scores = F.embedding(tokens, W_E @ key_q) + W_pos @ key_q  # [n, ctx, heads]
-        attn = scores.softmax(1)
         W_V = params["W_V"].transpose(0, 1).reshape(d, d)  # [d, heads·d_head]
-        values = F.embedding(tokens, W_E @ W_V) + W_pos @ W_V  # [n, ctx, heads·d_head]
-        z = (values.view(n, -1, heads, dh) * attn.unsqueeze(-1)).sum(1)  # [n, heads, d_head]
-        last = torch.addmm(query, z.view(n, d), params["W_O"].reshape(d, d))  # resid + Σ_heads z_h W_O[h]
+        embedded = (W_E[:vocab] + W_pos[:-1, None]).view(-1, d)  # [positions·vocab, d]: row s·vocab + t
+        return Tables(query, embedded @ key_q, query @ key_q, embedded @ W_V, query @ W_V)
+
+    def _rows(self, x: torch.Tensor) -> torch.Tensor:
+        """Rows of the tables for inputs x ``[n, positions]``: ``x[:, s] + s · vocab``."""
+        return x + torch.arange(x.shape[1], device=x.device) * self.spec.vocab_size
+
+    def apply(self, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """The same function as the per-example formulation in the module docstring, computed from per-token tables
+        (:meth:`_tables`). Per example there remain gathers of those tables, a softmax over the positions, a
+        weighted sum of the values, and the GEMMs of W_O, the MLP and W_U. No Python loop over heads, positions
+        or examples."""
+        n, heads, t = x.shape[0], self.params.n_heads, self._tables(params)
+        rows = self._rows(x)
+        scores = torch.cat([F.embedding(rows, t.scores), t.eq_score.expand(n, 1, heads)], 1)  # [n, ctx, heads]
+        attn = scores.softmax(1)
+        values = torch.cat([F.embedding(rows, t.values), t.eq_value.expand(n, 1, -1)], 1)  # [n, ctx, d]
+        z = (values.view(n, attn.shape[1], heads, -1) * attn.unsqueeze(-1)).sum(1)  # [n, heads, d_head]
+        d = t.query.shape[0]
+        last = torch.addmm(t.query, z.view(n, d), params["W_O"].reshape(d, d))  # resid + Σ_heads z_h W_O[h]
         hidden = self._act(torch.addmm(params["b_in"], last, params["W_in"]))
         last = torch.addmm(params["b_out"], hidden, params["W_out"]) + last
         return last @ params["W_U"]
+
+    def loss_and_grads(self, x: torch.Tensor, y: torch.Tensor, task: Task) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """:meth:`apply`'s forward with a hand-written backward for everything computed per example; autograd
+        only maps the gradients of the small tables (:meth:`_tables`) back to the embeddings and W_Q, W_K, W_V."""
+        ps, heads = self.params_, self.params.n_heads
+        n, k = x.shape
+        table_leaves = {name: ps[name].detach().requires_grad_(True) for name in self.TABLE_PARAMS}
+        with torch.enable_grad():
+            t = self._tables(table_leaves)
+        query, eq_score, eq_value = t.query.detach(), t.eq_score.detach(), t.eq_value.detach()
+        d = query.shape[0]
+        dh = d // heads
+        W_O, W_in, W_out, W_U = ps["W_O"].view(d, d), ps["W_in"], ps["W_out"], ps["W_U"]
+        # forward, per example
+        rows = self._rows(x).view(-1)
+        scores = torch.cat([F.embedding(rows, t.scores.detach()).view(n, k, heads), eq_score.expand(n, 1, heads)], 1)
+        attn = scores.softmax(1)  # [n, ctx, heads]
+        values = F.embedding(rows, t.values.detach()).view(n, k, heads, dh)
+        z = (values * attn[:, :k, :, None]).sum(1).addcmul_(attn[:, k, :, None], eq_value.view(heads, dh))
+        z = z.view(n, d)
+        resid = torch.addmm(query, z, W_O)
+        relu = self.params.activation == "relu"
+        if relu:  # the bias and the ReLU in one pass over [n, d_mlp] (addmm's bias costs a pass of its own)
+            hidden = pre = resid @ W_in
+            if hidden.device.type == "cpu":  # aten's fused add-ReLU has only a CPU kernel
+                torch.ops.aten._add_relu_(hidden, ps["b_in"])
+            else:
+                hidden.add_(ps["b_in"]).relu_()
+        else:
+            pre = torch.addmm(ps["b_in"], resid, W_in)
+            hidden = self._act(pre)
+        last = torch.addmm(ps["b_out"], hidden, W_out).add_(resid)
+        loss, g = task.loss_and_output_grad(last @ W_U, y)
+        # backward, per example
+        grad_last = g @ W_U.T
+        grad_hidden = grad_last @ W_out.T
+        if relu:  # in place, one pass (a mask of pre > 0 and a multiply take three)
+            grad_pre = torch.ops.aten.threshold_backward.grad_input(grad_hidden, hidden, 0.0, grad_input=grad_hidden)
+        else:
+            grad_pre = torch.ops.aten.gelu_backward(grad_hidden, pre)
+        ones = g.new_ones(n)  # column sums as GEMVs: faster than sum(0) on [n, ·]
+        grad_resid = torch.addmm(grad_last, grad_pre, W_in.T)
+        grad_z = (grad_resid @ W_O.T).view(n, 1, heads, dh)
+        grad_attn = torch.cat(
+            [(values * grad_z).sum(-1), (grad_z[:, 0] * eq_value.view(heads, dh)).sum(-1)[:, None]], 1
+        )
+        grad_scores = attn * (grad_attn - (attn * grad_attn).sum(1, keepdim=True))  # softmax's backward
+        grad_values = (grad_z * attn[:, :k, :, None]).view(n * k, d)
+        grads = {
+            "W_O": (z.T @ grad_resid).view(heads, dh, d),
+            "W_in": resid.T @ grad_pre,
+            "b_in": ones @ grad_pre,
+            "W_out": hidden.T @ grad_last,
+            "b_out": ones @ grad_last,
+            "W_U": last.T @ g,
+        }
+        table_grads = Tables(
+            ones @ grad_resid,
+            torch.zeros_like(t.scores).index_add_(0, rows, grad_scores[:, :k].reshape(n * k, heads)),
+            grad_scores[:, k].sum(0),
+            torch.zeros_like(t.values).index_add_(0, rows, grad_values),
+            (grad_z[:, 0] * attn[:, k, :, None]).sum(0).view(d),
+        )
+        grads.update(zip(self.TABLE_PARAMS, torch.autograd.grad(t, list(table_leaves.values()), table_grads)))
+        return loss, [grads[name] for name in ps]
+
+
+class Tables(NamedTuple):
+    """What :meth:`Transformer._tables` computes once per call: the "=" position's residual ``[d]``; the attention
+    scores ``[positions · vocab, heads]`` and values ``[positions · vocab, d]`` of every (position, token) pair,
+    and those of the "=" position (``[heads]``, ``[d]``)."""
+
+    query: torch.Tensor
+    scores: torch.Tensor
+    eq_score: torch.Tensor
+    values: torch.Tensor
+    eq_value: torch.Tensor
 
 
 #: Nanda, Chan, Lieberum, Smith & Steinhardt (2023), "Progress measures for grokking via mechanistic interpretability"

@@ -79,11 +79,17 @@ def test_nanda_preset_is_the_papers_configuration(registry):
     cfg = resolve_config(registry, task="modadd-cls", model="transformer", preset="nanda")
     assert cfg.task.params["p"] == 113 and cfg.task.params["train_fraction"] == 0.3
     assert {k: cfg.model.params[k] for k in ("d_model", "n_heads", "d_mlp", "activation")} == {
-        "d_model": 128, "n_heads": 4, "d_mlp": 512, "activation": "relu"
+        "d_model": 128,
+        "n_heads": 4,
+        "d_mlp": 512,
+        "activation": "relu",
     }
     assert cfg.optimizer.name == "adamw"
     assert {k: cfg.optimizer.params[k] for k in ("lr", "weight_decay", "beta1", "beta2")} == {
-        "lr": 1e-3, "weight_decay": 1.0, "beta1": 0.9, "beta2": 0.98
+        "lr": 1e-3,
+        "weight_decay": 1.0,
+        "beta1": 0.9,
+        "beta2": 0.98,
     }
     assert cfg.regularizer.name == "none" and cfg.train.batch_size is None
     # with no preset named, any task gets the literature's optimizer
@@ -111,18 +117,25 @@ def test_learns_a_tiny_task_through_the_runner(registry):
 
 def test_runs_on_the_regression_task(registry):
     result = grokbench.run(
-        "modadd-reg", "transformer", overrides={"task": {"p": 5}, "model": TINY, "train": {"steps": 20, "eval_every": 10}}, registry=registry
+        "modadd-reg",
+        "transformer",
+        overrides={"task": {"p": 5}, "model": TINY, "train": {"steps": 20, "eval_every": 10}},
+        registry=registry,
     )
     assert result.status == "completed", result.message
     assert result.curves["train_loss"].iloc[-1] < result.curves["train_loss"].iloc[0]
 
 
-
 def test_laptop_preset_is_nandas_network_and_optimizer_on_a_smaller_problem(registry):
-    nanda, laptop = (resolve_config(registry, task="modadd-cls", model="transformer", preset=name) for name in ("nanda", "laptop"))
-    assert laptop.model == nanda.model and laptop.optimizer == nanda.optimizer and laptop.regularizer == nanda.regularizer
+    nanda, laptop = (
+        resolve_config(registry, task="modadd-cls", model="transformer", preset=name) for name in ("nanda", "laptop")
+    )
+    assert (
+        laptop.model == nanda.model and laptop.optimizer == nanda.optimizer and laptop.regularizer == nanda.regularizer
+    )
     assert laptop.task.params["p"] == 59 and laptop.task.params["train_fraction"] == 0.5
     assert laptop.train.early_stop and laptop.train.steps == 10000
+
 
 def per_example_reference(model, params, x):
     """The transformer as first written: every example's queries, keys and values from its residual stream."""
@@ -159,3 +172,32 @@ def test_table_formulation_equals_the_per_example_one(registry, activation, posi
     for name, a, b in zip(names, *grads):
         assert b.abs().max() > 0, name
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize(
+    "task_name,activation,positions", [("modadd-cls", "relu", 2), ("modadd-reg", "gelu", 2), ("modadd-cls", "gelu", 3)]
+)
+def test_hand_written_step_equals_autograd_through_the_per_example_formulation(
+    registry, task_name, activation, positions
+):
+    """loss_and_grads (per-example backward by hand, autograd only on the tables) against the generic autograd
+    step through the per-example formulation: loss and every gradient, float64, full batch and a minibatch."""
+    from grokbench.contracts import Model
+
+    task_cls = registry.get("task", task_name)
+    task = task_cls(task_cls.Params(p=7, train_fraction=0.6))
+    data = task.make_data(0).to("cpu", torch.float64)
+    if positions == 3:  # triples of tokens with the same labels: the step only reads the DataSpec's shapes
+        data.x_train = torch.cat([data.x_train, data.x_train[:, :1]], 1)
+    spec = DataSpec(positions=positions, vocab_size=data.spec.vocab_size, output_dim=data.spec.output_dim)
+    model = build(registry, spec, dtype=torch.float64, activation=activation, init_scale=2.0)
+    reference = build(registry, spec, dtype=torch.float64, activation=activation, init_scale=2.0)
+    reference.apply = lambda ps, x: per_example_reference(reference, ps, x)
+    for rows in (slice(None), slice(3, 11)):
+        x, y = data.x_train[rows], data.y_train[rows]
+        loss, grads = model.loss_and_grads(x, y, task)
+        ref_loss, ref_grads = Model.loss_and_grads(reference, x, y, task)
+        torch.testing.assert_close(loss, ref_loss, rtol=1e-12, atol=1e-12)
+        for name, a, b in zip(model.parameters(), grads, ref_grads, strict=True):
+            assert b.abs().max() > 0, name
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=name)
