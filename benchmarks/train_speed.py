@@ -227,6 +227,7 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--scaling", action="store_true", help="also steps/s for p = 23, 47, 97, 193 (width 512)")
     parser.add_argument("--skip-multi-seed", action="store_true")
+    parser.add_argument("--skip-memory", action="store_true", help="no peak-memory run (a subprocess with torch's default threads)")
     parser.add_argument("--skip-jax", action="store_true", help="no JAX comparison (it needs the bench extra; CPU only)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -299,7 +300,9 @@ def main():
         bound = statistics.median(16 * gemm_ceiling(16, n23, 128, 23, args.device, repeats=200) / r[1] for r in runs)
         print(f"  the 16 seeds' batched GEMMs alone would be {bound:.1f}x one after another (the ceiling of batching here)")
 
-    if args.device == "cpu":
+    if args.skip_memory:
+        pass
+    elif args.device == "cpu":
         print(f"peak memory (RSS) of the default run: {peak_memory_mb():.0f} MB")
     else:
         print(f"peak CUDA memory in this process: {torch.cuda.max_memory_allocated() / 2**20:.0f} MB")
