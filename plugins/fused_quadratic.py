@@ -32,15 +32,14 @@ _I64, _INT, _PTR = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
 @cache
 def _library() -> ctypes.CDLL | None:
     try:
-        module = importlib.import_module("grokbench_plugins._fused_quadratic")
-    except ImportError:
+        lib = ctypes.CDLL(importlib.import_module("grokbench_plugins._fused_quadratic").__file__)
+    except (ImportError, OSError, TypeError):  # not built (no compiler at install time), or not loadable
         print(
             "notice: the quadratic model's fused step is not built (no C compiler at install time?); "
             "using the torch path",
             file=sys.stderr,
         )
         return None
-    lib = ctypes.CDLL(module.__file__)
     lib.gb_quadratic_forward.argtypes = [_PTR, _PTR, _PTR, _I64, _I64, _I64, _I64, _INT, _INT]
     lib.gb_quadratic_backward.argtypes = [_PTR, _PTR, _PTR, _PTR, _I64, _I64, _I64, _I64, _INT, _INT]
     lib.gb_quadratic_forward.restype = lib.gb_quadratic_backward.restype = _INT

@@ -232,6 +232,8 @@ class Workspace:
         self.seed_rows = (torch.arange(S, device=W.device) * rows).view(S, 1, 1)
         self.last_x: torch.Tensor | None = None
         self.last_version, self.uses = -1, 0
+        self.idx = torch.empty(0, dtype=torch.long)
+        self.scatter: torch.Tensor | None = None
 
     def indices(self, x: torch.Tensor, rows: int) -> torch.Tensor:
         """The rows of W (viewed as ``[S·rows, h]``) of the batch ``x``, ``[S·n, k]``: computed once while the
@@ -284,7 +286,7 @@ def stacked_loss_and_grads(
     n, k = x.shape[-2], x.shape[-1]  # x may be [n, k] when S = 1
     ws.ensure(W, V, n)
     idx = ws.indices(x, rows)  # rows of W viewed as [S·k·p, h]
-    fused = fused_quadratic.applicable(W, V, ws.act)
+    fused = fused_quadratic.applicable(W, ws.act)
     if fused:  # act = z² in one pass; z is recomputed in the backward
         fused_quadratic.forward(W.view(S * rows, h), idx, ws.act.view(S * n, h))
         act = ws.act
