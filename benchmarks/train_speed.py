@@ -3,12 +3,15 @@
     python benchmarks/train_speed.py [--threads N] [--repeats 3] [--steps 100] [--scaling] [--device cpu]
 
 Prints, for modadd-cls at p = 97, width 512, train fraction 0.5, full-batch
-Adam + AdamW decay (the default preset): steps/s of grokbench's trainer, useful
+Adam + AdamW decay (the default preset): steps/s of grokbench's trainer (with the
+quadratic model's fused C passes, and with its torch path, GROKBENCH_FUSED=0), useful
 GFLOP/s counting 6·p·h·n flops per step, the fp32 GEMM peak measured in this
 process (square matmul of 2048), their ratio; the same for a reference loop
 (nn.Module on dense one-hot inputs, autograd, torch.optim.AdamW) from the
 identical initialization, with the largest loss difference over the first 100
-steps; 16 seeds of p = 23, width 128 batched versus one after another; and the
+steps; the same step jit-compiled in JAX (the bench extra); the step's three GEMMs
+alone (its ceiling); 16 seeds of p = 23, width 128 batched versus one after
+another, fused and torch path; and the
 peak memory (RSS) of the default run in a subprocess. Every figure is the
 median of --repeats measurements, interleaved so that other load on the machine
 affects both sides of a ratio alike. --scaling adds steps/s for p = 23, 47, 97, 193.
@@ -17,7 +20,9 @@ affects both sides of a ratio alike. --scaling adds steps/s for p = 23, 47, 97, 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
+import os
 import statistics
 import subprocess
 import sys
@@ -54,6 +59,20 @@ def gemm_peak(device, size=2048, reps=10):
         a @ b
     sync(device)
     return 2 * size**3 * reps / (time.perf_counter() - start) / 1e9
+
+
+@contextlib.contextmanager
+def fused(on: bool):
+    """The quadratic model's fused passes on (where built) or off (its torch path: GROKBENCH_FUSED=0)."""
+    before = os.environ.get("GROKBENCH_FUSED")
+    os.environ["GROKBENCH_FUSED"] = "1" if on else "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["GROKBENCH_FUSED"]
+        else:
+            os.environ["GROKBENCH_FUSED"] = before
 
 
 def grokbench_steps_per_second(cfg, losses=None):
@@ -194,6 +213,12 @@ def peak_memory_mb():
     return int(out.stdout.split()[-1]) / 1024
 
 
+def fused_built() -> bool:
+    from grokbench_plugins import fused_quadratic
+
+    return fused_quadratic.enabled()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -202,6 +227,7 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--scaling", action="store_true", help="also steps/s for p = 23, 47, 97, 193 (width 512)")
     parser.add_argument("--skip-multi-seed", action="store_true")
+    parser.add_argument("--skip-memory", action="store_true", help="no peak-memory run (a subprocess with torch's default threads)")
     parser.add_argument("--skip-jax", action="store_true", help="no JAX comparison (it needs the bench extra; CPU only)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -210,6 +236,7 @@ def main():
     n = len(_prepare(cfg, REGISTRY).data.x_train)
     flops = 6 * p * h * n
     print(f"torch {torch.__version__}, device {args.device}, {args.threads} thread(s); p={p}, width={h}, n={n}: {flops / 1e9:.3f} GFLOP per step")
+    print(f"load average {' '.join(open('/proc/loadavg').read().split()[:3]) if os.path.exists('/proc/loadavg') else 'unknown'}; fused step built: {fused_built()}")
 
     # the two loss curves over the first 100 steps, from the same initialization
     ours, theirs = [], []
@@ -219,11 +246,13 @@ def main():
     print(f"loss curves, first 100 steps: grokbench {ours[0]:.6f} -> {ours[-1]:.6f}, reference {theirs[0]:.6f} -> {theirs[-1]:.6f}, largest relative difference {gap:.2e}")
 
     jax_run = jax_step(_prepare(cfg, REGISTRY), args.threads) if args.device == "cpu" and not args.skip_jax else None
-    rows = {"peak": [], "fast": [], "ref": [], "ceiling": [], "jax": []}
+    rows = {"peak": [], "fast": [], "torch": [], "ref": [], "ceiling": [], "jax": []}
     for _ in range(args.repeats):
         rows["peak"].append(gemm_peak(args.device))
         rows["ceiling"].append(gemm_ceiling(1, n, h, p, args.device))
         rows["fast"].append(grokbench_steps_per_second(cfg)[0])
+        with fused(False):
+            rows["torch"].append(grokbench_steps_per_second(cfg)[0])
         rows["ref"].append(reference_steps_per_second(cfg))
         if jax_run is not None:
             start = time.perf_counter()
@@ -235,30 +264,45 @@ def main():
     speedup = [f / r for f, r in zip(rows["fast"], rows["ref"])]
     print(f"fp32 GEMM peak (2048² matmul)      {med['peak']:8.1f} GFLOP/s")
     print(f"grokbench trainer                  {med['fast']:8.1f} steps/s  {med['fast'] * flops / 1e9:8.1f} GFLOP/s  {statistics.median(ratio_fast):6.1%} of peak")
+    vs_torch = [f / t for f, t in zip(rows["fast"], rows["torch"])]
+    print(f"  its torch path (GROKBENCH_FUSED=0) {med['torch']:8.1f} steps/s: the fused step is {statistics.median(vs_torch):.2f}x it "
+          f"(each repeat: {', '.join(f'{r:.2f}' for r in vs_torch)}){'' if fused_built() else '  [the fused extension is not built: both are the torch path]'}")
     print(f"reference loop (one-hot, autograd) {med['ref']:8.1f} steps/s  {med['ref'] * flops / 1e9:8.1f} GFLOP/s  {statistics.median(ratio_ref):6.1%} of peak")
     print(f"speedup over the reference         {statistics.median(speedup):8.2f}x   (each repeat: {', '.join(f'{s:.2f}' for s in speedup)})")
     ceiling = [c / r for c, r in zip(rows["ceiling"], rows["ref"])]
     print(f"the step's three GEMMs alone       {med['ceiling']:8.1f} steps/s  {med['ceiling'] * flops / 1e9:8.1f} GFLOP/s  "
           f"{statistics.median(c * flops / 1e9 / pk for c, pk in zip(rows['ceiling'], rows['peak'])):6.1%} of peak: "
-          f"grokbench runs at {statistics.median(f / c for f, c in zip(rows['fast'], rows['ceiling'])):.0%} of it; "
+          f"grokbench runs at {statistics.median(f / c for f, c in zip(rows['fast'], rows['ceiling'])):.0%} of it "
+          f"(torch path {statistics.median(t / c for t, c in zip(rows['torch'], rows['ceiling'])):.0%}); "
           f"a step of nothing but these GEMMs would be {statistics.median(ceiling):.2f}x the reference")
     if rows["jax"]:
         vs_jax = [f / j for f, j in zip(rows["fast"], rows["jax"])]
+        torch_vs_jax = statistics.median(t / j for t, j in zip(rows["torch"], rows["jax"]))
         print(f"JAX, jit-compiled, same step       {statistics.median(rows['jax']):8.1f} steps/s: grokbench is {statistics.median(vs_jax):.2f}x it "
-              f"(each repeat: {', '.join(f'{r:.2f}' for r in vs_jax)})")
+              f"(each repeat: {', '.join(f'{r:.2f}' for r in vs_jax)}; torch path {torch_vs_jax:.2f}x)")
     elif args.device == "cpu" and not args.skip_jax:
         print("JAX comparison skipped: jax is not installed (pip install -e '.[bench]')")
 
     if not args.skip_multi_seed:
-        runs = [multi_seed(args.device) for _ in range(args.repeats)]
-        gains = [b / s for b, s in runs]
-        b, s = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
-        print(f"16 seeds, p=23, width 128: batched {b:.0f} seed-steps/s, one after another {s:.0f} seed-steps/s: {statistics.median(gains):.2f}x")
+        runs, torch_runs = [], []
+        for _ in range(args.repeats):
+            runs.append(multi_seed(args.device))
+            with fused(False):
+                torch_runs.append(multi_seed(args.device))
+        for label, rs in (("", runs), (" (torch path)", torch_runs)):
+            gains = [b / s for b, s in rs]
+            b, s = statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs)
+            print(f"16 seeds, p=23, width 128{label}: batched {b:.0f} seed-steps/s, one after another {s:.0f} seed-steps/s: "
+                  f"{statistics.median(gains):.2f}x (each repeat: {', '.join(f'{g:.2f}' for g in gains)})")
+        print(f"  fused against the torch path: batched {statistics.median(a[0] / t[0] for a, t in zip(runs, torch_runs)):.2f}x, "
+              f"one after another {statistics.median(a[1] / t[1] for a, t in zip(runs, torch_runs)):.2f}x")
         n23 = len(_prepare(config(p=23, width=128), REGISTRY).data.x_train)
         bound = statistics.median(16 * gemm_ceiling(16, n23, 128, 23, args.device, repeats=200) / r[1] for r in runs)
         print(f"  the 16 seeds' batched GEMMs alone would be {bound:.1f}x one after another (the ceiling of batching here)")
 
-    if args.device == "cpu":
+    if args.skip_memory:
+        pass
+    elif args.device == "cpu":
         print(f"peak memory (RSS) of the default run: {peak_memory_mb():.0f} MB")
     else:
         print(f"peak CUDA memory in this process: {torch.cuda.max_memory_allocated() / 2**20:.0f} MB")

@@ -33,6 +33,8 @@ from grokbench import hookimpl
 from grokbench.contracts import BATCHABLE, BatchedModel, DataSpec, Model, Params, Task
 from grokbench.ntk import input_overlap
 
+from . import fused_quadratic
+
 #: above this many input pairs the closed-form NTK accumulates its overlap term over shared-token blocks
 DENSE_PAIRS = 1 << 21
 
@@ -229,16 +231,27 @@ class Workspace:
         self.grad_W, self.grad_V = new(S, rows, h), new(*V.shape)
         self.seed_rows = (torch.arange(S, device=W.device) * rows).view(S, 1, 1)
         self.last_x: torch.Tensor | None = None
-        self.last_version = -1
+        self.last_version, self.uses = -1, 0
+        self.idx = torch.empty(0, dtype=torch.long)
+        self.scatter: torch.Tensor | None = None
 
-    def scatter_matrix(self, x: torch.Tensor, idx: torch.Tensor, rows: int) -> torch.Tensor | None:
-        """The sparse matrix 2·Aᵀ (A: [examples, rows of W], k ones per example) when the same batch ``x``
-        comes twice in a row (full-batch training) on the CPU, where its product beats ``index_add_``;
-        ``None`` otherwise. Keeping a reference to ``x`` makes the identity check safe."""
-        if x.device.type != "cpu":
-            return None
-        if x is not self.last_x or x._version != self.last_version:
-            self.last_x, self.last_version, self.scatter = x, x._version, None
+    def indices(self, x: torch.Tensor, rows: int) -> torch.Tensor:
+        """The rows of W (viewed as ``[S·rows, h]``) of the batch ``x``, ``[S·n, k]``: computed once while the
+        same batch comes back (full-batch training). Keeping a reference to ``x`` makes the identity check safe."""
+        if x is self.last_x and x._version == self.last_version:
+            self.uses += 1
+            return self.idx
+        k = x.shape[-1]
+        offsets = torch.arange(k, device=x.device) * (rows // k)
+        self.idx = (x + offsets + self.seed_rows).view(-1, k)
+        self.last_x, self.last_version, self.uses, self.scatter = x, x._version, 1, None
+        return self.idx
+
+    def scatter_matrix(self, idx: torch.Tensor, rows: int) -> torch.Tensor | None:
+        """The sparse matrix 2·Aᵀ (A: [examples, rows of W], k ones per example) when the batch of
+        :meth:`indices` came at least twice in a row (full-batch training) on the CPU, where its product beats
+        ``index_add_``; ``None`` otherwise."""
+        if idx.device.type != "cpu" or self.uses < 2:
             return None
         if self.scatter is None:
             examples = torch.arange(len(idx)).repeat_interleave(idx.shape[1])
@@ -261,17 +274,25 @@ def stacked_loss_and_grads(
     dV = (z²)ᵀ g, dz = 2 z ⊙ (g Vᵀ), dW[i] = Σ_{n, j: idx[n,j]=i} dz[n]. The
     task's loss is a mean over examples, so its gradient over all S·n rows at
     once is each network's gradient divided by S. The returned loss is the mean
-    over the S networks. Buffers come from ``ws``; only z (from
-    ``embedding_bag``, which has no ``out=``) and [n, out]-sized temporaries
-    are allocated per call.
+    over the S networks. Buffers come from ``ws``; only [n, out]-sized
+    temporaries (and, on the torch path, z from ``embedding_bag``, which has no
+    ``out=``) are allocated per call.
+
+    On the CPU the gather-and-square and the ``⊙ z``-and-scatter run as two fused C passes
+    (:mod:`grokbench_plugins.fused_quadratic`) where the extension is built; the torch path below them is the
+    reference they are tested against (``GROKBENCH_FUSED=0`` selects it).
     """
     S, rows, h = W.shape
     n, k = x.shape[-2], x.shape[-1]  # x may be [n, k] when S = 1
     ws.ensure(W, V, n)
-    offsets = torch.arange(k, device=x.device) * (rows // k)
-    idx = (x + offsets + ws.seed_rows).view(S * n, k)  # rows of W viewed as [S·k·p, h]
-    z = F.embedding_bag(idx, W.view(S * rows, h), mode="sum").view(S, n, h)
-    act = torch.mul(z, z, out=ws.act)
+    idx = ws.indices(x, rows)  # rows of W viewed as [S·k·p, h]
+    fused = fused_quadratic.applicable(W, ws.act)
+    if fused:  # act = z² in one pass; z is recomputed in the backward
+        fused_quadratic.forward(W.view(S * rows, h), idx, ws.act.view(S * n, h))
+        act = ws.act
+    else:
+        z = F.embedding_bag(idx, W.view(S * rows, h), mode="sum").view(S, n, h)
+        act = torch.mul(z, z, out=ws.act)
     out = torch.bmm(act, V, out=ws.out)
     if output_scale != 1.0:
         out.mul_(output_scale)
@@ -280,8 +301,12 @@ def stacked_loss_and_grads(
         g = g * (S * output_scale)
     g = g.view(S, n, -1)
     torch.bmm(act.transpose(1, 2), g, out=ws.grad_V)
-    grad_z = torch.bmm(g, V.transpose(1, 2), out=ws.act).mul_(z)
-    scatter = ws.scatter_matrix(x, idx, S * rows)
+    grad_act = torch.bmm(g, V.transpose(1, 2), out=ws.act)  # dL/d(z²)
+    if fused:  # grad_W = 2 Aᵀ (z ⊙ dL/d(z²)), z recomputed row by row
+        fused_quadratic.backward(W.view(S * rows, h), idx, grad_act.view(S * n, h), ws.grad_W.view(S * rows, h))
+        return loss, (ws.grad_W, ws.grad_V)
+    grad_z = grad_act.mul_(z)
+    scatter = ws.scatter_matrix(idx, S * rows)
     if scatter is not None:  # 2·Aᵀ dz with A the (fixed, cached) one-hot matrix, in CSR form
         torch.mm(scatter, grad_z.view(S * n, h), out=ws.grad_W.view(S * rows, h))
     else:

@@ -1,0 +1,90 @@
+"""The fused passes of the quadratic network's step (the C extension ``grokbench_plugins._fused_quadratic``).
+
+Two passes replace five torch operators of :func:`grokbench_plugins.quadratic.stacked_loss_and_grads`:
+
+* :func:`forward`: ``act = (Σ_j W[idx[:, j]])²`` in one pass (was ``embedding_bag``, which allocates z, and a
+  square);
+* :func:`backward`: ``grad_W = 2 Aᵀ (z ⊙ gz)`` with z recomputed from the rows of W, which stay in cache (was
+  ``⊙ z`` and a sparse CSR product or ``index_add_``).
+
+The extension is built by the normal install (setup.py, ``optional=True``); without it, or with
+``GROKBENCH_FUSED=0``, or for tensors it does not handle (not on the CPU, not contiguous, neither float32 nor
+float64), :func:`kernels` returns ``None`` and the caller takes the torch path, which stays the reference the
+tests compare against. A missing extension is reported once per process by a ``notice:`` line on stderr.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import os
+import sys
+from functools import cache
+
+import torch
+
+#: set to ``0`` to run the reference torch path (comparison, debugging)
+FUSED_ENV = "GROKBENCH_FUSED"
+
+_I64, _INT, _PTR = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
+
+
+@cache
+def _library() -> ctypes.CDLL | None:
+    try:
+        lib = ctypes.CDLL(importlib.import_module("grokbench_plugins._fused_quadratic").__file__)
+    except (ImportError, OSError, TypeError):  # not built (no compiler at install time), or not loadable
+        print(
+            "notice: the quadratic model's fused step is not built (no C compiler at install time?); "
+            "using the torch path",
+            file=sys.stderr,
+        )
+        return None
+    lib.gb_quadratic_forward.argtypes = [_PTR, _PTR, _PTR, _I64, _I64, _I64, _I64, _INT, _INT]
+    lib.gb_quadratic_backward.argtypes = [_PTR, _PTR, _PTR, _PTR, _I64, _I64, _I64, _I64, _INT, _INT]
+    lib.gb_quadratic_forward.restype = lib.gb_quadratic_backward.restype = _INT
+    return lib
+
+
+def enabled() -> bool:
+    """Whether the fused passes are switched on (``GROKBENCH_FUSED`` unset or not ``0``) and built."""
+    return os.environ.get(FUSED_ENV, "1") != "0" and _library() is not None
+
+
+def applicable(*tensors: torch.Tensor) -> bool:
+    """Whether the kernels handle these tensors: enabled, on the CPU, contiguous, float32 or float64 (one dtype)."""
+    dtype = tensors[0].dtype
+    return (
+        dtype in (torch.float32, torch.float64)
+        and all(t.device.type == "cpu" and t.is_contiguous() and t.dtype == dtype for t in tensors)
+        and enabled()
+    )
+
+
+def _threads(work: int) -> int:
+    """torch's intra-op threads, but one thread for small passes (a thread's start costs more than it saves)."""
+    return max(1, min(torch.get_num_threads(), work // (1 << 16)))
+
+
+def _call(name: str, W: torch.Tensor, idx: torch.Tensor, *args: int) -> None:
+    if W.dim() != 2 or idx.dim() != 2 or idx.dtype != torch.int64 or not idx.is_contiguous():
+        raise ValueError("fused quadratic step: W must be [rows, h] and idx a contiguous int64 [n, k]")
+    (n, k), (rows, h) = idx.shape, W.shape
+    lib = _library()
+    assert lib is not None
+    status = getattr(lib, name)(*args, n, k, rows, h, W.element_size(), _threads(n * h))
+    if status == -2:
+        raise IndexError(f"fused quadratic step: a row index outside [0, {rows})")
+    if status:
+        raise ValueError(f"fused quadratic step: unsupported dtype {W.dtype}")
+
+
+def forward(W: torch.Tensor, idx: torch.Tensor, act: torch.Tensor) -> None:
+    """``act[i] = (Σ_j W[idx[i, j]])²``: W ``[rows, h]``, idx ``[n, k]`` int64 rows of W, act ``[n, h]``."""
+    _call("gb_quadratic_forward", W, idx, W.data_ptr(), idx.data_ptr(), act.data_ptr())
+
+
+def backward(W: torch.Tensor, idx: torch.Tensor, gz: torch.Tensor, grad_W: torch.Tensor) -> None:
+    """``grad_W = 0; grad_W[idx[i, j]] += 2 z[i] ⊙ gz[i]`` with z[i] = Σ_j W[idx[i, j]] (summed in example order,
+    whatever the number of threads): W and grad_W ``[rows, h]``, gz ``[n, h]``."""
+    _call("gb_quadratic_backward", W, idx, W.data_ptr(), idx.data_ptr(), gz.data_ptr(), grad_W.data_ptr())
