@@ -166,9 +166,9 @@ def seeds_line(results: list[dict[str, Any]]) -> str:
     """One line after several seeds: how many generalized, median t_generalize, and the wall time (shared when batched)."""
     times = sorted(r["t_generalize"] for r in results if r.get("t_generalize") is not None)
     median = "-" if not times else _fmt(float(statistics.median(times)))
-    walls = {r.get("group_wall_seconds") for r in results}
-    if None not in walls and len(walls) == 1:
-        wall = f"{walls.pop():.2f} s wall for all {len(results)} seeds together (one batched program; not per seed)"
+    walls = [float(r["group_wall_seconds"]) for r in results if r.get("group_wall_seconds") is not None]
+    if results and len(walls) == len(results):  # a seed that left the program early saw less of it: the longest
+        wall = f"{max(walls):.2f} s wall for all {len(results)} seeds together (one batched program; not per seed)"
     else:
         wall = f"{sum(r['wall_seconds'] for r in results):.2f} s wall in all"
     return f"seeds: {len(times)}/{len(results)} generalized, median time to generalize {median}; {wall}"

@@ -130,21 +130,35 @@ def _train(
     outcomes: list[TrainOutcome] = []
     status, message, trace, interrupted = "failed", None, None, False
     finished: dict[int, TrainOutcome] = {}
+    ended: dict[int, RunResult] = {}  # members of a batched program ended when they left it
     created_at, started = utc_now(), time.perf_counter()
+
+    def end(i: int, o: TrainOutcome, trace: str | None = None, wall: float | None = None) -> RunResult:
+        """Member i's result, recorded by its lifecycle. In a batched program its wall time is its share of the
+        program's time so far (``group_wall_seconds``: the program's wall time while this run was in it)."""
+        wall = time.perf_counter() - started if wall is None else wall
+        shared = {"batched_seeds": len(preps), "group_wall_seconds": wall} if batched is not None else {}
+        prep, lifecycle = preps[i], lifecycles[i]
+        result = _result(
+            prep, registry, o.status, o.steps, o.message, curves[i], wall / len(preps), created_at, trace, **shared
+        )
+        if lifecycle is not None:
+            lifecycle.end(result, prep)
+        return result
 
     def finish(status: str, message: str | None, trace: str | None = None) -> list[RunResult]:
         wall = time.perf_counter() - started
-        shared = {"batched_seeds": len(preps), "group_wall_seconds": wall} if batched is not None else {}
-        results = []
-        for i, (prep, lifecycle) in enumerate(zip(preps, lifecycles)):
-            o = outcomes[i] if outcomes else TrainOutcome(status, last_step(curves[i]), message)
-            result = _result(
-                prep, registry, o.status, o.steps, o.message, curves[i], wall / len(preps), created_at, trace, **shared
-            )
-            if lifecycle is not None:
-                lifecycle.end(result, prep)
-            results.append(result)
-        return results
+        return [
+            ended.get(i)
+            or end(i, outcomes[i] if outcomes else TrainOutcome(status, last_step(c), message), trace, wall)
+            for i, c in enumerate(curves)
+        ]
+
+    def on_leave(i: int) -> Callable[[TrainOutcome], None]:
+        def leave(outcome: TrainOutcome) -> None:  # stored as finished now: killing the program later cannot undo it
+            ended[i] = end(i, outcome)
+
+        return leave
 
     try:
         if batched is None:
@@ -169,9 +183,18 @@ def _train(
             return on_member_eval
 
         members = [
-            Member(p.data, p.model, p.metrics, p.cfg.seed, report(i), p.optimizer, p.regularizer, on_state=on_state)
+            Member(
+                p.data,
+                p.model,
+                p.metrics,
+                p.cfg.seed,
+                report(i),
+                p.optimizer,
+                p.regularizer,
+                on_state=lc.on_state if lc is not None else None,
+                on_leave=on_leave(i) if batched is not None else None,
+            )
             for i, (p, lc) in enumerate(zip(preps, lifecycles))
-            for on_state in [lc.on_state if lc is not None else None]
         ]
         outcomes = train_members(
             task=first.task,
@@ -226,8 +249,9 @@ def train_group(
     run's parameters stacked along a leading dimension) when the model supports it
     (see :mod:`grokbench.batching`); each result is then what training that run alone gives, within float
     rounding, and each run's lifecycle records it as a run of its own (its curves, checkpoints of its own
-    state, its loggers); its ``wall_seconds`` is the group's wall time divided by the
-    number of runs, and its environment records ``batched_seeds`` (the number of runs) and
+    state, its loggers), as finished as soon as it leaves the program (early stop, divergence, stall) while the
+    others train on; its ``wall_seconds`` is the group's wall time until then divided by the
+    number of runs, and its environment records ``batched_seeds`` (the number of runs) and that
     ``group_wall_seconds``. Otherwise they run one after another, and
     ``notice`` (default: a line on stderr) is told why.
 

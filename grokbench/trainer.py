@@ -89,6 +89,9 @@ class Member:
     regularizer: Regularizer | None = None
     #: after each evaluation: ``(step, snapshot)`` (the run's lifecycle saves a checkpoint or keeps the state)
     on_state: Callable[[int, Callable[[], TrainState]], None] | None = None
+    #: when it leaves a program whose other members train on (early stop, divergence, stall): its outcome, so
+    #: that its run is ended (stored as finished) then, not when the whole program ends
+    on_leave: Callable[[TrainOutcome], None] | None = None
 
 
 def train(
@@ -192,6 +195,14 @@ def train_members(
     full_batch = next_batch() if batches[0].size is None else None
     outcomes = [TrainOutcome(status="completed", steps=cfg.steps) for _ in members]
     active = list(range(len(members)))
+
+    def leave(i: int, outcome: TrainOutcome) -> None:
+        outcomes[i] = outcome
+        active.remove(i)
+        on_leave = members[i].on_leave
+        if on_leave is not None:
+            on_leave(outcome)
+
     # stalls are exact repeats of the state: only full-batch runs trained step by step can have them
     watches = (
         [StallWatch(cfg.eval_every, cfg.steps) for _ in members]
@@ -214,14 +225,11 @@ def train_members(
                         torch.isfinite(p).all() for p in m.model.parameters().values()
                     )
                     if not finite:
-                        outcomes[i] = TrainOutcome("diverged", step, f"non-finite loss or parameters at step {step}")
+                        leave(i, TrainOutcome("diverged", step, f"non-finite loss or parameters at step {step}"))
                     elif cfg.early_stop and record["test_acc"] >= cfg.generalize_threshold:
-                        outcomes[i].steps = step
-                    else:
-                        if watches:
-                            watches[i].evaluated(step)
-                        continue
-                    active.remove(i)
+                        leave(i, TrainOutcome("completed", step))
+                    elif watches:
+                        watches[i].evaluated(step)
                 if not active:
                     break
             if step == cfg.steps:
@@ -238,8 +246,7 @@ def train_members(
                     else watches[i].observe(step, snapshot, [g[i] for g in grads] if batched else grads)
                 )
                 if reason:
-                    outcomes[i] = TrainOutcome("stalled", step, reason)
-                    active.remove(i)
+                    leave(i, TrainOutcome("stalled", step, reason))
             if not active:
                 break
             for i, (group, state, lr, reg) in enumerate(zip(groups, states, lrs, regs)):

@@ -105,12 +105,13 @@ def test_a_worker_killed_mid_suite_is_retried_and_the_store_has_every_run_once(t
 ONE_SEED = TINY_SUITE.replace("seeds = [0, 1]", "seeds = [0]")
 
 
-def _driver(tmp_path, text=ONE_SEED, hold="*", executor="process", jobs=2):
+def _driver(tmp_path, text=ONE_SEED, hold="*", executor="process", jobs=2, generalize=""):
     """`grokbench suite run` (the HOLD_DRIVER) in a session of its own, as a terminal would start it."""
     suite = write(tmp_path / "t.toml", text)
     marks = tmp_path / "marks"
     marks.mkdir(exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "GROKBENCH_TEST_HOLD": hold, "GROKBENCH_TEST_MARKS": str(marks)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GROKBENCH_TEST_HOLD": hold, "GROKBENCH_TEST_MARKS": str(marks),
+           "GROKBENCH_TEST_GENERALIZE": generalize}
     command = [sys.executable, "-c", HOLD_DRIVER, "suite", "run", str(suite), "--store", str(tmp_path / "s.db"),
                "--executor", executor, "--jobs", str(jobs), "--quiet"]
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -159,6 +160,29 @@ def test_a_suite_driver_killed_with_sigkill_leaves_no_worker_and_a_rerun_complet
     # the workers recorded their runs live: left 'running' (their processes are gone), with their curves
     assert sorted(r[1] for r in rows) == ["running"] * 2 and all(r[3] == "tiny" and last[r[0]] == 100 for r in rows)
     _finish_and_check(tmp_path, suite, interrupted=2)  # the rerun recognizes them as interrupted, keeps them
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG and /proc are Linux's")
+def test_a_seed_that_left_its_batched_group_survives_the_group_being_killed(tmp_path):
+    """Seeds 0 and 1 train as one batched program; seed 0 generalizes at step 50 and leaves it (early stop), seed 1
+    trains on and is held at step 100 when the driver is killed. Seed 0 was stored finished when it left, so the
+    rerun trains seed 1 alone."""
+    text = TINY_SUITE.replace('set.train = { steps = 300, eval_every = 50 }', 'set.train = { steps = 300, eval_every = 50, early_stop = true }')
+    text = text[: text.index("[[entries]]\nname = \"l2\"")]  # one entry: one group of 2 seeds
+    proc, suite, marks = _driver(tmp_path, text, jobs=1, generalize="0")
+    try:
+        wait_for(lambda: held(marks) == 1 or proc.poll() is not None, "seed 1 to be held in training")
+        rows, last = _store_rows(tmp_path / "s.db")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+    statuses = sorted((r[1], r[2], last[r[0]]) for r in rows)
+    assert statuses == [("completed", 50, 50), ("running", 100, 100)], statuses
+    report = _rerun(tmp_path, suite)
+    assert (report["planned"], report["skipped"], report["trained"], report["duplicates"]) == (2, 1, 1, 0)
+    rows, _ = _store_rows(tmp_path / "s.db")
+    assert sorted(r[1] for r in rows if r[3] == "tiny") == ["completed"] * 2
+    assert [r[1] for r in rows if r[3] is None] == ["interrupted"]  # seed 1's first try, kept with its curves
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")

@@ -220,3 +220,36 @@ def test_an_interrupt_keeps_the_outcome_of_a_seed_that_had_already_finished(monk
     assert (first.status, first.steps, first.config.seed) == ("completed", 0, 0)
     assert (second.status, second.steps, second.config.seed) == ("interrupted", 20, 1)
     assert list(second.curves["step"]) == [0, 20]
+
+
+def test_a_seed_that_leaves_a_batched_group_is_stored_finished_at_once(tmp_path, monkeypatch):
+    """A member that early-stops is written as finished when it leaves, not when the group ends: a group killed
+    later (no Ctrl-C, no SIGTERM) cannot turn it back into an interrupted run to train again."""
+    from grokbench import trainer
+    from grokbench.lifecycle import lifecycles
+
+    store = Store(tmp_path / "runs.db")
+    real, seen = trainer.evaluate, []
+    lcs = lifecycles(2, store, get_registry())
+
+    def evaluate(step, task, data, model, metrics):
+        record = real(step, task, data, model, metrics)
+        if step == 20 and 20 not in seen:  # seed 0's evaluation at step 20: "generalized", it leaves the program
+            record["test_acc"] = 1.0
+        if step == 60:  # seed 1 trains on: how the store sees both runs now
+            seen.append({lc.run_id: store.get_run(lc.run_id)["status"] for lc in lcs})
+        seen.append(step)
+        return record
+
+    monkeypatch.setattr(trainer, "evaluate", evaluate)
+    first, second = train_group(configs([0, 1], ["train.early_stop=true"]), notice=lambda _: None, lifecycles=lcs)
+    assert (first.status, first.steps, second.status, second.steps) == ("completed", 20, "completed", 120)
+    assert {first.run_id: "completed", second.run_id: "running"} in seen
+    stored = store.get_run(first.run_id)
+    assert (stored["status"], stored["steps"]) == ("completed", 20)
+    assert stored["environment"]["group_wall_seconds"] < store.get_run(second.run_id)["environment"]["group_wall_seconds"]
+    assert list(store.curves(first.run_id)["step"]) == [0, 20]
+    from grokbench.display import seeds_line
+
+    group = store.get_run(second.run_id)["environment"]["group_wall_seconds"]  # the longest: the program's
+    assert f"{group:.2f} s wall for all 2 seeds together" in seeds_line([first.to_json(), second.to_json()])
