@@ -43,10 +43,17 @@ class FunctionalBatch(BatchedModel):
 
 def batch_key(cfg: RunConfig, registry: Registry) -> str:
     """What the runs of one batched program share: the configuration's hash without its seed and without the
-    parameters its components declare batchable. Runs with equal keys may train as one program."""
+    parameters its components declare batchable. Runs with equal keys may train as one program.
+
+    With ``train.early_stop`` only the seeds of one configuration share a key: a member that has left its program
+    is still stepped until the last one leaves (:func:`grokbench.trainer.train_members`), so a program costs its
+    size times its slowest member, and runs that differ in a hyperparameter can stop thousands of steps apart
+    (tasks/paper.toml's ``alpha``: 950 to 3,500; as one program of 15 it ran 1.8 s per step, docs/performance.md)."""
     tree = cfg.model_dump(mode="json")
     sections = [(kind, tree[kind]) for kind in COMPONENT_KINDS if tree[kind] is not None]
     sections += [("metric", {"name": name, "params": params}) for name, params in tree["metrics"].items()]
+    if tree["train"]["early_stop"]:
+        sections = []
     for kind, section in sections:
         fields = batchable_fields(registry.get(kind, section["name"]).Params)
         for key in fields & set(section["params"]):

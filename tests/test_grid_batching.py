@@ -214,3 +214,14 @@ def test_a_grid_of_a_model_without_a_hand_written_step_batches_through_torch_fun
     batched = train_group(cfgs, registry=registry, notice=notices.append)
     assert notices == [] and all(r.environment["batched_seeds"] == 3 for r in batched)
     assert_same_runs(batched, [train_config(cfg, registry=registry) for cfg in cfgs], 1e-10)
+
+
+def test_with_early_stop_only_the_seeds_of_one_configuration_share_a_program():
+    """A member that has left is stepped until the last one leaves, so runs whose stopping steps can be far apart
+    (different hyperparameters) do not join; their seeds still do."""
+    registry = get_registry()
+    alphas = [(s, [f"model.init_scale={a}"]) for a in (0.5, 2.0) for s in (0, 1)]
+    assert [len(g) for g in batch_groups(grid(alphas), registry)] == [4]
+    stopping = grid([(s, [*o, "train.early_stop=true"]) for s, o in alphas])
+    assert [[c.seed for c in g] for g in batch_groups(stopping, registry)] == [[0, 1], [0, 1]]
+    assert batch_key(stopping[0], registry) == batch_key(stopping[1], registry) != batch_key(stopping[2], registry)
