@@ -48,7 +48,8 @@ def batch_key(cfg: RunConfig, registry: Registry) -> str:
     With ``train.early_stop`` only the seeds of one configuration share a key: a member that has left its program
     is still stepped until the last one leaves (:func:`grokbench.trainer.train_members`), so a program costs its
     size times its slowest member, and runs that differ in a hyperparameter can stop thousands of steps apart
-    (tasks/paper.toml's ``alpha``: 950 to 3,500; as one program of 15 it ran 1.8 s per step, docs/performance.md)."""
+    (tasks/paper.toml's ``alpha``: t_gen 950 to 3,500, so one program of 15 steps 1.8 times the member-steps of
+    five programs of 3: docs/performance.md, A grid as one program)."""
     tree = cfg.model_dump(mode="json")
     sections = [(kind, tree[kind]) for kind in COMPONENT_KINDS if tree[kind] is not None]
     sections += [("metric", {"name": name, "params": params}) for name, params in tree["metrics"].items()]
