@@ -177,9 +177,13 @@ class Store:
     def _check_or_migrate(self) -> None:
         try:
             with closing(self.connect()) as conn:
+                # one read transaction, so that the three reads see one state: read one by one, they could
+                # see another process's creation half (no id yet, then its tables) and call the file foreign
+                conn.execute("BEGIN")
                 app_id = conn.execute("PRAGMA application_id").fetchone()[0]
                 version = conn.execute("PRAGMA user_version").fetchone()[0]
                 has_tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0
+                conn.execute("COMMIT")
                 if app_id != APPLICATION_ID and (has_tables or version):
                     raise ConfigError(f"{self.path} is not a grokbench store")
                 if version > SCHEMA_VERSION:
