@@ -140,13 +140,14 @@ class Suite:
     def unique_configs(self, entries: Collection[str] | None = None) -> list[RunConfig]:
         """Each configuration once, in the order the suite first asks for it; with ``entries``, only those
         entries' (a name the suite does not have is a :class:`ConfigError`)."""
-        if entries is None:
-            return list({r.config.hash: r.config for r in self.runs}.values())
-        names = [e.name for e in self.spec.entries]
-        unknown = [e for e in entries if e not in names]
-        if unknown:
-            raise ConfigError(f"{self.source or self.name}: no entry '{unknown[0]}' (entries: {', '.join(names)})")
-        return list({r.config.hash: r.config for r in self.runs if r.entry in entries}.values())
+        runs = self.runs
+        if entries is not None:
+            names = [e.name for e in self.spec.entries]
+            unknown = [e for e in entries if e not in names]
+            if unknown:
+                raise ConfigError(f"{self.source or self.name}: no entry '{unknown[0]}' (entries: {', '.join(names)})")
+            runs = [r for r in runs if r.entry in entries]
+        return list({r.config.hash: r.config for r in runs}.values())
 
     def groups(self, configs: list[RunConfig] | None = None, registry: Registry | None = None) -> list[list[RunConfig]]:
         """Configurations grouped by variant (same config but for the seed), in suite order; with the
