@@ -86,21 +86,54 @@ def capture(
     )
 
 
+def stack_rows(template: Any, rows: Sequence[Any]) -> Any:
+    """The inverse of :func:`row`: one state stacked over ``len(rows)`` seeds from each seed's view of it.
+    ``template`` is the stacked state as built (None where it has nothing yet, as momentum before the first
+    step): a tensor of it that is not the seeds' (its leading dimension is not theirs) is shared, taken from
+    the first row; every other tensor is the rows stacked."""
+    first = rows[0]
+    if isinstance(first, torch.Tensor):
+        shared = isinstance(template, torch.Tensor) and not (template.dim() and template.shape[0] == len(rows))
+        return first if shared else torch.stack(list(rows))
+    if isinstance(first, dict):
+        keyed = template if isinstance(template, dict) else {}
+        return {k: stack_rows(keyed.get(k), [r[k] for r in rows]) for k in first}
+    if isinstance(first, (list, tuple)):
+        listed = template if isinstance(template, (list, tuple)) else [None] * len(first)
+        return type(first)(stack_rows(listed[j], [r[j] for r in rows]) for j in range(len(first)))
+    return first
+
+
 @torch.no_grad()
 def restore(
-    state: TrainState, trainable: Any, optimizer_states: list[Any], batches: list[Any], metrics: Sequence[Any] = ()
+    states: Sequence[TrainState],
+    trainable: Any,
+    optimizer_states: list[Any],
+    batches: list[Any],
+    metrics: Sequence[Sequence[Any]] = (),
 ) -> None:
-    """Put a captured state back into a freshly built model, optimizer, minibatch sampler and stateful metrics."""
+    """Put captured states back into a freshly built model, optimizer, minibatch samplers and stateful metrics:
+    one state per run, ``len(states)`` > 1 for the seeds of a batched program (each into its rows of the
+    stacked tensors, its own optimizer state where each seed has one, its sampler, its metrics), all at one
+    step. The inverse of :func:`capture`."""
+    members = len(states)
     for name, tensor in trainable.parameters().items():
-        tensor.copy_(state.params[name])
-    for s, saved in zip(optimizer_states, state.optimizer):
-        s.load_state_dict(saved)
-    b = batches[0]
-    b.generator.set_state(state.batches["generator"])
-    b.order, b.pos = state.batches["order"].to(b.x.device), int(state.batches["pos"])
-    for metric in metrics:
-        if metric.supports("stateful"):
-            metric.load_state_dict(state.metrics[metric.name])
+        for i, state in enumerate(states):
+            (tensor[i] if members > 1 else tensor).copy_(state.params[name])
+    if len(optimizer_states) > 1:  # one state per seed
+        for s, state in zip(optimizer_states, states):
+            s.load_state_dict(state.optimizer[0])
+    else:
+        for k, s in enumerate(optimizer_states):
+            saved = [state.optimizer[k] for state in states]
+            s.load_state_dict(stack_rows(s.state_dict(), saved) if members > 1 else saved[0])
+    for b, state in zip(batches, states):
+        b.generator.set_state(state.batches["generator"])
+        b.order, b.pos = state.batches["order"].to(b.x.device), int(state.batches["pos"])
+    for member_metrics, state in zip(metrics, states):
+        for metric in member_metrics:
+            if metric.supports("stateful"):
+                metric.load_state_dict(state.metrics[metric.name])
 
 
 def missing_metric_states(state: TrainState, metrics: Sequence[Any]) -> list[str]:

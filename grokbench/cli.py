@@ -373,6 +373,11 @@ def suite() -> None:
 @click.option(
     "--retry-failed", is_flag=True, help="train again the runs stored as failed (by default they count as done)"
 )
+@click.option(
+    "--from-scratch",
+    is_flag=True,
+    help="train interrupted runs again from step 0 (by default each goes on from its last checkpoint)",
+)
 @click.option("--max-runs", type=click.IntRange(min=1), help=MAX_RUNS_HELP)
 @click.option(
     "--entry",
@@ -391,12 +396,14 @@ def suite_run(
     as_json,
     quiet,
     retry_failed,
+    from_scratch,
     max_runs,
     entries,
     loggers,
     log_dir,
 ) -> None:
-    """Train every run of a suite file not already in the store (runs are keyed by their config hash)."""
+    """Train every run of a suite file not already in the store (runs are keyed by their config hash); an
+    interrupted run goes on from its last checkpoint."""
     from .config import parse_assignments
     from .executors import run_suite
     from .suites import load_suite
@@ -412,13 +419,16 @@ def suite_run(
         loggers=loggers,
         log_dir=log_dir,
         entries=entries or None,
+        resume=not from_scratch,
     )
     if as_json:
         click.echo(json.dumps(outcome.to_json()))
     else:
+        resumed = f", {outcome.resumed} resumed from a checkpoint" if outcome.resumed else ""
         click.echo(
             f"suite {outcome.suite}: {outcome.planned} runs, {outcome.skipped} already stored, {outcome.trained} trained "
-            f"({outcome.failed} failed) with '{outcome.executor}' in {outcome.wall_seconds:.1f} s; stored in {outcome.store}"
+            f"({outcome.failed} failed{resumed}) with '{outcome.executor}' in {outcome.wall_seconds:.1f} s; "
+            f"stored in {outcome.store}"
         )
 
 

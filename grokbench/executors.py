@@ -10,10 +10,12 @@ row, each evaluation's curves in a short transaction, checkpoints, loggers). Wor
 reach the store: they train and return results, and the driver writes each run in one transaction when it comes
 back (and replays its events to the loggers). Either way a suite killed even by SIGKILL loses at most the runs
 in flight (rows left ``running``, recognized as ``interrupted`` with their curves by the next command to open the
-store) and the next invocation trains exactly those; a run that fails is recorded with its error and the suite
-goes on. Ctrl-C or SIGTERM stops it promptly: the executor starts no new group and tells its busy workers to
-stop, the runs they were training end ``interrupted`` with their curves (trained again by the next
-invocation), and :class:`grokbench.lifecycle.SuiteInterrupted` is raised.
+store) and the next invocation trains exactly those: on this machine, each from its last checkpoint (written at
+milestones, every ``train.checkpoint_every`` evaluations, and on an interrupt), so that only the steps since
+then are trained again. A run that fails is recorded with its error and the suite goes on. Ctrl-C or SIGTERM
+stops it promptly: the executor starts no new group and tells its busy workers to stop, the runs they were
+training end ``interrupted`` with their curves and a checkpoint of their last evaluated state (from which the
+next invocation resumes them), and :class:`grokbench.lifecycle.SuiteInterrupted` is raised.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 import pandas as pd
 from pydantic import ValidationError
 
+from . import checkpoints as ckpt
 from .config import COMPONENT_KINDS, RunConfig
 from .errors import ConfigError
 from .lifecycle import (
@@ -41,6 +44,7 @@ from .lifecycle import (
     make_loggers,
     recognize_dead_runs,
     replay,
+    resume_point,
 )
 from .limits import check_runnable
 from .metrics import summarize
@@ -93,11 +97,25 @@ class LiveTarget:
     replace_failed: bool = False
     loggers: tuple[str, ...] = ()
     log_dir: str | None = None
+    #: an interrupted run of the suite goes on from its last checkpoint (False: trained again from step 0)
+    resume: bool = True
 
-    def lifecycles(self, count: int, registry: Registry) -> list[Lifecycle]:
+    def lifecycles(self, cfgs: Sequence[RunConfig], registry: Registry) -> list[Lifecycle]:
+        """One lifecycle per configuration; one whose run of the suite was interrupted resumes it, in place, from
+        its last checkpoint (one that cannot be resumed, its checkpoint unreadable, is trained from scratch)."""
         store = Store(self.store)  # recognizes the runs of workers that died (their rows give way)
         options = {"suite": self.suite, "replace_failed": self.replace_failed}
-        return lifecycles(count, store, registry, self.loggers, self.log_dir, **options)
+        found = store.resumable(self.suite, (c.hash for c in cfgs)) if self.resume else {}
+        made: list[Lifecycle] = []
+        for cfg in cfgs:
+            point = None
+            if cfg.hash in found:
+                try:
+                    _, point = resume_point(store, found[cfg.hash][0], registry, None, suite=self.suite)
+                except ConfigError as exc:
+                    print(f"notice: training run {found[cfg.hash][0]} again from step 0: {exc}", file=sys.stderr)
+            made += lifecycles(1, store, registry, self.loggers, self.log_dir, resume=point, **options)
+        return made
 
 
 def train_work(
@@ -117,7 +135,7 @@ def train_work(
     def train(cfgs: list[RunConfig]) -> list[RunResult]:
         if live is None:
             return train_group(cfgs, registry=registry)
-        return train_group(cfgs, registry=registry, lifecycles=live.lifecycles(len(cfgs), registry))
+        return train_group(cfgs, registry=registry, lifecycles=live.lifecycles(cfgs, registry))
 
     try:
         return train(group)
@@ -146,7 +164,8 @@ class SuiteOutcome:
     skipped: int  # already in the store
     trained: int = 0  # stored by this invocation (interrupted ones included)
     failed: int = 0
-    interrupted: int = 0  # stored as interrupted by Ctrl-C or SIGTERM (trained again by the next invocation)
+    interrupted: int = 0  # stored as interrupted by Ctrl-C or SIGTERM (resumed by the next invocation)
+    resumed: int = 0  # interrupted runs planned to go on from their last checkpoint, not from step 0
     duplicates: int = 0  # trained, but another driver stored them first
     wall_seconds: float = 0.0
     statuses: dict[str, int] = field(default_factory=dict)
@@ -188,6 +207,7 @@ def run_suite(
     loggers: Sequence[str] = (),
     log_dir: str | os.PathLike[str] | None = None,
     entries: Collection[str] | None = None,
+    resume: bool = True,
 ) -> SuiteOutcome:
     """Train every run of ``suite`` not yet in ``store`` with the named executor (see the module docstring: who writes, and when).
 
@@ -196,7 +216,11 @@ def run_suite(
 
     A stored run that failed counts as done, unless ``retry_failed``: then it is trained again, and the
     new run takes its place in the suite (the failed one stays in the store, as a run of no suite).
-    A stored run that was interrupted is never done: it is trained again, and kept as a run of no suite.
+    A stored run that was interrupted is never done. Where workers record their runs (every executor but a
+    remote cluster's) and it has a checkpoint, it goes on from its last one, in place (same run id, its curves
+    before that step kept: what it would have been uninterrupted), in a program with the runs that go on from the
+    same step; with ``resume=False``, or without a checkpoint, it is trained again from step 0, and the
+    interrupted one is kept as a run of no suite.
     ``loggers`` see each run's events as it trains (on a remote cluster: replayed when the driver stores it).
 
     Bad input (an unknown executor or option, an unusable store, an
@@ -221,9 +245,15 @@ def run_suite(
             suite.name, str(target.path), executor, planned=len(configs), skipped=len(configs) - len(pending)
         )
         target.register_suite(suite.name, suite.source, suite.spec.model_dump(mode="json"), suite.members())
-        groups = suite.groups(pending, registry)
+        # interrupted runs with a checkpoint go on from it, in programs of runs that start at the same step
+        starts = {} if remote or not resume else _resume_steps(target, suite.name, pending)
+        outcome.resumed = len(starts)
+        by_start: dict[int, list[RunConfig]] = {}
+        for cfg in pending:
+            by_start.setdefault(starts.get(cfg.hash, -1), []).append(cfg)
+        groups = [g for start in sorted(by_start, reverse=True) for g in suite.groups(by_start[start], registry)]
         # workers on this machine record their runs as they train; a remote cluster's return them to the driver
-        live = None if remote else LiveTarget(str(target.path), suite.name, retry_failed, loggers, str(log_dir))
+        live = None if remote else LiveTarget(str(target.path), suite.name, retry_failed, loggers, str(log_dir), resume)
         in_process = runner.supports("in-process")
         work = functools.partial(train_work, registry=registry if in_process else None, live=live)
         bar = _bar(len(configs), outcome.skipped, progress, f"suite {suite.name}")
@@ -270,6 +300,19 @@ def run_suite(
         raise _stopped(outcome, started) from None
     outcome.wall_seconds = time.perf_counter() - started
     return outcome
+
+
+def _resume_steps(store: Store, suite: str, pending: Sequence[RunConfig]) -> dict[str, int]:
+    """The step each pending configuration resumes from: its interrupted run's last checkpoint, if its file is
+    there."""
+    steps: dict[str, int] = {}
+    for cfg_hash, (run_id, step) in store.resumable(suite, (c.hash for c in pending)).items():
+        try:
+            ckpt.find(store, run_id, step)
+        except ConfigError:
+            continue
+        steps[cfg_hash] = step
+    return steps
 
 
 def _results(group: list[RunConfig], answer: Any, registry: Registry) -> list[RunResult]:

@@ -272,11 +272,15 @@ class Lifecycle:
             }
             if self.resume is not None or self.begun:
                 cfg = prep.cfg
-                self.store.update_run(
+                claimed = self.store.update_run(
                     self.run_id,
                     {**live, "config": cfg.model_dump(mode="json"), "config_hash": cfg.hash},
                     drop_curves_from=self.resume.state.step if self.resume is not None else 0,
+                    claim=self.resume is not None and not self.begun,
                 )
+                self.begun = self.begun or claimed
+                if not claimed:  # another process resumed this run first: its is kept; this one stores nothing
+                    self.store, self.run_id = None, uuid.uuid4().hex[:12]  # (the driver counts a duplicate)
             else:
                 stub = RunResult(
                     self.run_id,
@@ -422,8 +426,11 @@ def _empty() -> Any:
 # ------------------------------------------------------------------ resume
 
 
-def resume_point(store: Store, run_id: str, registry: Registry, steps: int | None) -> tuple[Any, ResumePoint]:
+def resume_point(
+    store: Store, run_id: str, registry: Registry, steps: int | None, suite: str | None = None
+) -> tuple[Any, ResumePoint]:
     """The configuration to train (``train.steps`` = ``steps`` or the run's own) and where to go on from.
+    ``suite``: the suite resuming the run (a run of a suite is resumed by that suite only, to its own steps).
 
     ConfigError, with the store untouched, for a run that is still running, has no checkpoint, whose plugins are
     gone, whose checkpoint does not match its model, or that is already at ``steps``."""
@@ -432,7 +439,7 @@ def resume_point(store: Store, run_id: str, registry: Registry, steps: int | Non
     run = store.get_run(run_id)
     if run["status"] == "running":
         raise ConfigError(f"run {run['id']} is still running (pid {run.get('pid')} on {run.get('host')})")
-    if run["suite"] is not None:
+    if run["suite"] != suite:
         raise ConfigError(
             f"run {run['id']} belongs to suite '{run['suite']}'; suites are resumed with 'grokbench suite run'"
         )

@@ -123,9 +123,10 @@ def _train(
     checkpoints of its own state, loggers, ``interrupted`` on Ctrl-C/SIGTERM (every member keeps its curves,
     then :class:`RunInterrupted` is raised). A batched program that raises is :class:`_BatchFailed`."""
     first = preps[0]
-    resume = lifecycles[0].resume if batched is None and lifecycles[0] is not None else None
+    resume = [lc.resume.state for lc in lifecycles if lc is not None and lc.resume is not None] or None
+    assert resume is None or len(resume) == len(preps), "a program resumes all of its runs, or none"
     label = f"{first.cfg.task.name}/{first.cfg.model.name}" + (f" x{len(preps)}" if batched is not None else "")
-    bar = _Progress(first.cfg.train.steps, progress, label, resume.state.step if resume else 0)
+    bar = _Progress(first.cfg.train.steps, progress, label, resume[0].step if resume else 0)
     curves: list[list[dict[str, float]]] = [lc.prior_curves if lc else [] for lc in lifecycles]
     outcomes: list[TrainOutcome] = []
     status, message, trace, interrupted = "failed", None, None, False
@@ -203,7 +204,7 @@ def _train(
             optimizer=first.optimizer if batched is None else stacked([p.optimizer for p in preps]),
             regularizer=first.regularizer if batched is None else stacked([p.regularizer for p in preps]),
             cfg=first.cfg.train,
-            resume=resume.state if resume else None,
+            resume=resume,
             on_step=bar.step,
         )
     except GrokbenchError:
@@ -278,7 +279,7 @@ def train_group(
     batched: BatchedModel | str
     try:
         preps = [prepare(cfg, registry) for cfg in cfgs]
-        reason = batch_blocker([p.cfg for p in preps], [p.data for p in preps], registry)
+        reason = batch_blocker([p.cfg for p in preps], [p.data for p in preps], registry) or _resume_blocker(lifecycles)
         batched = reason if reason else batching.stack([p.model for p in preps])
     except GrokbenchError:
         raise
@@ -299,18 +300,14 @@ def train_group(
         return one_by_one()
 
 
-def _one_by_one(cfgs: Sequence[RunConfig], registry: Registry, progress: bool) -> list[RunResult]:
-    """Train ``cfgs`` one after another; on Ctrl-C, :class:`GroupInterrupted` with those finished and the one
-    interrupted."""
-    results: list[RunResult] = []
-    for cfg in cfgs:
-        try:
-            results.append(train_config(cfg, registry=registry, progress=progress))
-        except RunInterrupted as stop:
-            raise GroupInterrupted([*results, stop.result]) from None
-        except KeyboardInterrupt:  # before the run started training: nothing of it to keep
-            raise GroupInterrupted(results) from None
-    return results
+def _resume_blocker(lifecycles: Sequence[Lifecycle | None]) -> str | None:
+    """Why runs cannot share a program from where their lifecycles start (None: they can): a batched program
+    starts all of its runs at one step, from scratch or from checkpoints of that step."""
+    steps = {lc.resume.state.step if lc is not None and lc.resume is not None else -1 for lc in lifecycles}
+    if len(steps) < 2:
+        return None
+    starts = ", ".join("from scratch" if step < 0 else f"from step {step}" for step in sorted(steps))
+    return f"they start at different points ({starts})"
 
 
 def _stderr_notice(message: str) -> None:

@@ -342,18 +342,40 @@ class Store:
             conn.close()
             self._live = None
 
-    def update_run(self, run_id: str, fields: dict[str, Any], *, drop_curves_from: int | None = None) -> None:
-        """Set columns of a stored run (JSON ones encoded); ``drop_curves_from``: delete its curve points from that step on."""
+    def update_run(
+        self, run_id: str, fields: dict[str, Any], *, drop_curves_from: int | None = None, claim: bool = False
+    ) -> bool:
+        """Set columns of a stored run (JSON ones encoded); ``drop_curves_from``: delete its curve points from that
+        step on. With ``claim`` (a run resumed), only a run that is not ``running`` is changed, in one transaction:
+        False, with nothing written, when another process is training it."""
         row = {
             k: json.dumps(v, sort_keys=True) if k in ("config", "summary", "plugins", "environment") else v
             for k, v in fields.items()
         }
+        unless_running = " AND status != 'running'" if claim else ""
         with closing(self.connect()) as conn, conn:
-            conn.execute(
-                f"UPDATE runs SET {', '.join(f'{k} = :{k}' for k in row)} WHERE id = :_id", {**row, "_id": run_id}
-            )
-            if drop_curves_from is not None:
+            changed = conn.execute(
+                f"UPDATE runs SET {', '.join(f'{k} = :{k}' for k in row)} WHERE id = :_id{unless_running}",
+                {**row, "_id": run_id},
+            ).rowcount
+            if changed and drop_curves_from is not None:
                 conn.execute("DELETE FROM curves WHERE run_id = ? AND step >= ?", (run_id, drop_curves_from))
+        return bool(changed)
+
+    def resumable(self, suite: str, hashes: Iterable[str]) -> dict[str, tuple[str, int]]:
+        """For each config hash among ``hashes`` whose run in ``suite`` is ``interrupted`` with a checkpoint: that
+        run's id and the step of its last checkpoint (the newest such run where there are several)."""
+        wanted = set(hashes)
+        if not wanted or not self.path.exists():
+            return {}
+        with closing(self.connect()) as conn:
+            rows = conn.execute(
+                "SELECT runs.config_hash, runs.id, MAX(checkpoints.step) FROM runs "
+                "JOIN checkpoints ON checkpoints.run_id = runs.id "
+                "WHERE runs.suite = ? AND runs.status = 'interrupted' GROUP BY runs.id ORDER BY runs.created_at",
+                (suite,),
+            ).fetchall()
+        return {h: (run_id, int(step)) for h, run_id, step in rows if h in wanted}
 
     def suite_runs_since(self, suite: str, since: str, status: str) -> set[str]:
         """The ids of ``suite``'s runs with ``status`` created at or after ``since`` (an ISO UTC time)."""

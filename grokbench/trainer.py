@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -121,7 +121,7 @@ def train(
         optimizer=optimizer,
         regularizer=regularizer,
         cfg=cfg,
-        resume=resume,
+        resume=[resume] if resume is not None else None,
         on_step=on_step,
     )[0]
 
@@ -151,7 +151,7 @@ def train_members(
     optimizer: Optimizer | None,
     regularizer: Regularizer | None,
     cfg: TrainConfig,
-    resume: TrainState | None = None,
+    resume: Sequence[TrainState] | None = None,
     on_step: Callable[[int], None] | None = None,
 ) -> list[TrainOutcome]:
     """Train one model, or several seeds stacked in a :class:`BatchedModel`, with one optimizer.
@@ -164,7 +164,8 @@ def train_members(
     stacked tensors in one go; any other one (a global norm, a max) is built and
     stepped once per seed on that seed's views, so it sees exactly what it would alone.
     A model with capability ``closed-form`` is fitted once and moved to each evaluated
-    step; it has no optimizer and no regularizer.
+    step; it has no optimizer and no regularizer. ``resume``: one checkpointed state per member, all at one
+    step, from which training goes on as if it had never stopped.
     """
     batched = isinstance(trainable, BatchedModel)
     fitted = trainable if isinstance(trainable, Model) and trainable.supports("closed-form") else None
@@ -185,8 +186,10 @@ def train_members(
         states = [opt.build(group) for opt, group in zip(optimizers, groups)]
         lrs = [o.params.lr if isinstance(o.params.lr, torch.Tensor) else float(o.params.lr) for o in optimizers]
     batches = [Batches(m.data, cfg.batch_size, m.seed) for m in members]
-    if resume is not None:  # single runs only (a checkpoint is one run's state)
-        restore(resume, trainable, states, batches, metrics=members[0].metrics)
+    start = 0
+    if resume is not None:  # one checkpointed state per member, all at one step
+        start = resume[0].step
+        restore(resume, trainable, states, batches, metrics=[m.metrics for m in members])
 
     def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
         xs, ys = zip(*(b.next() for b in batches))
@@ -211,7 +214,7 @@ def train_members(
     )
 
     try:
-        for step in range(resume.step if resume is not None else 0, cfg.steps + 1):
+        for step in range(start, cfg.steps + 1):
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 if fitted is not None:
                     fitted.set_step(step)

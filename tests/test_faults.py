@@ -25,7 +25,7 @@ from grokbench import cli as cli_module
 from grokbench import executors as executors_module
 from grokbench import runner as runner_module
 from grokbench.executors import run_suite
-from grokbench.lifecycle import GroupInterrupted, SuiteInterrupted
+from grokbench.lifecycle import GroupInterrupted, SuiteInterrupted, recognize_dead_runs
 from grokbench.runner import run_seeds
 from grokbench.store import Store
 from grokbench.suites import load_suite
@@ -118,9 +118,9 @@ def _driver(tmp_path, text=ONE_SEED, hold="*", executor="process", jobs=2, gener
     return proc, suite, marks
 
 
-def _rerun(tmp_path, suite):
+def _rerun(tmp_path, suite, store="s.db"):
     """The same suite, run plainly to the end (the inline executor: same configs, same hashes)."""
-    done = subprocess.run([sys.executable, "-m", "grokbench", "suite", "run", str(suite), "--store", str(tmp_path / "s.db"), "--json"],
+    done = subprocess.run([sys.executable, "-m", "grokbench", "suite", "run", str(suite), "--store", str(tmp_path / store), "--json"],
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=PATIENCE)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
@@ -135,14 +135,31 @@ def _store_rows(path):
 
 
 def _finish_and_check(tmp_path, suite, interrupted: int):
-    """A plain rerun trains the 2 runs not completed; the suite then holds each configuration once, completed;
-    the ``interrupted`` runs kept before stay in the store, as runs of no suite."""
+    """A plain rerun trains the 2 runs not completed. Each of the ``interrupted`` runs that has a checkpoint goes on
+    from its last one, in place (same id); one without is trained from step 0, and its interrupted try stays in the
+    store as a run of no suite. The suite then holds each configuration once, completed, with the curves of an
+    uninterrupted run of the suite."""
+    store = Store(tmp_path / "s.db")
+    recognize_dead_runs(store)
+    stopped = {r for r in store.runs()["id"] if store.get_run(r)["status"] == "interrupted"}
+    resumable = {r for r in stopped if store.checkpoints(r)}
+    assert len(stopped) == interrupted
     report = _rerun(tmp_path, suite)
     assert (report["skipped"], report["trained"], report["failed"], report["duplicates"]) == (0, 2, 0, 0)
+    assert report["resumed"] == len(resumable)
     rows, _ = _store_rows(tmp_path / "s.db")
-    in_suite = [r for r in rows if r[3] == "tiny"]
-    assert sorted(r[1] for r in in_suite) == ["completed"] * 2 and len({r[4] for r in in_suite}) == 2
-    assert sorted(r[1] for r in rows if r[3] is None) == ["interrupted"] * interrupted
+    in_suite = {r[4]: r for r in rows if r[3] == "tiny"}
+    assert sorted(r[1] for r in in_suite.values()) == ["completed"] * 2 and len(in_suite) == 2
+    assert resumable <= {r[0] for r in in_suite.values()}
+    assert {r[0] for r in rows if r[3] is None} == stopped - resumable
+    assert {r[1] for r in rows if r[3] is None} <= {"interrupted"}
+    assert _rerun(tmp_path, suite, "fresh.db")["trained"] == 2
+    fresh = Store(tmp_path / "fresh.db")
+    for row in fresh.records("tiny").to_dict("records"):
+        a, b = fresh.curves(row["id"]), store.curves(in_suite[row["config_hash"]][0])
+        assert list(a["step"]) == list(b["step"])
+        for name in ("train_loss", "test_loss", "train_acc", "test_acc"):
+            assert b[name].tolist() == pytest.approx(a[name].tolist(), rel=1e-5, abs=1e-7), (row["id"], name)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG and /proc are Linux's")
@@ -178,11 +195,14 @@ def test_a_seed_that_left_its_batched_group_survives_the_group_being_killed(tmp_
         proc.communicate()
     statuses = sorted((r[1], r[2], last[r[0]]) for r in rows)
     assert statuses == [("completed", 50, 50), ("running", 100, 100)], statuses
+    seed1 = next(r[0] for r in rows if r[1] == "running")
     report = _rerun(tmp_path, suite)
     assert (report["planned"], report["skipped"], report["trained"], report["duplicates"]) == (2, 1, 1, 0)
     rows, _ = _store_rows(tmp_path / "s.db")
     assert sorted(r[1] for r in rows if r[3] == "tiny") == ["completed"] * 2
-    assert [r[1] for r in rows if r[3] is None] == ["interrupted"]  # seed 1's first try, kept with its curves
+    checkpointed = bool(Store(tmp_path / "s.db").checkpoints(seed1))  # at its milestones, if it reached one
+    assert report["resumed"] == checkpointed  # seed 1 went on from it, or trained again (its first try kept)
+    assert [r[1] for r in rows if r[3] is None] == ([] if checkpointed else ["interrupted"])
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
@@ -242,6 +262,8 @@ def test_sigterm_and_ctrl_c_stop_a_suite_at_once_keeping_the_curves_of_the_runs_
     rows, last = _store_rows(tmp_path / "s.db")
     assert sorted(r[1] for r in rows) == ["interrupted"] * jobs and all(r[3] == "tiny" for r in rows)
     assert all(r[2] == 100 == last[r[0]] for r in rows)  # each kept its curves, up to its last evaluation
+    # held inside its step-100 evaluation, before its state was taken: the last state checkpointed is step 50's
+    assert all(Store(tmp_path / "s.db").checkpoints(r[0])[-1]["step"] == 50 for r in rows)  # the rerun goes on from it
     _finish_and_check(tmp_path, suite, interrupted=jobs)
 
 

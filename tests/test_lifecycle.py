@@ -385,6 +385,124 @@ def test_suites_treat_an_interrupted_run_as_not_done_and_keep_it_detached(tmp_pa
     assert rows[old.run_id] is None and sum(v == "tiny" for v in rows.values()) == 4
 
 
+RESUMED_SUITE = """
+[suite]
+name = "three"
+seeds = [0, 1, 2]
+
+[defaults]
+task = "modadd-cls"
+model = "quadratic"
+optimizer = "adam"
+regularizer = "adamw"
+set.task = { p = 11, train_fraction = 0.6 }
+set.model = { width = 32 }
+set.optimizer = { lr = 1e-2 }
+set.regularizer.strength = 0.5
+set.train = { steps = 300, eval_every = 50, dtype = "float64" }
+
+[[entries]]
+name = "a"
+"""
+
+
+@pytest.mark.parametrize("stopped_by", [0, 1], ids=["seed 0: all from step 50", "seed 1: seed 0 from 100, 1 and 2 from 50"])
+def test_an_interrupted_suite_goes_on_from_each_run_s_checkpoint_in_place(tmp_path, registry, monkeypatch, stopped_by):
+    """Three seeds train as one batched program; Ctrl-C reaches it while seed ``stopped_by`` reports step 100, so
+    each seed's last checkpoint (the interrupt's) is at the last step whose evaluation it completed. The rerun
+    resumes each run in place (same id) from that checkpoint, seeds that stopped at the same step as one program
+    again, and ends with the curves of an uninterrupted run of the suite (float64). ``resume=False`` trains them
+    again from step 0 instead, keeping the interrupted tries as runs of no suite."""
+    import dataclasses
+
+    from grokbench import runner as runner_module
+    from grokbench.executors import run_suite
+    from grokbench.lifecycle import SuiteInterrupted
+    from grokbench.suites import load_suite
+    from tests.test_suites import write
+
+    suite = load_suite(write(tmp_path / "t.toml", RESUMED_SUITE), registry)
+    real = runner_module.train_members
+
+    def stopping(**kw):
+        def at_100(on_eval):
+            def report(record):
+                on_eval(record)
+                if record["step"] == 100:
+                    raise KeyboardInterrupt
+            return report
+
+        members = [dataclasses.replace(m, on_eval=at_100(m.on_eval)) if m.seed == stopped_by else m for m in kw["members"]]
+        return real(**{**kw, "members": members})
+
+    with monkeypatch.context() as patched:
+        patched.setattr(runner_module, "train_members", stopping)
+        with pytest.raises(SuiteInterrupted):
+            run_suite(suite, store=tmp_path / "s.db", registry=registry)
+    store = Store(tmp_path / "s.db")
+    before = {r["seed"]: r for r in store.records().to_dict("records")}
+    assert {r["status"] for r in before.values()} == {"interrupted"}
+    last = {seed: store.checkpoints(r["id"])[-1] for seed, r in before.items()}
+    expected = {0: 50, 1: 50, 2: 50} if stopped_by == 0 else {0: 100, 1: 50, 2: 50}
+    assert {seed: c["step"] for seed, c in last.items()} == expected
+    assert all(set(c["reasons"]) <= {"memorize", "generalize", "interrupted"} for c in last.values()), last
+
+    out = invoke("suite", "run", tmp_path / "t.toml", "--store", tmp_path / "s.db")
+    assert out.exit_code == 0, out.output
+    assert "suite three: 3 runs, 0 already stored, 3 trained (0 failed, 3 resumed from a checkpoint)" in out.output
+    after = {r["seed"]: r for r in store.records("three").to_dict("records")}
+    assert {seed: r["id"] for seed, r in after.items()} == {seed: r["id"] for seed, r in before.items()}
+    assert len(store.runs()) == 3  # nothing detached: each run went on in place
+    for seed, row in after.items():
+        assert row["status"] == "completed" and row["steps"] == 300
+        assert row["environment"]["resumed"] == [{"from_step": expected[seed], "at": row["environment"]["resumed"][0]["at"]}]
+        assert row["environment"].get("batched_seeds", 1) == (3 if stopped_by == 0 else {0: 1, 1: 2, 2: 2}[seed])
+
+    assert run_suite(suite, store=tmp_path / "whole.db", registry=registry).trained == 3
+    whole = Store(tmp_path / "whole.db")
+    for row in whole.records("three").to_dict("records"):
+        a, b = whole.curves(row["id"]), store.curves(after[row["seed"]]["id"])
+        assert list(a["step"]) == list(b["step"]) == list(range(0, 301, 50))
+        for name in ("train_loss", "test_loss", "train_acc", "test_acc", "linf_norm"):
+            assert b[name].tolist() == pytest.approx(a[name].tolist(), rel=1e-10, abs=1e-13), (row["seed"], name)
+        assert store.get_run(after[row["seed"]]["id"])["summary"] == pytest.approx(row["summary"], rel=1e-9)
+
+    with monkeypatch.context() as patched:  # interrupted again, then trained again from step 0
+        patched.setattr(runner_module, "train_members", stopping)
+        with pytest.raises(SuiteInterrupted):
+            run_suite(suite, store=tmp_path / "again.db", registry=registry)
+    again = Store(tmp_path / "again.db")
+    stopped = set(again.runs()["id"])
+    outcome = run_suite(suite, store=tmp_path / "again.db", registry=registry, resume=False)
+    assert (outcome.trained, outcome.resumed) == (3, 0)
+    rows = dict(sqlite3.connect(tmp_path / "again.db").execute("SELECT id, suite FROM runs").fetchall())
+    assert {i for i, suite_name in rows.items() if suite_name is None} == stopped and len(rows) == 6
+
+
+def test_a_run_resumed_by_another_process_first_is_left_to_it(tmp_path, registry):
+    """Two drivers resuming one interrupted run: the first claims it (its row turns ``running``), the second's claim
+    fails, so it writes nothing to that run and its result, under a new id, is refused by the suite (a duplicate)."""
+    from grokbench.building import prepare
+    from grokbench.lifecycle import Lifecycle, resume_point
+    from grokbench.runner import save_result, train_config
+
+    store = Store(tmp_path / "s.db")
+    cfg = resolve_config(registry, task="modadd-cls", model="quadratic", overrides={"task": {"p": 11}, "model": {"width": 32}, "train": {"steps": 100, "eval_every": 50}})
+    done = train_config(cfg, registry=registry, lifecycle=Lifecycle(store, suite="s"))
+    store.update_run(done.run_id, {"status": "interrupted"})
+    _, point = resume_point(store, done.run_id, registry, 200, suite="s")
+    first, second = Lifecycle(store, suite="s", resume=point), Lifecycle(store, suite="s", resume=point)
+    prep = prepare(cfg, registry)
+    first.start(prep, "2026-12-02T00:00:00")
+    assert store.get_run(done.run_id)["status"] == "running" and first.store is store
+    second.start(prep, "2026-12-02T00:00:00")
+    assert second.store is None and second.run_id != done.run_id
+    assert not store.update_run(done.run_id, {"message": "x"}, claim=True)  # a running run is not claimed
+    done.run_id, done.status = second.run_id, "completed"
+    assert save_result(store, done, suite="s") is False  # the suite already has this configuration
+    assert len(store.runs()) == 1
+
+
 def test_runs_filters_and_the_hyperparameters_that_differ(tmp_path, registry):
     store = tmp_path / "s.db"
     for p in (11, 13):
