@@ -45,11 +45,11 @@ def batch_key(cfg: RunConfig, registry: Registry) -> str:
     """What the runs of one batched program share: the configuration's hash without its seed and without the
     parameters its components declare batchable. Runs with equal keys may train as one program.
 
-    With ``train.early_stop`` only the seeds of one configuration share a key: a member that has left its program
-    is still stepped until the last one leaves (:func:`grokbench.trainer.train_members`), so a program costs its
-    size times its slowest member, and runs that differ in a hyperparameter can stop thousands of steps apart
-    (tasks/paper.toml's ``alpha``: t_gen 950 to 3,500, so one program of 15 steps 1.8 times the member-steps of
-    five programs of 3: docs/performance.md, A grid as one program)."""
+    With ``train.early_stop`` only the seeds of one configuration share a key. The rule came from programs that
+    stepped a member until the last one left (tasks/paper.toml's ``alpha``: t_gen 950 to 3,500, so one program
+    of 15 stepped 1.8 times the member-steps of five programs of 3: docs/performance.md, A grid as one program).
+    Programs now shrink when members leave (:func:`grokbench.runner.train_group`), so that cost is gone; the
+    rule stays until a joined early-stopping grid is measured against its seeds' programs at the suites' sizes."""
     tree = cfg.model_dump(mode="json")
     sections = [(kind, tree[kind]) for kind in COMPONENT_KINDS if tree[kind] is not None]
     sections += [("metric", {"name": name, "params": params}) for name, params in tree["metrics"].items()]

@@ -15,7 +15,7 @@ from . import batching
 from .batching import batch_blocker
 from .building import Prepared, build, prepare, start
 from .config import RunConfig, parse_assignments, resolve_config
-from .contracts import BatchedModel
+from .contracts import BatchedModel, Model
 from .errors import GrokbenchError, describe
 from .lifecycle import GroupInterrupted, Lifecycle, RunInterrupted, lifecycles, sigterm_interrupts
 from .limits import check_runnable
@@ -24,7 +24,7 @@ from .plugin_manager import get_registry
 from .registry import Registry
 from .results import RunResult, environment, failure, last_step, new_run_id, utc_now
 from .store import Store
-from .trainer import Member, TrainOutcome, train_members
+from .trainer import Member, Pause, TrainOutcome, train_members
 
 
 class _Progress:
@@ -133,16 +133,18 @@ def _train(
     finished: dict[int, TrainOutcome] = {}
     ended: dict[int, RunResult] = {}  # members of a batched program ended when they left it
     created_at, started = utc_now(), time.perf_counter()
+    program = list(range(len(preps)))  # the members of the program training now (a batched one shrinks)
+    share, since = [0.0] * len(preps), started  # each member's wall time in the programs before this one
 
     def end(i: int, o: TrainOutcome, trace: str | None = None, wall: float | None = None) -> RunResult:
         """Member i's result, recorded by its lifecycle. In a batched program its wall time is its share of the
-        program's time so far (``group_wall_seconds``: the program's wall time while this run was in it)."""
+        programs' time so far (each program's time divided by its size; ``group_wall_seconds``: the wall time
+        since the first program started)."""
         wall = time.perf_counter() - started if wall is None else wall
         shared = {"batched_seeds": len(preps), "group_wall_seconds": wall} if batched is not None else {}
         prep, lifecycle = preps[i], lifecycles[i]
-        result = _result(
-            prep, registry, o.status, o.steps, o.message, curves[i], wall / len(preps), created_at, trace, **shared
-        )
+        own = share[i] + (started + wall - since) / len(program) if batched is not None else wall
+        result = _result(prep, registry, o.status, o.steps, o.message, curves[i], own, created_at, trace, **shared)
         if lifecycle is not None:
             lifecycle.end(result, prep)
         return result
@@ -197,16 +199,48 @@ def _train(
             )
             for i, (p, lc) in enumerate(zip(preps, lifecycles))
         ]
-        outcomes = train_members(
-            task=first.task,
-            members=members,
-            trainable=first.model if batched is None else batched,
-            optimizer=first.optimizer if batched is None else stacked([p.optimizer for p in preps]),
-            regularizer=first.regularizer if batched is None else stacked([p.regularizer for p in preps]),
-            cfg=first.cfg.train,
-            resume=resume,
-            on_step=bar.step,
-        )
+        # a batched program pauses where members have left it and the others go on in a smaller one, from their
+        # states there (as a resumed run does): a member that has left costs nothing from then on
+        trainable: Model | BatchedModel = first.model if batched is None else batched
+        optimizer = first.optimizer if batched is None else stacked([p.optimizer for p in preps])
+        regularizer = first.regularizer if batched is None else stacked([p.regularizer for p in preps])
+        reached = [TrainOutcome("completed", first.cfg.train.steps) for _ in preps]
+        while True:
+            pause = Pause() if len(program) > 1 else None
+            try:
+                got = train_members(
+                    task=first.task,
+                    members=[members[i] for i in program],
+                    trainable=trainable,
+                    optimizer=optimizer,
+                    regularizer=regularizer,
+                    cfg=first.cfg.train,
+                    resume=resume,
+                    on_step=bar.step,
+                    pause=pause,
+                )
+            except KeyboardInterrupt as exc:  # the members that had left: by their index in the group
+                left = getattr(exc, "finished", {})
+                exc.finished = {program[j]: o for j, o in left.items()}  # type: ignore[attr-defined]
+                raise
+            for j, o in zip(program, got):
+                reached[j] = o
+            if pause is None or pause.step < 0:
+                outcomes = reached
+                break
+            now = time.perf_counter()
+            for i in program:
+                share[i] += (now - since) / len(program)
+            since, program, resume = now, [program[j] for j in pause.active], pause.states
+            going = [preps[i] for i in program]
+            if len(going) == 1:
+                trainable, optimizer, regularizer = going[0].model, going[0].optimizer, going[0].regularizer
+            else:
+                smaller = batching.stack([p.model for p in going])
+                assert isinstance(smaller, BatchedModel), smaller  # a part of a program that stacked
+                trainable = smaller
+                optimizer = stacked([p.optimizer for p in going])
+                regularizer = stacked([p.regularizer for p in going])
     except GrokbenchError:
         raise
     except KeyboardInterrupt as exc:
@@ -251,10 +285,11 @@ def train_group(
     (see :mod:`grokbench.batching`); each result is then what training that run alone gives, within float
     rounding, and each run's lifecycle records it as a run of its own (its curves, checkpoints of its own
     state, its loggers), as finished as soon as it leaves the program (early stop, divergence, stall) while the
-    others train on; its ``wall_seconds`` is the group's wall time until then divided by the
-    number of runs, and its environment records ``batched_seeds`` (the number of runs) and that
-    ``group_wall_seconds``. Otherwise they run one after another, and
-    ``notice`` (default: a line on stderr) is told why.
+    others train on, from the next evaluation step in a smaller program (from their states there, as runs resumed
+    from a checkpoint: a member that has left costs no more steps). Its ``wall_seconds`` is its share of the
+    programs it was in (each one's wall time divided by its size), and its environment records ``batched_seeds``
+    (the number of runs) and ``group_wall_seconds`` (the wall time from the group's start until it ended).
+    Otherwise they run one after another, and ``notice`` (default: a line on stderr) is told why.
 
     Ctrl-C (or SIGTERM, where it raises KeyboardInterrupt) raises :class:`GroupInterrupted` with the runs
     kept: those finished, and those training, ``interrupted`` with their curves so far.

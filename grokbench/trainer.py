@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 import torch
@@ -69,6 +69,18 @@ class Batches:
         idx = self.order[self.pos : self.pos + self.size]
         self.pos += self.size
         return self.x[idx], self.y[idx]
+
+
+@dataclass
+class Pause:
+    """Asks a batched program to stop at the first evaluation step after one of its members has left it while
+    others train on, before evaluating it: filled in with that step, the members still training (their indices
+    among the program's) and their states there, so that they go on in a smaller program (built by the caller)
+    exactly as a run resumed from a checkpoint of that step does."""
+
+    step: int = -1
+    active: list[int] = field(default_factory=list)
+    states: list[TrainState] = field(default_factory=list)
 
 
 @dataclass
@@ -153,19 +165,24 @@ def train_members(
     cfg: TrainConfig,
     resume: Sequence[TrainState] | None = None,
     on_step: Callable[[int], None] | None = None,
+    pause: Pause | None = None,
 ) -> list[TrainOutcome]:
     """Train one model, or several seeds stacked in a :class:`BatchedModel`, with one optimizer.
 
     A batched program feeds seed s's batch as row s of ``[S, n, ...]`` inputs;
     each member is evaluated on its own data and leaves the program (diverged,
-    or early-stopped) on its own. A member that has left keeps being stepped
-    with the others, which changes nothing for them, but is never recorded again.
+    early-stopped, stalled) on its own. A member that has left keeps being stepped
+    with the others, which changes nothing for them, but is never recorded again,
+    until the next evaluation step with ``pause``: there the program stops, and the
+    runner goes on with the members left in a smaller one.
     Optimizers and regularizers with capability ``seedwise`` (element-wise) update the
     stacked tensors in one go; any other one (a global norm, a max) is built and
     stepped once per seed on that seed's views, so it sees exactly what it would alone.
     A model with capability ``closed-form`` is fitted once and moved to each evaluated
     step; it has no optimizer and no regularizer. ``resume``: one checkpointed state per member, all at one
-    step, from which training goes on as if it had never stopped.
+    step, from which training goes on as if it had never stopped. ``pause``: a batched program stops at the
+    first evaluation step after a member has left it with others still training, and fills ``pause`` in (the
+    outcomes of the members still training, ``pause.active``, are not theirs yet).
     """
     batched = isinstance(trainable, BatchedModel)
     fitted = trainable if isinstance(trainable, Model) and trainable.supports("closed-form") else None
@@ -216,6 +233,10 @@ def train_members(
     try:
         for step in range(start, cfg.steps + 1):
             if step % cfg.eval_every == 0 or step == cfg.steps:
+                if pause is not None and batched and len(active) < len(members):  # go on in a smaller program
+                    pause.step, pause.active = step, list(active)
+                    pause.states = [capture(step, trainable, states, batches, members[i].metrics, i) for i in active]
+                    return outcomes
                 if fitted is not None:
                     fitted.set_step(step)
                 for i in list(active):

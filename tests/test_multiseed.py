@@ -67,6 +67,41 @@ def test_members_leave_the_batch_on_their_own():
     assert all(r.summary["t_generalize"] == r.steps < 3000 for r in batched)
 
 
+def test_a_batched_program_shrinks_as_its_members_leave(monkeypatch):
+    """Seeds 0, 1 and 2 leave (early stop) at steps 20, 60 and never: the program goes on as seeds 1 and 2 from
+    step 40 and as seed 2 alone from step 80 (the evaluation after each left, from the states there, as a resumed
+    run does), so no member is stepped after it left, and each seed gets what it gets alone (float64)."""
+    import dataclasses
+
+    from grokbench import runner
+
+    leaves, programs, real = {0: 20, 1: 60}, [], runner.train_members
+
+    def generalizing(on_eval, at):
+        def report(record):
+            if at is not None and record["step"] >= at:
+                record["test_acc"] = 1.0  # the trainer decides on the record after this callback
+            on_eval(record)
+
+        return report
+
+    def spy(**kw):
+        programs.append(([m.seed for m in kw["members"]], kw["resume"][0].step if kw["resume"] else 0))
+        members = [dataclasses.replace(m, on_eval=generalizing(m.on_eval, leaves.get(m.seed))) for m in kw["members"]]
+        return real(**{**kw, "members": members})
+
+    monkeypatch.setattr(runner, "train_members", spy)
+    cfgs = configs([0, 1, 2], ["train.dtype=float64", "optimizer.lr=0.01", "train.early_stop=true"])
+    batched = train_group(cfgs, notice=lambda _: None)
+    assert programs == [([0, 1, 2], 0), ([1, 2], 40), ([2], 80)]
+    assert [(r.status, r.steps) for r in batched] == [("completed", 20), ("completed", 60), ("completed", 120)]
+    assert all(r.environment["batched_seeds"] == 3 for r in batched)
+    walls = [r.environment["group_wall_seconds"] for r in batched]
+    assert walls[0] < walls[1] < walls[2] and batched[2].wall_seconds > batched[0].wall_seconds
+    alone = [train_config(cfg) for cfg in cfgs]
+    assert_same_runs(batched, alone, 1e-10)
+
+
 @pytest.mark.parametrize("parameterization", ["standard", "mean-field"])
 @pytest.mark.parametrize(
     "task",
