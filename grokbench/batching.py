@@ -51,10 +51,10 @@ def batch_key(cfg: RunConfig, registry: Registry) -> str:
     Programs now shrink when members leave (:func:`grokbench.runner.train_group`), so that cost is gone; the
     rule stays until a joined early-stopping grid is measured against its seeds' programs at the suites' sizes."""
     tree = cfg.model_dump(mode="json")
+    if tree["train"]["early_stop"]:
+        return variant_of(tree)
     sections = [(kind, tree[kind]) for kind in COMPONENT_KINDS if tree[kind] is not None]
     sections += [("metric", {"name": name, "params": params}) for name, params in tree["metrics"].items()]
-    if tree["train"]["early_stop"]:
-        sections = []
     for kind, section in sections:
         fields = batchable_fields(registry.get(kind, section["name"]).Params)
         for key in fields & set(section["params"]):
