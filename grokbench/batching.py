@@ -48,8 +48,8 @@ def batch_key(cfg: RunConfig, registry: Registry) -> str:
     With ``train.early_stop`` only the seeds of one configuration share a key. The rule came from programs that
     stepped a member until the last one left (tasks/paper.toml's ``alpha``: t_gen 950 to 3,500, so one program
     of 15 stepped 1.8 times the member-steps of five programs of 3: docs/performance.md, A grid as one program).
-    Programs now shrink when members leave (:func:`grokbench.runner.train_group`), so that cost is gone; joined,
-    that grid's steps cost 1.07 times less CPU than as five programs (``benchmarks/program_size.py``, within the
+    Programs now shrink when members leave (:func:`grokbench.runner.train_group`), so that cost is gone; five
+    programs of 3 cost 1.07 times the CPU of that grid joined (``benchmarks/program_size.py``, within the
     spread of three repeats), and the rule stays until a re-run of the suite confirms it can go."""
     tree = cfg.model_dump(mode="json")
     if tree["train"]["early_stop"]:
