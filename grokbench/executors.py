@@ -97,23 +97,23 @@ class LiveTarget:
     replace_failed: bool = False
     loggers: tuple[str, ...] = ()
     log_dir: str | None = None
-    #: an interrupted run of the suite goes on from its last checkpoint (False: trained again from step 0)
-    resume: bool = True
+    #: the interrupted runs of the suite that go on from their last checkpoint, by config hash (the driver's
+    #: plan, which also grouped them by the step they go on from)
+    resumes: Mapping[str, str] = field(default_factory=dict)
 
     def lifecycles(self, cfgs: Sequence[RunConfig], registry: Registry) -> list[Lifecycle]:
-        """One lifecycle per configuration; one whose run of the suite was interrupted resumes it, in place, from
-        its last checkpoint (one that cannot be resumed, its checkpoint unreadable, is trained from scratch)."""
+        """One lifecycle per configuration; one planned to resume goes on with its interrupted run, in place,
+        from its last checkpoint (one whose checkpoint turns out unreadable is trained from scratch)."""
         store = Store(self.store)  # recognizes the runs of workers that died (their rows give way)
         options = {"suite": self.suite, "replace_failed": self.replace_failed}
-        found = store.resumable(self.suite, (c.hash for c in cfgs)) if self.resume else {}
         made: list[Lifecycle] = []
         for cfg in cfgs:
-            point = None
-            if cfg.hash in found:
+            point, run_id = None, self.resumes.get(cfg.hash)
+            if run_id is not None:
                 try:
-                    _, point = resume_point(store, found[cfg.hash][0], registry, None, suite=self.suite)
+                    _, point = resume_point(store, run_id, registry, None, suite=self.suite)
                 except ConfigError as exc:
-                    print(f"notice: training run {found[cfg.hash][0]} again from step 0: {exc}", file=sys.stderr)
+                    print(f"notice: training run {run_id} again from step 0: {exc}", file=sys.stderr)
             made += lifecycles(1, store, registry, self.loggers, self.log_dir, resume=point, **options)
         return made
 
@@ -246,14 +246,17 @@ def run_suite(
         )
         target.register_suite(suite.name, suite.source, suite.spec.model_dump(mode="json"), suite.members())
         # interrupted runs with a checkpoint go on from it, in programs of runs that start at the same step
-        starts = {} if remote or not resume else _resume_steps(target, suite.name, pending)
-        outcome.resumed = len(starts)
+        resumes = {} if remote or not resume else _resumes(target, suite.name, pending)
+        outcome.resumed = len(resumes)
         by_start: dict[int, list[RunConfig]] = {}
         for cfg in pending:
-            by_start.setdefault(starts.get(cfg.hash, -1), []).append(cfg)
+            by_start.setdefault(resumes[cfg.hash][1] if cfg.hash in resumes else -1, []).append(cfg)
         groups = [g for start in sorted(by_start, reverse=True) for g in suite.groups(by_start[start], registry)]
         # workers on this machine record their runs as they train; a remote cluster's return them to the driver
-        live = None if remote else LiveTarget(str(target.path), suite.name, retry_failed, loggers, str(log_dir), resume)
+        live = None
+        if not remote:
+            run_ids = {h: run_id for h, (run_id, _) in resumes.items()}
+            live = LiveTarget(str(target.path), suite.name, retry_failed, loggers, str(log_dir), run_ids)
         in_process = runner.supports("in-process")
         work = functools.partial(train_work, registry=registry if in_process else None, live=live)
         bar = _bar(len(configs), outcome.skipped, progress, f"suite {suite.name}")
@@ -302,17 +305,16 @@ def run_suite(
     return outcome
 
 
-def _resume_steps(store: Store, suite: str, pending: Sequence[RunConfig]) -> dict[str, int]:
-    """The step each pending configuration resumes from: its interrupted run's last checkpoint, if its file is
-    there."""
-    steps: dict[str, int] = {}
-    for cfg_hash, (run_id, step) in store.resumable(suite, (c.hash for c in pending)).items():
+def _resumes(store: Store, suite: str, pending: Sequence[RunConfig]) -> dict[str, tuple[str, int]]:
+    """The interrupted run each pending configuration goes on with, and the step of its last checkpoint, where
+    that checkpoint's file is there."""
+    found = store.resumable(suite, (c.hash for c in pending))
+    for cfg_hash, (run_id, step) in list(found.items()):
         try:
             ckpt.find(store, run_id, step)
         except ConfigError:
-            continue
-        steps[cfg_hash] = step
-    return steps
+            del found[cfg_hash]
+    return found
 
 
 def _results(group: list[RunConfig], answer: Any, registry: Registry) -> list[RunResult]:
