@@ -106,7 +106,12 @@ def train_config(
 
 
 class _BatchFailed(Exception):
-    """A batched program raised while training: its seeds are trained again one after another."""
+    """A batched program raised while training: its seeds still training are trained again one after another;
+    ``ended`` holds the results of those that had left it before (stored as finished then), by index."""
+
+    def __init__(self, message: str, ended: dict[int, RunResult]):
+        super().__init__(message)
+        self.ended = ended
 
 
 def _train(
@@ -248,7 +253,7 @@ def _train(
         finished = getattr(exc, "finished", {})
     except Exception as exc:  # a plugin or training failure is a recorded run, not a crash
         if batched is not None:
-            raise _BatchFailed(describe(exc)) from exc
+            raise _BatchFailed(describe(exc), ended) from exc
         try:
             message, trace = failure(exc, first.components())
         except BaseException:  # --debug re-raises: the run is still recorded, as failed, with its curves
@@ -298,16 +303,20 @@ def train_group(
     notice = notice or _stderr_notice
     lifecycles = list(lifecycles) if lifecycles is not None else [None] * len(cfgs)
 
-    def one_by_one() -> list[RunResult]:
-        results: list[RunResult] = []
-        for cfg, lc in zip(cfgs, lifecycles):
+    def one_by_one(kept: dict[int, RunResult] | None = None) -> list[RunResult]:
+        """Each run in order, but those ``kept`` (already finished in a batched program that failed later)."""
+        kept = kept or {}
+        results: dict[int, RunResult] = dict(kept)
+        for i, (cfg, lc) in enumerate(zip(cfgs, lifecycles)):
+            if i in kept:
+                continue
             try:
-                results.append(train_config(cfg, registry=registry, progress=progress, lifecycle=lc))
+                results[i] = train_config(cfg, registry=registry, progress=progress, lifecycle=lc)
             except RunInterrupted as stop:
-                raise GroupInterrupted([*results, *stop.results]) from None
+                raise GroupInterrupted([*results.values(), *stop.results]) from None
             except KeyboardInterrupt:  # before the run started training: nothing of it to keep
-                raise GroupInterrupted(results) from None
-        return results
+                raise GroupInterrupted(list(results.values())) from None
+        return [results[i] for i in range(len(cfgs))]
 
     if len(cfgs) < 2:
         return one_by_one()
@@ -327,12 +336,14 @@ def train_group(
         return _train(preps, registry, batched, lifecycles, progress=progress)
     except RunInterrupted as stop:  # every run of the group kept, interrupted with its curves
         raise GroupInterrupted(stop.results) from None
-    except _BatchFailed as exc:  # each run gets its own outcome, from scratch (its stored row starts again)
-        notice(f"batched training failed ({exc}); training {len(cfgs)} runs one after another")
-        for lc in lifecycles:
-            if lc is not None:
+    except _BatchFailed as exc:  # each run still training gets its own outcome, from scratch (its row starts again)
+        again = len(cfgs) - len(exc.ended)
+        kept = f", keeping the {len(exc.ended)} that had finished before" if exc.ended else ""
+        notice(f"batched training failed ({exc}); training {again} runs one after another{kept}")
+        for i, lc in enumerate(lifecycles):
+            if lc is not None and i not in exc.ended:
                 lc.restart()
-        return one_by_one()
+        return one_by_one(exc.ended)
 
 
 def _resume_blocker(lifecycles: Sequence[Lifecycle | None]) -> str | None:

@@ -102,6 +102,44 @@ def test_a_batched_program_shrinks_as_its_members_leave(monkeypatch):
     assert_same_runs(batched, alone, 1e-10)
 
 
+def test_a_failing_smaller_program_retrains_only_the_members_still_training(monkeypatch):
+    """Seed 0 leaves the program at step 20 (early stop) and is stored as finished; the smaller program of seeds
+    1 and 2 then raises. Only seeds 1 and 2 are trained again, one after another; seed 0 keeps its result."""
+    import dataclasses
+
+    from grokbench import runner
+
+    programs, notices, real = [], [], runner.train_members
+
+    def spy(**kw):
+        seeds = [m.seed for m in kw["members"]]
+        programs.append((seeds, kw["resume"][0].step if kw["resume"] else 0))
+        if seeds == [1, 2]:
+            raise RuntimeError("the smaller program broke")
+
+        def generalizing(on_eval):
+            def report(record):
+                if record["step"] >= 20:
+                    record["test_acc"] = 1.0
+                on_eval(record)
+
+            return report
+
+        members = [dataclasses.replace(m, on_eval=generalizing(m.on_eval)) if m.seed == 0 else m for m in kw["members"]]
+        return real(**{**kw, "members": members})
+
+    monkeypatch.setattr(runner, "train_members", spy)
+    cfgs = configs([0, 1, 2], ["train.dtype=float64", "optimizer.lr=0.01", "train.early_stop=true"])
+    results = train_group(cfgs, notice=notices.append)
+    assert programs == [([0, 1, 2], 0), ([1, 2], 40), ([1], 0), ([2], 0)]
+    assert notices == [
+        "batched training failed (RuntimeError: the smaller program broke); training 2 runs one after another"
+        ", keeping the 1 that had finished before"
+    ]
+    assert [(r.config.seed, r.status, r.steps) for r in results] == [(0, "completed", 20), (1, "completed", 120), (2, "completed", 120)]
+    assert results[0].environment["batched_seeds"] == 3 and "batched_seeds" not in results[1].environment
+
+
 @pytest.mark.parametrize("parameterization", ["standard", "mean-field"])
 @pytest.mark.parametrize(
     "task",
