@@ -255,7 +255,7 @@ class Lifecycle:
 
     def start(self, prep: Prepared, created_at: str) -> None:
         from .metrics import summarize
-        from .results import RunResult, environment
+        from .results import SUMMARY_COLUMNS, RunResult, environment, last_step
 
         self.cfg, self.started = prep.cfg, True
         for record in self.prior_curves:
@@ -272,9 +272,16 @@ class Lifecycle:
             }
             if self.resume is not None or self.begun:
                 cfg = prep.cfg
+                # the row's summary columns describe the curves kept (those before the resumed step; none when
+                # trained again from scratch), as a fresh run's describe its (no) curves, until the run ends
+                kept = RunResult(
+                    self.run_id, cfg, "running", last_step(self.prior_curves), 0.0,
+                    summarize(self.prior_curves, cfg.train), _empty(), prep.plugins,
+                ).record()  # fmt: skip
+                progress = {k: kept[k] for k in SUMMARY_COLUMNS}
                 claimed = self.store.update_run(
                     self.run_id,
-                    {**live, "config": cfg.model_dump(mode="json"), "config_hash": cfg.hash},
+                    {**live, **progress, "config": kept["config"], "config_hash": cfg.hash},
                     drop_curves_from=self.resume.state.step if self.resume is not None else 0,
                     claim=self.resume is not None and not self.begun,
                 )

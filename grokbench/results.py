@@ -35,6 +35,8 @@ DEBUG_ENV = "GROKBENCH_DEBUG"
 
 #: the record's keys that ``to_json`` shows besides the summary
 JSON_FIELDS = ("status", "steps", "config_hash", "task", "model", "regularizer", "optimizer", "seed", "message")
+#: the record's columns that summarize its curves (a run resumed in place sets them to its kept curves' summary)
+SUMMARY_COLUMNS = ("steps", "t_memorize", "t_generalize", "final_train_acc", "final_test_acc", "summary")
 
 
 def debug_enabled() -> bool:

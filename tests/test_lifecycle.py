@@ -199,16 +199,32 @@ def test_ctrl_c_and_sigterm_of_a_suite_keep_the_runs_in_flight_interrupted_with_
 
 
 @pytest.mark.parametrize("metrics", [[], ["metrics.ntk_drift.probe_size=24", "metrics.ntk_drift.probe=both"]], ids=["plain", "ntk_drift"])
-def test_200_steps_then_resume_to_400_is_bitwise_400_in_one_go(tmp_path, registry, metrics):
+def test_200_steps_then_resume_to_400_is_bitwise_400_in_one_go(tmp_path, registry, metrics, monkeypatch):
     """float64 on CPU, minibatches (so the sampler's RNG state must continue), Adam state, eval schedule, summary;
-    with the NTK drift, whose reference kernels of step 0 (a stateful metric's state) travel in the checkpoint."""
+    with the NTK drift, whose reference kernels of step 0 (a stateful metric's state) travel in the checkpoint.
+    While it trains on, the resumed run's row summarizes the curves kept (those before step 200)."""
+    from grokbench.lifecycle import Lifecycle
+
+    rows_seen, evaluation = [], Lifecycle.evaluation
+
+    def spy(self, record):
+        evaluation(self, record)
+        if self.store is not None:
+            rows_seen.append(self.store.get_run(self.run_id))
+
     common = TINY + ["train.dtype=float64", "train.batch_size=16", "train.eval_every=30", "task.train_fraction=0.6", *metrics]
     whole = run("modadd-cls", "quadratic", optimizer="adam", overrides=common + ["train.steps=400"], store=tmp_path / "a.db", registry=registry)
     half = run("modadd-cls", "quadratic", optimizer="adam", overrides=common + ["train.steps=200"], store=tmp_path / "b.db", registry=registry)
     assert half.status == whole.status == "completed"
     assert [c["step"] for c in Store(tmp_path / "b.db").checkpoints(half.run_id)][-1] == 200  # the end
+    monkeypatch.setattr(Lifecycle, "evaluation", spy)
     resumed = resume_run(half.run_id, store=Store(tmp_path / "b.db"), steps=400, registry=registry)
     assert resumed.run_id == half.run_id and resumed.steps == 400 and resumed.config.hash == whole.config.hash
+    kept = Store(tmp_path / "a.db").curves(whole.run_id).query("step < 200")
+    first = rows_seen[0]  # just after step 210's evaluation: steps is live, the rest is the kept curves' summary
+    assert (first["status"], first["steps"]) == ("running", 210) and first["final_test_acc"] == kept["test_acc"].iloc[-1]
+    assert first["summary"]["final_train_loss"] == kept["train_loss"].iloc[-1]  # step 180's, not 200's
+    assert first["summary"]["best_test_acc"] == kept["test_acc"].max()
     a, b = Store(tmp_path / "a.db").curves(whole.run_id), Store(tmp_path / "b.db").curves(half.run_id)
     assert list(a["step"]) == list(b["step"]) and list(a.columns) == list(b.columns)
     for name in a.columns:
