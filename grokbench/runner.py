@@ -175,9 +175,6 @@ def _train(
             if lifecycle is not None:
                 lifecycle.start(prep, created_at)
 
-        def stacked(components: list[Any]) -> Any:  # the members' components as one (batchable fields as [G])
-            return batching.stack_components(components, first.device)
-
         def report(i: int) -> Callable[[dict[str, float]], None]:
             def on_member_eval(record: dict[str, float]) -> None:
                 curves[i].append(record)
@@ -206,9 +203,7 @@ def _train(
         ]
         # a batched program pauses where members have left it and the others go on in a smaller one, from their
         # states there (as a resumed run does): a member that has left costs nothing from then on
-        trainable: Model | BatchedModel = first.model if batched is None else batched
-        optimizer = first.optimizer if batched is None else stacked([p.optimizer for p in preps])
-        regularizer = first.regularizer if batched is None else stacked([p.regularizer for p in preps])
+        trainable, optimizer, regularizer = _program(preps, batched)
         reached = [TrainOutcome("completed", first.cfg.train.steps) for _ in preps]
         while True:
             pause = Pause() if len(program) > 1 else None
@@ -237,15 +232,7 @@ def _train(
             for i in program:
                 share[i] += (now - since) / len(program)
             since, program, resume = now, [program[j] for j in pause.active], pause.states
-            going = [preps[i] for i in program]
-            if len(going) == 1:
-                trainable, optimizer, regularizer = going[0].model, going[0].optimizer, going[0].regularizer
-            else:
-                smaller = batching.stack([p.model for p in going])
-                assert isinstance(smaller, BatchedModel), smaller  # a part of a program that stacked
-                trainable = smaller
-                optimizer = stacked([p.optimizer for p in going])
-                regularizer = stacked([p.regularizer for p in going])
+            trainable, optimizer, regularizer = _program([preps[i] for i in program])
     except GrokbenchError:
         raise
     except KeyboardInterrupt as exc:
@@ -271,6 +258,20 @@ def _train(
     if interrupted:
         raise RunInterrupted(results[0], results)
     return results
+
+
+def _program(preps: list[Prepared], batched: BatchedModel | None = None) -> tuple[Model | BatchedModel, Any, Any]:
+    """What a program of these runs trains, and with what: one run's own model, optimizer and regularizer; for
+    several, their models stacked (``batched``, or stacked here: a part of a program that stacked stacks again)
+    and their optimizers and regularizers as one each (the fields on which they differ as ``[G]`` tensors)."""
+    first = preps[0]
+    if len(preps) == 1 and batched is None:
+        return first.model, first.optimizer, first.regularizer
+    model = batched if batched is not None else batching.stack([p.model for p in preps])
+    assert isinstance(model, BatchedModel), model
+    optimizer = batching.stack_components([p.optimizer for p in preps], first.device)
+    regularizer = batching.stack_components([p.regularizer for p in preps], first.device)
+    return model, optimizer, regularizer
 
 
 def train_group(
