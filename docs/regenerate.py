@@ -42,6 +42,7 @@ SUITES = [
     "tasks/scaling-mini.toml",
     "tasks/verdicts.toml",
     "tasks/beyond-modadd-mini.toml",
+    "tasks/beyond-modadd.toml",
 ]
 #: leaderboard columns that measure the machine, not the science
 MACHINE_COLUMNS = ("wall_seconds", "wall (s)")
