@@ -107,5 +107,20 @@ def empirical_ntk(
 
 
 def input_overlap(x1: torch.Tensor, x2: torch.Tensor, dtype: torch.dtype = torch.int64) -> torch.Tensor:
-    """⟨x, x'⟩ of the concatenated one-hot encodings: the number of positions with equal tokens, ``[n1, n2]``."""
-    return (x1[:, None, :] == x2[None, :, :]).sum(-1, dtype=dtype)
+    """⟨x, x'⟩ of the concatenated one-hot encodings: the number of positions with equal tokens, ``[n1, n2]``.
+
+    Computed as that product (``[n, positions · vocab]`` one-hot matrices, in float64 unless ``dtype`` is a
+    float: the counts are small integers, exact either way), not by comparing every pair at every position: the
+    ``[n1, n2, positions]`` comparison it replaces took 4.8 GB for the ReLU MLP's kernels on 4,000 strings of
+    30 bits."""
+    if not len(x1) or not len(x2):
+        return torch.zeros(len(x1), len(x2), dtype=dtype, device=x1.device)
+    vocab = int(max(x1.max(), x2.max())) + 1
+    compute = dtype if dtype.is_floating_point else torch.float64
+
+    def one_hot(x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.one_hot(x.long(), vocab).flatten(1).to(compute)
+
+    e1 = one_hot(x1)
+    e2 = e1 if x2 is x1 else one_hot(x2)
+    return (e1 @ e2.T).to(dtype)

@@ -65,6 +65,15 @@ def test_input_overlap_counts_equal_positions():
     x1 = torch.tensor([[0, 1, 2], [3, 3, 3]])
     x2 = torch.tensor([[0, 1, 2], [0, 3, 2], [4, 4, 4]])
     assert input_overlap(x1, x2).tolist() == [[3, 2, 0], [0, 1, 0]]
+    # against every pair compared position by position, in each dtype the models ask for, and empty sets
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randint(0, 5, (40, 7), generator=g), torch.randint(0, 5, (30, 7), generator=g)
+    pairwise = (a[:, None, :] == b[None, :, :]).sum(-1)
+    for dtype in (torch.int64, torch.float64, torch.float32):
+        got = input_overlap(a, b, dtype)
+        assert got.dtype == dtype and torch.equal(got, pairwise.to(dtype))
+    assert torch.equal(input_overlap(a, a), (a[:, None, :] == a[None, :, :]).sum(-1))
+    assert input_overlap(a[:0], b).shape == (0, 30) and input_overlap(a, b[:0], torch.float64).shape == (40, 0)
 
 
 @pytest.mark.parametrize("parameterization", ["standard", "mean-field"])
