@@ -14,7 +14,9 @@ alone (its ceiling); 16 seeds of p = 23, width 128 batched versus one after
 another, fused and torch path; and the
 peak memory (RSS) of the default run in a subprocess. Every figure is the
 median of --repeats measurements, interleaved so that other load on the machine
-affects both sides of a ratio alike. --scaling adds steps/s for p = 23, 47, 97, 193.
+affects both sides of a ratio alike. --scaling adds steps/s for p = 23, 47, 97, 193. On the CPU the
+process is pinned to --threads cores (sched_setaffinity), so every side, JAX's thread pool included, gets
+the same cores.
 """
 
 from __future__ import annotations
