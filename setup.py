@@ -1,22 +1,28 @@
-"""The one compiled part of grokbench: the quadratic network's fused step (plugins/_fused_quadratic.c, plain C).
+"""The compiled parts of grokbench, two small plain-C extensions of the first-party plugins: the quadratic
+network's fused step (plugins/_fused_quadratic.c) and Adam's fused update (plugins/_fused_adam.c).
 
-Everything else is configured in pyproject.toml. The extension is optional: without a C compiler the install
-still succeeds and the quadratic model runs its reference torch path (plugins/fused_quadratic.py says so once).
-No -march=native: the kernels pick AVX-512, AVX2 or generic code at run time (GCC's target_clones)."""
+Everything else is configured in pyproject.toml. The extensions are optional: without a C compiler the install
+still succeeds and the plugins run their reference torch paths (plugins/compiled.py says so once per extension).
+No -march=native: the kernels pick AVX-512, AVX2 or generic code at run time (GCC's target_clones). No
+-ffp-contract: a multiply and an add are fused only where the C says fma(), so the numbers do not depend on the
+compiler's choices."""
 
 import sys
 
 from setuptools import Extension, setup
 
 unix = sys.platform != "win32"
-setup(
-    ext_modules=[
-        Extension(
-            "grokbench_plugins._fused_quadratic",
-            ["plugins/_fused_quadratic.c"],
-            extra_compile_args=["-O3", "-ffp-contract=off"] if unix else ["/O2"],
-            extra_link_args=["-pthread"] if unix else [],
-            optional=True,
-        )
-    ]
-)
+
+
+def extension(name: str, libraries: list[str]) -> Extension:
+    return Extension(
+        f"grokbench_plugins.{name}",
+        [f"plugins/{name}.c"],
+        extra_compile_args=["-O3", "-ffp-contract=off"] if unix else ["/O2", "/fp:precise"],
+        extra_link_args=["-pthread"] if unix else [],
+        libraries=libraries if unix else [],
+        optional=True,
+    )
+
+
+setup(ext_modules=[extension("_fused_quadratic", []), extension("_fused_adam", ["m"])])

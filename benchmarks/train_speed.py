@@ -288,7 +288,8 @@ def main():
     ceiling = [c / r for c, r in zip(rows["ceiling"], rows["ref"])]
     print(f"the step's three GEMMs alone       {med['ceiling']:8.1f} steps/s  {med['ceiling'] * flops / 1e9:8.1f} GFLOP/s  "
           f"{statistics.median(c * flops / 1e9 / pk for c, pk in zip(rows['ceiling'], rows['peak'])):6.1%} of peak: "
-          f"grokbench runs at {statistics.median(f / c for f, c in zip(rows['fast'], rows['ceiling'])):.0%} of it "
+          f"grokbench runs at {statistics.median(f / c for f, c in zip(rows['fast'], rows['ceiling'])):.1%} of it "
+          f"(each repeat: {', '.join(f'{f / c:.1%}' for f, c in zip(rows['fast'], rows['ceiling']))}) "
           f"(torch path {statistics.median(t / c for t, c in zip(rows['torch'], rows['ceiling'])):.0%}); "
           f"a step of nothing but these GEMMs would be {statistics.median(ceiling):.2f}x the reference")
     if rows["jax"]:

@@ -9,56 +9,42 @@ Two passes replace five torch operators of :func:`grokbench_plugins.quadratic.st
 
 The extension is built by the normal install (setup.py, ``optional=True``); without it, or with
 ``GROKBENCH_FUSED=0``, or for tensors it does not handle (not on the CPU, not contiguous, neither float32 nor
-float64), :func:`kernels` returns ``None`` and the caller takes the torch path, which stays the reference the
-tests compare against. A missing extension is reported once per process by a ``notice:`` line on stderr.
+float64), :func:`applicable` is false and the caller takes the torch path, which stays the reference the tests
+compare against. A missing extension is reported once per process by a ``notice:`` line on stderr
+(:mod:`grokbench_plugins.compiled` loads it).
 """
 
 from __future__ import annotations
 
-import ctypes
-import importlib
-import os
-import sys
 from functools import cache
 
 import torch
 
-#: set to ``0`` to run the reference torch path (comparison, debugging)
-FUSED_ENV = "GROKBENCH_FUSED"
+from .compiled import FUSED_ENV, I64, INT, PTR, cpu_contiguous, load, switched_on
 
-_I64, _INT, _PTR = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
+__all__ = ["FUSED_ENV", "applicable", "backward", "enabled", "forward"]
 
 
 @cache
-def _library() -> ctypes.CDLL | None:
-    try:
-        lib = ctypes.CDLL(importlib.import_module("grokbench_plugins._fused_quadratic").__file__)
-    except (ImportError, OSError, TypeError):  # not built (no compiler at install time), or not loadable
-        print(
-            "notice: the quadratic model's fused step is not built (no C compiler at install time?); "
-            "using the torch path",
-            file=sys.stderr,
-        )
-        return None
-    lib.gb_quadratic_forward.argtypes = [_PTR, _PTR, _PTR, _I64, _I64, _I64, _I64, _INT, _INT]
-    lib.gb_quadratic_backward.argtypes = [_PTR, _PTR, _PTR, _PTR, _I64, _I64, _I64, _I64, _INT, _INT]
-    lib.gb_quadratic_forward.restype = lib.gb_quadratic_backward.restype = _INT
-    return lib
+def _library():
+    return load(
+        "_fused_quadratic",
+        "the quadratic model's fused step",
+        {
+            "gb_quadratic_forward": [PTR, PTR, PTR, I64, I64, I64, I64, INT, INT],
+            "gb_quadratic_backward": [PTR, PTR, PTR, PTR, I64, I64, I64, I64, INT, INT],
+        },
+    )
 
 
 def enabled() -> bool:
     """Whether the fused passes are switched on (``GROKBENCH_FUSED`` unset or not ``0``) and built."""
-    return os.environ.get(FUSED_ENV, "1") != "0" and _library() is not None
+    return switched_on() and _library() is not None
 
 
 def applicable(*tensors: torch.Tensor) -> bool:
     """Whether the kernels handle these tensors: enabled, on the CPU, contiguous, float32 or float64 (one dtype)."""
-    dtype = tensors[0].dtype
-    return (
-        dtype in (torch.float32, torch.float64)
-        and all(t.device.type == "cpu" and t.is_contiguous() and t.dtype == dtype for t in tensors)
-        and enabled()
-    )
+    return cpu_contiguous(*tensors) and enabled()
 
 
 def _threads(work: int) -> int:

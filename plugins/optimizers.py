@@ -28,6 +28,8 @@ from pydantic import Field, PositiveFloat
 from grokbench import hookimpl
 from grokbench.contracts import BATCHABLE, Optimizer, OptimizerState, Params, per_member
 
+from . import fused_adam
+
 #: a hyperparameter: a number, or (in a batched program whose runs differ in it) a tensor [G] of theirs
 Hyper = float | torch.Tensor
 
@@ -121,6 +123,10 @@ class AdamStep(OptimizerState):
         step_size = lr / (1 - beta1**step)
         bias_correction2_sqrt = (1 - beta2**step) ** 0.5
         for p, g, m, v, denom in zip(self.params, grads, self.exp_avg, self.exp_avg_sq, self.denom):
+            if fused_adam.applicable(p, g, m, v, denom):  # the same operations in two C passes: the same bits
+                fused_adam.moments(p, g, m, v, 1 - lr * weight_decay, 1 - beta1, beta2, 1 - beta2)
+                fused_adam.update(p, m, torch.sqrt(v, out=denom), bias_correction2_sqrt, eps, -step_size)
+                continue
             if weight_decay:
                 p.mul_(1 - lr * weight_decay)
             m.lerp_(g, 1 - beta1)

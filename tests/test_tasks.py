@@ -105,3 +105,21 @@ def test_closed_form_output_gradients_match_autograd(loss):
     v1, g1 = reg.loss_and_output_grad(out, y)
     v2, g2 = super(ModAddRegression, reg).loss_and_output_grad(out, y)
     assert torch.allclose(v1, v2) and torch.allclose(g1, g2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_cross_entropy_gradient_has_the_bits_of_the_stored_runs(dtype):
+    """softmax − one-hot is computed by a scatter of −1s; the runs stored before computed it by indexing with an
+    arange. The two must agree bit for bit, or a re-run would not reproduce a stored run."""
+    task = make(ModAddClassification, p=97)
+    gen = torch.Generator().manual_seed(0)
+    scale = 30 if dtype == torch.float32 else 300  # logits far apart: probabilities down to subnormals and 0
+    out = torch.randn(4704, 97, generator=gen, dtype=dtype) * scale
+    y = torch.randint(0, 97, (4704,), generator=gen)
+    loss, grad = task.loss_and_output_grad(out, y)
+    logp = torch.log_softmax(out, dim=1)
+    before = logp.exp()
+    before[torch.arange(len(y)), y] -= 1.0
+    assert torch.equal(grad, before.div_(len(y)))
+    assert torch.equal(loss, -logp.gather(1, y[:, None]).mean())
+    assert ((grad != 0) & (grad.abs() < torch.finfo(dtype).tiny)).any()  # subnormal probabilities are covered
