@@ -94,7 +94,9 @@ class SGDStep(OptimizerState):
 
 class AdamStep(OptimizerState):
     """torch.optim.Adam(W)'s update (single-tensor path, no amsgrad): decoupled decay θ ← θ(1 − ηλ), then
-    m ← β₁-lerp, v ← β₂ v + (1 − β₂) g², θ ← θ − η/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε)."""
+    m ← β₁-lerp, v ← β₂ v + (1 − β₂) g², θ ← θ − η/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε). With numbers for
+    hyperparameters, on contiguous CPU tensors, it runs as two fused C passes where they are built
+    (:mod:`grokbench_plugins.fused_adam`): the same operations, the same bits."""
 
     def __init__(
         self, params: list[torch.Tensor], lr: Hyper, beta1: Hyper, beta2: Hyper, eps: Hyper, weight_decay: Hyper = 0.0
@@ -123,7 +125,8 @@ class AdamStep(OptimizerState):
         step_size = lr / (1 - beta1**step)
         bias_correction2_sqrt = (1 - beta2**step) ** 0.5
         for p, g, m, v, denom in zip(self.params, grads, self.exp_avg, self.exp_avg_sq, self.denom):
-            if fused_adam.applicable(p, g, m, v, denom):  # the same operations in two C passes: the same bits
+            # the same operations in two C passes, the same bits (m, v and denom are laid out as p, zeros_like)
+            if fused_adam.applicable(p, g):
                 fused_adam.moments(p, g, m, v, 1 - lr * weight_decay, 1 - beta1, beta2, 1 - beta2)
                 fused_adam.update(p, m, torch.sqrt(v, out=denom), bias_correction2_sqrt, eps, -step_size)
                 continue
