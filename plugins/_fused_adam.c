@@ -11,7 +11,8 @@
  *    not always the correctly rounded one, so the same bits need the same routine)
  *   update:   p ← p + (s m) / (d / b + ε)                        d.div_(b).add_(ε); p.addcdiv_(m, d, value=s)
  *
- * No -ffp-contract: the only fused multiply-adds are the explicit fma() calls, where torch's kernels have them.
+ * Compiled with -ffp-contract=off: the only fused multiply-adds are the explicit fma() calls, where torch's kernels
+ * have them.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

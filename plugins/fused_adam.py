@@ -13,6 +13,7 @@ Where the extension is not built, with ``GROKBENCH_FUSED=0``, or for tensors it 
 
 from __future__ import annotations
 
+from ctypes import CDLL
 from functools import cache
 
 import torch
@@ -21,7 +22,7 @@ from .compiled import DOUBLE, I64, INT, PTR, cpu_contiguous, load, switched_on
 
 
 @cache
-def _library():
+def _library() -> CDLL | None:
     return load(
         "_fused_adam",
         "Adam's fused update",

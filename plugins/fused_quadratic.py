@@ -16,6 +16,7 @@ compare against. A missing extension is reported once per process by a ``notice:
 
 from __future__ import annotations
 
+from ctypes import CDLL
 from functools import cache
 
 import torch
@@ -26,7 +27,7 @@ __all__ = ["FUSED_ENV", "applicable", "backward", "enabled", "forward"]
 
 
 @cache
-def _library():
+def _library() -> CDLL | None:
     return load(
         "_fused_quadratic",
         "the quadratic model's fused step",
