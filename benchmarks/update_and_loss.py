@@ -26,7 +26,7 @@ import train_speed  # noqa: E402  (benchmarks/ is not a package)
 from grokbench_plugins import fused_adam  # noqa: E402
 from grokbench_plugins.modadd import ModAddClassification  # noqa: E402
 
-NEW_LOSS, NEW_APPLICABLE = ModAddClassification.loss_and_output_grad, fused_adam.applicable
+NEW_LOSS, NEW_UPDATE = ModAddClassification.loss_and_output_grad, fused_adam.update
 
 
 def old_loss(self, out, y):
@@ -40,7 +40,7 @@ def old_loss(self, out, y):
 
 def use(old: bool) -> None:
     ModAddClassification.loss_and_output_grad = old_loss if old else NEW_LOSS  # type: ignore[method-assign]
-    fused_adam.applicable = (lambda *tensors: False) if old else NEW_APPLICABLE
+    fused_adam.update = fused_adam.torch_update if old else NEW_UPDATE
 
 
 def main():

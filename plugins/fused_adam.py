@@ -1,18 +1,21 @@
-"""Adam's update in two fused C passes (the extension ``grokbench_plugins._fused_adam``).
+"""Adam's update, in two fused C passes (the extension ``grokbench_plugins._fused_adam``) or in torch's operators.
 
 ``torch.optim.Adam``'s single-tensor update runs eight operators per parameter tensor (decay, ``lerp_``, ``mul_``,
-``addcmul_``, ``sqrt``, ``div_``, ``add_``, ``addcdiv_``), each a pass over the tensor with its own dispatch.
-:func:`moments` does the first four in one pass and :func:`update` the last three in another, with the same
-arithmetic, operation for operation, so the numbers are the same bit for bit (plugins/_fused_adam.c says how;
-tests/test_fused_adam.py checks it). The square root between them stays torch's. On the quadratic model's default
-step (p = 97, width 512) that is 0.21 ms instead of 0.31 ms per step (docs/performance.md).
+``addcmul_``, ``sqrt``, ``div_``, ``add_``, ``addcdiv_``), each a pass over the tensor with its own dispatch
+(:func:`torch_update`). The extension does the first four in one pass and the last three in another, with the same
+arithmetic, operation for operation, and torch's square root between them, so the numbers are the same bit for
+bit (plugins/_fused_adam.c says how; tests/test_fused_adam.py checks it). On the quadratic model's default step
+(p = 97, width 512) that is 0.21 ms instead of 0.31 ms per step (docs/performance.md). Before it is first used, one
+update is computed both ways on this CPU: if the bits differ (a CPU whose torch kernels fuse differently), the
+extension is not used, after a ``notice:`` line.
 
-Where the extension is not built, with ``GROKBENCH_FUSED=0``, or for tensors it does not handle,
-:func:`applicable` is false and :class:`grokbench_plugins.optimizers.AdamStep` takes its torch path.
+:func:`update` takes the passes where the extension is built and works on this CPU, ``GROKBENCH_FUSED`` is not
+``0``, and the tensors are contiguous float32 or float64 CPU tensors; torch's operators otherwise.
 """
 
 from __future__ import annotations
 
+import sys
 from ctypes import CDLL
 from functools import cache
 
@@ -23,7 +26,7 @@ from .compiled import DOUBLE, I64, INT, PTR, cpu_contiguous, load, switched_on
 
 @cache
 def _library() -> CDLL | None:
-    return load(
+    lib = load(
         "_fused_adam",
         "Adam's fused update",
         {
@@ -31,6 +34,31 @@ def _library() -> CDLL | None:
             "gb_adam_update": [PTR, PTR, PTR, I64, DOUBLE, DOUBLE, DOUBLE, INT],
         },
     )
+    if lib is not None and not _same_bits_as_torch(lib):
+        print(
+            "notice: Adam's fused update does not give torch's bits on this CPU (its lerp or addcmul kernels round "
+            "differently); using the torch path",
+            file=sys.stderr,
+        )
+        return None
+    return lib
+
+
+def _same_bits_as_torch(lib: CDLL) -> bool:
+    """One update of both dtypes, both lerp formulas and a decay, through the passes and through torch's
+    operators, compared bit for bit: 100 elements, so that torch's vector loop and its scalar tail both run. Where
+    a CPU's torch kernels fuse differently (no FMA), the fused update is not used."""
+    gen = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.float64):
+        p, g, m, v = (torch.randn(100, generator=gen, dtype=torch.float64).to(dtype) for _ in range(4))
+        for w in (0.1, 0.7):
+            ours, theirs = [t.clone() for t in (p, m, v.abs())], [t.clone() for t in (p, m, v.abs())]
+            hyper = (0.999, w, 0.98, 0.02, 0.3, 1e-8, -0.01)
+            _fused_update(lib, ours[0], g, ours[1], ours[2], torch.empty_like(p), *hyper)
+            torch_update(theirs[0], g, theirs[1], theirs[2], torch.empty_like(p), *hyper)
+            if not all(torch.equal(a, b) for a, b in zip(ours, theirs)):
+                return False
+    return True
 
 
 def applicable(*tensors: torch.Tensor) -> bool:
@@ -38,21 +66,71 @@ def applicable(*tensors: torch.Tensor) -> bool:
     return cpu_contiguous(*tensors) and switched_on() and _library() is not None
 
 
-def moments(
-    p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, decay: float, w: float, beta2: float, c: float
+def update(
+    p: torch.Tensor,
+    g: torch.Tensor,
+    m: torch.Tensor,
+    v: torch.Tensor,
+    denom: torch.Tensor,
+    decay: float,
+    w: float,
+    beta2: float,
+    c: float,
+    b: float,
+    eps: float,
+    s: float,
 ) -> None:
-    """``p.mul_(decay)`` (when decay ≠ 1); ``m.lerp_(g, w)``; ``v.mul_(beta2).addcmul_(g, g, value=c)``."""
-    lib = _library()
-    assert lib is not None and p.numel() == g.numel() == m.numel() == v.numel()
-    if lib.gb_adam_moments(
-        p.data_ptr(), g.data_ptr(), m.data_ptr(), v.data_ptr(), p.numel(), decay, w, beta2, c, p.element_size()
-    ):
-        raise ValueError(f"fused Adam: unsupported dtype {p.dtype}")
+    """One Adam update of p in place from its gradient g, its moments m and v, and a scratch tensor denom (all
+    laid out as p): ``p.mul_(decay)``, ``m.lerp_(g, w)``, ``v.mul_(beta2).addcmul_(g, g, value=c)``,
+    ``p.addcdiv_(m, √v / b + eps, value=s)``. Two C passes where :func:`applicable`, torch's operators otherwise:
+    the same bits."""
+    lib = _library() if switched_on() and cpu_contiguous(p, g) else None  # m, v, denom: laid out as p
+    if lib is None:
+        torch_update(p, g, m, v, denom, decay, w, beta2, c, b, eps, s)
+    else:
+        _fused_update(lib, p, g, m, v, denom, decay, w, beta2, c, b, eps, s)
 
 
-def update(p: torch.Tensor, m: torch.Tensor, d: torch.Tensor, b: float, eps: float, s: float) -> None:
-    """``d.div_(b).add_(eps)`` into a temporary and ``p.addcdiv_(m, d, value=s)``; d (``√v``) is not changed."""
-    lib = _library()
-    assert lib is not None and p.numel() == m.numel() == d.numel()
-    if lib.gb_adam_update(p.data_ptr(), m.data_ptr(), d.data_ptr(), p.numel(), b, eps, s, p.element_size()):
+def torch_update(
+    p: torch.Tensor,
+    g: torch.Tensor,
+    m: torch.Tensor,
+    v: torch.Tensor,
+    denom: torch.Tensor,
+    decay: float,
+    w: float,
+    beta2: float,
+    c: float,
+    b: float,
+    eps: float,
+    s: float,
+) -> None:
+    """:func:`update` as torch.optim.Adam's single-tensor path writes it: eight operators."""
+    if decay != 1.0:
+        p.mul_(decay)
+    m.lerp_(g, w)
+    v.mul_(beta2).addcmul_(g, g, value=c)
+    torch.sqrt(v, out=denom).div_(b).add_(eps)
+    p.addcdiv_(m, denom, value=s)
+
+
+def _fused_update(
+    lib: CDLL,
+    p: torch.Tensor,
+    g: torch.Tensor,
+    m: torch.Tensor,
+    v: torch.Tensor,
+    denom: torch.Tensor,
+    decay: float,
+    w: float,
+    beta2: float,
+    c: float,
+    b: float,
+    eps: float,
+    s: float,
+) -> None:
+    size, n = p.element_size(), p.numel()
+    if lib.gb_adam_moments(p.data_ptr(), g.data_ptr(), m.data_ptr(), v.data_ptr(), n, decay, w, beta2, c, size):
         raise ValueError(f"fused Adam: unsupported dtype {p.dtype}")
+    torch.sqrt(v, out=denom)  # torch's square root (MKL's at these sizes), as the torch path takes it
+    lib.gb_adam_update(p.data_ptr(), m.data_ptr(), denom.data_ptr(), n, b, eps, s, size)

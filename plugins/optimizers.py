@@ -124,18 +124,9 @@ class AdamStep(OptimizerState):
         eps, weight_decay = float(self.eps), float(self.weight_decay)
         step_size = lr / (1 - beta1**step)
         bias_correction2_sqrt = (1 - beta2**step) ** 0.5
+        hyper = (1 - lr * weight_decay, 1 - beta1, beta2, 1 - beta2, bias_correction2_sqrt, eps, -step_size)
         for p, g, m, v, denom in zip(self.params, grads, self.exp_avg, self.exp_avg_sq, self.denom):
-            # the same operations in two C passes, the same bits (m, v and denom are laid out as p, zeros_like)
-            if fused_adam.applicable(p, g):
-                fused_adam.moments(p, g, m, v, 1 - lr * weight_decay, 1 - beta1, beta2, 1 - beta2)
-                fused_adam.update(p, m, torch.sqrt(v, out=denom), bias_correction2_sqrt, eps, -step_size)
-                continue
-            if weight_decay:
-                p.mul_(1 - lr * weight_decay)
-            m.lerp_(g, 1 - beta1)
-            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-            torch.sqrt(v, out=denom).div_(bias_correction2_sqrt).add_(eps)
-            p.addcdiv_(m, denom, value=-step_size)
+            fused_adam.update(p, g, m, v, denom, *hyper)  # two C passes where built, else torch's: the same bits
 
     def _step_members(self, grads: list[torch.Tensor], step: float) -> None:
         """The same update with per-member hyperparameters ``[G]`` on parameters stacked ``[G, ...]``: each

@@ -101,3 +101,24 @@ def test_what_the_passes_do_not_handle_takes_the_torch_path(monkeypatch):
         state.step(grads)
         opt.step()
     assert all(torch.equal(a, b.detach()) for a, b in zip(ps, ref))
+
+
+@needs_extension
+def test_a_cpu_where_the_bits_differ_takes_the_torch_path(monkeypatch, capsys):
+    """Before first use one update is computed both ways; if torch's kernels round differently here (a lerp
+    without a fused multiply-add, as on CPUs without FMA), the passes are not used."""
+
+    def lerp_unfused(p, g, m, v, denom, decay, w, beta2, c, b, eps, s):
+        m.mul_(1 - w).add_(g * w)  # the same value, rounded differently
+        v.mul_(beta2).addcmul_(g, g, value=c)
+        p.addcdiv_(m, torch.sqrt(v, out=denom).div_(b).add_(eps), value=s)
+
+    fused_adam._library.cache_clear()
+    monkeypatch.setattr(fused_adam, "torch_update", lerp_unfused)
+    try:
+        assert fused_adam._library() is None and not fused_adam.applicable(torch.zeros(3))
+        assert "notice: Adam's fused update does not give torch's bits on this CPU" in capsys.readouterr().err
+    finally:
+        monkeypatch.undo()
+        fused_adam._library.cache_clear()
+    assert fused_adam._library() is not None
