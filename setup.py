@@ -18,6 +18,7 @@ def extension(name: str, libraries: list[str]) -> Extension:
     return Extension(
         f"grokbench_plugins.{name}",
         [f"plugins/{name}.c"],
+        depends=["plugins/_clones.h"],
         extra_compile_args=["-O3", "-ffp-contract=off"] if unix else ["/O2", "/fp:precise"],
         extra_link_args=["-pthread"] if unix else [],
         libraries=libraries if unix else [],

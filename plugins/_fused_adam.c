@@ -19,11 +19,7 @@
 #include <math.h>
 #include <stdint.h>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define CLONES
-#endif
+#include "_clones.h"
 
 #define KERNELS(T, SUFFIX, FMA)                                                                                      \
     CLONES static void moments_##SUFFIX(T *restrict p, const T *restrict g, T *restrict m, T *restrict v,          \

@@ -18,6 +18,7 @@ from __future__ import annotations
 import sys
 from ctypes import CDLL
 from functools import cache
+from typing import NamedTuple
 
 import torch
 
@@ -53,9 +54,9 @@ def _same_bits_as_torch(lib: CDLL) -> bool:
         p, g, m, v = (torch.randn(100, generator=gen, dtype=torch.float64).to(dtype) for _ in range(4))
         for w in (0.1, 0.7):
             ours, theirs = [t.clone() for t in (p, m, v.abs())], [t.clone() for t in (p, m, v.abs())]
-            hyper = (0.999, w, 0.98, 0.02, 0.3, 1e-8, -0.01)
-            _fused_update(lib, ours[0], g, ours[1], ours[2], torch.empty_like(p), *hyper)
-            torch_update(theirs[0], g, theirs[1], theirs[2], torch.empty_like(p), *hyper)
+            h = Hyper(decay=0.999, w=w, beta2=0.98, c=0.02, b=0.3, eps=1e-8, s=-0.01)
+            _fused_update(lib, ours[0], g, ours[1], ours[2], torch.empty_like(p), h)
+            torch_update(theirs[0], g, theirs[1], theirs[2], torch.empty_like(p), h)
             if not all(torch.equal(a, b) for a, b in zip(ours, theirs)):
                 return False
     return True
@@ -66,71 +67,46 @@ def applicable(*tensors: torch.Tensor) -> bool:
     return cpu_contiguous(*tensors) and switched_on() and _library() is not None
 
 
-def update(
-    p: torch.Tensor,
-    g: torch.Tensor,
-    m: torch.Tensor,
-    v: torch.Tensor,
-    denom: torch.Tensor,
-    decay: float,
-    w: float,
-    beta2: float,
-    c: float,
-    b: float,
-    eps: float,
-    s: float,
-) -> None:
+class Hyper(NamedTuple):
+    """One update's numbers: ``p.mul_(decay)``, ``m.lerp_(g, w)``, ``v.mul_(beta2).addcmul_(g, g, value=c)``,
+    ``p.addcdiv_(m, √v / b + eps, value=s)``."""
+
+    decay: float
+    w: float
+    beta2: float
+    c: float
+    b: float
+    eps: float
+    s: float
+
+
+def update(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, denom: torch.Tensor, h: Hyper) -> None:
     """One Adam update of p in place from its gradient g, its moments m and v, and a scratch tensor denom (all
-    laid out as p): ``p.mul_(decay)``, ``m.lerp_(g, w)``, ``v.mul_(beta2).addcmul_(g, g, value=c)``,
-    ``p.addcdiv_(m, √v / b + eps, value=s)``. Two C passes where :func:`applicable`, torch's operators otherwise:
-    the same bits."""
+    laid out as p). Two C passes where the extension is used, torch's operators otherwise: the same bits."""
     lib = _library() if switched_on() and cpu_contiguous(p, g) else None  # m, v, denom: laid out as p
     if lib is None:
-        torch_update(p, g, m, v, denom, decay, w, beta2, c, b, eps, s)
+        torch_update(p, g, m, v, denom, h)
     else:
-        _fused_update(lib, p, g, m, v, denom, decay, w, beta2, c, b, eps, s)
+        _fused_update(lib, p, g, m, v, denom, h)
 
 
 def torch_update(
-    p: torch.Tensor,
-    g: torch.Tensor,
-    m: torch.Tensor,
-    v: torch.Tensor,
-    denom: torch.Tensor,
-    decay: float,
-    w: float,
-    beta2: float,
-    c: float,
-    b: float,
-    eps: float,
-    s: float,
+    p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, denom: torch.Tensor, h: Hyper
 ) -> None:
     """:func:`update` as torch.optim.Adam's single-tensor path writes it: eight operators."""
-    if decay != 1.0:
-        p.mul_(decay)
-    m.lerp_(g, w)
-    v.mul_(beta2).addcmul_(g, g, value=c)
-    torch.sqrt(v, out=denom).div_(b).add_(eps)
-    p.addcdiv_(m, denom, value=s)
+    if h.decay != 1.0:
+        p.mul_(h.decay)
+    m.lerp_(g, h.w)
+    v.mul_(h.beta2).addcmul_(g, g, value=h.c)
+    torch.sqrt(v, out=denom).div_(h.b).add_(h.eps)
+    p.addcdiv_(m, denom, value=h.s)
 
 
 def _fused_update(
-    lib: CDLL,
-    p: torch.Tensor,
-    g: torch.Tensor,
-    m: torch.Tensor,
-    v: torch.Tensor,
-    denom: torch.Tensor,
-    decay: float,
-    w: float,
-    beta2: float,
-    c: float,
-    b: float,
-    eps: float,
-    s: float,
+    lib: CDLL, p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, denom: torch.Tensor, h: Hyper
 ) -> None:
     size, n = p.element_size(), p.numel()
-    if lib.gb_adam_moments(p.data_ptr(), g.data_ptr(), m.data_ptr(), v.data_ptr(), n, decay, w, beta2, c, size):
+    if lib.gb_adam_moments(p.data_ptr(), g.data_ptr(), m.data_ptr(), v.data_ptr(), n, h.decay, h.w, h.beta2, h.c, size):
         raise ValueError(f"fused Adam: unsupported dtype {p.dtype}")
     torch.sqrt(v, out=denom)  # torch's square root (MKL's at these sizes), as the torch path takes it
-    lib.gb_adam_update(p.data_ptr(), m.data_ptr(), denom.data_ptr(), n, b, eps, s, size)
+    lib.gb_adam_update(p.data_ptr(), m.data_ptr(), denom.data_ptr(), n, h.b, h.eps, h.s, size)

@@ -108,10 +108,11 @@ def test_a_cpu_where_the_bits_differ_takes_the_torch_path(monkeypatch, capsys):
     """Before first use one update is computed both ways; if torch's kernels round differently here (a lerp
     without a fused multiply-add, as on CPUs without FMA), the passes are not used."""
 
-    def lerp_unfused(p, g, m, v, denom, decay, w, beta2, c, b, eps, s):
-        m.mul_(1 - w).add_(g * w)  # the same value, rounded differently
-        v.mul_(beta2).addcmul_(g, g, value=c)
-        p.addcdiv_(m, torch.sqrt(v, out=denom).div_(b).add_(eps), value=s)
+    def lerp_unfused(p, g, m, v, denom, h):
+        p.mul_(h.decay)
+        m.mul_(1 - h.w).add_(g * h.w)  # the same value, rounded differently
+        v.mul_(h.beta2).addcmul_(g, g, value=h.c)
+        p.addcdiv_(m, torch.sqrt(v, out=denom).div_(h.b).add_(h.eps), value=h.s)
 
     fused_adam._library.cache_clear()
     monkeypatch.setattr(fused_adam, "torch_update", lerp_unfused)
