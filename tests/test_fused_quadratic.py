@@ -98,18 +98,20 @@ def test_fused_step_equals_the_torch_step(dtype, S, k, task, parameterization, b
 
 
 @needs_extension
-def test_results_do_not_depend_on_the_number_of_threads():
+def test_results_do_not_depend_on_the_number_of_threads(monkeypatch):
     """Columns are split between threads and every sum runs in example order: bit-identical results."""
     gen = torch.Generator().manual_seed(0)
     W = torch.randn(2 * 50, 264, generator=gen)
     idx = torch.stack([torch.randint(0, 50, (1000,), generator=gen), torch.randint(50, 100, (1000,), generator=gen)], 1)
     gz = torch.randn(1000, 264, generator=gen)
     results = []
-    before = torch.get_num_threads()
+    before, choose = torch.get_num_threads(), fused_quadratic._threads
     try:
         for threads in (1, 2, 3):
             torch.set_num_threads(threads)
-            assert fused_quadratic._threads(1000 * 264) == threads
+            assert choose(threads * fused_quadratic.ELEMENTS_PER_THREAD) == threads  # passes this big take them all
+            assert choose(fused_quadratic.ELEMENTS_PER_THREAD - 1) == 1
+            monkeypatch.setattr(fused_quadratic, "_threads", lambda work, threads=threads: threads)
             act, gW = torch.empty(1000, 264), torch.empty_like(W)
             fused_quadratic.forward(W, idx, act)
             fused_quadratic.backward(W, idx, gz, gW)
