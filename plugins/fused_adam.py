@@ -54,7 +54,7 @@ def _same_bits_as_torch(lib: CDLL) -> bool:
         p, g, m, v = (torch.randn(100, generator=gen, dtype=torch.float64).to(dtype) for _ in range(4))
         for w in (0.1, 0.7):
             ours, theirs = [t.clone() for t in (p, m, v.abs())], [t.clone() for t in (p, m, v.abs())]
-            h = Hyper(decay=0.999, w=w, beta2=0.98, c=0.02, b=0.3, eps=1e-8, s=-0.01)
+            h = Scalars(decay=0.999, w=w, beta2=0.98, c=0.02, b=0.3, eps=1e-8, s=-0.01)
             _fused_update(lib, ours[0], g, ours[1], ours[2], torch.empty_like(p), h)
             torch_update(theirs[0], g, theirs[1], theirs[2], torch.empty_like(p), h)
             if not all(torch.equal(a, b) for a, b in zip(ours, theirs)):
@@ -62,12 +62,18 @@ def _same_bits_as_torch(lib: CDLL) -> bool:
     return True
 
 
+def _usable(*tensors: torch.Tensor) -> CDLL | None:
+    """The extension, where it is switched on, built, works on this CPU and handles these tensors (CPU,
+    contiguous, one of float32 and float64); ``None`` otherwise."""
+    return _library() if switched_on() and cpu_contiguous(*tensors) else None
+
+
 def applicable(*tensors: torch.Tensor) -> bool:
-    """Whether the passes handle these tensors: switched on, built, CPU, contiguous, one of float32 and float64."""
-    return cpu_contiguous(*tensors) and switched_on() and _library() is not None
+    """Whether :func:`update` takes the passes for these tensors."""
+    return _usable(*tensors) is not None
 
 
-class Hyper(NamedTuple):
+class Scalars(NamedTuple):
     """One update's numbers: ``p.mul_(decay)``, ``m.lerp_(g, w)``, ``v.mul_(beta2).addcmul_(g, g, value=c)``,
     ``p.addcdiv_(m, √v / b + eps, value=s)``."""
 
@@ -80,10 +86,10 @@ class Hyper(NamedTuple):
     s: float
 
 
-def update(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, denom: torch.Tensor, h: Hyper) -> None:
+def update(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, denom: torch.Tensor, h: Scalars) -> None:
     """One Adam update of p in place from its gradient g, its moments m and v, and a scratch tensor denom (all
     laid out as p). Two C passes where the extension is used, torch's operators otherwise: the same bits."""
-    lib = _library() if switched_on() and cpu_contiguous(p, g) else None  # m, v, denom: laid out as p
+    lib = _usable(p, g)  # m, v and denom are laid out as p
     if lib is None:
         torch_update(p, g, m, v, denom, h)
     else:
@@ -91,7 +97,7 @@ def update(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, d
 
 
 def torch_update(
-    p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, denom: torch.Tensor, h: Hyper
+    p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, denom: torch.Tensor, h: Scalars
 ) -> None:
     """:func:`update` as torch.optim.Adam's single-tensor path writes it: eight operators."""
     if h.decay != 1.0:
@@ -103,7 +109,7 @@ def torch_update(
 
 
 def _fused_update(
-    lib: CDLL, p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, denom: torch.Tensor, h: Hyper
+    lib: CDLL, p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, denom: torch.Tensor, h: Scalars
 ) -> None:
     size, n = p.element_size(), p.numel()
     if lib.gb_adam_moments(p.data_ptr(), g.data_ptr(), m.data_ptr(), v.data_ptr(), n, h.decay, h.w, h.beta2, h.c, size):

@@ -124,7 +124,9 @@ class AdamStep(OptimizerState):
         eps, weight_decay = float(self.eps), float(self.weight_decay)
         step_size = lr / (1 - beta1**step)
         bias_correction2_sqrt = (1 - beta2**step) ** 0.5
-        h = fused_adam.Hyper(1 - lr * weight_decay, 1 - beta1, beta2, 1 - beta2, bias_correction2_sqrt, eps, -step_size)
+        h = fused_adam.Scalars(
+            1 - lr * weight_decay, 1 - beta1, beta2, 1 - beta2, bias_correction2_sqrt, eps, -step_size
+        )
         for p, g, m, v, denom in zip(self.params, grads, self.exp_avg, self.exp_avg_sq, self.denom):
             fused_adam.update(p, g, m, v, denom, h)  # two C passes where built, else torch's: the same bits
 
