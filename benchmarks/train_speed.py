@@ -223,12 +223,14 @@ def peak_memory_mb():
     of the process's own memory: ``ru_maxrss`` would also count the parent's resident memory at the fork, which
     exec carries over (this process, after the JAX and reference runs, made it read 785-815 MB for a run of
     about 400 MB). ``ru_maxrss`` only where there is no /proc."""
-    code = (
-        "import resource, grokbench; grokbench.run('modadd-cls', 'quadratic', overrides=['train.steps=200']);"
-        "hwm = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')] "
-        "if __import__('os').path.exists('/proc/self/status') else [];"
-        "print(hwm[0] if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
-    )
+    code = """
+import os, resource, grokbench
+grokbench.run('modadd-cls', 'quadratic', overrides=['train.steps=200'])
+if os.path.exists('/proc/self/status'):  # kB
+    print(next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM:')))
+else:
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(out.stdout.split()[-1]) / 1024
 
