@@ -24,7 +24,7 @@ if not torch.cuda.is_available():
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from train_speed import config, gemm_peak, grokbench_steps_per_second, multi_seed  # noqa: E402
 
-from grokbench.runner import train_config, train_group  # noqa: E402
+from grokbench.training.programs import train_config, train_group  # noqa: E402
 
 failures = []
 
@@ -55,8 +55,8 @@ acc = max((b.curves[c] - a.curves[c]).abs().max() for b, a in zip(batched, alone
 check(acc <= 0.01, f"batched seeds equal each seed alone: largest accuracy difference {acc:.4f}")
 
 def transformer(device, dtype):
-    from grokbench.config import parse_assignments, resolve_config
-    from grokbench.plugin_manager import get_registry
+    from grokbench.config.run import parse_assignments, resolve_config
+    from grokbench.plugin.manager import get_registry
 
     sets = parse_assignments(["train.steps=200", "train.eval_every=50", f"train.device={device}", f"train.dtype={dtype}"])
     return train_config(resolve_config(get_registry(), task="modadd-cls", model="transformer", preset="laptop", overrides=sets))

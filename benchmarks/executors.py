@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from grokbench.executors import run_suite, train_work
-from grokbench.plugin_manager import get_registry
-from grokbench.suites import Suite, expand, load_suite, parse_suite
+from grokbench.config.suites import Suite, expand, load_suite, parse_suite
+from grokbench.driving.suites import run_suite, train_work
+from grokbench.plugin.manager import get_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 

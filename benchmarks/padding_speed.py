@@ -35,9 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from grokbench_plugins.quadratic import Workspace, resolve_width, stacked_loss_and_grads  # noqa: E402
 
-from grokbench.building import prepare  # noqa: E402
-from grokbench.config import parse_assignments, resolve_config  # noqa: E402
-from grokbench.plugin_manager import get_registry  # noqa: E402
+from grokbench.config.run import parse_assignments, resolve_config  # noqa: E402
+from grokbench.plugin.manager import get_registry  # noqa: E402
+from grokbench.training.building import prepare  # noqa: E402
 
 REGISTRY = get_registry()
 

@@ -33,11 +33,11 @@ import time
 import torch
 import torch.nn.functional as F
 
-from grokbench.building import prepare as _prepare
-from grokbench.config import parse_assignments, resolve_config
-from grokbench.plugin_manager import get_registry
-from grokbench.runner import train_config, train_group
-from grokbench.trainer import train
+from grokbench.config.run import parse_assignments, resolve_config
+from grokbench.plugin.manager import get_registry
+from grokbench.training.building import prepare as _prepare
+from grokbench.training.loop import train
+from grokbench.training.programs import train_config, train_group
 
 REGISTRY = get_registry()
 

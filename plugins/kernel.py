@@ -57,7 +57,7 @@ from pydantic import (
 from grokbench import hookimpl
 from grokbench.contracts import DataSpec, Model, Params, Task, TaskData
 from grokbench.errors import ConfigError
-from grokbench.ntk import empirical_ntk
+from grokbench.training.ntk import empirical_ntk
 
 JITTER = 1e-10
 #: parameters passed to the network when its own parameters have them (the quadratic network's, at its defaults)
@@ -107,7 +107,7 @@ class KernelParams(Params):
 
     def network_model(self) -> tuple[type[Model], Params]:
         """The network's model class and its validated parameters (``ValueError``: one line, why not)."""
-        from grokbench.plugin_manager import get_registry
+        from grokbench.plugin.manager import get_registry
 
         try:
             cls = get_registry().get("model", self.network)

@@ -3,7 +3,7 @@
 None is a default metric (``--set metrics.ntk_drift=true`` or with parameters,
 ``--set metrics.ntk_drift.probe_size=256``).
 
-* ``ntk_drift``: ‖Θ_t − Θ₀‖_F / ‖Θ₀‖_F, the eNTK (:mod:`grokbench.ntk`) on a fixed probe set
+* ``ntk_drift``: ‖Θ_t − Θ₀‖_F / ‖Θ₀‖_F, the eNTK (:mod:`grokbench.training.ntk`) on a fixed probe set
   of ``probe_size`` distinct inputs drawn with ``probe_seed`` from all inputs (train and test, in
   sorted order, so the probe does not depend on the split). Θ₀ is the kernel of the first
   evaluation (step 0). Summary: ``ntk_drift_at_memorize``, ``ntk_drift_at_generalize`` (the
@@ -36,7 +36,7 @@ from pydantic import Field, PositiveInt
 from grokbench import hookimpl
 from grokbench.contracts import CurvePanel, EvalContext, Metric, Model, Params, SummaryColumn, Task, TaskData
 from grokbench.errors import ConfigError
-from grokbench.ntk import empirical_ntk, has_closed_form
+from grokbench.training.ntk import empirical_ntk, has_closed_form
 
 
 def probe_set(

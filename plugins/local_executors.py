@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import Field, PositiveInt
 
-from grokbench import contracts, hookimpl
-from grokbench.contracts import Executor
-from grokbench.lifecycle import GroupInterrupted
+from grokbench import hookimpl
+from grokbench.contracts import Executor, GroupInterrupted
+from grokbench.plugin import contracts
 
 
 class InlineExecutor(Executor):

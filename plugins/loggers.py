@@ -22,7 +22,7 @@ def _scalars(record: dict[str, float]) -> dict[str, float]:
 
 
 def _flat(config: dict[str, Any]) -> dict[str, Any]:
-    from grokbench.selection import flatten
+    from grokbench.reporting.selection import flatten
 
     out = flatten(config)
     for kind in ("task", "model", "regularizer", "optimizer"):

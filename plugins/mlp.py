@@ -35,7 +35,7 @@ from pydantic import Field, PositiveFloat, PositiveInt
 
 from grokbench import hookimpl
 from grokbench.contracts import BATCHABLE, DataSpec, Model, Params
-from grokbench.ntk import input_overlap
+from grokbench.training.ntk import input_overlap
 
 
 class ReluMLP(Model):
@@ -78,7 +78,7 @@ class ReluMLP(Model):
     def ntk(
         self, params: Mapping[str, torch.Tensor], x1: torch.Tensor, x2: torch.Tensor, output: str = "first"
     ) -> torch.Tensor:
-        """Closed-form eNTK (see the module docstring); ``output`` as in :mod:`grokbench.ntk`."""
+        """Closed-form eNTK (see the module docstring); ``output`` as in :mod:`grokbench.training.ntk`."""
         u1, u2, W2 = self._hidden(params, x1), self._hidden(params, x2), params["W2"]
         shared = 1 + input_overlap(x1, x2, u1.dtype)  # 1 + m(x, x'): the b₁ and W₁ terms
         a1, a2, d1, d2 = torch.relu(u1), torch.relu(u2), (u1 > 0).to(u1.dtype), (u2 > 0).to(u2.dtype)

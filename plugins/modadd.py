@@ -76,7 +76,7 @@ def _split(total: int, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _data_size(cls: type, params: SplitParams) -> tuple[DataSpec, int]:
-    """The data's shape and its number of examples, without building it (grokbench.limits' memory estimate)."""
+    """The data's shape and its number of examples, without building it (grokbench.training.resources' memory estimate)."""
     return DataSpec(positions=2, vocab_size=params.p, output_dim=params.p), params.p**params.positions
 
 

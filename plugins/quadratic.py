@@ -31,7 +31,7 @@ from pydantic import Field, PositiveFloat, field_validator
 
 from grokbench import hookimpl
 from grokbench.contracts import BATCHABLE, BatchedModel, DataSpec, Model, Params, Task
-from grokbench.ntk import input_overlap
+from grokbench.training.ntk import input_overlap
 
 from . import fused_quadratic
 
@@ -74,7 +74,7 @@ class QuadraticNetwork(Model):
 
     @classmethod
     def size(cls, params: Params, spec: DataSpec) -> tuple[int, int]:
-        """Parameters, and floats per input (z, z², output and their gradients): grokbench.limits' memory estimate."""
+        """Parameters, and floats per input (z, z², output and their gradients): grokbench.training.resources' memory estimate."""
         h = resolve_width(params.width, spec.vocab_size)
         return h * (spec.positions * spec.vocab_size + spec.output_dim), 3 * h + 2 * spec.output_dim
 

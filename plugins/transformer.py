@@ -67,7 +67,7 @@ class Transformer(Model):
 
     @classmethod
     def size(cls, params: Params, spec: DataSpec) -> tuple[int, int]:
-        """Parameters, and floats per input autograd keeps (residual stream, attention, MLP): grokbench.limits' estimate."""
+        """Parameters, and floats per input autograd keeps (residual stream, attention, MLP): grokbench.training.resources' estimate."""
         d, m, ctx, out = params.d_model, params.d_mlp, spec.positions + 1, spec.output_dim
         n_params = (spec.vocab_size + 1 + ctx) * d + 4 * d * d + 2 * d * m + m + d + d * out
         return n_params, ctx * (8 * d + 3 * m + 2 * params.n_heads * ctx) + 2 * out

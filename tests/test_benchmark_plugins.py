@@ -16,9 +16,9 @@ from grokbench_plugins.parity import SparseParity
 from grokbench_plugins.regularizers import L2, LInf
 
 import grokbench
-from grokbench.config import resolve_config
+from grokbench.authoring.testing import check_model_contract, check_task_contract
+from grokbench.config.run import resolve_config
 from grokbench.errors import ConfigError
-from grokbench.testing import check_model_contract, check_task_contract
 
 # ---------------------------------------------------------------- StableMax
 

@@ -7,15 +7,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from grokbench_plugins.quadratic import QuadraticNetwork
 
 import grokbench
-from grokbench import docs, hookimpl
-from grokbench.config import resolve_config
-from grokbench.contracts import Model, Params, Regularizer
+from grokbench import hookimpl
+from grokbench.authoring import docs
+from grokbench.config.run import resolve_config
 from grokbench.errors import ConfigError
-from grokbench.plugin_manager import get_registry, load_plugins
-from grokbench.runner import train_config, train_group
-from grokbench_plugins.quadratic import QuadraticNetwork
+from grokbench.plugin.contracts import Model, Params, Regularizer
+from grokbench.plugin.manager import get_registry, load_plugins
+from grokbench.training.programs import train_config, train_group
 
 
 def plugin(**hooks):
@@ -85,7 +86,7 @@ def test_capabilities_are_checked_at_registration(attrs, message):
 
 
 def test_a_stateful_metric_declares_it_and_defines_both_state_methods():
-    from grokbench.contracts import Metric
+    from grokbench.plugin.contracts import Metric
 
     def compute(self, ctx):
         return {}

@@ -22,13 +22,14 @@ from click.testing import CliRunner
 from grokbench_plugins.local_executors import ProcessExecutor, WorkerDied
 
 from grokbench import cli as cli_module
-from grokbench import executors as executors_module
-from grokbench import runner as runner_module
-from grokbench.executors import run_suite
-from grokbench.lifecycle import GroupInterrupted, SuiteInterrupted, recognize_dead_runs
-from grokbench.runner import run_seeds
-from grokbench.store import Store
-from grokbench.suites import load_suite
+from grokbench.api import run_seeds
+from grokbench.config.suites import load_suite
+from grokbench.driving import suites as executors_module
+from grokbench.driving.suites import SuiteInterrupted, run_suite
+from grokbench.plugin.contracts import GroupInterrupted
+from grokbench.recording.recovery import recognize_dead_runs
+from grokbench.storage.store import Store
+from grokbench.training import programs as runner_module
 
 from .processes import HOLD_DRIVER, PATIENCE, alive, descendants, held, wait_for
 from .test_suites import TINY_SUITE, summaries, write
@@ -334,7 +335,7 @@ def test_an_interrupted_group_hands_back_every_run_it_kept(tmp_path, registry, m
 
 CREATOR = """
 import os, sys, time
-from grokbench.store import Store
+from grokbench.storage.store import Store
 path, go, n = sys.argv[1], sys.argv[2], sys.argv[3]
 open(go + "." + n, "w").close()
 while not os.path.exists(go):

@@ -4,7 +4,6 @@ import os
 
 import pytest
 import torch
-
 from grokbench_plugins import compiled, fused_adam
 from grokbench_plugins.optimizers import Adam, AdamStep
 

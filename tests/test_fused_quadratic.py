@@ -4,13 +4,13 @@ import os
 
 import pytest
 import torch
-
-import grokbench
-from grokbench.contracts import DataSpec
-from grokbench.runner import train_group
 from grokbench_plugins import fused_quadratic
 from grokbench_plugins.modadd import ModAddClassification, ModAddRegression
 from grokbench_plugins.quadratic import QuadraticNetwork, Workspace, stacked_loss_and_grads
+
+import grokbench
+from grokbench.plugin.contracts import DataSpec
+from grokbench.training.programs import train_group
 from tests.test_multiseed import configs
 
 BUILT = fused_quadratic._library() is not None

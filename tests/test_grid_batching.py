@@ -4,13 +4,13 @@ one batched program, each with its own hyperparameters, and each gets the number
 import pytest
 import torch
 
-from grokbench.batching import batch_groups, batch_key, split_by_memory, stack_components
-from grokbench.config import parse_assignments, resolve_config
-from grokbench.contracts import batchable_fields
-from grokbench.limits import estimate_bytes
-from grokbench.plugin_manager import get_registry
-from grokbench.runner import train_config, train_group
-from grokbench.suites import load_suite
+from grokbench.config.run import parse_assignments, resolve_config
+from grokbench.config.suites import load_suite
+from grokbench.plugin.contracts import batchable_fields
+from grokbench.plugin.manager import get_registry
+from grokbench.training.batching import batch_groups, batch_key, split_by_memory, stack_components
+from grokbench.training.programs import train_config, train_group
+from grokbench.training.resources import estimate_bytes
 
 from .test_multiseed import SMALL, assert_same_runs
 
@@ -132,7 +132,7 @@ grid.model.width = [16, 32]
     suite = load_suite(path, registry)
     # width 16 of the second entry is the grid's lr 1e-3, strength 1.0 point (the defaults): 10 unique runs
     assert [len(g) for g in suite.groups()] == [2, 2, 2, 2, 2]  # without the registry: by variant (seeds only)
-    assert [len(g) for g in suite.groups(registry=registry)] == [8, 2]  # the lr x strength grid is one group
+    assert [len(g) for g in batch_groups(suite.unique_configs(), registry)] == [8, 2]  # the lr x strength grid is one group
 
 
 @pytest.mark.parametrize("kind", ["optimizer", "regularizer"])

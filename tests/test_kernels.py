@@ -10,9 +10,9 @@ from grokbench_plugins.parity import SparseParity
 from grokbench_plugins.quadratic import QuadraticNetwork
 
 import grokbench
-from grokbench.contracts import DataSpec
 from grokbench.errors import ConfigError
-from grokbench.ntk import empirical_ntk
+from grokbench.plugin.contracts import DataSpec
+from grokbench.training.ntk import empirical_ntk
 
 #: modadd-cls at p = 31, half the pairs (the issue's setting)
 P31 = {"task": {"p": 31, "train_fraction": 0.5}}
@@ -107,7 +107,7 @@ def test_flow_is_the_linearized_gradient_flow_and_converges_to_kernel_ridge_regr
 # ------------------------------------------------ kernel models of any network declaring 'ntk' / 'ntk-limit'
 
 def autograd_entk(model, x1, x2):
-    """Θ₀₀ by plain autograd, one example at a time (independent of grokbench.ntk)."""
+    """Θ₀₀ by plain autograd, one example at a time (independent of grokbench.training.ntk)."""
     names = list(model.params_)
 
     def grad(x):

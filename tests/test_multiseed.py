@@ -5,17 +5,17 @@ import json
 import pandas as pd
 import pytest
 import torch
-
-from grokbench import cli as cli_module
-from grokbench.config import parse_assignments, parse_seeds, resolve_config
-from grokbench.contracts import Model
-from grokbench.errors import ConfigError
-from grokbench.plugin_manager import get_registry, load_plugins
-from grokbench.runner import train_config, train_group
-from grokbench.store import Store
+from click.testing import CliRunner
 from grokbench_plugins.modadd import ModAddClassification, ModAddRegression
 from grokbench_plugins.quadratic import QuadraticNetwork
-from click.testing import CliRunner
+
+from grokbench import cli as cli_module
+from grokbench.config.run import parse_assignments, parse_seeds, resolve_config
+from grokbench.errors import ConfigError
+from grokbench.plugin.contracts import Model
+from grokbench.plugin.manager import get_registry, load_plugins
+from grokbench.storage.store import Store
+from grokbench.training.programs import train_config, train_group
 
 from .test_run import exploding_plugin
 
@@ -73,7 +73,7 @@ def test_a_batched_program_shrinks_as_its_members_leave(monkeypatch):
     run does), so no member is stepped after it left, and each seed gets what it gets alone (float64)."""
     import dataclasses
 
-    from grokbench import runner
+    from grokbench.training import programs as runner
 
     leaves, programs, real = {0: 20, 1: 60}, [], runner.train_members
 
@@ -107,7 +107,7 @@ def test_a_failing_smaller_program_retrains_only_the_members_still_training(monk
     1 and 2 then raises. Only seeds 1 and 2 are trained again, one after another; seed 0 keeps its result."""
     import dataclasses
 
-    from grokbench import runner
+    from grokbench.training import programs as runner
 
     programs, notices, real = [], [], runner.train_members
 
@@ -271,8 +271,8 @@ def test_the_relu_mlp_batches_through_torch_func_like_each_seed_alone():
 def test_an_interrupt_keeps_the_outcome_of_a_seed_that_had_already_finished(monkeypatch):
     """Ctrl-C in a batched group: a seed that had already left it (here: early stop at step 0) stays completed;
     only the seeds still training are interrupted."""
-    from grokbench import trainer
-    from grokbench.lifecycle import GroupInterrupted
+    from grokbench.plugin.contracts import GroupInterrupted
+    from grokbench.training import loop as trainer
 
     real, calls = trainer.evaluate, []
 
@@ -298,8 +298,8 @@ def test_an_interrupt_keeps_the_outcome_of_a_seed_that_had_already_finished(monk
 def test_a_seed_that_leaves_a_batched_group_is_stored_finished_at_once(tmp_path, monkeypatch):
     """A member that early-stops is written as finished when it leaves, not when the group ends: a group killed
     later (no Ctrl-C, no SIGTERM) cannot turn it back into an interrupted run to train again."""
-    from grokbench import trainer
-    from grokbench.lifecycle import lifecycles
+    from grokbench.recording.live import lifecycles
+    from grokbench.training import loop as trainer
 
     store = Store(tmp_path / "runs.db")
     real, seen = trainer.evaluate, []
@@ -322,7 +322,7 @@ def test_a_seed_that_leaves_a_batched_group_is_stored_finished_at_once(tmp_path,
     assert (stored["status"], stored["steps"]) == ("completed", 20)
     assert stored["environment"]["group_wall_seconds"] < store.get_run(second.run_id)["environment"]["group_wall_seconds"]
     assert list(store.curves(first.run_id)["step"]) == [0, 20]
-    from grokbench.display import seeds_line
+    from grokbench.reporting.text import seeds_line
 
     group = store.get_run(second.run_id)["environment"]["group_wall_seconds"]  # the longest: the program's
     assert f"{group:.2f} s wall for all 2 seeds together" in seeds_line([first.to_json(), second.to_json()])

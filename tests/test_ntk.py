@@ -2,11 +2,10 @@
 
 import pytest
 import torch
+from grokbench_plugins.quadratic import QuadraticNetwork, infinite_width_ntk
 
-from grokbench.contracts import DataSpec, Model
-from grokbench.ntk import empirical_ntk, has_closed_form, input_overlap, torch_func_ntk
-from grokbench_plugins.quadratic import infinite_width_ntk
-from grokbench_plugins.quadratic import QuadraticNetwork
+from grokbench.plugin.contracts import DataSpec, Model
+from grokbench.training.ntk import empirical_ntk, has_closed_form, input_overlap, torch_func_ntk
 
 
 def network(positions, outputs, parameterization="standard", width=24, seed=0, p=7, alpha=1.0, dtype=torch.float64):

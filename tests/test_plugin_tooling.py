@@ -12,14 +12,15 @@ import torch
 from click.testing import CliRunner
 
 import grokbench
-import grokbench.runner
+import grokbench.training.programs
 from grokbench import cli as cli_module
-from grokbench import hookimpl, plugin_manager
-from grokbench.checks import blame
-from grokbench.contracts import DataSpec, Metric, Model, Params, Regularizer, TaskData
+from grokbench import hookimpl
 from grokbench.errors import ConfigError
-from grokbench.plugin_manager import load_plugins
-from grokbench.store import Store
+from grokbench.plugin import manager as plugin_manager
+from grokbench.plugin.conformance import blame
+from grokbench.plugin.contracts import DataSpec, Metric, Model, Params, Regularizer, TaskData
+from grokbench.plugin.manager import load_plugins
+from grokbench.storage.store import Store
 
 GROKBENCH = [sys.executable, "-m", "grokbench"]
 
@@ -116,7 +117,7 @@ class NoParameters(WrongShape):
         Model.__init__(self, params, spec, **kwargs)
 
 
-class FloatTokens(grokbench.contracts.ClassificationTask):
+class FloatTokens(grokbench.plugin.contracts.ClassificationTask):
     """Returns one-hot float inputs instead of token indices."""
 
     name = "float-tokens"
@@ -150,7 +151,7 @@ def test_contract_violations_are_config_errors_naming_the_plugin_and_nothing_is_
 
 
 def test_contract_violation_on_the_command_line_is_one_line_exit_2(monkeypatch, store_path):
-    monkeypatch.setattr(grokbench.runner, "get_registry", bad_registry)
+    monkeypatch.setattr(grokbench.plugin.manager, "get_registry", bad_registry)
     result = CliRunner().invoke(cli_module.cli, ["run", "-t", "modadd-cls", "-m", "wrong-shape", "--set", "task.p=7", "--store", str(store_path)])
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: model 'wrong-shape' from plugin bad-models violates the contract")

@@ -5,14 +5,15 @@ import types
 import pydantic
 import pytest
 from click.testing import CliRunner
+from grokbench_plugins.modadd import ModAddClassification
 
 import grokbench
-from grokbench import hookimpl, hookspecs
-from grokbench.contracts import Params, Task
+from grokbench import hookimpl
 from grokbench.errors import ConfigError
-from grokbench.plugin_manager import load_plugins
-from grokbench.registry import KINDS
-from grokbench_plugins.modadd import ModAddClassification
+from grokbench.plugin import hookspecs
+from grokbench.plugin.contracts import Task
+from grokbench.plugin.manager import load_plugins
+from grokbench.plugin.registry import KINDS
 
 FIRST_PARTY = {"modadd", "quadratic", "regularizers", "optimizers", "norms", "presets"}
 
@@ -73,7 +74,8 @@ def test_duplicate_names_are_a_clear_error_naming_both(monkeypatch):
         registry.get("task", "nobody:modadd-cls")
     result = grokbench.run("my-plugin:modadd-cls", "quadratic", overrides={"task": {"p": 7}, "train": {"steps": 2}}, registry=registry)
     assert result.status == "completed" and result.config.task.name == "my-plugin:modadd-cls"
-    from grokbench import cli, plugin_manager
+    from grokbench import cli
+    from grokbench.plugin import manager as plugin_manager
 
     monkeypatch.setattr(plugin_manager, "get_registry", lambda: registry)
     listing = CliRunner().invoke(cli.cli, ["plugins"])
@@ -117,7 +119,7 @@ def test_raising_or_invalid_registration_marks_only_that_plugin_broken():
 
 def test_list_shows_broken_plugins(monkeypatch):
     from grokbench import cli as cli_module
-    from grokbench import plugin_manager
+    from grokbench.plugin import manager as plugin_manager
 
     ep = importlib.metadata.EntryPoint(name="ghost", value="no_such_module_xyz", group="grokbench")
     monkeypatch.setattr(plugin_manager, "get_registry", lambda: load_plugins(extra=[("ghost", ep)]))

@@ -12,12 +12,13 @@ import pytest
 from click.testing import CliRunner
 
 from grokbench import cli as cli_module
-from grokbench.config import resolve_config
+from grokbench.config.run import resolve_config
+from grokbench.config.suites import load_suite, parse_suite
+from grokbench.driving.suites import run_suite
 from grokbench.errors import ConfigError
-from grokbench.executors import run_suite
-from grokbench.runner import save_result, train_group
-from grokbench.store import SCHEMA_VERSION, Store
-from grokbench.suites import load_suite, parse_suite
+from grokbench.recording.live import save_result
+from grokbench.storage.store import SCHEMA_VERSION, Store
+from grokbench.training.programs import train_group
 
 from .processes import HOLD_DRIVER, held, wait_for
 
@@ -125,7 +126,7 @@ def test_bad_suite_files_exit_2_naming_file_and_key_and_write_nothing(tmp_path, 
 @pytest.fixture(scope="module")
 def tiny_inline(tmp_path_factory):
     """The tiny suite run inline (the reference), shared by the executor comparisons."""
-    from grokbench.plugin_manager import get_registry
+    from grokbench.plugin.manager import get_registry
 
     tmp = tmp_path_factory.mktemp("inline")
     path = write(tmp / "tiny.toml", TINY_SUITE)
@@ -255,7 +256,7 @@ def test_newer_schema_and_not_a_store_exit_2_untouched(tmp_path):
 
 
 def test_a_v1_store_written_by_this_code_migrates_to_the_current_schema(tmp_path, monkeypatch, registry):
-    from grokbench import store as store_module
+    from grokbench.storage import store as store_module
 
     path = tmp_path / "v1.db"
     monkeypatch.setattr(store_module, "SCHEMA_VERSION", 1)
@@ -348,7 +349,7 @@ def test_unreachable_ray_address_exits_2_with_the_store_untouched(tmp_path, monk
     assert result.exit_code == 2 and "cannot reach the Ray cluster at 127.0.0.1:1" in result.stderr, result.output
     assert not store.exists()
     # an existing store from an older schema is not even migrated
-    from grokbench import store as store_module
+    from grokbench.storage import store as store_module
 
     with monkeypatch.context() as m:
         m.setattr(store_module, "SCHEMA_VERSION", 1)
@@ -370,8 +371,8 @@ def test_parse_suite_errors_are_config_errors():
 def test_a_site_can_add_its_own_executor_through_the_hook(tmp_path):
     """A third-party executor (here: last group first, in this process) registered with register_executors."""
     from grokbench import hookimpl
-    from grokbench.contracts import Executor
-    from grokbench.plugin_manager import load_plugins
+    from grokbench.plugin.contracts import Executor
+    from grokbench.plugin.manager import load_plugins
 
     calls = []
 
@@ -404,7 +405,7 @@ SHIPPED_SUITES = sorted(p for p in (Path(__file__).resolve().parents[1] / "tasks
 
 @pytest.mark.parametrize("path", SHIPPED_SUITES, ids=[p.name for p in SHIPPED_SUITES])
 def test_every_shipped_suite_file_expands_into_valid_runs(path):
-    from grokbench.suites import load_suite
+    from grokbench.config.suites import load_suite
 
     suite = load_suite(path)  # every entry resolves against the installed plugins
     assert suite.runs and suite.unique_configs(), path
