@@ -41,7 +41,7 @@ set.train = {{ steps = 1, eval_every = 1 }}
 
 def timed(suite: Suite, store: Path, executor: str, **options) -> float:
     started = time.perf_counter()
-    outcome = run_suite(suite, store=store, executor=executor, options=options)
+    outcome = run_suite(suite, registry=get_registry(), store=store, executor=executor, options=options)
     assert outcome.trained == outcome.planned and outcome.failed == 0, outcome
     return time.perf_counter() - started
 

@@ -134,7 +134,13 @@ def run(
         task, model, overrides, regularizer=regularizer, optimizer=optimizer, preset=preset, seed=seed, device=device
     )
     return execute(
-        cfg, registry=resolver.registry, store=store, progress=progress, on_eval=on_eval, loggers=loggers, log_dir=log_dir
+        cfg,
+        registry=resolver.registry,
+        store=store,
+        progress=progress,
+        on_eval=on_eval,
+        loggers=loggers,
+        log_dir=log_dir,
     )
 
 

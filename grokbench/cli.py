@@ -232,10 +232,10 @@ def run(
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def list_components(as_json: bool) -> None:
     """Every task, model, regularizer, optimizer, metric and preset, with parameters and plugin."""
-    from grokbench.plugin.manager import get_registry
+    from grokbench.plugin import manager
     from grokbench.reporting.text import registry_json, registry_text
 
-    registry = get_registry()
+    registry = manager.get_registry()
     click.echo(json.dumps(registry_json(registry), indent=2) if as_json else registry_text(registry))
 
 
@@ -260,7 +260,12 @@ def runs(store, limit, suite_name, task, status, where, as_json) -> None:
     from grokbench.reporting.text import runs_text
 
     frame = select_runs(
-        open_store(store, create=False), suite=suite_name, task=task, status=status, where=parse_where(where), limit=limit
+        open_store(store, create=False),
+        suite=suite_name,
+        task=task,
+        status=status,
+        where=parse_where(where),
+        limit=limit,
     )
     click.echo(frame.to_json(orient="records") if as_json else runs_text(frame))
 
@@ -409,10 +414,13 @@ def suite_run(
     from grokbench.config.run import parse_assignments
     from grokbench.config.suites import load_suite
     from grokbench.driving.suites import run_suite
+    from grokbench.plugin import manager
 
+    registry = manager.get_registry()
     options = {"jobs": jobs, "address": address, **parse_assignments(list(executor_options))}
     outcome = run_suite(
-        load_suite(file, max_runs=max_runs),
+        load_suite(file, registry, max_runs=max_runs),
+        registry=registry,
         store=store,
         executor=executor,
         options=options,
@@ -480,7 +488,11 @@ def compare(baseline, suite_name, store, tolerance, success_tolerance) -> None:
     from grokbench.reporting.reports import compare_with_baseline
 
     table, regressions = compare_with_baseline(
-        open_store(store, create=False), baseline, suite=suite_name, tolerance=tolerance, success_tolerance=success_tolerance
+        open_store(store, create=False),
+        baseline,
+        suite=suite_name,
+        tolerance=tolerance,
+        success_tolerance=success_tolerance,
     )
     click.echo(table)
     if regressions:
@@ -507,10 +519,10 @@ def export(fmt, out, suite_name, store) -> None:
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def plugins(as_json: bool) -> None:
     """Installed plugins: distribution, version, what each registers, and the broken or disabled ones with why."""
-    from grokbench.plugin.manager import get_registry
+    from grokbench.plugin import manager
     from grokbench.reporting.text import plugins_json, plugins_text
 
-    registry = get_registry()
+    registry = manager.get_registry()
     click.echo(json.dumps(plugins_json(registry), indent=2) if as_json else plugins_text(registry))
 
 
@@ -565,9 +577,9 @@ def bench_run(
     from grokbench.config.benchmark import load_benchmark, plan_methods
     from grokbench.config.run import parse_assignments
     from grokbench.driving.benchmark import run_benchmark
-    from grokbench.plugin.manager import get_registry
+    from grokbench.plugin import manager
 
-    registry = get_registry()
+    registry = manager.get_registry()
     bench_ = load_benchmark(benchmark_name, registry)
     plans = plan_methods(bench_, list(methods), list(tracks), registry)
     options = {"jobs": jobs, "address": address, **parse_assignments(list(executor_options))}

@@ -48,8 +48,10 @@ from pydantic import (
     Field,
     NonNegativeFloat,
     PositiveFloat,
+    PrivateAttr,
     SerializerFunctionWrapHandler,
     ValidationError,
+    ValidationInfo,
     model_serializer,
     model_validator,
 )
@@ -57,6 +59,7 @@ from pydantic import (
 from grokbench import hookimpl
 from grokbench.contracts import DataSpec, Model, Params, Task, TaskData
 from grokbench.errors import ConfigError
+from grokbench.plugin.registry import Registry
 from grokbench.training.ntk import empirical_ntk
 
 JITTER = 1e-10
@@ -91,9 +94,15 @@ class KernelParams(Params):
     )
     lr: PositiveFloat = Field(1.0, description="η, the step size of the time axis (time = lr·step)")
 
+    #: the network's model class and parameters, found when validated
+    _network: tuple[type[Model], Params] | None = PrivateAttr(None)
+
     @model_validator(mode="after")
-    def _network_is_valid(self) -> KernelParams:
-        self.network_model()
+    def _network_is_valid(self, info: ValidationInfo) -> KernelParams:
+        registry = (info.context or {}).get("registry")
+        if registry is None:
+            raise ValueError("the network is a model plugin: validate these parameters with Registry.params")
+        self._network = self.network_model(registry)
         return self
 
     @model_serializer(mode="wrap")
@@ -105,12 +114,10 @@ class KernelParams(Params):
             del out["network_params"]
         return out
 
-    def network_model(self) -> tuple[type[Model], Params]:
+    def network_model(self, registry: Registry) -> tuple[type[Model], Params]:
         """The network's model class and its validated parameters (``ValueError``: one line, why not)."""
-        from grokbench.plugin.manager import get_registry
-
         try:
-            cls = get_registry().get("model", self.network)
+            cls = registry.get("model", self.network)
         except ConfigError as exc:
             raise ValueError(f"network: {exc}") from None
         if not cls.supports(self.NEEDS):
@@ -145,7 +152,8 @@ class KernelRegression(Model):
         self, params: KernelParams, spec: DataSpec, *, generator: torch.Generator, device="cpu", dtype=torch.float32
     ):
         super().__init__(params, spec, generator=generator, device=device, dtype=dtype)
-        network, net_params = params.network_model()
+        assert params._network is not None, "validated with Registry.params"
+        network, net_params = params._network
         # the network at initialization, same seed (kernels are computed in float64)
         self.net = network(net_params, spec, generator=generator, device=device, dtype=torch.float64)
         self.params_ = {"coef": torch.zeros(0, spec.output_dim, device=self.device, dtype=torch.float64)}

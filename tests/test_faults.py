@@ -94,7 +94,7 @@ def test_a_worker_killed_mid_suite_is_retried_and_the_store_has_every_run_once(t
     monkeypatch.setenv("GROKBENCH_TEST_MARKER", str(marker))
     monkeypatch.setattr(executors_module, "train_work", dies_once_on_l2)  # forked workers inherit it
     suite = load_suite(write(tmp_path / "t.toml", TINY_SUITE), registry)
-    outcome = run_suite(suite, store=tmp_path / "s.db", executor="process", options={"jobs": 2})
+    outcome = run_suite(suite, registry=registry, store=tmp_path / "s.db", executor="process", options={"jobs": 2})
     assert marker.exists() and (outcome.trained, outcome.failed, outcome.duplicates) == (4, 0, 0)
     stored = summaries(tmp_path / "s.db")
     assert set(stored) == {r.config.hash for r in suite.runs} and all(s[0] == "completed" for s in stored.values())
@@ -320,7 +320,7 @@ def test_an_interrupted_group_hands_back_every_run_it_kept(tmp_path, registry, m
     assert [r.config.hash for r in kept] == [c.hash for c in group] and [r.status for r in kept] == ["interrupted"] * 2
     assert kept[0].steps == 100 and all(r.steps == r.curves["step"].max() >= 50 for r in kept)
     with pytest.raises(SuiteInterrupted) as stopped:
-        run_suite(suite, store=tmp_path / "s.db")
+        run_suite(suite, registry=registry, store=tmp_path / "s.db")
     assert (stopped.value.outcome.trained, stopped.value.outcome.interrupted) == (2, 2)
     assert "2 runs stored" in str(stopped.value) and "train the 4 left" in str(stopped.value)
     assert sorted(s[0] for s in summaries(tmp_path / "s.db").values()) == ["interrupted"] * 2

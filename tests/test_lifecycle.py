@@ -394,7 +394,7 @@ def test_suites_treat_an_interrupted_run_as_not_done_and_keep_it_detached(tmp_pa
     old = train_config(first, registry=registry)
     old.status = "interrupted"
     save_result(Store(tmp_path / "s.db"), old, suite="tiny")
-    outcome = run_suite(suite, store=tmp_path / "s.db")
+    outcome = run_suite(suite, registry=registry, store=tmp_path / "s.db")
     assert (outcome.skipped, outcome.trained) == (0, 4)
     rows = dict(sqlite3.connect(tmp_path / "s.db").execute("SELECT id, suite FROM runs").fetchall())
     assert rows[old.run_id] is None and sum(v == "tiny" for v in rows.values()) == 4
@@ -452,7 +452,7 @@ def test_an_interrupted_suite_goes_on_from_each_run_s_checkpoint_in_place(tmp_pa
     with monkeypatch.context() as patched:
         patched.setattr(runner_module, "train_members", stopping)
         with pytest.raises(SuiteInterrupted):
-            run_suite(suite, store=tmp_path / "s.db", registry=registry)
+            run_suite(suite, registry=registry, store=tmp_path / "s.db")
     store = Store(tmp_path / "s.db")
     before = {r["seed"]: r for r in store.records().to_dict("records")}
     assert {r["status"] for r in before.values()} == {"interrupted"}
@@ -472,7 +472,7 @@ def test_an_interrupted_suite_goes_on_from_each_run_s_checkpoint_in_place(tmp_pa
         assert row["environment"]["resumed"] == [{"from_step": expected[seed], "at": row["environment"]["resumed"][0]["at"]}]
         assert row["environment"].get("batched_seeds", 1) == (3 if stopped_by == 0 else {0: 1, 1: 2, 2: 2}[seed])
 
-    assert run_suite(suite, store=tmp_path / "whole.db", registry=registry).trained == 3
+    assert run_suite(suite, registry=registry, store=tmp_path / "whole.db").trained == 3
     whole = Store(tmp_path / "whole.db")
     for row in whole.records("three").to_dict("records"):
         a, b = whole.curves(row["id"]), store.curves(after[row["seed"]]["id"])
@@ -484,10 +484,10 @@ def test_an_interrupted_suite_goes_on_from_each_run_s_checkpoint_in_place(tmp_pa
     with monkeypatch.context() as patched:  # interrupted again, then trained again from step 0
         patched.setattr(runner_module, "train_members", stopping)
         with pytest.raises(SuiteInterrupted):
-            run_suite(suite, store=tmp_path / "again.db", registry=registry)
+            run_suite(suite, registry=registry, store=tmp_path / "again.db")
     again = Store(tmp_path / "again.db")
     stopped = set(again.runs()["id"])
-    outcome = run_suite(suite, store=tmp_path / "again.db", registry=registry, resume=False)
+    outcome = run_suite(suite, registry=registry, store=tmp_path / "again.db", resume=False)
     assert (outcome.trained, outcome.resumed) == (3, 0)
     rows = dict(sqlite3.connect(tmp_path / "again.db").execute("SELECT id, suite FROM runs").fetchall())
     assert {i for i, suite_name in rows.items() if suite_name is None} == stopped and len(rows) == 6

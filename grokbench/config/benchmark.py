@@ -151,7 +151,7 @@ def not_applicable(method: str, task: str, model: str, task_set: dict[str, Any],
         wanted.update(entry.component.settings.get("task", {}))
     if wanted:
         try:
-            registry.get("task", task).Params.model_validate({**task_set, **wanted})
+            registry.params(registry.get("task", task), {**task_set, **wanted})
         except ValidationError as exc:
             err = exc.errors()[0]
             key = ".".join(str(x) for x in err["loc"]) or "task"
@@ -179,12 +179,9 @@ def find_benchmark(name_or_path: str | None, registry: Registry) -> Path:
     return Path(registry.get("benchmark", name_or_path).path)
 
 
-def load_benchmark(name_or_path: str | None, registry: Registry | None = None) -> Benchmark:
+def load_benchmark(name_or_path: str | None, registry: Registry) -> Benchmark:
     """Read and validate a benchmark file (by path or registered name; None: the only one installed); every
     track is checked against the registry."""
-    from grokbench.plugin.manager import get_registry
-
-    registry = registry or get_registry()
     path = find_benchmark(name_or_path, registry)
     spec = read_benchmark_spec(path)
     bench = Benchmark(spec, str(path))

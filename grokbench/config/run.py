@@ -178,7 +178,7 @@ def parse_seeds(text: str, max_runs: int | None = None) -> list[int]:
 def _validate_params(registry: Registry, kind: str, name: str, raw: Mapping[str, Any], where: str) -> dict[str, Any]:
     cls = registry.get(kind, name)
     try:
-        params = cls.Params.model_validate(dict(raw))
+        params = registry.params(cls, raw)
     except ValidationError as exc:
         raise validation_error(exc, where) from None
     return params.model_dump(mode="json")

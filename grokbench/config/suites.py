@@ -263,12 +263,10 @@ def expand(
     return runs
 
 
-def load_suite(path: str | os.PathLike[str], registry: Registry | None = None, max_runs: int | None = None) -> Suite:
+def load_suite(path: str | os.PathLike[str], registry: Registry, max_runs: int | None = None) -> Suite:
     """Read (a regular file of bounded size), validate and expand a suite file (at most ``max_runs`` runs)."""
-    from grokbench.plugin.manager import get_registry
-
     path = Path(path)
     text = read_text(path, "suite file")
     spec = parse_suite(text, str(path))
-    runs = expand(spec, registry or get_registry(), str(path), max_runs)
+    runs = expand(spec, registry, str(path), max_runs)
     return Suite(name=spec.suite.name, source=str(path), spec=spec, runs=runs)

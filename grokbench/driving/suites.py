@@ -21,8 +21,8 @@ from pydantic import ValidationError
 from grokbench.config.run import COMPONENT_KINDS, RunConfig
 from grokbench.config.suites import Suite
 from grokbench.errors import ConfigError
+from grokbench.plugin import manager
 from grokbench.plugin.contracts import GroupInterrupted
-from grokbench.plugin.manager import get_registry
 from grokbench.plugin.registry import Registry
 from grokbench.recording import checkpoints as ckpt
 from grokbench.recording.interrupts import _Interrupts
@@ -39,7 +39,6 @@ from grokbench.training.results import RunResult, environment, failure, new_run_
 from grokbench.training.summaries import summarize
 
 if TYPE_CHECKING:
-    from grokbench.plugin.registry import Registry
     from grokbench.storage.store import Store
     from grokbench.training.results import RunResult
 
@@ -53,9 +52,8 @@ class SuiteInterrupted(KeyboardInterrupt):
         self.outcome = outcome
 
 
-def failed_result(cfg: RunConfig, exc: BaseException | str, registry: Registry | None = None) -> RunResult:
+def failed_result(cfg: RunConfig, exc: BaseException | str, registry: Registry) -> RunResult:
     """The record of a run that could not be trained at all (its worker crashed, its device is missing)."""
-    registry = registry or get_registry()
     plugins: dict[str, Any] = {}
     for kind in COMPONENT_KINDS:
         if getattr(cfg, kind) is None:
@@ -126,7 +124,8 @@ def train_work(
     :class:`GroupInterrupted` with the runs kept (finished, or ``interrupted`` with their curves, which their
     lifecycles recorded with ``live``).
     """
-    registry = registry or get_registry()
+    if registry is None:  # a worker in another process: the plugins installed there, loaded once per process
+        registry = manager.get_registry()
 
     def train(cfgs: list[RunConfig]) -> list[RunResult]:
         if live is None:
@@ -194,10 +193,10 @@ def _bar(total: int, initial: int, enabled: bool, label: str) -> Any:
 def run_suite(
     suite: Suite,
     *,
+    registry: Registry,
     store: str | os.PathLike[str] | Store | None = None,
     executor: str = "inline",
     options: Mapping[str, Any] | None = None,
-    registry: Registry | None = None,
     progress: bool = False,
     retry_failed: bool = False,
     loggers: Sequence[str] = (),
@@ -222,7 +221,6 @@ def run_suite(
     Bad input (an unknown executor or option, an unusable store, an
     unreachable cluster) raises :class:`ConfigError` before anything is written.
     """
-    registry = registry or get_registry()
     configs = suite.unique_configs(entries)  # an unknown entry: ConfigError before anything starts
     runner = make_executor(executor, options or {}, registry)
     log_dir = log_dir or f"{store.path if isinstance(store, Store) else store or default_path()}.logs"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,6 +149,11 @@ class Registry:
 
     def get(self, kind: str, name: str) -> Any:
         return self.entry(kind, name).component
+
+    def params(self, component: Any, raw: Mapping[str, Any]) -> Any:
+        """``component.Params`` validated from ``raw``. A validator that looks up other plugins (a kernel model's
+        network) finds this registry in pydantic's validation context, under ``"registry"``."""
+        return component.Params.model_validate(dict(raw), context={"registry": self})
 
     def presets_for(self, name: str, task: str, model: str) -> list[Entry]:
         """Presets called ``name`` (or ``plugin:name``: that plugin's only) that apply to this task and model,

@@ -37,6 +37,7 @@ class Prepared:
     """One configuration: its plugins and device (:func:`start`), then its components, built and checked (:func:`build`)."""
 
     cfg: RunConfig
+    registry: Registry
     entries: dict[str, Entry]
     metric_entries: dict[str, Entry]
     plugins: dict[str, Any]
@@ -59,7 +60,7 @@ def start(cfg: RunConfig, registry: Registry) -> Prepared:
     metric_entries = {name: registry.entry("metric", name) for name in cfg.metrics}
     plugins = {kind: {"name": e.name, **e.plugin.provenance()} for kind, e in entries.items()}
     plugins["metrics"] = {name: e.plugin.provenance() for name, e in metric_entries.items()}
-    return Prepared(cfg, entries, metric_entries, plugins, resolve_device(cfg.train.device))
+    return Prepared(cfg, registry, entries, metric_entries, plugins, resolve_device(cfg.train.device))
 
 
 def build(prep: Prepared) -> Prepared:
@@ -73,7 +74,7 @@ def build(prep: Prepared) -> Prepared:
         if kind not in prep.entries:
             return None  # no optimizer nor regularizer for a closed-form model
         cls = prep.entries[kind].component
-        return cls(cls.Params.model_validate(getattr(cfg, kind).params), **kwargs)
+        return cls(prep.registry.params(cls, getattr(cfg, kind).params), **kwargs)
 
     torch.manual_seed(cfg.seed)
     prep.task = make("task")
@@ -86,7 +87,7 @@ def build(prep: Prepared) -> Prepared:
     metrics = []
     for name, params in cfg.metrics.items():
         cls = prep.metric_entries[name].component
-        metric = cls(cls.Params.model_validate(params))
+        metric = cls(prep.registry.params(cls, params))
         metric.check(prep.task, prep.model)
         metrics.append(metric)
     prep.optimizer, prep.regularizer = make("optimizer"), make("regularizer")

@@ -52,11 +52,11 @@ def estimate_bytes(cfg: Any, registry: Any) -> int | None:
     model_cls = registry.get("model", cfg.model.name)
     if not task_cls.supports("memory-estimate"):
         return None
-    task_params = task_cls.Params.model_validate(cfg.task.params)
+    task_params = registry.params(task_cls, cfg.task.params)
     spec, n = task_cls.data_size(task_params)
     total = n * (spec.positions + 2) * INT_BYTES  # inputs, labels and the split's index tensors
     if model_cls.supports("memory-estimate"):
-        n_params, per_input = model_cls.size(model_cls.Params.model_validate(cfg.model.params), spec)
+        n_params, per_input = model_cls.size(registry.params(model_cls, cfg.model.params), spec)
         float_bytes = 8 if cfg.train.dtype == "float64" else 4
         batch = n if cfg.train.batch_size is None else min(n, cfg.train.batch_size)
         total += float_bytes * (PARAM_COPIES * n_params + per_input * max(batch, 1))
