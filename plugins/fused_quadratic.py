@@ -55,9 +55,7 @@ ELEMENTS_PER_THREAD = 1 << 21
 def _threads(work: int) -> int:
     """torch's intra-op threads, at most one per :data:`ELEMENTS_PER_THREAD` elements of the pass. The passes'
     threads are their own, not torch's: right after a torch operator, torch's OpenMP workers spin on the other
-    cores, and a pass thread waits for its turn there. Measured with 2 threads on 2 cores (2026-12-02): one thread
-    for the pass was 1.24x faster per step at p = 97 (2.4M elements, torch's threads spinning; 1.05x with
-    OMP_WAIT_POLICY=PASSIVE), 1.5x for 16 batched seeds of p = 23, and equal at p = 193 (9.5M elements)."""
+    cores, and a pass thread waits for its turn there (docs/performance.md has the measurements)."""
     return max(1, min(torch.get_num_threads(), work // ELEMENTS_PER_THREAD))
 
 

@@ -218,14 +218,13 @@ class Tables(NamedTuple):
 
 
 #: Nanda, Chan, Lieberum, Smith & Steinhardt (2023), "Progress measures for grokking via mechanistic interpretability".
-#: It flushes subnormal floats (``train.flush_denormal``): its late steps, with a training loss of 1e-7, run in
-#: them at 3.5x the cost; flushed, the whole run (seed 0, one thread) stored the same curves at all 401
-#: evaluations and the same parameters at step 40,000, bit for bit, in 36 instead of 123 minutes (docs/performance.md).
+#: It flushes subnormal floats (``train.flush_denormal``): its late steps, at a training loss near 1e-7, would run
+#: in them; flushed, the run stores the same numbers (docs/performance.md has the timings).
 NANDA = Preset(
     name="nanda",
     task="modadd-cls",
     model="transformer",
-    description="Nanda et al. 2023: p=113, 30% train, d_model 128, 4 heads, d_mlp 512, ReLU, AdamW lr 1e-3 wd 1 betas (0.9, 0.98), full batch; subnormals flushed (same numbers, 3.4x faster on CPU)",
+    description="Nanda et al. 2023: p=113, 30% train, d_model 128, 4 heads, d_mlp 512, ReLU, AdamW lr 1e-3 wd 1 betas (0.9, 0.98), full batch; subnormals flushed (same numbers, faster on CPU)",
     settings={
         "task": {"p": 113, "train_fraction": 0.3, "loss": "cross_entropy"},
         "model": {"d_model": 128, "n_heads": 4, "d_mlp": 512, "activation": "relu", "init_scale": 1.0},
