@@ -1,43 +1,9 @@
-"""Pytest fixtures and helpers for plugin authors (loaded by pytest through the ``pytest11`` entry point).
+"""Pytest fixtures and helpers for plugin authors, loaded by pytest through the ``pytest11`` entry point
+(their use: docs/plugins.md, *Testing a plugin*).
 
-Installed with grokbench, so any test suite run with pytest can use them::
-
-    # conftest.py of your plugin
-    import pytest
-    import my_package.plugin
-
-    @pytest.fixture
-    def grokbench_extra_plugins():
-        return [("my_plugin", my_package.plugin)]   # the entry-point name and the plugin object
-
-    # test_plugin.py
-    def test_my_model_learns(grokbench_run):
-        result = grokbench_run(model="my-model", steps=300)
-        assert result.status == "completed" and result.summary["final_train_acc"] == 1.0
-
-Fixtures:
-
-* ``grokbench_extra_plugins``: ``(name, plugin)`` pairs to load besides grokbench's
-  first-party plugins (default: none). An extra plugin replaces an installed entry
-  point of the same name, so the code under test wins over an older install.
-* ``grokbench_distributions``: installed distributions whose entry points load too
-  (default: none; e.g. ``["my-package"]`` to test the installed entry points).
-  No other installed plugin package is loaded, so an unrelated package that
-  registers a clashing name cannot break your tests.
-* ``grokbench_registry``: a :class:`~grokbench.plugin.registry.Registry` of grokbench's
-  first-party plugins, ``grokbench_distributions``, ``grokbench_extra_plugins``
-  and the tiny task below.
-* ``tiny_task`` / ``tiny_data``: :class:`TinyModAdd` (``tiny-modadd``: (a, b) ->
-  (a + b) mod 7, 60% of the 49 pairs for training) and its data for seed 0.
-* ``grokbench_run``: ``grokbench_run(model=..., task="tiny-modadd", steps=50,
-  **run_kwargs)`` trains a few steps through the real runner (config
-  resolution, contract checks, trainer, metrics) and returns the
-  :class:`~grokbench.training.programs.RunResult`; nothing is stored.
-
-Helpers: :func:`check_model_contract` builds a model class on the tiny task and
-checks its parameters, output shape and gradients; :func:`check_task_contract`
-checks a task's data, loss and evaluation.
-"""
+Fixtures: ``grokbench_extra_plugins`` and ``grokbench_distributions`` (what loads besides the first-party plugins),
+``grokbench_registry``, ``tiny_task`` / ``tiny_data`` (:class:`TinyModAdd`), ``grokbench_run`` (a few steps through
+the real runner, nothing stored). Helpers: :func:`check_model_contract`, :func:`check_task_contract`."""
 
 from __future__ import annotations
 

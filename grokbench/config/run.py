@@ -1,15 +1,8 @@
-"""Run configuration: the pydantic models, presets, ``--set KEY=VALUE`` overrides, and resolution.
+"""Run configuration: the pydantic models, ``--set KEY=VALUE`` overrides, and resolution.
 
-A run configuration is resolved in one direction, each layer overriding the last:
-
-1. each component's own parameter defaults;
-2. the preset (``default`` for the task/model pair unless another is named);
-3. ``--set`` overrides (dotted keys);
-4. explicit options (``--regularizer``, ``--optimizer``, ``--seed``, ``--device``).
-
-The result is validated against every component's ``Params`` (unknown keys are
-errors) and frozen into a :class:`RunConfig` whose hash identifies the run.
-"""
+Layers override in order: each component's parameter defaults, the preset, ``--set`` overrides, explicit options
+(``--regularizer``, ``--seed``, ...). The result is validated against every component's ``Params`` and frozen into a
+:class:`RunConfig` whose hash identifies the run."""
 
 from __future__ import annotations
 

@@ -1,34 +1,6 @@
-"""Suite files: a grid of runs declared in TOML, validated, and expanded into resolved run configurations.
-
-A suite file names entries (task, model, regularizer, optimizer, preset and
-``set`` overrides, exactly what ``grokbench run`` takes), grids over any
-parameter (every list in a ``grid`` table is one axis; axes combine as a
-cartesian product) and seeds::
-
-    [suite]
-    name = "smoke"
-    seeds = [0, 1]
-    loggers = ["jsonl"]             # optional: logger plugins every run reports to (as --logger)
-
-    [defaults]                      # inherited by every entry
-    task = "modadd-cls"
-    model = "quadratic"
-    set.task.p = 23
-
-    [[entries]]
-    name = "adamw"
-    regularizer = "adamw"
-    optimizer = "adam"
-    set.optimizer.lr = 3e-3
-    grid.task.train_fraction = [0.5, 0.7]
-
-An entry's ``set`` is merged over the defaults' ``set``; its ``grid`` over the
-defaults' ``grid`` (axis by axis); its ``seeds`` replace the suite's. Each
-combination is resolved with :func:`grokbench.config.run.resolve_config`, so a
-suite run is the same run as the equivalent ``grokbench run``, with the same
-config hash. Unknown keys, malformed TOML and unknown components are
-:class:`~grokbench.errors.ConfigError`\\ s naming the file and the key or entry.
-"""
+"""Suite files: entries (what ``grokbench run`` takes), grids over any parameter and seeds, declared in TOML
+(format: README, *Suites*), validated and expanded into resolved run configurations. Each combination is resolved
+with :func:`grokbench.config.run.resolve_config`, so a suite's run has the config hash of the same ``grokbench run``."""
 
 from __future__ import annotations
 

@@ -209,14 +209,9 @@ def run_suite(
     With ``entries``, only the runs of those entries are trained (and counted); the store still records the
     whole suite's membership, so a later run of the whole file, or a report, sees every entry.
 
-    A stored run that failed counts as done, unless ``retry_failed``: then it is trained again, and the
-    new run takes its place in the suite (the failed one stays in the store, as a run of no suite).
-    A stored run that was interrupted is never done. Where workers record their runs (every executor but a
-    remote cluster's) and it has a checkpoint, it goes on from its last one, in place (same run id, its curves
-    before that step kept: what it would have been uninterrupted), in a program with the runs that go on from the
-    same step; with ``resume=False``, or without a checkpoint, it is trained again from step 0, and the
-    interrupted one is kept as a run of no suite.
-    ``loggers`` see each run's events as it trains (on a remote cluster: replayed when the driver stores it).
+    A failed run counts as done unless ``retry_failed``; an interrupted one never does: where workers record their
+    runs and it has a checkpoint, it goes on from there in place (``resume=False``: from step 0, the interrupted one
+    kept as a run of no suite). ``loggers`` see each run's events (a remote cluster's: replayed when stored).
 
     Bad input (an unknown executor or option, an unusable store, an
     unreachable cluster) raises :class:`ConfigError` before anything is written.
