@@ -120,6 +120,35 @@ def baseline_json(board: pd.DataFrame, suite: str | None) -> dict[str, Any]:
     }
 
 
+#: the columns of ``grokbench compare``'s table
+COMPARE_HEADERS = [
+    "group",
+    "entry",
+    "baseline median t_gen",
+    "current",
+    "change",
+    "baseline success",
+    "current",
+    "verdict",
+]
+
+
+def _verdict(old: dict[str, Any], new: Any, old_med: float, tolerance: float, success_tolerance: float) -> str:
+    """How a leaderboard row ``new`` (None: missing) fares against its baseline entry ``old``."""
+    if new is None:
+        return "REGRESSION: missing"
+    new_med = new["median_t_generalize"]
+    if old["generalized"] > 0 and new["generalized"] == 0:
+        return "REGRESSION: stopped generalizing"
+    if new["success_rate"] < old["success_rate"] - success_tolerance - 1e-12:
+        return "REGRESSION: success rate fell"
+    if new_med > old_med * (1 + tolerance):
+        return "REGRESSION: slower to generalize"
+    if new_med < old_med or new["success_rate"] > old["success_rate"]:
+        return "improved"
+    return "ok"
+
+
 def compare_with_baseline(
     store: Store,
     baseline: str | os.PathLike[str],
@@ -141,20 +170,7 @@ def compare_with_baseline(
     for old in base["entries"]:
         new = current.pop((old["group"], old["entry"]), None)
         old_med = old["median_t_generalize"] if old["median_t_generalize"] is not None else math.inf
-        if new is None:
-            verdict = "REGRESSION: missing"
-        else:
-            new_med = new["median_t_generalize"]
-            if old["generalized"] > 0 and new["generalized"] == 0:
-                verdict = "REGRESSION: stopped generalizing"
-            elif new["success_rate"] < old["success_rate"] - success_tolerance - 1e-12:
-                verdict = "REGRESSION: success rate fell"
-            elif new_med > old_med * (1 + tolerance):
-                verdict = "REGRESSION: slower to generalize"
-            elif new_med < old_med or new["success_rate"] > old["success_rate"]:
-                verdict = "improved"
-            else:
-                verdict = "ok"
+        verdict = _verdict(old, new, old_med, tolerance, success_tolerance)
         regressions += verdict.startswith("REGRESSION")
         change = "—"
         if new is not None and math.isfinite(old_med) and math.isfinite(new["median_t_generalize"]):
@@ -172,33 +188,10 @@ def compare_with_baseline(
             ]
         )
     for (group, entry), new in current.items():
-        rows.append(
-            [
-                group,
-                entry,
-                "—",
-                number_text(new["median_t_generalize"]),
-                "—",
-                "—",
-                f"{new['generalized']}/{new['seeds']}",
-                "new",
-            ]
-        )
+        seeds = f"{new['generalized']}/{new['seeds']}"
+        rows.append([group, entry, "—", number_text(new["median_t_generalize"]), "—", "—", seeds, "new"])
     head = f"### grokbench compare: {suite or 'all runs'} against {Path(baseline).name}\n\n"
-    table = tabulate(
-        rows,
-        headers=[
-            "group",
-            "entry",
-            "baseline median t_gen",
-            "current",
-            "change",
-            "baseline success",
-            "current",
-            "verdict",
-        ],
-        tablefmt="github",
-    )
+    table = tabulate(rows, headers=COMPARE_HEADERS, tablefmt="github")
     tail = (
         f"\n\n{regressions} regression(s) (tolerance: median +{tolerance:.0%}, success rate −{success_tolerance:.0%})."
     )

@@ -1,9 +1,7 @@
 """The benchmark's report: the method × track score table as markdown, HTML and CSV, and plots.
 
-Scores come from :func:`grokbench.reporting.scores.score_table` (the formulas are in
-docs/benchmark.md); this module only renders them. The HTML is one
-self-contained interactive page built with :mod:`grokbench.reporting.html` like the leaderboard's: a sortable,
-filterable table and plotly figures (plotly.js inlined, nothing fetched when the page opens).
+Scores come from :func:`grokbench.reporting.scores.score_table` (formulas in docs/benchmark.md); this module
+renders them. The HTML page is built with :mod:`grokbench.reporting.html`, like the leaderboard's.
 """
 
 from __future__ import annotations
