@@ -214,9 +214,10 @@ def run(
             log_dir=log_dir,
             **options,
         )
-    from grokbench.reporting.reports import metric_declarations  # after training: it imports pandas
+    from grokbench.plugin import manager
+    from grokbench.reporting.declarations import metric_declarations
 
-    columns = () if as_json else metric_declarations().columns
+    columns = () if as_json else metric_declarations(manager.get_registry()).columns
     texts = [json.dumps(r.to_json()) if as_json else summary_text(r.to_json(), columns) for r in results]
     if len(results) > 1 and not as_json:
         texts.append(seeds_line([r.to_json() for r in results]))
@@ -454,10 +455,13 @@ def suite_run(
 @click.option("--no-plots", is_flag=True, help="tables and baseline only")
 def report(suite_name, store, out, no_plots) -> None:
     """Write leaderboard.md, leaderboard.html, leaderboard.csv, plots (PNG, SVG) and baseline.json."""
+    from grokbench.plugin import manager
     from grokbench.recording.recovery import open_store
-    from grokbench.reporting.reports import write_report
+    from grokbench.reporting.declarations import metric_declarations
+    from grokbench.reporting.report import write_report
 
-    written = write_report(open_store(store, create=False), out, suite=suite_name, plots=not no_plots)
+    declarations = metric_declarations(manager.get_registry())
+    written = write_report(open_store(store, create=False), out, declarations, suite=suite_name, plots=not no_plots)
     click.echo("\n".join(str(p) for p in written))
 
 
@@ -485,7 +489,7 @@ def compare(baseline, suite_name, store, tolerance, success_tolerance) -> None:
     """Compare current results with a baseline; print a markdown table; exit 1 on a regression."""
     from grokbench.errors import RunError
     from grokbench.recording.recovery import open_store
-    from grokbench.reporting.reports import compare_with_baseline
+    from grokbench.reporting.baseline import compare_with_baseline
 
     table, regressions = compare_with_baseline(
         open_store(store, create=False),
@@ -509,7 +513,7 @@ def compare(baseline, suite_name, store, tolerance, success_tolerance) -> None:
 def export(fmt, out, suite_name, store) -> None:
     """Export runs (one row per run, summary flattened) and curves (long format) for pandas and other tools."""
     from grokbench.recording.recovery import open_store
-    from grokbench.reporting.reports import export_store
+    from grokbench.reporting.export import export_store
 
     for path in export_store(open_store(store, create=False), out, fmt, suite=suite_name):
         click.echo(str(path))
@@ -622,11 +626,17 @@ def bench_run(
 @click.option("--no-plots", is_flag=True, help="tables only")
 def bench_report(benchmark_name, methods, store, out, no_plots) -> None:
     """Write the method × track score table (md, html, csv) and plots."""
+    from grokbench.plugin import manager
     from grokbench.recording.recovery import open_store
     from grokbench.reporting.benchmark_page import write_benchmark_report
 
     written = write_benchmark_report(
-        open_store(store, create=False), benchmark_name, out, methods=list(methods), plots=not no_plots
+        open_store(store, create=False),
+        benchmark_name,
+        out,
+        manager.get_registry(),
+        methods=list(methods),
+        plots=not no_plots,
     )
     click.echo("\n".join(str(p) for p in written))
 

@@ -97,13 +97,15 @@ def test_leaderboard_ranks_by_median_time_to_generalize_and_never_last(smoke):
     assert "Only entries that differ in regularizer and optimizer compete" in md
 
 
-def test_learning_curves_one_figure_per_group_with_loss_and_declared_metric_panels(smoke):
-    from grokbench.reporting.reports import CORE_PANELS, curve_figures, metric_declarations, runs_frame
+def test_learning_curves_one_figure_per_group_with_loss_and_declared_metric_panels(smoke, registry):
+    from grokbench.reporting.declarations import metric_declarations
+    from grokbench.reporting.figures import CORE_PANELS, curve_figures
+    from grokbench.reporting.runs import runs_frame
 
     work, _ = smoke
     store = Store(work / "smoke.db")
     frame = runs_frame(store, "smoke")
-    figures = curve_figures(frame, store.curves_long(frame["id"].unique()), CORE_PANELS + metric_declarations().panels)
+    figures = curve_figures(frame, store.curves_long(frame["id"].unique()), CORE_PANELS + metric_declarations(registry).panels)
     assert [f.stem for f in figures] == ["curves-modadd-cls-g1", "curves-modadd-cls-g2"]
     g1 = figures[0]
     assert [p.title for p in g1.panels] == ["accuracy", "loss", "‖θ‖₂", "‖θ‖∞"]
@@ -210,7 +212,8 @@ def test_the_html_leaderboard_escapes_every_plugin_provided_string(tmp_path):
 def test_scaling_fit_recovers_the_exponent_and_report_draws_it(tmp_path, registry):
     """Synthetic runs whose smallest generalizing fraction is 2·p^(-1/3): n* = fraction·p² grows as p^(5/3)."""
     from grokbench.config.suites import load_suite
-    from grokbench.reporting.reports import runs_frame, scaling_table
+    from grokbench.reporting.runs import runs_frame
+    from grokbench.reporting.scaling import scaling_table
 
     suite = load_suite(ROOT / "tasks" / "scaling.toml", registry)
     store = Store(tmp_path / "s.db")
@@ -245,7 +248,7 @@ def test_scaling_fit_recovers_the_exponent_and_report_draws_it(tmp_path, registr
 def test_scaling_plots_label_each_task_with_its_own_quantity(tmp_path, monkeypatch):
     from matplotlib.axes import Axes
 
-    from grokbench.reporting.reports import plot_scaling
+    from grokbench.reporting.scaling import plot_scaling
 
     def item(task, k, exponent):
         points = [{"p": p, "fraction": 0.5, "n_star": 0.5 * p**k} for p in (7, 11)]

@@ -1,9 +1,7 @@
 """The benchmark's report: the method × track score table as markdown, HTML and CSV, and plots.
 
-Scores come from :func:`grokbench.reporting.scores.score_table` (the formulas are in
-docs/benchmark.md); this module only renders them. The HTML is one
-self-contained interactive page built with :mod:`grokbench.reporting.html` like the leaderboard's: a sortable,
-filterable table and plotly figures (plotly.js inlined, nothing fetched when the page opens).
+Scores come from :func:`grokbench.reporting.scores.score_table` (formulas in docs/benchmark.md); this module
+renders them. The HTML page is built with :mod:`grokbench.reporting.html`, like the leaderboard's.
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ import pandas as pd
 from grokbench.config.benchmark import Benchmark, load_benchmark
 from grokbench.errors import ConfigError
 from grokbench.files import output_dir, save_figure, write_file
-from grokbench.plugin.manager import get_registry
+from grokbench.plugin.registry import Registry
 from grokbench.reporting import html as html_page
 from grokbench.reporting.scores import MethodSummary, TrackScore, score_table, stored_methods
 from grokbench.storage.store import Store
@@ -309,12 +307,13 @@ def write_benchmark_report(
     store: Store,
     benchmark: str | None,
     out: str | os.PathLike[str],
+    registry: Registry,
     *,
     methods: list[str] | None = None,
     plots: bool = True,
 ) -> list[Path]:
-    """Write benchmark.md, benchmark.html, benchmark.csv (and plots) for the methods in the store."""
-    registry = get_registry()
+    """Write benchmark.md, benchmark.html, benchmark.csv (and plots) for the methods in the store; ``registry``
+    resolves the benchmark's tasks and methods."""
     bench = load_benchmark(benchmark, registry)
     if not store.path.exists():
         raise ConfigError(f"no store {store.path}")

@@ -1,15 +1,7 @@
 """Self-contained interactive HTML pages: a sortable, filterable table and plotly figures, nothing fetched.
 
-The building blocks of every HTML report (the leaderboard, the benchmark's method × track table):
-
-* :func:`table` returns a ``<table>`` fragment that sorts on a header click (numbers numerically) and
-  filters on the words typed in the box above it;
-* :func:`figure` returns a plotly figure as a fragment (hover, zoom, pan, click a legend entry to hide
-  a series); :func:`panels_figure` builds one from :class:`Panel`\\ s of median-over-seeds series;
-* :func:`page` puts fragments into one page, with plotly.js inlined once (only when the page has a
-  figure), so the file opens offline. It fits a 1000-px window: figures are responsive and a wide
-  table scrolls inside its own box.
-
+:func:`table` and :func:`figure` make fragments; :func:`page` puts them into one page that inlines plotly.js once
+(only when it has a figure), so the file opens offline; figures are responsive and a wide table scrolls in its box.
 Every string that reaches the page is escaped here; callers pass plain text.
 """
 
