@@ -70,12 +70,13 @@ def _collect(pm: pluggy.PluginManager, plugin: Any, others: list[Any]) -> list[t
 
 
 def _unknown_hooks(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
-    """The hooks ``plugin`` implements that no specification declares (``pm.check_pending``, per plugin)."""
+    """The hooks ``plugin`` implements that no specification declares, except those marked ``optionalhook=True``
+    (``pm.check_pending``, per plugin)."""
     names = []
     for name in dir(pm.hook):
         caller = getattr(pm.hook, name)
         if isinstance(caller, pluggy.HookCaller) and not caller.has_spec():
-            if any(impl.plugin is plugin for impl in caller.get_hookimpls()):
+            if any(impl.plugin is plugin and not impl.optionalhook for impl in caller.get_hookimpls()):
                 names.append(name)
     return sorted(names)
 
