@@ -45,6 +45,8 @@ from .optimizers import AdamStep, SGDStep
 class GrokfastState(OptimizerState):
     """EMA gradient filter, then the base optimizer's step."""
 
+    capabilities = frozenset({"state-dict"})
+
     def __init__(self, params: list[torch.Tensor], base: OptimizerState, alpha: float, lamb: float):
         self.params, self.base, self.alpha, self.lamb = params, base, alpha, lamb
         self.ema: list[torch.Tensor] | None = None

@@ -49,6 +49,8 @@ class SGDStep(OptimizerState):
     """torch.optim.SGD's update (dampening 0): θ ← θ − η g, with g = b ← μ b + ∇L (b₀ = ∇L) under momentum μ,
     or g = ∇L + μ b (Nesterov)."""
 
+    capabilities = frozenset({"state-dict"})
+
     def __init__(self, params: list[torch.Tensor], lr: Hyper, momentum: Hyper = 0.0, nesterov: bool = False):
         self.params, self.lr, self.momentum, self.nesterov = params, lr, momentum, nesterov
         self.buffers: list[torch.Tensor] | None = None
@@ -97,6 +99,8 @@ class AdamStep(OptimizerState):
     m ← β₁-lerp, v ← β₂ v + (1 − β₂) g², θ ← θ − η/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε). With numbers for
     hyperparameters, on contiguous CPU tensors, it runs as two fused C passes where they are built
     (:mod:`grokbench_plugins.fused_adam`): the same operations, the same bits."""
+
+    capabilities = frozenset({"state-dict"})
 
     def __init__(
         self, params: list[torch.Tensor], lr: Hyper, beta1: Hyper, beta2: Hyper, eps: Hyper, weight_decay: Hyper = 0.0
@@ -176,6 +180,8 @@ class GradientDescent(Optimizer):
 
 
 class NormalizedStep(OptimizerState):
+    capabilities = frozenset({"state-dict"})
+
     def __init__(self, params: list[torch.Tensor], lr: float, eps: float):
         self.params, self.lr, self.eps = params, lr, eps
 

@@ -44,6 +44,8 @@ class OrthoGradState(OptimizerState):
     """Each gradient orthogonalized to its tensor, then (with an SGD base) torch.optim.SGD's coupled weight
     decay g + λθ, then the base optimizer's step."""
 
+    capabilities = frozenset({"state-dict"})
+
     def __init__(self, params: list[torch.Tensor], base: OptimizerState, coupled_decay: float = 0.0):
         self.params, self.base, self.coupled_decay = params, base, coupled_decay
 

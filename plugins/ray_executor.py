@@ -54,6 +54,7 @@ class RayExecutor(Executor):
     """Train groups as Ray tasks: on the cluster at --address (or $RAY_ADDRESS), else on a local Ray instance."""
 
     name = "ray"
+    capabilities = frozenset({"remote"})
 
     class Params(Params):
         address: str | None = Field(
@@ -63,6 +64,12 @@ class RayExecutor(Executor):
         cpus_per_run: PositiveFloat = Field(1.0, description="CPUs each task (one group of seeds) reserves")
         gpus_per_run: float = Field(0.0, ge=0, description="GPUs each task reserves (fractions share a GPU)")
 
+    def __init__(self, params: Params):
+        super().__init__(params)
+        self.address = params.address or os.environ.get("RAY_ADDRESS")
+        if not self.address or self.address == "local":  # a local Ray instance: its workers share this machine
+            self.capabilities = self.capabilities - {"remote"}
+
     def start(self) -> None:
         try:
             import ray
@@ -71,10 +78,7 @@ class RayExecutor(Executor):
         self.ray = ray
         self.owned = False
         self.watchdog: subprocess.Popen[bytes] | None = None
-        address = self.params.address or os.environ.get("RAY_ADDRESS")
-        self.remote = (
-            bool(address) and address != "local"
-        )  # runs train elsewhere: the driver does not check its own devices
+        address = self.address
         if address:
             check_reachable(address)
         if ray.is_initialized():  # the caller already connected (a notebook, a test session): use that
@@ -111,7 +115,8 @@ class RayExecutor(Executor):
             for ref in pending:
                 with contextlib.suppress(Exception):
                     ray.cancel(ref)
-            if not self.remote:  # its workers record their runs: let them end them `interrupted` before close()
+            # its workers record their runs: let them end them `interrupted` before close()
+            if not self.supports("remote"):
                 with contextlib.suppress(Exception):
                     ray.wait(list(pending), num_returns=len(pending), timeout=STOP_GRACE)
             raise

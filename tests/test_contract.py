@@ -107,6 +107,40 @@ def test_a_stateful_metric_declares_it_and_defines_both_state_methods():
     assert NTKDrift.supports("stateful")
 
 
+def test_remote_is_an_executor_capability_that_an_instance_may_drop(monkeypatch):
+    from grokbench_plugins.local_executors import InlineExecutor
+    from grokbench_plugins.ray_executor import RayExecutor
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert RayExecutor.supports("remote") and not InlineExecutor.supports("remote")
+    assert not RayExecutor(RayExecutor.Params()).supports("remote")  # a local Ray instance
+    assert not RayExecutor(RayExecutor.Params(address="local")).supports("remote")
+    assert RayExecutor(RayExecutor.Params(address="10.0.0.1:6379")).supports("remote")
+    monkeypatch.setenv("RAY_ADDRESS", "ray://10.0.0.1:10001")
+    assert RayExecutor(RayExecutor.Params()).supports("remote")
+    inline = InlineExecutor(InlineExecutor.Params())
+    inline.capabilities = frozenset({"in-process", "remote"})  # an instance narrows its class's, never widens
+    assert inline.supports("in-process") and not inline.supports("remote")
+
+
+def test_an_optimizer_state_declares_state_dict_and_is_checked_when_defined():
+    from grokbench_plugins.optimizers import AdamStep, NormalizedStep, SGDStep
+
+    from grokbench.plugin.contracts import OptimizerState, TorchOptimizerState
+    from grokbench.training.stalls import member_state
+
+    with pytest.raises(TypeError, match="Hidden defines state_dict without declaring capability 'state-dict'"):
+        type("Hidden", (OptimizerState,), {"step": lambda self, grads: None, "state_dict": lambda self: {}})
+    with pytest.raises(TypeError, match="Empty declares capability 'state-dict' but does not define state_dict"):
+        type("Empty", (OptimizerState,), {"step": lambda self, grads: None, "capabilities": frozenset({"state-dict"})})
+    plain = type("Plain", (OptimizerState,), {"step": lambda self, grads: None})
+    assert not plain.supports("state-dict")
+    assert all(c.supports("state-dict") for c in (SGDStep, AdamStep, NormalizedStep, TorchOptimizerState))
+    params = [torch.ones(3)]
+    assert member_state(0, 1, params, [plain()], batched=False) is None  # its state is not known: never stalled
+    assert member_state(0, 1, params, [NormalizedStep(params, 1.0, 1e-30)], batched=False) == params
+
+
 def test_the_reference_marks_required_and_optional_methods():
     text = docs.render()
     assert "- `apply(self, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor` (**required**)" in text

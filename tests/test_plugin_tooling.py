@@ -224,3 +224,16 @@ def test_a_plugin_registering_one_name_twice_is_broken_and_says_so():
     (broken,) = registry.broken
     assert broken.error == "failed to register: ValueError: registers model 'wrong-shape' twice"
     assert "wrong-shape" not in registry.names("model") and "transformer" in registry.names("model")
+
+
+def test_an_optionalhook_implementation_of_an_unknown_hook_is_kept_and_a_plain_one_is_refused():
+    def widgets(register):
+        raise AssertionError("a hook grokbench does not know is never called")
+
+    optional = plugin(register_models=lambda register: register(WrongShape))
+    optional.register_widgets = hookimpl(optionalhook=True)(lambda register: widgets(register))
+    plain = plugin(register_widgets=lambda register: widgets(register))
+    registry = load_plugins(extra=[("optional", optional), ("plain", plain)], entry_points=False)
+    (broken,) = registry.broken
+    assert broken.name == "plain" and broken.error.startswith("implements unknown hook(s) register_widgets (known: ")
+    assert registry.entry("model", "wrong-shape").plugin.name == "optional"

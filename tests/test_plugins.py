@@ -134,3 +134,18 @@ def test_disable_plugins_environment_variable(monkeypatch):
     registry = load_plugins()
     assert "linf_norm" not in registry.names("metric") and not registry.names("preset")
     assert "modadd-cls" in registry.names("task")
+
+
+def test_an_unknown_name_names_the_plugins_that_failed_to_load():
+    ep = importlib.metadata.EntryPoint(name="ghost", value="no_such_module_xyz", group="grokbench")
+    registry = load_plugins(extra=[("ghost", ep)])
+    reason = "plugin 'ghost' failed to load: ModuleNotFoundError: No module named 'no_such_module_xyz'"
+    with pytest.raises(ConfigError) as bare:
+        registry.get("model", "ghost-net")
+    assert str(bare.value).startswith("unknown model 'ghost-net' (") and str(bare.value).endswith(f"); {reason}")
+    with pytest.raises(ConfigError) as qualified:
+        registry.get("model", "ghost:net")
+    assert str(qualified.value).startswith("unknown model 'ghost:net' (") and str(qualified.value).endswith(reason)
+    with pytest.raises(ConfigError) as clean:
+        load_plugins(extra=[], entry_points=False).get("model", "ghost-net")
+    assert str(clean.value) == "unknown model 'ghost-net' (no model is installed)"

@@ -1,4 +1,4 @@
-"""The reference part of docs/plugins.md, generated from the docstrings of hookspecs.py and contracts.py.
+"""The reference part of docs/plugins.md, generated from the docstrings of hookspecs.py and the contracts package.
 
     python -m grokbench.authoring.docs            # rewrite the generated section of docs/plugins.md
     python -m grokbench.authoring.docs --check    # exit 1 (and say so) if it is out of date
@@ -16,12 +16,13 @@ import inspect
 import sys
 import textwrap
 from pathlib import Path
+from types import ModuleType
 
 from grokbench.plugin import contracts, hookspecs
 from grokbench.plugin.manager import ENTRY_POINT_GROUP, PROJECT
 from grokbench.plugin.registry import KINDS
 
-BEGIN = "<!-- BEGIN GENERATED REFERENCE: edit grokbench/plugin/hookspecs.py or grokbench/plugin/contracts.py, then run `python -m grokbench.authoring.docs` -->"
+BEGIN = "<!-- BEGIN GENERATED REFERENCE: edit grokbench/plugin/hookspecs.py or grokbench/plugin/contracts/, then run `python -m grokbench.authoring.docs` -->"
 END = "<!-- END GENERATED REFERENCE -->"
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
 
@@ -48,7 +49,7 @@ def _calling_rule(name: str, opts: dict) -> str:
         base = KINDS[kinds[0]][1]
         rule = (
             f"Called once per plugin when plugins are loaded (on first use, never at import). {rule} Each object "
-            f"passed to `register` is validated (a subclass of `{base.__module__}.{base.__qualname__}`"
+            f"passed to `register` is validated (a subclass of `{contracts.__name__}.{base.__qualname__}`"
             + (
                 " instance"
                 if kinds[0] in ("preset", "benchmark")
@@ -150,14 +151,18 @@ def _class_section(cls: type, node: ast.ClassDef, lines: list[str]) -> str:
     return "\n".join(out)
 
 
+def contract_modules() -> list[ModuleType]:
+    """The modules of :mod:`grokbench.plugin.contracts`, in the order of its ``__all__``."""
+    names = (getattr(getattr(contracts, name), "__module__", "") for name in contracts.__all__)
+    return [sys.modules[m] for m in dict.fromkeys(names) if m.startswith(f"{contracts.__name__}.")]
+
+
 def _contract_section() -> str:
-    source = inspect.getsource(contracts)
-    lines = source.splitlines()
-    tree = ast.parse(source)
     out = [
         "### Contracts",
         "",
-        "Base classes in `grokbench.plugin.contracts`, in source order. **required**: an abstract method, registration "
+        "Base classes in `grokbench.plugin.contracts` (one module per kind, in source order). **required**: an "
+        "abstract method, registration "
         "refuses a class that leaves it unimplemented; *capability `x`*: define it only with `x` in the class's "
         "`capabilities` (registration checks both ways); *has a default*: override only to change it.",
         "",
@@ -166,10 +171,12 @@ def _contract_section() -> str:
         *[f"| {kind} | `{hook}` | `{base.__qualname__}` |" for kind, (hook, base) in KINDS.items()],
         "",
     ]
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef):
-            cls = getattr(contracts, node.name)
-            out.append(_class_section(cls, node, lines))
+    for module in contract_modules():
+        source = inspect.getsource(module)
+        lines = source.splitlines()
+        for node in ast.parse(source).body:
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                out.append(_class_section(getattr(module, node.name), node, lines))
     return "\n".join(out)
 
 

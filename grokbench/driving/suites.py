@@ -227,7 +227,7 @@ def run_suite(
         target = store if isinstance(store, Store) else open_store(store)  # checks (and migrates) the store
         done = target.stored_hashes((c.hash for c in configs), failed=not retry_failed)
         pending = [c for c in configs if c.hash not in done]
-        remote = getattr(runner, "remote", False)
+        remote = runner.supports("remote")
         if not remote:  # runs train on this machine: its devices and memory, before any write
             check_runnable(pending, registry)
         outcome = SuiteOutcome(

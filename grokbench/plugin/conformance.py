@@ -1,12 +1,8 @@
-"""Cheap contract checks at the start of a run, and naming the plugin behind a failure.
+"""Contract checks of what components return, at the start of a run, and naming the plugin behind a failure.
 
-Registration already checks a component's class (``registry.validate_component``).
-What a component *returns* can only be checked once it runs: before training,
-:func:`check_task_data` and :func:`check_model` look at the task's data and one
-forward pass on a real training batch (the task's training inputs, or one
-minibatch of them) and on the held-out inputs, and raise a :class:`ConfigError`
-that names the plugin whose output was wrong. :func:`blame` finds which component (and so which plugin) raised an
-exception during a run, from its traceback.
+Before training, :func:`check_task_data` and :func:`check_model` look at the task's data and a forward pass
+on a real training batch and on the held-out inputs, and raise a :class:`ConfigError` naming the plugin.
+:func:`blame` finds the component (so the plugin) that raised an exception during a run, from its traceback.
 """
 
 from __future__ import annotations
@@ -78,12 +74,8 @@ def check_model(model: Any, data: TaskData, entry: Entry, batch_size: int | None
 
 
 def blame(exc: BaseException, entries: Mapping[str, Entry]) -> Entry | None:
-    """The component whose code raised ``exc`` (innermost frame first), or None if none of them did.
-
-    A frame belongs to a component when its ``self`` is an instance of the
-    component's class; failing that, when it runs in the module that defines
-    the component.
-    """
+    """The component whose code raised ``exc`` (innermost frame first), or None: a frame belongs to a component
+    when its ``self`` is an instance of the component's class, else when it runs in the class's module."""
     classes = {id(e.component): e for e in entries.values() if isinstance(e.component, type)}
     modules = {e.component.__module__: e for e in entries.values() if isinstance(e.component, type)}
     frames: list[types.FrameType] = []

@@ -1,17 +1,13 @@
-"""Hook specifications: the whole contract between grokbench and its plugins.
+"""Hook specifications: the whole contract between grokbench and its plugins (these docstrings are its reference).
 
-A plugin is a module (or any object) with functions decorated by
-``grokbench.hookimpl`` whose names match the specs below. It is found through
-the ``grokbench`` entry-point group::
+A plugin is a module (or any object) with functions decorated by ``grokbench.hookimpl`` whose names match the
+specs below, found through the ``grokbench`` entry-point group::
 
     [project.entry-points.grokbench]
     my_plugin = "my_package.plugin_module"
 
-Every registration hook receives a ``register`` callback. Call it once per
-component class; grokbench records which plugin (distribution and version)
-registered it. The classes to subclass live in :mod:`grokbench.plugin.contracts`.
-
-These docstrings are the reference documentation of the hooks.
+Every registration hook receives a ``register`` callback: call it once per component; grokbench records which
+plugin (distribution and version) registered it. The classes to subclass are in :mod:`grokbench.plugin.contracts`.
 """
 
 from __future__ import annotations
@@ -86,16 +82,12 @@ def register_presets(register: Callable[[object], None]) -> None:
 def register_executors(register: Callable[[type], None]) -> None:
     """Register executor classes (subclasses of :class:`grokbench.plugin.contracts.Executor`).
 
-    An executor decides where the runs of a suite are trained: in the driver's
-    process, a local process pool, a Ray cluster, a batch scheduler. The driver
-    (``grokbench suite run``) hands it groups of run configurations (those
-    differing only in their seed travel together, so that a model may train
-    them as one batch) and a picklable work function; the executor calls the
-    work function on each group somewhere and yields the results back. The
-    executor never writes to the results store: the work function records each
-    run as it trains where the workers share the driver's machine, the driver
-    when they come back from a ``remote`` cluster. Call ``register(ExecutorClass)``
-    once per executor.
+    An executor decides where the runs of a suite train: the driver's process, a process pool, a Ray
+    cluster, a batch scheduler. The driver (``grokbench suite run``) hands it groups of run configurations
+    (runs a model may train as one batch) and a picklable work function; the executor calls the work
+    function on each group somewhere and yields the results back. It never writes to the results store:
+    each run records itself as it trains, or, with capability ``remote``, the driver stores it when it
+    comes back. Call ``register(ExecutorClass)`` once per executor.
     """
 
 

@@ -1,17 +1,12 @@
 """Loading plugins: entry points of the ``grokbench`` group, through pluggy, each one isolated.
 
-Plugins are loaded on first use, never at import time. A plugin that fails to
-import, or raises or registers something invalid while registering, is kept as
-*broken* with its reason; every other plugin still works. So is a plugin
-that implements a hook grokbench does not know (a misspelled ``register_model``):
-pluggy's ``check_pending`` names it. Anything raised at import, ``SystemExit``
-included (but not ``KeyboardInterrupt``), counts as a failure to load.
+Plugins load on first use, never at import. A plugin that fails to import (anything raised, ``SystemExit``
+included, ``KeyboardInterrupt`` not), raises or registers something invalid, or implements a hook grokbench
+does not know (a misspelled ``register_model``; one marked ``optionalhook=True`` is exempt) is kept as
+*broken* with its reason; the others still work.
 
-For debugging: ``GROKBENCH_DISABLE_PLUGINS`` (comma-separated entry-point
-names) skips those plugins (they are listed as disabled), and
-``GROKBENCH_NO_ENTRY_POINTS=1`` loads no entry point at all, first-party ones
-included. The global options ``grokbench --disable-plugin NAME`` and
-``grokbench --no-entry-points`` set them.
+For debugging: ``GROKBENCH_DISABLE_PLUGINS`` (comma-separated entry-point names; ``--disable-plugin``) skips
+those plugins, and ``GROKBENCH_NO_ENTRY_POINTS=1`` (``--no-entry-points``) loads no entry point at all.
 """
 
 from __future__ import annotations
@@ -27,9 +22,8 @@ import pluggy
 from grokbench.errors import describe
 from grokbench.plugin import hookspecs
 
-if (
-    TYPE_CHECKING
-):  # the registry imports the contracts, hence torch: loaded on first use, so `grokbench --help` stays light
+# the registry imports the contracts, hence torch: imported on first use, so that `grokbench --help` stays light
+if TYPE_CHECKING:
     from grokbench.plugin.registry import Registry
 
 PROJECT = "grokbench"
@@ -70,12 +64,13 @@ def _collect(pm: pluggy.PluginManager, plugin: Any, others: list[Any]) -> list[t
 
 
 def _unknown_hooks(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
-    """The hooks ``plugin`` implements that no specification declares (``pm.check_pending``, per plugin)."""
+    """The hooks ``plugin`` implements that no specification declares, except those marked ``optionalhook=True``
+    (``pm.check_pending``, per plugin)."""
     names = []
     for name in dir(pm.hook):
         caller = getattr(pm.hook, name)
         if isinstance(caller, pluggy.HookCaller) and not caller.has_spec():
-            if any(impl.plugin is plugin for impl in caller.get_hookimpls()):
+            if any(impl.plugin is plugin and not impl.optionalhook for impl in caller.get_hookimpls()):
                 names.append(name)
     return sorted(names)
 
@@ -99,10 +94,8 @@ def load_plugins(
 ) -> Registry:
     """Load the entry-point plugins (and ``extra`` (name, plugin) pairs, for tests) into a Registry.
 
-    An ``extra`` plugin replaces an entry point of the same name, so a plugin
-    author can test the plugin object under development while an older copy of
-    it is installed. ``distributions``, when given, loads only the entry points
-    of grokbench itself (its first-party plugins) and of those distributions.
+    An ``extra`` plugin replaces the entry point of its name (test the copy under development while an older
+    one is installed). ``distributions``, when given, loads only grokbench's own entry points and theirs.
     """
     from grokbench.plugin.registry import KINDS, PluginInfo, Registry
 
@@ -116,8 +109,7 @@ def load_plugins(
     loaded: list[tuple[PluginInfo, Any]] = []
 
     candidates: list[tuple[PluginInfo, Any]] = []
-    # a distribution's name and version, read once: each read parses its METADATA file again, and the entry
-    # points of one distribution share its Distribution object
+    # name and version, read once per distribution (its entry points share one Distribution; a read parses METADATA)
     dist_meta: dict[int, tuple[str | None, str | None]] = {}
     if entry_points and entry_points_enabled():
         for ep in _entry_points():
@@ -141,8 +133,8 @@ def load_plugins(
 
     for info, source in candidates:
         try:
-            # an entry point by duck type: once the importlib_metadata backport is imported (mlflow does),
-            # importlib.metadata.entry_points() yields its EntryPoint class, not importlib.metadata's
+            # an entry point by identity too: once mlflow imports the importlib_metadata backport,
+            # entry_points() yields the backport's EntryPoint class
             is_entry_point = isinstance(source, importlib.metadata.EntryPoint) or any(
                 source is ep for ep in entry_point_sources
             )

@@ -88,7 +88,9 @@ def validate_component(kind: str, obj: Any) -> str:
             raise TypeError(f"register_presets expects Preset instances, got {obj!r}")
         return preset_key(obj)
     if not (isinstance(obj, type) and issubclass(obj, base)):
-        raise TypeError(f"{KINDS[kind][0]} expects subclasses of {base.__module__}.{base.__name__}, got {obj!r}")
+        raise TypeError(
+            f"{KINDS[kind][0]} expects subclasses of grokbench.plugin.contracts.{base.__name__}, got {obj!r}"
+        )
     component: Any = obj
     component.check_class()
     return str(component.name)
@@ -133,8 +135,7 @@ class Registry:
         if plugin is not None:
             found = self.qualified[kind].get((plugin, bare))
             if found is None:
-                known = [f"{p}:{n}" for p, n in self.qualified[kind]]
-                raise unknown_name(kind, name, known)
+                raise self._unknown(kind, name, [f"{p}:{n}" for p, n in self.qualified[kind]])
             return found
         if name in self.conflicts[kind]:
             owners = " and ".join(p.label for p in self.conflicts[kind][name])
@@ -145,7 +146,13 @@ class Registry:
         try:
             return self.entries[kind][name]
         except KeyError:
-            raise unknown_name(kind, name, self.names(kind)) from None
+            raise self._unknown(kind, name, self.names(kind)) from None
+
+    def _unknown(self, kind: str, name: str, known: list[str]) -> ConfigError:
+        """The unknown-name error, naming the plugins that failed to load (one of them may provide ``name``)."""
+        error = unknown_name(kind, name, known)
+        broken = "; ".join(f"plugin '{p.name}' {p.error}" for p in self.broken)
+        return ConfigError(f"{error}; {broken}") if broken else error
 
     def get(self, kind: str, name: str) -> Any:
         return self.entry(kind, name).component

@@ -105,7 +105,7 @@ def member_state(
 ) -> list[torch.Tensor] | None:
     """Member ``i``'s parameters and optimizer state (rows of stacked tensors); None when the state is not known."""
     own = states[i] if len(states) > 1 else states[0]
-    if type(own).state_dict is OptimizerState.state_dict:
+    if not own.supports("state-dict"):
         return None  # not known
     state = own.state_dict()
     if batched:
