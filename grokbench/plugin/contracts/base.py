@@ -162,3 +162,8 @@ def check_capabilities(cls: type[Capable]) -> None:
             extra = [m for m in (*spec.requires, *spec.optional) if _defines(cls, base, m)]
             if extra:
                 raise TypeError(f"{cls.__name__} defines {', '.join(extra)} without declaring capability '{cap}'")
+
+
+def defines(cls: type[Capable], name: str) -> bool:
+    """Whether ``cls`` (or a class between it and its kind's base) defines ``name`` itself."""
+    return _defines(cls, _kind_base(cls), name)

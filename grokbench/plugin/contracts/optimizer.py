@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import abc
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import torch
 
-from grokbench.plugin.contracts.base import Capability, Capable, Component, check_capabilities
+from grokbench.plugin.contracts.base import Capability, Capable, Component, check_capabilities, defines
 
 
 class Optimizer(Component):
@@ -29,7 +30,9 @@ class Optimizer(Component):
 class OptimizerState(Capable, abc.ABC):
     """What :meth:`Optimizer.build` returns: in-place updates from gradients.
 
-    Its capabilities are checked when its class is defined (so when the plugin that defines it loads).
+    Its capabilities are checked when its class is defined (so when the plugin that defines it loads). A class
+    that defines ``state_dict`` without declaring ``state-dict`` (written before the capability existed) is
+    taken to declare it, with a ``DeprecationWarning``.
     """
 
     CAPABILITIES: ClassVar[Mapping[str, Capability]] = {
@@ -44,6 +47,14 @@ class OptimizerState(Capable, abc.ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if "state-dict" not in cls.capabilities and defines(cls, "state_dict"):
+            warnings.warn(
+                f"{cls.__qualname__} defines state_dict without declaring capability 'state-dict': add "
+                "capabilities = frozenset({'state-dict'}); undeclared, it will be refused in a later contract",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            cls.capabilities = cls.capabilities | {"state-dict"}
         check_capabilities(cls)
 
     @abc.abstractmethod
