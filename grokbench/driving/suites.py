@@ -225,73 +225,115 @@ def run_suite(
     runner.start()  # may refuse (an unreachable cluster) before the store is opened, so before any write
     try:
         target = store if isinstance(store, Store) else open_store(store)  # checks (and migrates) the store
-        done = target.stored_hashes((c.hash for c in configs), failed=not retry_failed)
-        pending = [c for c in configs if c.hash not in done]
         remote = runner.supports("remote")
-        if not remote:  # runs train on this machine: its devices and memory, before any write
-            check_runnable(pending, registry)
+        plan = _plan(suite, configs, target, registry, remote, retry_failed, resume=resume and not remote)
         outcome = SuiteOutcome(
-            suite.name, str(target.path), executor, planned=len(configs), skipped=len(configs) - len(pending)
+            suite.name, str(target.path), executor, planned=len(configs), skipped=len(configs) - plan.pending
         )
-        target.register_suite(suite.name, suite.source, suite.spec.model_dump(mode="json"), suite.members())
-        # interrupted runs with a checkpoint go on from it, in programs of runs that start at the same step
-        resumes = {} if remote or not resume else _resumes(target, suite.name, pending)
-        outcome.resumed = len(resumes)
-        by_start: dict[int, list[RunConfig]] = {}
-        for cfg in pending:
-            by_start.setdefault(resumes[cfg.hash][1] if cfg.hash in resumes else -1, []).append(cfg)
-        groups = [g for start in sorted(by_start, reverse=True) for g in batch_groups(by_start[start], registry)]
+        outcome.resumed = len(plan.resumes)
         # workers on this machine record their runs as they train; a remote cluster's return them to the driver
         live = None
         if not remote:
-            run_ids = {h: run_id for h, (run_id, _) in resumes.items()}
+            run_ids = {h: run_id for h, (run_id, _) in plan.resumes.items()}
             live = LiveTarget(str(target.path), suite.name, retry_failed, loggers, str(log_dir), run_ids)
         in_process = runner.supports("in-process")
         work = functools.partial(train_work, registry=registry if in_process else None, live=live)
-        bar = _bar(len(configs), outcome.skipped, progress, f"suite {suite.name}")
-
-        counted: set[str] = set()  # the runs the executor handed back
-
-        def keep(results: Sequence[RunResult]) -> None:
-            for result in results:
-                counted.add(result.run_id)
-                written = result.store_path is not None  # recorded live by its worker (loggers included)
-                if written or save_result(target, result, suite=suite.name, replace_failed=retry_failed):
-                    if not written:
-                        replay(sinks, result)
-                    outcome.trained += 1
-                    outcome.failed += result.status == "failed"
-                    outcome.interrupted += result.status == "interrupted"
-                    outcome.statuses[result.status] = outcome.statuses.get(result.status, 0) + 1
-                else:
-                    outcome.duplicates += 1
-                bar.update(1)
-                bar.set_postfix(failed=outcome.failed, refresh=False)
-
+        keeper = _Keeper(
+            target,
+            suite.name,
+            retry_failed,
+            sinks,
+            outcome,
+            _bar(len(configs), outcome.skipped, progress, f"suite {suite.name}"),
+        )
         try:
             with _Interrupts() as interrupts:
-                for index, answer in interrupts.answers(runner.map(work, groups)):
+                for index, answer in interrupts.answers(runner.map(work, plan.groups)):
                     if live is not None and isinstance(answer, Exception):
                         recognize_dead_runs(target)  # the runs its dead worker had begun
-                    keep(_results(groups[index], answer, registry))
+                    keeper.keep(_results(plan.groups[index], answer, registry))
         except GroupInterrupted as stop:  # raised in this process (the inline executor): keep what it kept
-            keep(stop.results)
+            keeper.keep(stop.results)
             stopped = True
         except KeyboardInterrupt:
             stopped = True
         finally:
-            bar.close()
+            keeper.bar.close()
     finally:
         runner.close()
     if stopped:
         if live is not None:  # runs its workers recorded but did not hand back (a cancelled Ray task), or could
             recognize_dead_runs(target)  # not end themselves (killed): stored, interrupted, with their curves
-            unseen = target.suite_runs_since(suite.name, begun_at, "interrupted") - counted
+            unseen = target.suite_runs_since(suite.name, begun_at, "interrupted") - keeper.counted
             outcome.trained += len(unseen)
             outcome.interrupted += len(unseen)
         raise _stopped(outcome, started) from None
     outcome.wall_seconds = time.perf_counter() - started
     return outcome
+
+
+@dataclass
+class _Plan:
+    """What a suite invocation trains: ``groups`` for the executor, ``pending`` configurations in all, and the
+    interrupted run each resumed configuration goes on with (config hash -> run id and checkpoint step)."""
+
+    groups: list[list[RunConfig]]
+    pending: int
+    resumes: dict[str, tuple[str, int]]
+
+
+def _plan(
+    suite: Suite,
+    configs: list[RunConfig],
+    store: Store,
+    registry: Registry,
+    remote: bool,
+    retry_failed: bool,
+    resume: bool,
+) -> _Plan:
+    """The configurations the store lacks, checked to run here (unless remote) and grouped into programs: runs that
+    go on from a checkpoint share a program only with runs that go on from the same step. Registers the suite."""
+    done = store.stored_hashes((c.hash for c in configs), failed=not retry_failed)
+    pending = [c for c in configs if c.hash not in done]
+    if not remote:  # runs train on this machine: its devices and memory, before any write
+        check_runnable(pending, registry)
+    store.register_suite(suite.name, suite.source, suite.spec.model_dump(mode="json"), suite.members())
+    resumes = _resumes(store, suite.name, pending) if resume else {}
+    by_start: dict[int, list[RunConfig]] = {}
+    for cfg in pending:
+        by_start.setdefault(resumes[cfg.hash][1] if cfg.hash in resumes else -1, []).append(cfg)
+    groups = [g for start in sorted(by_start, reverse=True) for g in batch_groups(by_start[start], registry)]
+    return _Plan(groups, len(pending), resumes)
+
+
+@dataclass
+class _Keeper:
+    """Stores (or, when a worker already did, counts) the results the executor hands back."""
+
+    store: Store
+    suite: str
+    replace_failed: bool
+    sinks: list[Any]
+    outcome: SuiteOutcome
+    bar: Any
+    counted: set[str] = field(default_factory=set)  # the runs the executor handed back
+
+    def keep(self, results: Sequence[RunResult]) -> None:
+        outcome = self.outcome
+        for result in results:
+            self.counted.add(result.run_id)
+            written = result.store_path is not None  # recorded live by its worker (loggers included)
+            if written or save_result(self.store, result, suite=self.suite, replace_failed=self.replace_failed):
+                if not written:
+                    replay(self.sinks, result)
+                outcome.trained += 1
+                outcome.failed += result.status == "failed"
+                outcome.interrupted += result.status == "interrupted"
+                outcome.statuses[result.status] = outcome.statuses.get(result.status, 0) + 1
+            else:
+                outcome.duplicates += 1
+            self.bar.update(1)
+            self.bar.set_postfix(failed=outcome.failed, refresh=False)
 
 
 def _resumes(store: Store, suite: str, pending: Sequence[RunConfig]) -> dict[str, tuple[str, int]]:
