@@ -209,11 +209,11 @@ def gemm_ceiling(S, n, h, p, device, repeats=20):
 def multi_seed(device, seeds=16, steps=300):
     cfgs = [config(p=23, width=128, steps=steps, eval_every=50, seed=s, device=device) for s in range(seeds)]
     start = time.perf_counter()
-    train_group(cfgs, notice=print)
+    train_group(cfgs, registry=REGISTRY, notice=print)
     batched = time.perf_counter() - start
     start = time.perf_counter()
     for cfg in cfgs:
-        train_config(cfg)
+        train_config(cfg, registry=REGISTRY)
     sequential = time.perf_counter() - start
     return seeds * steps / batched, seeds * steps / sequential
 

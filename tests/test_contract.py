@@ -203,7 +203,7 @@ def test_a_closed_form_model_takes_no_optimizer_and_they_leave_its_hash():
     for options in ({"optimizer": "gd"}, {"regularizer": "l2"}, {"overrides": {"optimizer": {"lr": 2.0}}}):
         with pytest.raises(ConfigError, match="model 'kernel' is trained in closed form and takes no"):
             resolve_config(registry, task="modadd-cls", model="kernel", **options)
-    result = train_config(resolve_config(registry, task="modadd-cls", model="kernel", overrides={"task": {"p": 7}, "model": {"width": 16, "lr": 2.0}, "train": {"steps": 10, "eval_every": 5}}))
+    result = train_config(resolve_config(registry, task="modadd-cls", model="kernel", overrides={"task": {"p": 7}, "model": {"width": 16, "lr": 2.0}, "train": {"steps": 10, "eval_every": 5}}), registry=registry)
     assert result.status == "completed" and result.to_json()["optimizer"] == "-"
 
 

@@ -10,6 +10,7 @@ from grokbench_plugins.quadratic import QuadraticNetwork, Workspace, stacked_los
 
 import grokbench
 from grokbench.plugin.contracts import DataSpec
+from grokbench.plugin.manager import get_registry
 from grokbench.training.programs import train_group
 from tests.test_multiseed import configs
 
@@ -174,7 +175,7 @@ def test_batched_seeds_with_minibatches_have_the_curves_of_the_torch_step(monkey
     finals = {}
     for fused in ("1", "0"):
         monkeypatch.setenv(fused_quadratic.FUSED_ENV, fused)
-        finals[fused] = [r.curves["train_loss"].tolist() for r in train_group(configs([0, 1, 2], extra))]
+        finals[fused] = [r.curves["train_loss"].tolist() for r in train_group(configs([0, 1, 2], extra), registry=get_registry())]
     for a, b in zip(finals["1"], finals["0"]):
         assert a == pytest.approx(b, rel=1e-10)
 

@@ -88,10 +88,10 @@ def test_grid_members_match_training_each_alone(extra, names, points, rtol):
     cfgs = grid(points, extra, **names)
     assert len({c.hash for c in cfgs}) == len(cfgs)
     notices = []
-    batched = train_group(cfgs, notice=notices.append)
+    batched = train_group(cfgs, registry=get_registry(), notice=notices.append)
     assert notices == [] and all(r.environment["batched_seeds"] == len(cfgs) for r in batched)
     assert [r.config for r in batched] == cfgs  # each stored as its own run, with its own configuration
-    alone = [train_config(cfg) for cfg in cfgs]
+    alone = [train_config(cfg, registry=get_registry()) for cfg in cfgs]
     assert_same_runs(batched, alone, rtol)
     losses = [tuple(r.curves["train_loss"]) for r in batched]
     assert len(set(losses)) == len(losses)  # the hyperparameters really differ between members

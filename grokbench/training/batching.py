@@ -1,17 +1,8 @@
 """Batching policy: whether the runs of a group train as one program, and that program.
 
-Configurations that differ only in their seed and in fields their components declare
-:data:`~grokbench.plugin.contracts.BATCHABLE` (:func:`batch_key`: a learning rate, a decay, an
-initialization scale) train together, each run's parameters stacked along a leading
-dimension, when their data have one shape. Optimizer and regularizer hyperparameters on
-which the runs differ reach the component as tensors ``[G]`` (:func:`stack_components`):
-
-* a model with capability ``batched-step`` hands its own :class:`BatchedModel` (``Model.stack``);
-* any other model (but a ``closed-form`` one) batches through ``torch.func``:
-  :class:`FunctionalBatch` vmaps ``grad`` of ``task.loss(model.apply(params, x), y)``
-  over the stacked parameters, so each seed gets exactly the gradients of the
-  default ``Model.loss_and_grads`` (its ``apply`` must be a function of its
-  parameters, as the contract says).
+Runs that differ only in their seed and :data:`~grokbench.plugin.contracts.BATCHABLE` fields (:func:`batch_key`)
+train together, parameters stacked along a leading dimension, hyperparameters on which they differ as tensors
+``[G]``: through the model's own ``Model.stack`` (``batched-step``), else :class:`FunctionalBatch` (``torch.func``).
 """
 
 from __future__ import annotations
@@ -28,7 +19,8 @@ from grokbench.plugin.registry import Registry
 
 
 class FunctionalBatch(BatchedModel):
-    """Several seeds of any model trained as one program through ``torch.func`` (``vmap`` of ``grad``)."""
+    """Several seeds of any model trained as one program: ``vmap`` of ``grad`` of
+    ``task.loss(model.apply(params, x), y)``, so each seed gets exactly the default ``Model.loss_and_grads``."""
 
     def loss_and_grads(self, x: torch.Tensor, y: torch.Tensor, task: Task) -> tuple[torch.Tensor, list[torch.Tensor]]:
         model = self.members[0]
@@ -45,12 +37,8 @@ def batch_key(cfg: RunConfig, registry: Registry) -> str:
     """What the runs of one batched program share: the configuration's hash without its seed and without the
     parameters its components declare batchable. Runs with equal keys may train as one program.
 
-    With ``train.early_stop`` only the seeds of one configuration share a key. The rule came from programs that
-    stepped a member until the last one left (tasks/paper.toml's ``alpha``: t_gen 950 to 3,500, so one program
-    of 15 stepped 1.8 times the member-steps of five programs of 3: docs/performance.md, A grid as one program).
-    Programs now shrink when members leave (:func:`grokbench.training.programs.train_group`), so that cost is gone; five
-    programs of 3 cost 1.07 times the CPU of that grid joined (``benchmarks/program_size.py``, within the
-    spread of three repeats), and the rule stays until a re-run of the suite confirms it can go."""
+    With ``train.early_stop`` only the seeds of one configuration share a key (why, measured:
+    docs/performance.md, A grid as one program)."""
     tree = cfg.model_dump(mode="json")
     if tree["train"]["early_stop"]:
         return variant_of(tree)

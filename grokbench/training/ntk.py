@@ -1,19 +1,8 @@
-"""The empirical neural tangent kernel (eNTK) of any model plugin.
+"""The empirical neural tangent kernel Θ(x, x') = J(x) J(x')ᵀ of any model plugin, J = ∂f(θ; x)/∂θ.
 
-For a model f(θ; x) ∈ R^c with Jacobian J(x) = ∂f(θ; x)/∂θ ∈ R^{c×P}, the eNTK
-between two inputs is Θ(x, x') = J(x) J(x')ᵀ ∈ R^{c×c}. Multiple outputs are
-handled by ``output``:
-
-* ``"first"``: Θ₀₀(x, x') = ∂f₀(x)/∂θ · ∂f₀(x')/∂θ, the kernel of the first output
-  coordinate, ``[n1, n2]``. This is what the paper tracks, and the default.
-* ``"trace"``: Σ_c Θ_cc(x, x'), the sum over output coordinates, ``[n1, n2]``.
-* ``"full"``: every block Θ_cd(x, x'), ``[n1, n2, c, c]`` (memory n1·n2·c²: small sets only).
-
-:func:`empirical_ntk` uses the model's closed form (:meth:`Model.ntk
-<grokbench.plugin.contracts.Model.ntk>`) when it has one, and otherwise
-:func:`torch_func_ntk`: per-example Jacobians of the pure function
-``Model.apply(params, x)`` through ``torch.func.vmap(torch.func.jacrev(...))``,
-in chunks of examples, contracted over all parameters.
+:func:`empirical_ntk` uses the model's closed form (``Model.ntk``) when it has one, else :func:`torch_func_ntk`
+(per-example Jacobians of ``Model.apply`` through ``vmap(jacrev(...))``, in chunks). ``output``: ``"first"``
+(Θ₀₀, the first output's kernel, what the paper tracks), ``"trace"`` (Σ_c Θ_cc) or ``"full"`` (``[n1, n2, c, c]``).
 """
 
 from __future__ import annotations
@@ -110,9 +99,8 @@ def input_overlap(x1: torch.Tensor, x2: torch.Tensor, dtype: torch.dtype = torch
     """⟨x, x'⟩ of the concatenated one-hot encodings: the number of positions with equal tokens, ``[n1, n2]``.
 
     Computed as that product (``[n, positions · vocab]`` one-hot matrices, in float64 unless ``dtype`` is a
-    float: the counts are small integers, exact either way), not by comparing every pair at every position: the
-    ``[n1, n2, positions]`` comparison it replaces took 4.8 GB for the ReLU MLP's kernels on 4,000 strings of
-    30 bits."""
+    float: the counts are small integers, exact either way), not as an ``[n1, n2, positions]`` comparison,
+    whose memory grows with every pair (docs/performance.md, The input overlap)."""
     if not len(x1) or not len(x2):
         return torch.zeros(len(x1), len(x2), dtype=dtype, device=x1.device)
     vocab = int(max(x1.max(), x2.max())) + 1

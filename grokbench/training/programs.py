@@ -3,6 +3,7 @@ Each run's result is assembled here; its :class:`Recorder` writes it as it train
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -11,7 +12,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from grokbench.config.run import RunConfig
 from grokbench.errors import GrokbenchError, describe
 from grokbench.plugin.contracts import BatchedModel, GroupInterrupted, Model
-from grokbench.plugin.manager import get_registry
 from grokbench.plugin.registry import Registry
 from grokbench.training import batching
 from grokbench.training.batching import batch_blocker
@@ -71,12 +71,10 @@ class _Progress:
         self.bar.close()
 
 
-def _result(
+def _run_result(
     prep: Prepared,
     registry: Registry,
-    status: str,
-    steps: int,
-    message: str | None,
+    outcome: TrainOutcome,
     curves: list,
     wall: float,
     created_at: str,
@@ -92,13 +90,13 @@ def _result(
         run_id=new_run_id(),
         traceback=traceback,
         config=prep.cfg,
-        status=status,
-        steps=steps,
+        status=outcome.status,
+        steps=outcome.steps,
         wall_seconds=wall,
         summary=summary,
         curves=pd.DataFrame(curves),
         plugins=prep.plugins,
-        message=message,
+        message=outcome.message,
         created_at=created_at,
         environment={**environment(prep.device), **env},
     )
@@ -107,22 +105,18 @@ def _result(
 def train_config(
     cfg: RunConfig,
     *,
-    registry: Registry | None = None,
+    registry: Registry,
     progress: bool = False,
     on_eval: Callable[[dict[str, float]], None] | None = None,
     lifecycle: Recorder | None = None,
 ) -> RunResult:
     """Train a resolved configuration in this process and return its result; nothing is saved but what
-    ``lifecycle`` writes as the run goes (:mod:`grokbench.recording.live`: live curves, checkpoints, loggers).
+    ``lifecycle`` writes as the run goes (:mod:`grokbench.recording.live`).
 
-    A ConfigError (bad input) propagates before training starts. Any other
-    exception in a plugin or in training ends the run with status ``failed``,
-    with its reason; a non-finite loss ends it with status ``diverged``. Ctrl-C (or SIGTERM, where it raises
-    KeyboardInterrupt) ends it ``interrupted``: recorded by the ``lifecycle`` if any, then
-    :class:`RunInterrupted` is raised with the result (its curves so far).
-    """
-    registry = registry or get_registry()
-    return _train([start(cfg, registry)], registry, None, [lifecycle], progress=progress, on_eval=on_eval)[0]
+    A ConfigError propagates before training starts; any other exception ends the run ``failed``, with its
+    reason; a non-finite loss ends it ``diverged``. Ctrl-C (or SIGTERM) ends it ``interrupted``, recorded by
+    the ``lifecycle``, then raises :class:`RunInterrupted` with the result (its curves so far)."""
+    return _train_runs([start(cfg, registry)], registry, None, [lifecycle], progress=progress, on_eval=on_eval)[0]
 
 
 class _BatchFailed(Exception):
@@ -134,7 +128,7 @@ class _BatchFailed(Exception):
         self.ended = ended
 
 
-def _train(
+def _train_runs(
     preps: list[Prepared],
     registry: Registry,
     batched: BatchedModel | None,
@@ -143,147 +137,199 @@ def _train(
     progress: bool,
     on_eval: Callable[[dict[str, float]], None] | None = None,
 ) -> list[RunResult]:
-    """Train one run (``batched`` None: its components are built here, so a failure to build is a recorded run)
-    or the seeds of a batched program (built), each member through its own ``lifecycle``: live curves,
-    checkpoints of its own state, loggers, ``interrupted`` on Ctrl-C/SIGTERM (every member keeps its curves,
-    then :class:`RunInterrupted` is raised). A batched program that raises is :class:`_BatchFailed`."""
-    first = preps[0]
-    resume = [lc.resume.state for lc in lifecycles if lc is not None and lc.resume is not None] or None
-    assert resume is None or len(resume) == len(preps), "a program resumes all of its runs, or none"
-    label = f"{first.cfg.task.name}/{first.cfg.model.name}" + (f" x{len(preps)}" if batched is not None else "")
-    bar = _Progress(first.cfg.train.steps, progress, label, resume[0].step if resume else 0)
-    curves: list[list[dict[str, float]]] = [lc.prior_curves if lc else [] for lc in lifecycles]
-    outcomes: list[TrainOutcome] = []
-    status, message, trace, interrupted = "failed", None, None, False
-    finished: dict[int, TrainOutcome] = {}
-    ended: dict[int, RunResult] = {}  # members of a batched program ended when they left it
-    created_at, started = utc_now(), time.perf_counter()
-    program = list(range(len(preps)))  # the members of the program training now (a batched one shrinks)
-    share, since = [0.0] * len(preps), started  # each member's wall time in the programs before this one
-
-    def end(i: int, o: TrainOutcome, trace: str | None = None, wall: float | None = None) -> RunResult:
-        """Member i's result, recorded by its lifecycle. In a batched program its wall time is its share of the
-        programs' time so far (each program's time divided by its size; ``group_wall_seconds``: the wall time
-        since the first program started)."""
-        wall = time.perf_counter() - started if wall is None else wall
-        shared = {"batched_seeds": len(preps), "group_wall_seconds": wall} if batched is not None else {}
-        prep, lifecycle = preps[i], lifecycles[i]
-        own = share[i] + (started + wall - since) / len(program) if batched is not None else wall
-        result = _result(prep, registry, o.status, o.steps, o.message, curves[i], own, created_at, trace, **shared)
-        if lifecycle is not None:
-            lifecycle.end(result, prep)
-        return result
-
-    def finish(status: str, message: str | None, trace: str | None = None) -> list[RunResult]:
-        wall = time.perf_counter() - started
-        return [
-            ended.get(i)
-            or end(i, outcomes[i] if outcomes else TrainOutcome(status, last_step(c), message), trace, wall)
-            for i, c in enumerate(curves)
-        ]
-
-    def on_leave(i: int) -> Callable[[TrainOutcome], None]:
-        def leave(outcome: TrainOutcome) -> None:  # stored as finished now: killing the program later cannot undo it
-            ended[i] = end(i, outcome)
-
-        return leave
-
+    """Train one run (``batched`` None: built here, so a failure to build is a recorded run) or the seeds of a
+    batched program (built), each recorded by its own lifecycle. Ctrl-C/SIGTERM ends every run ``interrupted``
+    with its curves, then raises :class:`RunInterrupted`; a batched program that raises is :class:`_BatchFailed`."""
+    runs = _Runs(preps, registry, batched, lifecycles, progress, on_eval)
+    status, message, trace = "failed", None, None
+    left: dict[int, TrainOutcome] = {}
     try:
-        if batched is None:
-            build(first)
-        for prep, lifecycle in zip(preps, lifecycles):
-            if lifecycle is not None:
-                lifecycle.start(prep, created_at)
-
-        def report(i: int) -> Callable[[dict[str, float]], None]:
-            def on_member_eval(record: dict[str, float]) -> None:
-                curves[i].append(record)
-                bar(record)
-                lifecycle = lifecycles[i]
-                if lifecycle is not None:
-                    lifecycle.observe(record)
-                if on_eval is not None:
-                    on_eval(record)
-
-            return on_member_eval
-
-        members = [
-            Member(
-                p.data,
-                p.model,
-                p.metrics,
-                p.cfg.seed,
-                report(i),
-                p.optimizer,
-                p.regularizer,
-                on_state=lc.on_state if lc is not None else None,
-                on_leave=on_leave(i) if batched is not None else None,
-            )
-            for i, (p, lc) in enumerate(zip(preps, lifecycles))
-        ]
-        # a batched program pauses where members have left it and the others go on in a smaller one, from their
-        # states there (as a resumed run does): a member that has left costs nothing from then on
-        trainable, optimizer, regularizer = _program(preps, batched)
-        reached = [TrainOutcome("completed", first.cfg.train.steps) for _ in preps]
-        while True:
-            pause = Pause() if len(program) > 1 else None
-            try:
-                got = train_members(
-                    task=first.task,
-                    members=[members[i] for i in program],
-                    trainable=trainable,
-                    optimizer=optimizer,
-                    regularizer=regularizer,
-                    cfg=first.cfg.train,
-                    resume=resume,
-                    on_step=bar.step,
-                    pause=pause,
-                )
-            except KeyboardInterrupt as exc:  # the members that had left: by their index in the group
-                left = getattr(exc, "finished", {})
-                exc.finished = {program[j]: o for j, o in left.items()}  # type: ignore[attr-defined]
-                raise
-            for j, o in zip(program, got):
-                reached[j] = o
-            if pause is None or pause.step < 0:
-                outcomes = reached
-                break
-            now = time.perf_counter()
-            for i in program:
-                share[i] += (now - since) / len(program)
-            since, program, resume = now, [program[j] for j in pause.active], pause.states
-            trainable, optimizer, regularizer = _program([preps[i] for i in program])
+        runs.start()
+        runs.outcomes = runs.train()
     except GrokbenchError:
         raise
     except KeyboardInterrupt as exc:
-        status, interrupted = "interrupted", True
-        finished = getattr(exc, "finished", {})
+        status, left = "interrupted", getattr(exc, "left", {})
     except Exception as exc:  # a plugin or training failure is a recorded run, not a crash
-        if batched is not None:
-            raise _BatchFailed(describe(exc), ended) from exc
-        try:
-            message, trace = failure(exc, first.components())
-        except BaseException:  # --debug re-raises: the run is still recorded, as failed, with its curves
-            finish("failed", describe(exc))
-            raise
+        message, trace = runs.failed(exc)
     finally:
-        bar.close()
-    if interrupted:  # a member that had already finished (early stop, divergence, stall) keeps its outcome
-        outcomes = [
-            finished.get(i)
-            or TrainOutcome(status, last_step(c), f"interrupted after the evaluation at step {last_step(c)}")
-            for i, c in enumerate(curves)
-        ]
-    results = finish(status, message, trace)
-    if interrupted:
+        runs.bar.close()
+    if status == "interrupted":
+        runs.outcomes = runs.interrupted(left)
+    results = runs.finish(status, message, trace)
+    if status == "interrupted":
         raise RunInterrupted(results[0], results)
     return results
 
 
-def _program(preps: list[Prepared], batched: BatchedModel | None = None) -> tuple[Model | BatchedModel, Any, Any]:
+class _Runs:
+    """The runs one :func:`_train_runs` call trains, in a program that shrinks as members leave it: their
+    curves, their results as they end, and each one's share of the wall time."""
+
+    def __init__(
+        self,
+        preps: list[Prepared],
+        registry: Registry,
+        batched: BatchedModel | None,
+        lifecycles: Sequence[Recorder | None],
+        progress: bool,
+        on_eval: Callable[[dict[str, float]], None] | None,
+    ):
+        self.preps, self.registry, self.batched = preps, registry, batched
+        self.lifecycles, self.on_eval = lifecycles, on_eval
+        first = preps[0]
+        resume = [lc.resume.state for lc in lifecycles if lc is not None and lc.resume is not None] or None
+        assert resume is None or len(resume) == len(preps), "a program resumes all of its runs, or none"
+        self.resume = resume
+        label = f"{first.cfg.task.name}/{first.cfg.model.name}" + (f" x{len(preps)}" if batched is not None else "")
+        self.bar = _Progress(first.cfg.train.steps, progress, label, resume[0].step if resume else 0)
+        self.curves: list[list[dict[str, float]]] = [lc.prior_curves if lc else [] for lc in lifecycles]
+        self.outcomes: list[TrainOutcome] = []
+        self.ended: dict[int, RunResult] = {}  # members of a batched program ended when they left it
+        self.created_at, self.started = utc_now(), time.perf_counter()
+        self.program = list(range(len(preps)))  # the members of the program training now
+        self.share, self.since = [0.0] * len(preps), self.started  # each one's wall time in earlier programs
+
+    def start(self) -> None:
+        """Build a single run's components (a batched program's are built), then start every run's record."""
+        if self.batched is None:
+            build(self.preps[0])
+        for prep, lifecycle in zip(self.preps, self.lifecycles):
+            if lifecycle is not None:
+                lifecycle.start(prep, self.created_at)
+
+    def train(self) -> list[TrainOutcome]:
+        """Train the program; where members have left it, the others go on in a smaller one from their states
+        there (as a resumed run does), so a member that has left costs nothing more. Every run's outcome."""
+        members = [self.member(i) for i in range(len(self.preps))]
+        trainable, optimizer, regularizer = _components(self.preps, self.batched)
+        outcomes = [TrainOutcome("completed", self.preps[0].cfg.train.steps) for _ in self.preps]
+        resume = self.resume
+        while True:
+            pause = Pause() if len(self.program) > 1 else None
+            reached = self.train_program(
+                [members[i] for i in self.program], trainable, optimizer, regularizer, resume, pause
+            )
+            for i, outcome in zip(self.program, reached):
+                outcomes[i] = outcome
+            if pause is None or pause.step < 0:
+                return outcomes
+            self.shrink(pause.active)
+            resume = pause.states
+            trainable, optimizer, regularizer = _components([self.preps[i] for i in self.program])
+
+    def member(self, i: int) -> Member:
+        prep, lifecycle = self.preps[i], self.lifecycles[i]
+        return Member(
+            prep.data,
+            prep.model,
+            prep.metrics,
+            prep.cfg.seed,
+            functools.partial(self.observe, i),
+            prep.optimizer,
+            prep.regularizer,
+            on_state=lifecycle.on_state if lifecycle is not None else None,
+            on_leave=functools.partial(self.leave, i) if self.batched is not None else None,
+        )
+
+    def train_program(
+        self,
+        members: list[Member],
+        trainable: Model | BatchedModel,
+        optimizer: Any,
+        regularizer: Any,
+        resume: Sequence[TrainState] | None,
+        pause: Pause | None,
+    ) -> list[TrainOutcome]:
+        """:func:`train_members` on the program now; on Ctrl-C, the members that had left it by their run's index."""
+        cfg = self.preps[0].cfg
+        try:
+            return train_members(
+                task=self.preps[0].task,
+                members=members,
+                trainable=trainable,
+                optimizer=optimizer,
+                regularizer=regularizer,
+                cfg=cfg.train,
+                resume=resume,
+                on_step=self.bar.step,
+                pause=pause,
+            )
+        except KeyboardInterrupt as exc:
+            left = getattr(exc, "left", {})
+            exc.left = {self.program[j]: o for j, o in left.items()}  # type: ignore[attr-defined]
+            raise
+
+    def shrink(self, active: list[int]) -> None:
+        """Go on with the members ``active`` (indices in the program now), each one charged its share so far."""
+        now = time.perf_counter()
+        for i in self.program:
+            self.share[i] += (now - self.since) / len(self.program)
+        self.since, self.program = now, [self.program[j] for j in active]
+
+    def observe(self, i: int, record: dict[str, float]) -> None:
+        """Run ``i``'s evaluation record: to its curves, the bar, its lifecycle and ``on_eval``."""
+        self.curves[i].append(record)
+        self.bar(record)
+        lifecycle = self.lifecycles[i]
+        if lifecycle is not None:
+            lifecycle.observe(record)
+        if self.on_eval is not None:
+            self.on_eval(record)
+
+    def leave(self, i: int, outcome: TrainOutcome) -> None:
+        """Run ``i`` left the program: stored as finished now, so killing the program later cannot undo it."""
+        self.ended[i] = self.end(i, outcome)
+
+    def end(self, i: int, outcome: TrainOutcome, trace: str | None = None, wall: float | None = None) -> RunResult:
+        """Run ``i``'s result, recorded by its lifecycle. In a batched program its wall time is its share of the
+        programs' time (each program's time divided by its size); ``group_wall_seconds`` is the time since the
+        first one started."""
+        wall = time.perf_counter() - self.started if wall is None else wall
+        prep, lifecycle, batched = self.preps[i], self.lifecycles[i], self.batched is not None
+        shared = {"batched_seeds": len(self.preps), "group_wall_seconds": wall} if batched else {}
+        own = self.share[i] + (self.started + wall - self.since) / len(self.program) if batched else wall
+        result = _run_result(prep, self.registry, outcome, self.curves[i], own, self.created_at, trace, **shared)
+        if lifecycle is not None:
+            lifecycle.end(result, prep)
+        return result
+
+    def finish(self, status: str, message: str | None, trace: str | None = None) -> list[RunResult]:
+        """Every run's result: those that ended on leaving, the others ended now (with ``status`` where no
+        outcome was reached)."""
+        wall = time.perf_counter() - self.started
+        return [
+            self.ended.get(i)
+            or self.end(
+                i, self.outcomes[i] if self.outcomes else TrainOutcome(status, last_step(c), message), trace, wall
+            )
+            for i, c in enumerate(self.curves)
+        ]
+
+    def interrupted(self, left: dict[int, TrainOutcome]) -> list[TrainOutcome]:
+        """Outcomes on Ctrl-C: a run that had already left (early stop, divergence, stall) keeps its own."""
+        return [
+            left.get(i)
+            or TrainOutcome("interrupted", last_step(c), f"interrupted after the evaluation at step {last_step(c)}")
+            for i, c in enumerate(self.curves)
+        ]
+
+    def failed(self, exc: Exception) -> tuple[str, str]:
+        """A single run's failure message and traceback; a batched program's failure is :class:`_BatchFailed`.
+        Under ``--debug`` the run is recorded as failed, with its curves, and the exception re-raised."""
+        if self.batched is not None:
+            raise _BatchFailed(describe(exc), self.ended) from exc
+        try:
+            return failure(exc, self.preps[0].components())
+        except BaseException:
+            self.finish("failed", describe(exc))
+            raise
+
+
+def _components(preps: list[Prepared], batched: BatchedModel | None = None) -> tuple[Model | BatchedModel, Any, Any]:
     """What a program of these runs trains, and with what: one run's own model, optimizer and regularizer; for
-    several, their models stacked (``batched``, or stacked here: a part of a program that stacked stacks again)
-    and their optimizers and regularizers as one each (the fields on which they differ as ``[G]`` tensors)."""
+    several, their models stacked (``batched``, or stacked here) and their optimizers and regularizers as one
+    each (the fields on which they differ as ``[G]`` tensors)."""
     first = preps[0]
     if len(preps) == 1 and batched is None:
         return first.model, first.optimizer, first.regularizer
@@ -297,64 +343,31 @@ def _program(preps: list[Prepared], batched: BatchedModel | None = None) -> tupl
 def train_group(
     cfgs: Sequence[RunConfig],
     *,
-    registry: Registry | None = None,
+    registry: Registry,
     progress: bool = False,
     notice: Callable[[str], None] | None = None,
     lifecycles: Sequence[Recorder | None] | None = None,
 ) -> list[RunResult]:
     """Train several configurations in this process, one result each, in order; nothing is saved but what
-    their ``lifecycles`` write as they go (one per configuration, as :func:`train_config` takes).
+    their ``lifecycles`` write (one per configuration, as :func:`train_config` takes).
 
-    This is the unit of work an executor hands to a worker. Configurations that
-    differ only in their seed and batchable hyperparameters train together as one batched program (each
-    run's parameters stacked along a leading dimension) when the model supports it
-    (see :mod:`grokbench.training.batching`); each result is then what training that run alone gives, within float
-    rounding, and each run's lifecycle records it as a run of its own (its curves, checkpoints of its own
-    state, its loggers), as finished as soon as it leaves the program (early stop, divergence, stall) while the
-    others train on, from the next evaluation step in a smaller program (from their states there, as runs resumed
-    from a checkpoint: a member that has left costs no more steps). Its ``wall_seconds`` is its share of the
-    programs it was in (each one's wall time divided by its size), and its environment records ``batched_seeds``
-    (the number of runs) and ``group_wall_seconds`` (the wall time from the group's start until it ended).
-    Otherwise they run one after another, and ``notice`` (default: a line on stderr) is told why.
-
-    Ctrl-C (or SIGTERM, where it raises KeyboardInterrupt) raises :class:`GroupInterrupted` with the runs
-    kept: those finished, and those training, ``interrupted`` with their curves so far.
-    """
-    registry = registry or get_registry()
+    The unit of work an executor hands to a worker. Configurations that differ only in their seed and batchable
+    hyperparameters train as one batched program when the model allows it (:mod:`grokbench.training.batching`),
+    each result what training that run alone gives, within float rounding, each recorded as a run of its own
+    and finished as soon as it leaves the program. Its ``wall_seconds`` is its share of the programs it was in;
+    its environment records ``batched_seeds`` and ``group_wall_seconds``. Otherwise they run one after another,
+    and ``notice`` (default: a line on stderr) is told why. Ctrl-C (or SIGTERM) raises :class:`GroupInterrupted`
+    with the runs kept: those finished, and those training, ``interrupted`` with their curves so far."""
     notice = notice or _stderr_notice
     lifecycles = list(lifecycles) if lifecycles is not None else [None] * len(cfgs)
-
-    def one_by_one(kept: dict[int, RunResult] | None = None) -> list[RunResult]:
-        """Each run in order, but those ``kept`` (already finished in a batched program that failed later)."""
-        kept = kept or {}
-        results: dict[int, RunResult] = dict(kept)
-        for i, (cfg, lc) in enumerate(zip(cfgs, lifecycles)):
-            if i in kept:
-                continue
-            try:
-                results[i] = train_config(cfg, registry=registry, progress=progress, lifecycle=lc)
-            except RunInterrupted as stop:
-                raise GroupInterrupted([*results.values(), *stop.results]) from None
-            except KeyboardInterrupt:  # before the run started training: nothing of it to keep
-                raise GroupInterrupted(list(results.values())) from None
-        return [results[i] for i in range(len(cfgs))]
-
     if len(cfgs) < 2:
-        return one_by_one()
-    batched: BatchedModel | str
-    try:
-        preps = [prepare(cfg, registry) for cfg in cfgs]
-        reason = batch_blocker([p.cfg for p in preps], [p.data for p in preps], registry) or _resume_blocker(lifecycles)
-        batched = reason if reason else batching.stack([p.model for p in preps])
-    except GrokbenchError:
-        raise
-    except Exception as exc:  # trained one by one below, where the failure is recorded per run
-        batched = f"preparing them failed ({describe(exc)})"
+        return _train_each(cfgs, lifecycles, registry, progress)
+    preps, batched = _prepare_batch(cfgs, lifecycles, registry)
     if isinstance(batched, str):
         notice(f"training {len(cfgs)} runs one after another: {batched}")
-        return one_by_one()
+        return _train_each(cfgs, lifecycles, registry, progress)
     try:
-        return _train(preps, registry, batched, lifecycles, progress=progress)
+        return _train_runs(preps, registry, batched, lifecycles, progress=progress)
     except RunInterrupted as stop:  # every run of the group kept, interrupted with its curves
         raise GroupInterrupted(stop.results) from None
     except _BatchFailed as exc:  # each run still training gets its own outcome, from scratch (its row starts again)
@@ -364,7 +377,43 @@ def train_group(
         for i, lc in enumerate(lifecycles):
             if lc is not None and i not in exc.ended:
                 lc.restart()
-        return one_by_one(exc.ended)
+        return _train_each(cfgs, lifecycles, registry, progress, exc.ended)
+
+
+def _prepare_batch(
+    cfgs: Sequence[RunConfig], lifecycles: Sequence[Recorder | None], registry: Registry
+) -> tuple[list[Prepared], BatchedModel | str]:
+    """The runs prepared and their batched model, or why they cannot train as one program."""
+    try:
+        preps = [prepare(cfg, registry) for cfg in cfgs]
+        reason = batch_blocker([p.cfg for p in preps], [p.data for p in preps], registry) or _resume_blocker(lifecycles)
+        return preps, reason if reason else batching.stack([p.model for p in preps])
+    except GrokbenchError:
+        raise
+    except Exception as exc:  # trained one by one, where the failure is recorded per run
+        return [], f"preparing them failed ({describe(exc)})"
+
+
+def _train_each(
+    cfgs: Sequence[RunConfig],
+    lifecycles: Sequence[Recorder | None],
+    registry: Registry,
+    progress: bool,
+    kept: dict[int, RunResult] | None = None,
+) -> list[RunResult]:
+    """Each run in order, but those ``kept`` (already finished in a batched program that failed later)."""
+    kept = kept or {}
+    results: dict[int, RunResult] = dict(kept)
+    for i, (cfg, lc) in enumerate(zip(cfgs, lifecycles)):
+        if i in kept:
+            continue
+        try:
+            results[i] = train_config(cfg, registry=registry, progress=progress, lifecycle=lc)
+        except RunInterrupted as stop:
+            raise GroupInterrupted([*results.values(), *stop.results]) from None
+        except KeyboardInterrupt:  # before the run started training: nothing of it to keep
+            raise GroupInterrupted(list(results.values())) from None
+    return [results[i] for i in range(len(cfgs))]
 
 
 def _resume_blocker(lifecycles: Sequence[Recorder | None]) -> str | None:

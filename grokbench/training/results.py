@@ -1,10 +1,7 @@
 """A run's result, its one projection to a stored record, and failures turned into results.
 
-:meth:`RunResult.record` is the only place a run becomes a row: the store
-saves it, ``to_json`` (``grokbench run --json``) and the end-of-run summary
-read it. :func:`failure` is the only place an exception raised during a run
-becomes the run's message and traceback (``--debug`` or ``GROKBENCH_DEBUG=1``
-re-raise it instead).
+:meth:`RunResult.record` is the only place a run becomes a row (the store, ``--json`` and summaries read it);
+:func:`failure` the only place an exception becomes the run's message and traceback (``--debug`` re-raises it).
 """
 
 from __future__ import annotations

@@ -1,22 +1,8 @@
 """Stalled runs: a full-batch run whose state repeats exactly can no longer change anything it records.
 
-With ``train.stop_on_stall``, the trainer watches the ``WINDOW`` optimizer steps after each evaluation.
-At each of them it takes an exact fingerprint (a hash of the bytes) of the run's state: the parameters
-and the optimizer's state (the tensors of :meth:`OptimizerState.state_dict`; an optimizer state that keeps the default
-``state_dict`` is not known and is never declared stalled). Training is deterministic given the state (full batch, a fixed
-learning rate, regularizers that are functions of the parameters), so once the state at step ``t + q``
-equals the state at step ``t`` it cycles with period ``q`` for ever.
-
-A cycle found in the window of evaluation step ``s`` that starts at ``s`` and whose period divides both
-``eval_every`` and the steps left (``steps - s``) means every later evaluation, the last one included,
-would see exactly the state evaluated at ``s``: the run stops there with status ``stalled`` and every
-stored summary (best and final accuracies, t_memorize, t_generalize, metrics) is what the full run gives;
-only the repeated tail of the curves and the time are saved. A cycle that starts later in the window is
-confirmed at the next evaluation; one whose period does not divide them never stops the run.
-
-The reason names the period and whether the task-loss gradient was exactly zero over the window (it
-underflowed, so only the regularizer moves the parameters: the paper's normalized GD with a tiny ℓ∞ term
-then flips the sign of the largest weights back and forth, a 2-cycle).
+Training is deterministic given the state (parameters and optimizer state), so a state seen again cycles for
+ever; with ``train.stop_on_stall`` such a run stops with status ``stalled`` and every stored summary is what the
+full run gives (:class:`StallWatch`).
 """
 
 from __future__ import annotations
@@ -49,7 +35,13 @@ def all_zero(grads: Sequence[torch.Tensor]) -> bool:
 
 
 class StallWatch:
-    """Fingerprints one run's state in the steps after each evaluation and says when it has stalled."""
+    """Fingerprints one run's state in the ``window`` steps after each evaluation and says when it has stalled.
+
+    A cycle that starts at evaluation step ``s`` and whose period divides both ``eval_every`` and ``steps - s``
+    means every later evaluation would see the state evaluated at ``s``: the run stops there. A cycle that
+    starts later is confirmed at the next evaluation. An optimizer state that keeps the default ``state_dict``
+    is not known and never declared stalled. The reason says whether the task-loss gradient was exactly zero
+    (it underflowed: only the regularizer moves the parameters, as normalized GD with a tiny ℓ∞ term does)."""
 
     def __init__(self, eval_every: int, steps: int, window: int = WINDOW):
         self.eval_every, self.steps, self.window = eval_every, steps, window

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from grokbench.errors import ConfigError
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclass

@@ -1,14 +1,8 @@
-"""The standard grokking summary metrics, computed from the curves of a run.
+"""The standard grokking summary metrics of a run's curves (a time never reached is ``None``).
 
-* ``t_memorize``: first evaluated step with train accuracy ≥ ``train.memorize_threshold``.
-* ``t_generalize``: first evaluated step with test accuracy ≥ ``train.generalize_threshold``.
-* ``grokking_delay``: ``t_generalize − t_memorize``; ``grokking_ratio``: ``t_generalize / t_memorize``.
-* ``final_<curve>``: the last evaluated value of every curve (accuracies, losses, metric plugins').
-* ``best_test_acc``: the highest test accuracy seen.
-* metric plugins' own summary values (:meth:`Metric.summarize <grokbench.plugin.contracts.Metric.summarize>`):
-  every registered metric's ``summary_keys`` are present, ``None`` when the metric was not selected.
-
-A time never reached is ``None`` (null in JSON).
+``t_memorize`` / ``t_generalize``: first evaluated step with train / test accuracy at the threshold;
+``grokking_delay`` and ``grokking_ratio`` between them; ``final_<curve>``; ``best_test_acc``; and metric plugins'
+``summary_keys`` (``None`` when the metric was not selected).
 """
 
 from __future__ import annotations

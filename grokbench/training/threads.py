@@ -1,9 +1,7 @@
 """How many CPU threads torch uses for a run (``--threads``, ``$GROKBENCH_THREADS``), and how idle ones wait.
 
-The default is measured (README 'Threads', ``benchmarks/threads.py``): torch's own thread count (one per core)
-with ``OMP_WAIT_POLICY=PASSIVE``, so that threads waiting for work sleep instead of spinning. On an idle 2-core
-machine that ran the quick start at 0.76× the speed of torch's spinning default and 1.44× one thread; with one
-competing CPU-bound process at 0.89× one thread, where torch's spinning default fell to 0.22×.
+The default: torch's own thread count (one per core) with ``OMP_WAIT_POLICY=PASSIVE``, so that waiting threads
+sleep instead of spinning; measured in README 'Threads' and docs/performance.md (``benchmarks/threads.py``).
 """
 
 from __future__ import annotations
