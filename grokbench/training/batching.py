@@ -91,11 +91,15 @@ def batch_blocker(configs: Sequence[RunConfig], datas: Sequence[Any], registry: 
     return None
 
 
-def stack(models: Sequence[Model]) -> BatchedModel | str:
-    """The batched program of these seeds' models, or why there is none."""
+def stack_blocker(models: Sequence[Model]) -> str | None:
+    """Why these seeds' models cannot be stacked into one program, or ``None`` if they can."""
     cls = type(models[0])
-    if cls.supports("closed-form"):
-        return f"model '{cls.name}' is trained in closed form"
+    return f"model '{cls.name}' is trained in closed form" if cls.supports("closed-form") else None
+
+
+def stack(models: Sequence[Model]) -> BatchedModel:
+    """The batched program of these seeds' models (their own ``stack``, or torch.func's); see :func:`stack_blocker`."""
+    cls = type(models[0])
     if cls.supports("batched-step"):
         return cls.stack(models)
     return FunctionalBatch(models)

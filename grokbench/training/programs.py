@@ -334,7 +334,6 @@ def _components(preps: list[Prepared], batched: BatchedModel | None = None) -> t
     if len(preps) == 1 and batched is None:
         return first.model, first.optimizer, first.regularizer
     model = batched if batched is not None else batching.stack([p.model for p in preps])
-    assert isinstance(model, BatchedModel), model
     optimizer = batching.stack_components([p.optimizer for p in preps], first.device)
     regularizer = batching.stack_components([p.regularizer for p in preps], first.device)
     return model, optimizer, regularizer
@@ -386,8 +385,13 @@ def _prepare_batch(
     """The runs prepared and their batched model, or why they cannot train as one program."""
     try:
         preps = [prepare(cfg, registry) for cfg in cfgs]
-        reason = batch_blocker([p.cfg for p in preps], [p.data for p in preps], registry) or _resume_blocker(lifecycles)
-        return preps, reason if reason else batching.stack([p.model for p in preps])
+        models = [p.model for p in preps]
+        reason = (
+            batch_blocker([p.cfg for p in preps], [p.data for p in preps], registry)
+            or _resume_blocker(lifecycles)
+            or batching.stack_blocker(models)
+        )
+        return preps, reason if reason else batching.stack(models)
     except GrokbenchError:
         raise
     except Exception as exc:  # trained one by one, where the failure is recorded per run
