@@ -33,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from grokbench_plugins.quadratic import Workspace, resolve_width, stacked_loss_and_grads  # noqa: E402
+from grokbench_plugins.models.quadratic import Workspace, resolve_width, stacked_loss_and_grads  # noqa: E402
 
 from grokbench.config.run import parse_assignments, resolve_config  # noqa: E402
 from grokbench.plugin.manager import get_registry  # noqa: E402
