@@ -19,10 +19,10 @@ import argparse
 import time
 
 import torch
-from grokbench_plugins.kernel_metrics import NTKDrift
-from grokbench_plugins.modadd import ModAddClassification
-from grokbench_plugins.optimizers import Adam
-from grokbench_plugins.quadratic import QuadraticNetwork
+from grokbench_plugins.methods.optimizers import Adam
+from grokbench_plugins.metrics.kernel_metrics import NTKDrift
+from grokbench_plugins.models.quadratic import QuadraticNetwork
+from grokbench_plugins.tasks.modadd import ModAddClassification
 
 import grokbench
 from grokbench.config.run import resolve_config

@@ -236,7 +236,7 @@ else:
 
 
 def fused_built() -> bool:
-    from grokbench_plugins import fused_quadratic
+    from grokbench_plugins.models import fused_quadratic
 
     return fused_quadratic.enabled()
 

@@ -193,7 +193,7 @@ def test_a_missing_benchmark_file_is_bad_input(tmp_path):
 
 
 def test_a_method_failing_on_one_track_is_recorded_and_the_others_go_on(registry, tiny, tmp_path, monkeypatch):
-    from grokbench_plugins import orthograd
+    from grokbench_plugins.methods import orthograd
 
     from grokbench.driving.benchmark import run_benchmark
 
@@ -262,4 +262,4 @@ def test_the_benchmark_file_is_installed_with_the_plugins(tmp_path):
     assert done.returncode == 0, done.stderr
     (wheel,) = tmp_path.glob("grokbench-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "grokbench_plugins/benchmarks/grokbench-v1.toml" in names
+    assert "grokbench_plugins/methods/benchmarks/grokbench-v1.toml" in names

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from grokbench_plugins.quadratic import QuadraticNetwork
+from grokbench_plugins.models.quadratic import QuadraticNetwork
 
 import grokbench
 from grokbench import hookimpl
@@ -101,7 +101,7 @@ def test_a_stateful_metric_declares_it_and_defines_both_state_methods():
     hidden = type("Hidden", (Metric,), {**base, "state_dict": state_dict})
     with pytest.raises(TypeError, match="defines state_dict without declaring capability 'stateful'"):
         hidden.check_class()
-    from grokbench_plugins.kernel_metrics import NTKDrift
+    from grokbench_plugins.metrics.kernel_metrics import NTKDrift
 
     NTKDrift.check_class()
     assert NTKDrift.supports("stateful")

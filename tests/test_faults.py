@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from grokbench_plugins.local_executors import ProcessExecutor, WorkerDied
+from grokbench_plugins.executors.local_executors import ProcessExecutor, WorkerDied
 
 from grokbench import cli as cli_module
 from grokbench.api import run_seeds
@@ -393,7 +393,7 @@ def _remount_ro(folder: Path) -> None:
 @pytest.mark.parametrize("fault", ["full", "read-only"])
 def test_a_disk_that_fills_or_turns_read_only_mid_suite_ends_in_one_line_and_loses_nothing(small_fs, tmp_path, registry, monkeypatch, fault):
     """The inline executor stores the first group, then the fault strikes before the second is stored."""
-    from grokbench_plugins.local_executors import InlineExecutor
+    from grokbench_plugins.executors.local_executors import InlineExecutor
 
     def map_then_fault(self, work, groups):
         for index, group in enumerate(groups):

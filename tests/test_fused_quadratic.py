@@ -1,12 +1,12 @@
-"""The quadratic model's fused C passes (plugins/_fused_quadratic.c) against the torch path they replace."""
+"""The quadratic model's fused C passes (plugins/models/_fused_quadratic.c) against the torch path they replace."""
 
 import os
 
 import pytest
 import torch
-from grokbench_plugins import fused_quadratic
-from grokbench_plugins.modadd import ModAddClassification, ModAddRegression
-from grokbench_plugins.quadratic import QuadraticNetwork, Workspace, stacked_loss_and_grads
+from grokbench_plugins.models import fused_quadratic
+from grokbench_plugins.models.quadratic import QuadraticNetwork, Workspace, stacked_loss_and_grads
+from grokbench_plugins.tasks.modadd import ModAddClassification, ModAddRegression
 
 import grokbench
 from grokbench.plugin.contracts import DataSpec
@@ -23,7 +23,7 @@ def test_the_extension_is_built_under_ci():
     """The normal install builds it wherever a C compiler exists, and CI has one."""
     if not BUILT:
         if os.environ.get("CI"):
-            pytest.fail("CI must build the fused quadratic step: grokbench_plugins._fused_quadratic did not build")
+            pytest.fail("CI must build the fused quadratic step: grokbench_plugins.models._fused_quadratic did not build")
         pytest.skip("the fused extension is not built (pip install -e . with a C compiler builds it)")
     assert fused_quadratic.enabled()
 

@@ -5,8 +5,8 @@ import math
 
 import pytest
 import torch
-from grokbench_plugins.kernel_metrics import centered_alignment, fourier_concentration, probe_set
-from grokbench_plugins.modadd import ModAddClassification
+from grokbench_plugins.metrics.kernel_metrics import centered_alignment, fourier_concentration, probe_set
+from grokbench_plugins.tasks.modadd import ModAddClassification
 
 import grokbench
 from grokbench import hookimpl

@@ -3,11 +3,11 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from grokbench_plugins.kernel import JITTER, EmpiricalNTKRegression, InfiniteWidthNTKRegression
-from grokbench_plugins.mlp import ReluMLP
-from grokbench_plugins.modadd import ModAddClassification
-from grokbench_plugins.parity import SparseParity
-from grokbench_plugins.quadratic import QuadraticNetwork
+from grokbench_plugins.models.kernel import JITTER, EmpiricalNTKRegression, InfiniteWidthNTKRegression
+from grokbench_plugins.models.mlp import ReluMLP
+from grokbench_plugins.models.quadratic import QuadraticNetwork
+from grokbench_plugins.tasks.modadd import ModAddClassification
+from grokbench_plugins.tasks.parity import SparseParity
 
 import grokbench
 from grokbench.errors import ConfigError

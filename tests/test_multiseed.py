@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
-from grokbench_plugins.modadd import ModAddClassification, ModAddRegression
-from grokbench_plugins.quadratic import QuadraticNetwork
+from grokbench_plugins.models.quadratic import QuadraticNetwork
+from grokbench_plugins.tasks.modadd import ModAddClassification, ModAddRegression
 
 from grokbench import cli as cli_module
 from grokbench.config.run import parse_assignments, parse_seeds, resolve_config
@@ -242,7 +242,7 @@ def test_seedwise_components_step_stacked_tensors_like_each_slice(kind):
 
 
 def test_a_failing_batched_program_retrains_each_seed_alone(monkeypatch):
-    from grokbench_plugins import quadratic
+    from grokbench_plugins.models import quadratic
 
     def broken(self, x, y, task):
         raise RuntimeError("batched step broke")

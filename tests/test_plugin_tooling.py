@@ -47,7 +47,7 @@ def test_plugins_json_lists_distribution_version_and_registrations(monkeypatch):
     by_name = {p["plugin"]: p for p in json.loads(result.stdout)}
     transformer = by_name["transformer"]
     assert (transformer["distribution"], transformer["version"], transformer["status"]) == ("grokbench", grokbench.__version__, "ok")
-    assert transformer["module"] == "grokbench_plugins.transformer"
+    assert transformer["module"] == "grokbench_plugins.models.transformer"
     assert transformer["registers"] == {"model": ["transformer"], "preset": ["nanda[modadd-cls/transformer]", "laptop[modadd-cls/transformer]", "default[*/transformer]"]}
     assert by_name["modadd"]["registers"] == {"task": ["modadd-cls", "modadd-reg"]}
     assert by_name["ghost"]["status"] == "broken" and "ModuleNotFoundError" in by_name["ghost"]["error"]

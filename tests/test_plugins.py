@@ -5,7 +5,7 @@ import types
 import pydantic
 import pytest
 from click.testing import CliRunner
-from grokbench_plugins.modadd import ModAddClassification
+from grokbench_plugins.tasks.modadd import ModAddClassification
 
 import grokbench
 from grokbench import hookimpl

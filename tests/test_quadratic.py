@@ -2,8 +2,8 @@ import math
 
 import pytest
 import torch
-from grokbench_plugins.modadd import ModAddClassification, ModAddRegression
-from grokbench_plugins.quadratic import QuadraticNetwork
+from grokbench_plugins.models.quadratic import QuadraticNetwork
+from grokbench_plugins.tasks.modadd import ModAddClassification, ModAddRegression
 from pydantic import ValidationError
 
 from grokbench.plugin.contracts import DataSpec, Model

@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 import torch
-from grokbench_plugins.quadratic import QuadraticNetwork
+from grokbench_plugins.models.quadratic import QuadraticNetwork
 
 import grokbench
 from grokbench import hookimpl

@@ -183,7 +183,7 @@ def test_process_executor_agrees_with_inline_run_for_run(tiny_inline, tmp_path, 
 
 
 def test_a_failing_run_is_recorded_with_its_error_and_the_suite_goes_on(tmp_path, registry, monkeypatch):
-    from grokbench_plugins.regularizers import L2
+    from grokbench_plugins.methods.regularizers import L2
 
     def crash(self, params):
         raise RuntimeError("l2 fell over")
@@ -198,7 +198,7 @@ def test_a_failing_run_is_recorded_with_its_error_and_the_suite_goes_on(tmp_path
 
 
 def test_failed_runs_count_as_done_unless_retried_and_the_retry_keeps_the_failure(tmp_path, registry, monkeypatch):
-    from grokbench_plugins.regularizers import L2
+    from grokbench_plugins.methods.regularizers import L2
 
     def crash(self, params):
         raise RuntimeError("l2 crashed")

@@ -2,7 +2,7 @@ import math
 
 import pytest
 import torch
-from grokbench_plugins.modadd import ModAddClassification, ModAddRegression, n_from_formula
+from grokbench_plugins.tasks.modadd import ModAddClassification, ModAddRegression, n_from_formula
 from pydantic import ValidationError
 
 

@@ -279,7 +279,7 @@ def stacked_loss_and_grads(
     ``out=``) are allocated per call.
 
     On the CPU the gather-and-square and the ``⊙ z``-and-scatter run as two fused C passes
-    (:mod:`grokbench_plugins.fused_quadratic`) where the extension is built; the torch path below them is the
+    (:mod:`grokbench_plugins.models.fused_quadratic`) where the extension is built; the torch path below them is the
     reference they are tested against (``GROKBENCH_FUSED=0`` selects it).
     """
     S, rows, h = W.shape

@@ -98,7 +98,7 @@ class AdamStep(OptimizerState):
     """torch.optim.Adam(W)'s update (single-tensor path, no amsgrad): decoupled decay θ ← θ(1 − ηλ), then
     m ← β₁-lerp, v ← β₂ v + (1 − β₂) g², θ ← θ − η/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε). With numbers for
     hyperparameters, on contiguous CPU tensors, it runs as two fused C passes where they are built
-    (:mod:`grokbench_plugins.fused_adam`): the same operations, the same bits."""
+    (:mod:`grokbench_plugins.methods.fused_adam`): the same operations, the same bits."""
 
     capabilities = frozenset({"state-dict"})
 

@@ -3,7 +3,7 @@
 Needs the ``ray`` extra (``pip install "grokbench[ray]"``); Ray is imported only
 when a suite runs with this executor. On a local Ray instance the workers record their runs in the store as
 they train; on a cluster (``remote``) they train and return results, and the driver writes them. A local Ray
-instance started here dies with the driver: on Linux a watchdog (:mod:`grokbench_plugins.ray_watchdog`) ends its
+instance started here dies with the driver: on Linux a watchdog (:mod:`grokbench_plugins.executors.ray_watchdog`) ends its
 agents and workers as soon as the driver exits, even by SIGKILL. Interrupted (Ctrl-C, SIGTERM), the driver
 cancels its tasks (Ray raises KeyboardInterrupt in each); Ray hands nothing back from a cancelled task, so on a
 local instance the driver waits briefly for the workers to end their runs ``interrupted`` (with their curves) in

@@ -1,8 +1,9 @@
-/* Adam's update in two passes instead of eight operators per parameter tensor (grokbench_plugins._fused_adam).
+/* Adam's update in two passes instead of eight operators per parameter tensor
+ * (grokbench_plugins.methods._fused_adam).
  *
- * Plain C, no torch headers: plugins/fused_adam.py loads this file's shared object with ctypes. The arithmetic is
- * that of torch.optim.Adam's single-tensor path on the CPU, operation for operation, so the numbers are the same
- * bit for bit (tests/test_fused_adam.py checks it against the torch path):
+ * Plain C, no torch headers: plugins/methods/fused_adam.py loads this file's shared object with ctypes. The
+ * arithmetic is that of torch.optim.Adam's single-tensor path on the CPU, operation for operation, so the numbers
+ * are the same bit for bit (tests/test_fused_adam.py checks it against the torch path):
  *
  *   moments:  p ← p·decay (when decay ≠ 1)                     p.mul_(1 − ηλ)
  *             m ← m + w (g − m), fused, or g + (w − 1)(g − m)   m.lerp_(g, w): torch's vectorized lerp, an FMA

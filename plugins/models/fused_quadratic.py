@@ -1,11 +1,11 @@
-"""The fused passes of the quadratic network's step (the C extension ``grokbench_plugins._fused_quadratic``).
+"""The fused passes of the quadratic network's step (the C extension ``grokbench_plugins.models._fused_quadratic``).
 
-Two passes replace five torch operators of :func:`grokbench_plugins.quadratic.stacked_loss_and_grads`:
+Two passes replace five torch operators of :func:`grokbench_plugins.models.quadratic.stacked_loss_and_grads`:
 
-* :func:`forward`: ``act = (Σ_j W[idx[:, j]])²`` in one pass (was ``embedding_bag``, which allocates z, and a
+* :func:`forward`: ``act = (Σ_j W[idx[:, j]])²`` in one pass (in place of ``embedding_bag``, which allocates z, and a
   square);
-* :func:`backward`: ``grad_W = 2 Aᵀ (z ⊙ gz)`` with z recomputed from the rows of W, which stay in cache (was
-  ``⊙ z`` and a sparse CSR product or ``index_add_``).
+* :func:`backward`: ``grad_W = 2 Aᵀ (z ⊙ gz)`` with z recomputed from the rows of W, which stay in cache (in place
+  of ``⊙ z`` and a sparse CSR product or ``index_add_``).
 
 The extension is built by the normal install (setup.py, ``optional=True``); without it, or with
 ``GROKBENCH_FUSED=0``, or for tensors it does not handle (not on the CPU, not contiguous, neither float32 nor
@@ -21,7 +21,7 @@ from functools import cache
 
 import torch
 
-from .compiled import FUSED_ENV, I64, INT, PTR, cpu_contiguous, load, switched_on
+from ..compiled import FUSED_ENV, I64, INT, PTR, cpu_contiguous, load, switched_on
 
 __all__ = ["FUSED_ENV", "applicable", "backward", "enabled", "forward"]
 
@@ -29,7 +29,7 @@ __all__ = ["FUSED_ENV", "applicable", "backward", "enabled", "forward"]
 @cache
 def _library() -> CDLL | None:
     return load(
-        "_fused_quadratic",
+        "models._fused_quadratic",
         "the quadratic model's fused step",
         {
             "gb_quadratic_forward": [PTR, PTR, PTR, I64, I64, I64, I64, INT, INT],

@@ -1,13 +1,13 @@
-"""Adam's update, in two fused C passes (the extension ``grokbench_plugins._fused_adam``) or in torch's operators.
+"""Adam's update, in two fused C passes (the extension ``grokbench_plugins.methods._fused_adam``) or in torch's
+operators.
 
 ``torch.optim.Adam``'s single-tensor update runs eight operators per parameter tensor (decay, ``lerp_``, ``mul_``,
 ``addcmul_``, ``sqrt``, ``div_``, ``add_``, ``addcdiv_``), each a pass over the tensor with its own dispatch
 (:func:`torch_update`). The extension does the first four in one pass and the last three in another, with the same
 arithmetic, operation for operation, and torch's square root between them, so the numbers are the same bit for
-bit (plugins/_fused_adam.c says how; tests/test_fused_adam.py checks it). On the quadratic model's default step
-(p = 97, width 512) that is 0.21 ms instead of 0.31 ms per step (docs/performance.md). Before it is first used, one
-update is computed both ways on this CPU: if the bits differ (a CPU whose torch kernels fuse differently), the
-extension is not used, after a ``notice:`` line.
+bit (plugins/methods/_fused_adam.c says how; tests/test_fused_adam.py checks it; docs/performance.md has the
+timings). Before it is first used, one update is computed both ways on this CPU: if the bits differ (a CPU whose
+torch kernels fuse differently), the extension is not used, after a ``notice:`` line.
 
 :func:`update` takes the passes where the extension is built and works on this CPU, ``GROKBENCH_FUSED`` is not
 ``0``, and the tensors are contiguous float32 or float64 CPU tensors; torch's operators otherwise.
@@ -22,13 +22,13 @@ from typing import NamedTuple
 
 import torch
 
-from .compiled import DOUBLE, I64, INT, PTR, cpu_contiguous, load, switched_on
+from ..compiled import DOUBLE, I64, INT, PTR, cpu_contiguous, load, switched_on
 
 
 @cache
 def _library() -> CDLL | None:
     lib = load(
-        "_fused_adam",
+        "methods._fused_adam",
         "Adam's fused update",
         {
             "gb_adam_moments": [PTR, PTR, PTR, PTR, I64, DOUBLE, DOUBLE, DOUBLE, DOUBLE, INT],

@@ -1,8 +1,9 @@
-/* The memory-bound passes of the quadratic network's training step, fused (grokbench_plugins._fused_quadratic).
+/* The memory-bound passes of the quadratic network's training step, fused
+ * (grokbench_plugins.models._fused_quadratic).
  *
- * Plain C, no torch headers: plugins/fused_quadratic.py loads this file's shared object with ctypes and passes
- * the data pointers of contiguous CPU tensors. With idx [n, k] the rows of W (rows of all stacked seeds, already
- * offset), width h:
+ * Plain C, no torch headers: plugins/models/fused_quadratic.py loads this file's shared object with ctypes and
+ * passes the data pointers of contiguous CPU tensors. With idx [n, k] the rows of W (rows of all stacked seeds,
+ * already offset), width h:
  *
  *   forward:  act[i] = (Σ_j W[idx[i, j]])²                    (z itself is not stored)
  *   backward: grad_W = 0; grad_W[idx[i, j]] += 2 z[i] ⊙ gz[i]  (z recomputed from the rows of W, in cache)
