@@ -40,7 +40,7 @@ def grokbench_cli(*args, site, cwd):
 
 
 def test_grokbench_never_imports_the_example_package():
-    for path in [*(REPO / "grokbench").glob("*.py"), *(REPO / "plugins").rglob("*.py")]:
+    for path in [*(REPO / "grokbench").rglob("*.py"), *(REPO / "plugins").rglob("*.py")]:
         assert "grokbench_example_plugins" not in path.read_text(), path
 
 

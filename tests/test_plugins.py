@@ -49,7 +49,7 @@ def test_core_never_imports_first_party_plugins():
     import pathlib
 
     core = pathlib.Path(grokbench.__file__).parent
-    for path in core.glob("*.py"):
+    for path in core.rglob("*.py"):
         assert "grokbench_plugins" not in path.read_text(), path
 
 
