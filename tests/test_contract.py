@@ -108,8 +108,8 @@ def test_a_stateful_metric_declares_it_and_defines_both_state_methods():
 
 
 def test_remote_is_an_executor_capability_that_an_instance_may_drop(monkeypatch):
-    from grokbench_plugins.local_executors import InlineExecutor
-    from grokbench_plugins.ray_executor import RayExecutor
+    from grokbench_plugins.executors.local_executors import InlineExecutor
+    from grokbench_plugins.executors.ray_executor import RayExecutor
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     assert RayExecutor.supports("remote") and not InlineExecutor.supports("remote")
@@ -124,7 +124,7 @@ def test_remote_is_an_executor_capability_that_an_instance_may_drop(monkeypatch)
 
 
 def test_an_optimizer_state_declares_state_dict_and_is_checked_when_defined():
-    from grokbench_plugins.optimizers import AdamStep, NormalizedStep, SGDStep
+    from grokbench_plugins.methods.optimizers import AdamStep, NormalizedStep, SGDStep
 
     from grokbench.plugin.contracts import OptimizerState, TorchOptimizerState
     from grokbench.training.stalls import member_state
