@@ -17,9 +17,9 @@ import time
 
 import torch
 
-from grokbench.benchmark import load_benchmark
-from grokbench.plugin_manager import get_registry
-from grokbench.runner import train_group
+from grokbench.config.benchmark import load_benchmark
+from grokbench.plugin.manager import get_registry
+from grokbench.training.programs import train_group
 
 
 def main() -> None:

@@ -22,9 +22,9 @@ if not torch.cuda.is_available():
     sys.exit(0)
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from train_speed import config, gemm_peak, grokbench_steps_per_second, multi_seed  # noqa: E402
+from train_speed import REGISTRY, config, gemm_peak, grokbench_steps_per_second, multi_seed  # noqa: E402
 
-from grokbench.runner import train_config, train_group  # noqa: E402
+from grokbench.training.programs import train_config, train_group  # noqa: E402
 
 failures = []
 
@@ -35,8 +35,8 @@ def check(ok, message):
         failures.append(message)
 
 
-cuda = train_config(config(steps=300, eval_every=50, device="cuda"))
-cpu = train_config(config(steps=300, eval_every=50, device="cpu", dtype="float64"))
+cuda = train_config(config(steps=300, eval_every=50, device="cuda"), registry=REGISTRY)
+cpu = train_config(config(steps=300, eval_every=50, device="cpu", dtype="float64"), registry=REGISTRY)
 check(cuda.status == cpu.status == "completed", f"statuses {cuda.status} / {cpu.status} ({cuda.message or cpu.message})")
 for name in ("train_loss", "test_loss"):
     rel = ((cuda.curves[name] - cpu.curves[name]).abs() / cpu.curves[name].abs()).max()
@@ -46,7 +46,7 @@ for name in ("train_acc", "test_acc"):
     check(diff <= 0.02, f"{name}: largest difference {diff:.4f}")
 
 cfgs = [config(p=23, width=128, steps=200, eval_every=50, seed=s, device="cuda", dtype="float64") for s in range(4)]
-batched, alone = train_group(cfgs, notice=print), [train_config(c) for c in cfgs]
+batched, alone = train_group(cfgs, registry=REGISTRY, notice=print), [train_config(c, registry=REGISTRY) for c in cfgs]
 check(all(r.environment.get("batched_seeds") == 4 for r in batched), "4 seeds trained as one batched program on CUDA")
 # index_add_ on CUDA sums in a nondeterministic order, so runs agree to rounding, not bit for bit
 gap = max(((b.curves[c] - a.curves[c]).abs() / a.curves[c].abs()).max() for b, a in zip(batched, alone) for c in ("train_loss", "test_loss"))
@@ -55,11 +55,11 @@ acc = max((b.curves[c] - a.curves[c]).abs().max() for b, a in zip(batched, alone
 check(acc <= 0.01, f"batched seeds equal each seed alone: largest accuracy difference {acc:.4f}")
 
 def transformer(device, dtype):
-    from grokbench.config import parse_assignments, resolve_config
-    from grokbench.plugin_manager import get_registry
+    from grokbench.config.run import parse_assignments, resolve_config
+    from grokbench.plugin.manager import get_registry
 
     sets = parse_assignments(["train.steps=200", "train.eval_every=50", f"train.device={device}", f"train.dtype={dtype}"])
-    return train_config(resolve_config(get_registry(), task="modadd-cls", model="transformer", preset="laptop", overrides=sets))
+    return train_config(resolve_config(get_registry(), task="modadd-cls", model="transformer", preset="laptop", overrides=sets), registry=REGISTRY)
 
 
 t_cuda, t_cpu = transformer("cuda", "float32"), transformer("cpu", "float64")

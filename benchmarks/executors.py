@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from grokbench.executors import run_suite, train_work
-from grokbench.plugin_manager import get_registry
-from grokbench.suites import Suite, expand, load_suite, parse_suite
+from grokbench.config.suites import Suite, expand, load_suite, parse_suite
+from grokbench.driving.suites import run_suite, train_work
+from grokbench.plugin.manager import get_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,7 +41,7 @@ set.train = {{ steps = 1, eval_every = 1 }}
 
 def timed(suite: Suite, store: Path, executor: str, **options) -> float:
     started = time.perf_counter()
-    outcome = run_suite(suite, store=store, executor=executor, options=options)
+    outcome = run_suite(suite, registry=get_registry(), store=store, executor=executor, options=options)
     assert outcome.trained == outcome.planned and outcome.failed == 0, outcome
     return time.perf_counter() - started
 

@@ -19,11 +19,11 @@ import time
 
 import torch
 
-from grokbench.building import prepare
-from grokbench.checkpoints import read
-from grokbench.config import RunConfig
-from grokbench.plugin_manager import get_registry
-from grokbench.trainer import train
+from grokbench.config.run import RunConfig
+from grokbench.plugin.manager import get_registry
+from grokbench.recording.checkpoints import read
+from grokbench.training.building import prepare
+from grokbench.training.loop import train
 
 
 def tensors(value):

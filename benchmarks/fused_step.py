@@ -19,9 +19,9 @@ import time
 
 import torch
 
-from grokbench.building import prepare
-from grokbench.config import parse_assignments, resolve_config
-from grokbench.plugin_manager import get_registry
+from grokbench.config.run import parse_assignments, resolve_config
+from grokbench.plugin.manager import get_registry
+from grokbench.training.building import prepare
 
 
 def main():

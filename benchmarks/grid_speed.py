@@ -20,9 +20,9 @@ import time
 
 import torch
 
-from grokbench.config import parse_assignments, resolve_config
-from grokbench.plugin_manager import get_registry
-from grokbench.runner import train_config, train_group
+from grokbench.config.run import parse_assignments, resolve_config
+from grokbench.plugin.manager import get_registry
+from grokbench.training.programs import train_config, train_group
 
 BASE = ["task.p=23", "task.train_fraction=0.6", "model.width=128", "train.eval_every=50"]
 GRIDS = {

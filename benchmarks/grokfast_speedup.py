@@ -21,7 +21,7 @@ import statistics
 import torch
 
 import grokbench
-from grokbench.config import parse_assignments, deep_merge
+from grokbench.config.run import deep_merge, parse_assignments
 
 
 def main() -> None:

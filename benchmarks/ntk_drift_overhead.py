@@ -19,16 +19,16 @@ import argparse
 import time
 
 import torch
+from grokbench_plugins.methods.optimizers import Adam
+from grokbench_plugins.metrics.kernel_metrics import NTKDrift
+from grokbench_plugins.models.quadratic import QuadraticNetwork
+from grokbench_plugins.tasks.modadd import ModAddClassification
 
 import grokbench
-from grokbench.config import resolve_config
-from grokbench.contracts import EvalContext
-from grokbench.plugin_manager import get_registry
-from grokbench.trainer import evaluate, make_predict
-from grokbench_plugins.kernel_metrics import NTKDrift
-from grokbench_plugins.modadd import ModAddClassification
-from grokbench_plugins.optimizers import Adam
-from grokbench_plugins.quadratic import QuadraticNetwork
+from grokbench.config.run import resolve_config
+from grokbench.plugin.contracts import EvalContext
+from grokbench.plugin.manager import get_registry
+from grokbench.training.loop import evaluate, make_predict
 
 
 def per_call(fn, repeats):

@@ -16,10 +16,10 @@ import argparse
 import time
 
 import torch
+from grokbench_plugins.models.quadratic import QuadraticNetwork
+from grokbench_plugins.tasks.modadd import ModAddClassification
 
-from grokbench.ntk import contract, empirical_ntk, jacobian
-from grokbench_plugins.modadd import ModAddClassification
-from grokbench_plugins.quadratic import QuadraticNetwork
+from grokbench.training.ntk import contract, empirical_ntk, jacobian
 
 
 def best_of(fn, repeats):

@@ -14,7 +14,7 @@ member over --seeds seeds, is trained two ways, interleaved, --repeats times:
   exactly its separate one); widths: every member's W and V padded with zero hidden units to the largest width
   (a zero unit has z = 0, so it neither changes the output nor receives a gradient: exact without a mask).
 
-Each timed step is the gradient (`stacked_loss_and_grads` of plugins/quadratic.py) plus the AdamW decay and the
+Each timed step is the gradient (`stacked_loss_and_grads` of plugins/models/quadratic.py) plus the AdamW decay and the
 Adam update, on the stacked tensors. Before timing, the script checks that every member's padded gradient equals
 its separate one. Prints the time per step of the whole grid both ways (medians, every repeat's ratio) and the
 load average; ratios above 1 mean padding pays. Run from the repository root.
@@ -33,11 +33,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from grokbench_plugins.quadratic import Workspace, resolve_width, stacked_loss_and_grads  # noqa: E402
+from grokbench_plugins.models.quadratic import Workspace, resolve_width, stacked_loss_and_grads  # noqa: E402
 
-from grokbench.building import prepare  # noqa: E402
-from grokbench.config import parse_assignments, resolve_config  # noqa: E402
-from grokbench.plugin_manager import get_registry  # noqa: E402
+from grokbench.config.run import parse_assignments, resolve_config  # noqa: E402
+from grokbench.plugin.manager import get_registry  # noqa: E402
+from grokbench.training.building import prepare  # noqa: E402
 
 REGISTRY = get_registry()
 

@@ -19,9 +19,9 @@ import time
 
 import torch
 
-from grokbench.plugin_manager import get_registry
-from grokbench.runner import train_group
-from grokbench.suites import load_suite
+from grokbench.config.suites import load_suite
+from grokbench.plugin.manager import get_registry
+from grokbench.training.programs import train_group
 
 
 def main() -> None:

@@ -8,10 +8,15 @@ after the stall is identical (it must be). Usage (docs/paper.md, "Stalled runs")
 
 Prints the outcome (JSON), the stall, the identity check, then (step, CPU s, train loss, test acc) per evaluation.
 """
-import json, sys, time, torch
+import json
+import time
+
+import torch
+
 torch.set_num_threads(1)
-from grokbench.runner import run
-from grokbench import stalls
+from grokbench.api import run
+from grokbench.training import stalls
+
 # watch for stalls without stopping: the step where stop_on_stall would end the run, and the records after it
 first_stall = []
 _observe = stalls.StallWatch.observe

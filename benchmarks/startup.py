@@ -24,7 +24,7 @@ import sys, time
 before = time.time()
 import torch
 torch_s = time.time() - before
-import grokbench.trainer as trainer
+import grokbench.training.loop as trainer
 start = float(sys.argv[1])
 evaluate = trainer.evaluate
 def first(*args, **kwargs):

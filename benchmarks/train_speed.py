@@ -33,11 +33,11 @@ import time
 import torch
 import torch.nn.functional as F
 
-from grokbench.building import prepare as _prepare
-from grokbench.config import parse_assignments, resolve_config
-from grokbench.plugin_manager import get_registry
-from grokbench.runner import train_config, train_group
-from grokbench.trainer import train
+from grokbench.config.run import parse_assignments, resolve_config
+from grokbench.plugin.manager import get_registry
+from grokbench.training.building import prepare as _prepare
+from grokbench.training.loop import train
+from grokbench.training.programs import train_config, train_group
 
 REGISTRY = get_registry()
 
@@ -209,11 +209,11 @@ def gemm_ceiling(S, n, h, p, device, repeats=20):
 def multi_seed(device, seeds=16, steps=300):
     cfgs = [config(p=23, width=128, steps=steps, eval_every=50, seed=s, device=device) for s in range(seeds)]
     start = time.perf_counter()
-    train_group(cfgs, notice=print)
+    train_group(cfgs, registry=REGISTRY, notice=print)
     batched = time.perf_counter() - start
     start = time.perf_counter()
     for cfg in cfgs:
-        train_config(cfg)
+        train_config(cfg, registry=REGISTRY)
     sequential = time.perf_counter() - start
     return seeds * steps / batched, seeds * steps / sequential
 
@@ -236,7 +236,7 @@ else:
 
 
 def fused_built() -> bool:
-    from grokbench_plugins import fused_quadratic
+    from grokbench_plugins.models import fused_quadratic
 
     return fused_quadratic.enabled()
 

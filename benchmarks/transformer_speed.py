@@ -26,15 +26,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from grokbench.building import prepare as _prepare  # noqa: E402
-from grokbench.config import parse_assignments, resolve_config  # noqa: E402
-from grokbench.contracts import Model  # noqa: E402
-from grokbench.plugin_manager import get_registry  # noqa: E402
+from grokbench.config.run import parse_assignments, resolve_config  # noqa: E402
+from grokbench.plugin.contracts import Model  # noqa: E402
+from grokbench.plugin.manager import get_registry  # noqa: E402
+from grokbench.training.building import prepare as _prepare  # noqa: E402
 from tests.test_transformer import per_example_reference  # noqa: E402
 
 
 def seconds_per_step(prep, loss_and_grads, steps):
-    """The trainer's full-batch step (grokbench.trainer.train_members) without its evaluations."""
+    """The trainer's full-batch step (grokbench.training.loop.train_members) without its evaluations."""
     data, task, reg = prep.data, prep.task, prep.regularizer
     params = list(prep.model.parameters().values())
     state, lr = prep.optimizer.build(params), float(prep.optimizer.params.lr)

@@ -22,9 +22,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 import train_speed  # noqa: E402  (benchmarks/ is not a package)
-
-from grokbench_plugins import fused_adam  # noqa: E402
-from grokbench_plugins.modadd import ModAddClassification  # noqa: E402
+from grokbench_plugins.methods import fused_adam  # noqa: E402
+from grokbench_plugins.tasks.modadd import ModAddClassification  # noqa: E402
 
 NEW_LOSS, NEW_UPDATE = ModAddClassification.loss_and_output_grad, fused_adam.update
 

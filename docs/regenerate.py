@@ -16,7 +16,7 @@ listed), a referenced figure that the report does not draw or whose suite has no
 docs/figures/ that no page references (a copy nothing rebuilds). A suite without a store (with --no-train or
 --check) is named on stderr, with its committed leaderboard, if any, left as it is.
 
-The suites are named here, not in the core: this script is the docs' build, like ``python -m grokbench.docs``.
+The suites are named here, not in the core: this script is the docs' build, like ``python -m grokbench.authoring.docs``.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import tomllib
 from pathlib import Path
 
 import pandas as pd
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 #: the suites whose numbers and figures the docs quote

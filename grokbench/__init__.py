@@ -2,31 +2,31 @@
 
 The core (this package) knows no task, model or regularizer by name: every
 concrete component comes from a plugin found through the ``grokbench``
-entry-point group. See :mod:`grokbench.hookspecs` for the contract.
+entry-point group. See :mod:`grokbench.plugin.hookspecs` for the contract.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .plugin_manager import hookimpl
+from grokbench.plugin.manager import hookimpl
+from grokbench.version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["hookimpl", "load_checkpoint", "run", "__version__"]
 
 if TYPE_CHECKING:
-    from .runner import RunResult
+    from grokbench.training.programs import RunResult
 
 
 def run(*args: Any, **kwargs: Any) -> RunResult:
-    """Configure, train, store and summarize one run; see :func:`grokbench.runner.run`."""
-    from .runner import run as _run
+    """Configure, train, store and summarize one run; see :func:`grokbench.api.run`."""
+    from grokbench.api import run as _run
 
     return _run(*args, **kwargs)
 
 
 def load_checkpoint(*args: Any, **kwargs: Any) -> Any:
-    """The model plugin of a run with a checkpoint's parameters; see :func:`grokbench.checkpoints.load_checkpoint`."""
-    from .checkpoints import load_checkpoint as _load
+    """The model plugin of a run with a checkpoint's parameters; see :func:`grokbench.api.load_checkpoint`."""
+    from grokbench.api import load_checkpoint as _load
 
     return _load(*args, **kwargs)

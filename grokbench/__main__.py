@@ -1,3 +1,3 @@
-from .cli import main
+from grokbench.cli import main
 
 main()

@@ -10,15 +10,15 @@ import sys
 
 import click
 
-from . import __version__
-from .errors import ConfigError, GrokbenchError, RunError, describe, one_line
+from grokbench.errors import ConfigError, GrokbenchError, RunError, describe, one_line
+from grokbench.version import __version__
 
 STORE_HELP = "results store (SQLite file); default $GROKBENCH_STORE or ./grokbench.db"
 MAX_RUNS_HELP = "refuse to plan more runs than this (default 10,000), before anything is expanded"
 THREADS_HELP = "torch CPU threads (default: $GROKBENCH_THREADS, else torch's one per core, idle ones sleeping: OMP_WAIT_POLICY=PASSIVE; see README 'Threads')"
 
 
-DEBUG_ENV = "GROKBENCH_DEBUG"  # the same as grokbench.results.DEBUG_ENV (not imported: it would import torch)
+DEBUG_ENV = "GROKBENCH_DEBUG"  # the same as grokbench.training.results.DEBUG_ENV (not imported: it would import torch)
 
 
 class GrokbenchGroup(click.Group):
@@ -51,7 +51,9 @@ class GrokbenchGroup(click.Group):
 
 def _interrupted_line(exc: BaseException) -> str:
     """'aborted', or what an interrupted run kept (click turns KeyboardInterrupt into Abort)."""
-    from .lifecycle import GroupInterrupted, RunInterrupted, SuiteInterrupted
+    from grokbench.driving.suites import SuiteInterrupted
+    from grokbench.plugin.contracts import GroupInterrupted
+    from grokbench.training.programs import RunInterrupted
 
     cause = exc.__cause__ or exc.__context__
     if isinstance(cause, SuiteInterrupted):
@@ -92,7 +94,7 @@ def logger_options(command):
 
 
 def _set_threads(threads: int | None) -> None:
-    from .threads import set_threads
+    from grokbench.training.threads import set_threads
 
     set_threads(threads)
 
@@ -121,7 +123,7 @@ def cli(no_entry_points: bool, disable: tuple[str, ...], debug: bool) -> None:
     if debug:
         os.environ[DEBUG_ENV] = "1"
     if no_entry_points or disable:
-        from .plugin_manager import configure_loading
+        from grokbench.plugin.manager import configure_loading
 
         configure_loading(no_entry_points=no_entry_points, disable=disable)
 
@@ -176,10 +178,10 @@ def run(
     threads,
 ) -> None:
     """Train one model on one task, save the run as it trains, and print its summary."""
-    from .config import parse_seeds
-    from .display import seeds_line, summary_text
-    from .runner import run as run_one
-    from .runner import run_seeds
+    from grokbench.api import run as run_one
+    from grokbench.api import run_seeds
+    from grokbench.config.run import parse_seeds
+    from grokbench.reporting.text import seeds_line, summary_text
 
     _set_threads(threads)
     options = dict(
@@ -212,9 +214,10 @@ def run(
             log_dir=log_dir,
             **options,
         )
-    from .reports import metric_declarations  # after training: it imports pandas
+    from grokbench.plugin import manager
+    from grokbench.reporting.declarations import metric_declarations
 
-    columns = () if as_json else metric_declarations().columns
+    columns = () if as_json else metric_declarations(manager.get_registry()).columns
     texts = [json.dumps(r.to_json()) if as_json else summary_text(r.to_json(), columns) for r in results]
     if len(results) > 1 and not as_json:
         texts.append(seeds_line([r.to_json() for r in results]))
@@ -230,10 +233,10 @@ def run(
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def list_components(as_json: bool) -> None:
     """Every task, model, regularizer, optimizer, metric and preset, with parameters and plugin."""
-    from .display import registry_json, registry_text
-    from .plugin_manager import get_registry
+    from grokbench.plugin import manager
+    from grokbench.reporting.text import registry_json, registry_text
 
-    registry = get_registry()
+    registry = manager.get_registry()
     click.echo(json.dumps(registry_json(registry), indent=2) if as_json else registry_text(registry))
 
 
@@ -253,12 +256,17 @@ def list_components(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def runs(store, limit, suite_name, task, status, where, as_json) -> None:
     """List the runs in the store, newest first, with the hyperparameters that differ between them."""
-    from .display import runs_text
-    from .selection import parse_where, select_runs
-    from .store import Store
+    from grokbench.recording.recovery import open_store
+    from grokbench.reporting.selection import parse_where, select_runs
+    from grokbench.reporting.text import runs_text
 
     frame = select_runs(
-        Store(store, create=False), suite=suite_name, task=task, status=status, where=parse_where(where), limit=limit
+        open_store(store, create=False),
+        suite=suite_name,
+        task=task,
+        status=status,
+        where=parse_where(where),
+        limit=limit,
     )
     click.echo(frame.to_json(orient="records") if as_json else runs_text(frame))
 
@@ -270,10 +278,10 @@ def runs(store, limit, suite_name, task, status, where, as_json) -> None:
 @click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP)
 def checkpoint(run_id, step, out, store) -> None:
     """Export one checkpoint of a run (parameters, optimizer state; safetensors) to a file."""
-    from .checkpoints import export
-    from .store import Store
+    from grokbench.recording.checkpoints import export
+    from grokbench.recording.recovery import open_store
 
-    chosen = export(Store(store, create=False), run_id, out, step)
+    chosen = export(open_store(store, create=False), run_id, out, step)
     click.echo(f"{out}: step {chosen['step']} ({', '.join(chosen['reasons'])})")
 
 
@@ -287,14 +295,14 @@ def checkpoint(run_id, step, out, store) -> None:
 @click.option("--threads", type=click.IntRange(min=1), help=THREADS_HELP)
 def resume(run_id, steps, store, as_json, quiet, loggers, log_dir, threads) -> None:
     """Continue an interrupted or finished run from its last checkpoint (same run; --steps extends it)."""
-    from .display import summary_text
-    from .lifecycle import resume_run
-    from .store import Store
+    from grokbench.api import resume_run
+    from grokbench.recording.recovery import open_store
+    from grokbench.reporting.text import summary_text
 
     _set_threads(threads)
     result = resume_run(
         run_id,
-        store=Store(store, create=False),
+        store=open_store(store, create=False),
         steps=steps,
         progress=not quiet and sys.stderr.isatty(),
         loggers=loggers,
@@ -312,10 +320,10 @@ def resume(run_id, steps, store, as_json, quiet, loggers, log_dir, threads) -> N
 @click.option("--traceback", "traceback_only", is_flag=True, help="print only the full traceback of the run's failure")
 def show(run_id, store, as_json, traceback_only) -> None:
     """Print one run: config, summary, plugins, environment and curves (RUN_ID may be a prefix)."""
-    from .display import run_text
-    from .store import Store
+    from grokbench.recording.recovery import open_store
+    from grokbench.reporting.text import run_text
 
-    db = Store(store, create=False)
+    db = open_store(store, create=False)
     record = db.get_run(run_id)
     if traceback_only:
         if not record.get("traceback"):
@@ -404,13 +412,16 @@ def suite_run(
 ) -> None:
     """Train every run of a suite file not already in the store (runs are keyed by their config hash); an
     interrupted run goes on from its last checkpoint."""
-    from .config import parse_assignments
-    from .executors import run_suite
-    from .suites import load_suite
+    from grokbench.config.run import parse_assignments
+    from grokbench.config.suites import load_suite
+    from grokbench.driving.suites import run_suite
+    from grokbench.plugin import manager
 
+    registry = manager.get_registry()
     options = {"jobs": jobs, "address": address, **parse_assignments(list(executor_options))}
     outcome = run_suite(
-        load_suite(file, max_runs=max_runs),
+        load_suite(file, registry, max_runs=max_runs),
+        registry=registry,
         store=store,
         executor=executor,
         options=options,
@@ -444,10 +455,13 @@ def suite_run(
 @click.option("--no-plots", is_flag=True, help="tables and baseline only")
 def report(suite_name, store, out, no_plots) -> None:
     """Write leaderboard.md, leaderboard.html, leaderboard.csv, plots (PNG, SVG) and baseline.json."""
-    from .reports import write_report
-    from .store import Store
+    from grokbench.plugin import manager
+    from grokbench.recording.recovery import open_store
+    from grokbench.reporting.declarations import metric_declarations
+    from grokbench.reporting.report import write_report
 
-    written = write_report(Store(store, create=False), out, suite=suite_name, plots=not no_plots)
+    declarations = metric_declarations(manager.get_registry())
+    written = write_report(open_store(store, create=False), out, declarations, suite=suite_name, plots=not no_plots)
     click.echo("\n".join(str(p) for p in written))
 
 
@@ -473,12 +487,16 @@ def report(suite_name, store, out, no_plots) -> None:
 )
 def compare(baseline, suite_name, store, tolerance, success_tolerance) -> None:
     """Compare current results with a baseline; print a markdown table; exit 1 on a regression."""
-    from .errors import RunError
-    from .reports import compare_with_baseline
-    from .store import Store
+    from grokbench.errors import RunError
+    from grokbench.recording.recovery import open_store
+    from grokbench.reporting.baseline import compare_with_baseline
 
     table, regressions = compare_with_baseline(
-        Store(store, create=False), baseline, suite=suite_name, tolerance=tolerance, success_tolerance=success_tolerance
+        open_store(store, create=False),
+        baseline,
+        suite=suite_name,
+        tolerance=tolerance,
+        success_tolerance=success_tolerance,
     )
     click.echo(table)
     if regressions:
@@ -494,10 +512,10 @@ def compare(baseline, suite_name, store, tolerance, success_tolerance) -> None:
 @click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP)
 def export(fmt, out, suite_name, store) -> None:
     """Export runs (one row per run, summary flattened) and curves (long format) for pandas and other tools."""
-    from .reports import export_store
-    from .store import Store
+    from grokbench.recording.recovery import open_store
+    from grokbench.reporting.export import export_store
 
-    for path in export_store(Store(store, create=False), out, fmt, suite=suite_name):
+    for path in export_store(open_store(store, create=False), out, fmt, suite=suite_name):
         click.echo(str(path))
 
 
@@ -505,10 +523,10 @@ def export(fmt, out, suite_name, store) -> None:
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def plugins(as_json: bool) -> None:
     """Installed plugins: distribution, version, what each registers, and the broken or disabled ones with why."""
-    from .display import plugins_json, plugins_text
-    from .plugin_manager import get_registry
+    from grokbench.plugin import manager
+    from grokbench.reporting.text import plugins_json, plugins_text
 
-    registry = get_registry()
+    registry = manager.get_registry()
     click.echo(json.dumps(plugins_json(registry), indent=2) if as_json else plugins_text(registry))
 
 
@@ -519,7 +537,7 @@ def plugins(as_json: bool) -> None:
 )
 def new_plugin(name: str, directory: str | None) -> None:
     """Write an installable plugin package skeleton (pyproject, one example model, a test) for NAME."""
-    from .scaffold import write_plugin
+    from grokbench.authoring.scaffold import write_plugin
 
     root = write_plugin(name, directory)
     click.echo(f"wrote {root}\nnext: pip install -e {root} && pytest {root}")
@@ -560,11 +578,12 @@ def bench_run(
     benchmark_name, methods, tracks, executor, jobs, address, executor_options, store, as_json, quiet, retry_failed
 ) -> None:
     """Run methods on every track of a benchmark (resumable: stored runs are not trained again)."""
-    from .benchmark import load_benchmark, plan_methods, run_benchmark
-    from .config import parse_assignments
-    from .plugin_manager import get_registry
+    from grokbench.config.benchmark import load_benchmark, plan_methods
+    from grokbench.config.run import parse_assignments
+    from grokbench.driving.benchmark import run_benchmark
+    from grokbench.plugin import manager
 
-    registry = get_registry()
+    registry = manager.get_registry()
     bench_ = load_benchmark(benchmark_name, registry)
     plans = plan_methods(bench_, list(methods), list(tracks), registry)
     options = {"jobs": jobs, "address": address, **parse_assignments(list(executor_options))}
@@ -607,11 +626,17 @@ def bench_run(
 @click.option("--no-plots", is_flag=True, help="tables only")
 def bench_report(benchmark_name, methods, store, out, no_plots) -> None:
     """Write the method × track score table (md, html, csv) and plots."""
-    from .benchmark_report import write_benchmark_report
-    from .store import Store
+    from grokbench.plugin import manager
+    from grokbench.recording.recovery import open_store
+    from grokbench.reporting.benchmark_page import write_benchmark_report
 
     written = write_benchmark_report(
-        Store(store, create=False), benchmark_name, out, methods=list(methods), plots=not no_plots
+        open_store(store, create=False),
+        benchmark_name,
+        out,
+        manager.get_registry(),
+        methods=list(methods),
+        plots=not no_plots,
     )
     click.echo("\n".join(str(p) for p in written))
 
@@ -621,7 +646,7 @@ def _terminated(signum: int, frame: object) -> None:
 
 
 def main() -> None:
-    from .threads import prefer_passive_waiting
+    from grokbench.training.threads import prefer_passive_waiting
 
     prefer_passive_waiting()  # before anything imports torch: OpenMP reads it once, when torch loads it
     signal.signal(signal.SIGTERM, _terminated)

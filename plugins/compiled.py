@@ -1,9 +1,9 @@
 """The first-party plugins' optional C extensions (setup.py builds them), loaded with ctypes.
 
-Each extension is plain C without torch headers; its Python wrapper (:mod:`grokbench_plugins.fused_quadratic`,
-:mod:`grokbench_plugins.fused_adam`) passes the data pointers of contiguous CPU tensors. Without a C compiler at
-install time the extensions are missing and every wrapper reports once that its caller takes the torch path,
-which stays the reference the tests compare against. ``GROKBENCH_FUSED=0`` selects that path everywhere.
+Each extension is plain C without torch headers; its Python wrapper
+(:mod:`grokbench_plugins.models.fused_quadratic`, :mod:`grokbench_plugins.methods.fused_adam`) passes the data
+pointers of contiguous CPU tensors. Without a C compiler at install time the extensions are missing and every
+wrapper reports once that its caller takes the torch path, which stays the reference the tests compare against. ``GROKBENCH_FUSED=0`` selects that path everywhere.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ I64, INT, DOUBLE, PTR = ctypes.c_int64, ctypes.c_int, ctypes.c_double, ctypes.c_
 
 
 def load(module: str, what: str, signatures: dict[str, list[type]]) -> ctypes.CDLL | None:
-    """The shared object of ``grokbench_plugins.<module>`` with the argument types of its functions (each
-    returns an int status), or ``None`` after a ``notice:`` line naming ``what`` when it was not built."""
+    """The shared object of ``grokbench_plugins.<module>`` (``module`` as ``models._fused_quadratic``) with the
+    argument types of its functions (each returns an int status), or ``None`` after a ``notice:`` line naming
+    ``what`` when it was not built."""
     try:
         lib = ctypes.CDLL(importlib.import_module(f"grokbench_plugins.{module}").__file__)
     except (ImportError, OSError, TypeError):  # not built (no compiler at install time), or not loadable

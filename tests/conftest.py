@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from grokbench.plugin_manager import get_registry
+from grokbench.plugin.manager import get_registry
 
 #: a modadd-cls configuration that groks in about a second on one CPU core
 TINY_CLS = {

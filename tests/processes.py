@@ -19,7 +19,7 @@ PATIENCE = 120
 #: train.early_stop, it leaves its program there)
 HOLD_DRIVER = """
 import dataclasses, os, sys, time
-import grokbench.runner as runner
+import grokbench.training.programs as runner
 held, marks = os.environ["GROKBENCH_TEST_HOLD"], os.environ["GROKBENCH_TEST_MARKS"]
 generalizes = os.environ.get("GROKBENCH_TEST_GENERALIZE")
 

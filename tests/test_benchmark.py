@@ -10,9 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from grokbench.benchmark import load_benchmark, plan_methods, score_table
+from grokbench.config.benchmark import load_benchmark, plan_methods
 from grokbench.errors import ConfigError
-from grokbench.store import Store
+from grokbench.reporting.scores import score_table
+from grokbench.storage.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,7 +73,7 @@ def test_v1_has_the_required_tracks_and_baselines(registry):
 
 
 def test_a_method_on_a_track_is_the_same_run_as_grokbench_run_with_the_preset(registry, tiny):
-    from grokbench.config import resolve_config
+    from grokbench.config.run import resolve_config
 
     bench = load_benchmark(str(tiny), registry)
     plan = bench.plan("orthograd-stablemax", registry)
@@ -192,9 +193,9 @@ def test_a_missing_benchmark_file_is_bad_input(tmp_path):
 
 
 def test_a_method_failing_on_one_track_is_recorded_and_the_others_go_on(registry, tiny, tmp_path, monkeypatch):
-    from grokbench_plugins import orthograd
+    from grokbench_plugins.methods import orthograd
 
-    from grokbench.benchmark import run_benchmark
+    from grokbench.driving.benchmark import run_benchmark
 
     def boom(self, grads):
         raise RuntimeError("projection exploded")
@@ -215,7 +216,7 @@ def benchmark_plugin(path):
     import types
 
     from grokbench import hookimpl
-    from grokbench.contracts import BenchmarkFile
+    from grokbench.plugin.contracts import BenchmarkFile
 
     @hookimpl
     def register_benchmarks(register):
@@ -227,7 +228,7 @@ def benchmark_plugin(path):
 
 
 def test_a_plugin_registers_a_benchmark_found_by_name(tiny):
-    from grokbench.plugin_manager import load_plugins
+    from grokbench.plugin.manager import load_plugins
 
     registry = load_plugins(extra=[("mine", benchmark_plugin(tiny))])
     assert registry.names("benchmark") == ["grokbench-v1", "tiny-bench"]
@@ -239,7 +240,7 @@ def test_a_plugin_registers_a_benchmark_found_by_name(tiny):
 
 
 def test_an_invalid_benchmark_file_marks_its_plugin_broken(tmp_path, registry):
-    from grokbench.plugin_manager import load_plugins
+    from grokbench.plugin.manager import load_plugins
 
     bad = tmp_path / "bad.toml"
     bad.write_text('[benchmark]\nname = "bad"\nversion = 0\n')
@@ -261,4 +262,4 @@ def test_the_benchmark_file_is_installed_with_the_plugins(tmp_path):
     assert done.returncode == 0, done.stderr
     (wheel,) = tmp_path.glob("grokbench-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "grokbench_plugins/benchmarks/grokbench-v1.toml" in names
+    assert "grokbench_plugins/methods/benchmarks/grokbench-v1.toml" in names

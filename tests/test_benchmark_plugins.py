@@ -5,20 +5,20 @@ import math
 
 import pytest
 import torch
-from grokbench_plugins.grokfast import Grokfast
-from grokbench_plugins.losses import stablemax, stablemax_cross_entropy, stablemax_s
-from grokbench_plugins.methods import METHODS
-from grokbench_plugins.mlp import ReluMLP
-from grokbench_plugins.modarith import ModArithClassification
-from grokbench_plugins.optimizers import MomentumSGD, NormalizedGradientDescent
-from grokbench_plugins.orthograd import OrthoGrad, orthogonalize
-from grokbench_plugins.parity import SparseParity
-from grokbench_plugins.regularizers import L2, LInf
+from grokbench_plugins.methods.grokfast import Grokfast
+from grokbench_plugins.methods.methods import METHODS
+from grokbench_plugins.methods.optimizers import MomentumSGD, NormalizedGradientDescent
+from grokbench_plugins.methods.orthograd import OrthoGrad, orthogonalize
+from grokbench_plugins.methods.regularizers import L2, LInf
+from grokbench_plugins.models.mlp import ReluMLP
+from grokbench_plugins.tasks.losses import stablemax, stablemax_cross_entropy, stablemax_s
+from grokbench_plugins.tasks.modarith import ModArithClassification
+from grokbench_plugins.tasks.parity import SparseParity
 
 import grokbench
-from grokbench.config import resolve_config
+from grokbench.authoring.testing import check_model_contract, check_task_contract
+from grokbench.config.run import resolve_config
 from grokbench.errors import ConfigError
-from grokbench.testing import check_model_contract, check_task_contract
 
 # ---------------------------------------------------------------- StableMax
 

@@ -8,9 +8,9 @@ from click.testing import CliRunner
 
 import grokbench
 from grokbench import cli as cli_module
-from grokbench import runner
-from grokbench.plugin_manager import load_plugins
-from grokbench.store import Store
+from grokbench.plugin import manager as plugin_manager
+from grokbench.plugin.manager import load_plugins
+from grokbench.storage.store import Store
 
 from .test_run import exploding_plugin
 
@@ -103,7 +103,7 @@ def test_store_that_is_not_a_store_is_refused_untouched(tmp_path):
 
 def test_failed_run_exits_1_and_is_recorded(tmp_path, monkeypatch):
     registry = load_plugins(extra=[("exploding", exploding_plugin)])
-    monkeypatch.setattr(runner, "get_registry", lambda: registry)
+    monkeypatch.setattr(plugin_manager, "get_registry", lambda: registry)
     store = tmp_path / "s.db"
     result = invoke("run", "-t", "modadd-cls", "-m", "exploding", "--set", "task.p=11", "--store", str(store), "--json")
     assert result.exit_code == 1

@@ -1,6 +1,6 @@
 import pytest
 
-from grokbench.config import parse_assignments, resolve_config
+from grokbench.config.run import parse_assignments, resolve_config
 from grokbench.errors import ConfigError
 
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from grokbench import docs
-from grokbench.registry import KINDS
+from grokbench.authoring import docs
+from grokbench.plugin.registry import KINDS
 
 PLUGINS_MD = Path(__file__).resolve().parent.parent / "docs" / "plugins.md"
 
@@ -17,7 +17,7 @@ def text():
 
 
 def test_generated_reference_is_up_to_date(text):
-    assert docs.update(text) == text, "docs/plugins.md is out of date: run `python -m grokbench.docs`"
+    assert docs.update(text) == text, "docs/plugins.md is out of date: run `python -m grokbench.authoring.docs`"
 
 
 def test_every_hook_is_documented_with_its_signature_and_docstring(text):
@@ -37,7 +37,7 @@ def test_every_component_kind_has_a_how_to_section(text):
 
 
 def test_every_public_contract_method_is_in_the_reference(text):
-    from grokbench import contracts
+    from grokbench.plugin import contracts
 
     for cls in (contracts.Task, contracts.Model, contracts.Regularizer, contracts.Optimizer, contracts.Metric):
         for name, member in vars(cls).items():

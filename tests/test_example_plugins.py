@@ -7,14 +7,13 @@ import subprocess
 import sys
 
 import pytest
-import torch
 from click.testing import CliRunner
 
 import grokbench
-import grokbench.runner
+import grokbench.training.programs
 from grokbench.cli import cli as cli_group
-from grokbench.plugin_manager import load_plugins
-from grokbench.store import Store
+from grokbench.plugin.manager import load_plugins
+from grokbench.storage.store import Store
 
 from ._install import env_with, pip_install
 
@@ -41,7 +40,7 @@ def grokbench_cli(*args, site, cwd):
 
 
 def test_grokbench_never_imports_the_example_package():
-    for path in [*(REPO / "grokbench").glob("*.py"), *(REPO / "plugins").glob("*.py")]:
+    for path in [*(REPO / "grokbench").rglob("*.py"), *(REPO / "plugins").rglob("*.py")]:
         assert "grokbench_example_plugins" not in path.read_text(), path
 
 
@@ -70,7 +69,7 @@ def test_mlp_and_transformer_learn_the_example_tasks(example_registry):
 
 
 def test_bad_parameters_of_a_third_party_component_are_one_line(example_registry, monkeypatch, tmp_path):
-    monkeypatch.setattr(grokbench.runner, "get_registry", lambda: example_registry)
+    monkeypatch.setattr(grokbench.plugin.manager, "get_registry", lambda: example_registry)
     bad = CliRunner().invoke(cli_group, ["run", "-t", "modmul-cls", "-m", "mlp", "--set", "task.p=12", "--store", str(tmp_path / "s.db")])
     assert bad.exit_code == 2
     assert bad.stderr == "error: invalid value for task.p: Value error, p must be prime for the non-zero residues to form a group, got 12 (got 12)\n"

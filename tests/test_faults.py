@@ -19,16 +19,17 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from grokbench_plugins.local_executors import ProcessExecutor, WorkerDied
+from grokbench_plugins.executors.local_executors import ProcessExecutor, WorkerDied
 
 from grokbench import cli as cli_module
-from grokbench import executors as executors_module
-from grokbench import runner as runner_module
-from grokbench.executors import run_suite
-from grokbench.lifecycle import GroupInterrupted, SuiteInterrupted, recognize_dead_runs
-from grokbench.runner import run_seeds
-from grokbench.store import Store
-from grokbench.suites import load_suite
+from grokbench.api import run_seeds
+from grokbench.config.suites import load_suite
+from grokbench.driving import suites as executors_module
+from grokbench.driving.suites import SuiteInterrupted, run_suite
+from grokbench.plugin.contracts import GroupInterrupted
+from grokbench.recording.recovery import recognize_dead_runs
+from grokbench.storage.store import Store
+from grokbench.training import programs as runner_module
 
 from .processes import HOLD_DRIVER, PATIENCE, alive, descendants, held, wait_for
 from .test_suites import TINY_SUITE, summaries, write
@@ -93,7 +94,7 @@ def test_a_worker_killed_mid_suite_is_retried_and_the_store_has_every_run_once(t
     monkeypatch.setenv("GROKBENCH_TEST_MARKER", str(marker))
     monkeypatch.setattr(executors_module, "train_work", dies_once_on_l2)  # forked workers inherit it
     suite = load_suite(write(tmp_path / "t.toml", TINY_SUITE), registry)
-    outcome = run_suite(suite, store=tmp_path / "s.db", executor="process", options={"jobs": 2})
+    outcome = run_suite(suite, registry=registry, store=tmp_path / "s.db", executor="process", options={"jobs": 2})
     assert marker.exists() and (outcome.trained, outcome.failed, outcome.duplicates) == (4, 0, 0)
     stored = summaries(tmp_path / "s.db")
     assert set(stored) == {r.config.hash for r in suite.runs} and all(s[0] == "completed" for s in stored.values())
@@ -319,7 +320,7 @@ def test_an_interrupted_group_hands_back_every_run_it_kept(tmp_path, registry, m
     assert [r.config.hash for r in kept] == [c.hash for c in group] and [r.status for r in kept] == ["interrupted"] * 2
     assert kept[0].steps == 100 and all(r.steps == r.curves["step"].max() >= 50 for r in kept)
     with pytest.raises(SuiteInterrupted) as stopped:
-        run_suite(suite, store=tmp_path / "s.db")
+        run_suite(suite, registry=registry, store=tmp_path / "s.db")
     assert (stopped.value.outcome.trained, stopped.value.outcome.interrupted) == (2, 2)
     assert "2 runs stored" in str(stopped.value) and "train the 4 left" in str(stopped.value)
     assert sorted(s[0] for s in summaries(tmp_path / "s.db").values()) == ["interrupted"] * 2
@@ -334,7 +335,7 @@ def test_an_interrupted_group_hands_back_every_run_it_kept(tmp_path, registry, m
 
 CREATOR = """
 import os, sys, time
-from grokbench.store import Store
+from grokbench.storage.store import Store
 path, go, n = sys.argv[1], sys.argv[2], sys.argv[3]
 open(go + "." + n, "w").close()
 while not os.path.exists(go):
@@ -392,7 +393,7 @@ def _remount_ro(folder: Path) -> None:
 @pytest.mark.parametrize("fault", ["full", "read-only"])
 def test_a_disk_that_fills_or_turns_read_only_mid_suite_ends_in_one_line_and_loses_nothing(small_fs, tmp_path, registry, monkeypatch, fault):
     """The inline executor stores the first group, then the fault strikes before the second is stored."""
-    from grokbench_plugins.local_executors import InlineExecutor
+    from grokbench_plugins.executors.local_executors import InlineExecutor
 
     def map_then_fault(self, work, groups):
         for index, group in enumerate(groups):

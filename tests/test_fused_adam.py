@@ -1,12 +1,12 @@
-"""Adam's fused update (plugins/_fused_adam.c) against its torch path and torch.optim, bit for bit."""
+"""Adam's fused update (plugins/methods/_fused_adam.c) against its torch path and torch.optim, bit for bit."""
 
 import os
 
 import pytest
 import torch
-
-from grokbench_plugins import compiled, fused_adam
-from grokbench_plugins.optimizers import Adam, AdamStep
+from grokbench_plugins import compiled
+from grokbench_plugins.methods import fused_adam
+from grokbench_plugins.methods.optimizers import Adam, AdamStep
 
 BUILT = fused_adam._library() is not None
 needs_extension = pytest.mark.skipif(not BUILT, reason="the fused extension is not built (no C compiler?)")
@@ -17,7 +17,7 @@ SHAPES = [(194, 512), (512, 97), (1001,), (3, 17, 5)]
 def test_the_extension_is_built_under_ci():
     if not BUILT:
         if os.environ.get("CI"):
-            pytest.fail("CI must build Adam's fused update: grokbench_plugins._fused_adam did not build")
+            pytest.fail("CI must build Adam's fused update: grokbench_plugins.methods._fused_adam did not build")
         pytest.skip("the fused extension is not built (pip install -e . with a C compiler builds it)")
     assert fused_adam.applicable(torch.zeros(3))
 

@@ -1,16 +1,17 @@
-"""The quadratic model's fused C passes (plugins/_fused_quadratic.c) against the torch path they replace."""
+"""The quadratic model's fused C passes (plugins/models/_fused_quadratic.c) against the torch path they replace."""
 
 import os
 
 import pytest
 import torch
+from grokbench_plugins.models import fused_quadratic
+from grokbench_plugins.models.quadratic import QuadraticNetwork, Workspace, stacked_loss_and_grads
+from grokbench_plugins.tasks.modadd import ModAddClassification, ModAddRegression
 
 import grokbench
-from grokbench.contracts import DataSpec
-from grokbench.runner import train_group
-from grokbench_plugins import fused_quadratic
-from grokbench_plugins.modadd import ModAddClassification, ModAddRegression
-from grokbench_plugins.quadratic import QuadraticNetwork, Workspace, stacked_loss_and_grads
+from grokbench.plugin.contracts import DataSpec
+from grokbench.plugin.manager import get_registry
+from grokbench.training.programs import train_group
 from tests.test_multiseed import configs
 
 BUILT = fused_quadratic._library() is not None
@@ -22,7 +23,7 @@ def test_the_extension_is_built_under_ci():
     """The normal install builds it wherever a C compiler exists, and CI has one."""
     if not BUILT:
         if os.environ.get("CI"):
-            pytest.fail("CI must build the fused quadratic step: grokbench_plugins._fused_quadratic did not build")
+            pytest.fail("CI must build the fused quadratic step: grokbench_plugins.models._fused_quadratic did not build")
         pytest.skip("the fused extension is not built (pip install -e . with a C compiler builds it)")
     assert fused_quadratic.enabled()
 
@@ -174,7 +175,7 @@ def test_batched_seeds_with_minibatches_have_the_curves_of_the_torch_step(monkey
     finals = {}
     for fused in ("1", "0"):
         monkeypatch.setenv(fused_quadratic.FUSED_ENV, fused)
-        finals[fused] = [r.curves["train_loss"].tolist() for r in train_group(configs([0, 1, 2], extra))]
+        finals[fused] = [r.curves["train_loss"].tolist() for r in train_group(configs([0, 1, 2], extra), registry=get_registry())]
     for a, b in zip(finals["1"], finals["0"]):
         assert a == pytest.approx(b, rel=1e-10)
 

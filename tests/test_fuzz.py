@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from grokbench import cli as cli_module
-from grokbench import limits
+from grokbench.training import resources as limits
 
 from .test_reliability import SUITE, snapshot
 

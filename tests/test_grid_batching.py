@@ -4,13 +4,13 @@ one batched program, each with its own hyperparameters, and each gets the number
 import pytest
 import torch
 
-from grokbench.batching import batch_groups, batch_key, split_by_memory, stack_components
-from grokbench.config import parse_assignments, resolve_config
-from grokbench.contracts import batchable_fields
-from grokbench.limits import estimate_bytes
-from grokbench.plugin_manager import get_registry
-from grokbench.runner import train_config, train_group
-from grokbench.suites import load_suite
+from grokbench.config.run import parse_assignments, resolve_config
+from grokbench.config.suites import load_suite
+from grokbench.plugin.contracts import batchable_fields
+from grokbench.plugin.manager import get_registry
+from grokbench.training.batching import batch_groups, batch_key, split_by_memory, stack_components
+from grokbench.training.programs import train_config, train_group
+from grokbench.training.resources import estimate_bytes
 
 from .test_multiseed import SMALL, assert_same_runs
 
@@ -88,10 +88,10 @@ def test_grid_members_match_training_each_alone(extra, names, points, rtol):
     cfgs = grid(points, extra, **names)
     assert len({c.hash for c in cfgs}) == len(cfgs)
     notices = []
-    batched = train_group(cfgs, notice=notices.append)
+    batched = train_group(cfgs, registry=get_registry(), notice=notices.append)
     assert notices == [] and all(r.environment["batched_seeds"] == len(cfgs) for r in batched)
     assert [r.config for r in batched] == cfgs  # each stored as its own run, with its own configuration
-    alone = [train_config(cfg) for cfg in cfgs]
+    alone = [train_config(cfg, registry=get_registry()) for cfg in cfgs]
     assert_same_runs(batched, alone, rtol)
     losses = [tuple(r.curves["train_loss"]) for r in batched]
     assert len(set(losses)) == len(losses)  # the hyperparameters really differ between members
@@ -132,7 +132,7 @@ grid.model.width = [16, 32]
     suite = load_suite(path, registry)
     # width 16 of the second entry is the grid's lr 1e-3, strength 1.0 point (the defaults): 10 unique runs
     assert [len(g) for g in suite.groups()] == [2, 2, 2, 2, 2]  # without the registry: by variant (seeds only)
-    assert [len(g) for g in suite.groups(registry=registry)] == [8, 2]  # the lr x strength grid is one group
+    assert [len(g) for g in batch_groups(suite.unique_configs(), registry)] == [8, 2]  # the lr x strength grid is one group
 
 
 @pytest.mark.parametrize("kind", ["optimizer", "regularizer"])

@@ -5,13 +5,14 @@ import math
 
 import pytest
 import torch
+from grokbench_plugins.metrics.kernel_metrics import centered_alignment, fourier_concentration, probe_set
+from grokbench_plugins.tasks.modadd import ModAddClassification
 
 import grokbench
-from grokbench import hookimpl, runner
+from grokbench import hookimpl
 from grokbench.errors import ConfigError
-from grokbench.plugin_manager import load_plugins
-from grokbench_plugins.kernel_metrics import centered_alignment, fourier_concentration, probe_set
-from grokbench_plugins.modadd import ModAddClassification
+from grokbench.plugin import manager as plugin_manager
+from grokbench.plugin.manager import load_plugins
 
 from .test_cli import invoke
 from .test_ntk import NoClosedForm
@@ -66,7 +67,7 @@ def test_a_closed_form_kernel_for_a_model_without_one_is_a_config_error(tmp_path
     with pytest.raises(ConfigError, match="model 'no-closed-form' has no closed-form NTK"):
         grokbench.run("modadd-cls", "no-closed-form", overrides=bad, store=tmp_path / "s.db", registry=registry)
     assert not (tmp_path / "s.db").exists()
-    monkeypatch.setattr(runner, "get_registry", lambda: registry)
+    monkeypatch.setattr(plugin_manager, "get_registry", lambda: registry)
     cli = invoke("run", "-t", "modadd-cls", "-m", "no-closed-form", "--set", "metrics.ntk_drift.method=closed-form", "--store", str(tmp_path / "s.db"))
     assert cli.exit_code == 2 and "has no closed-form NTK" in cli.stderr and not (tmp_path / "s.db").exists()
     # the generic torch.func path gives the same drift curve as the closed form

@@ -3,16 +3,17 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from grokbench_plugins.kernel import JITTER, EmpiricalNTKRegression, InfiniteWidthNTKRegression
-from grokbench_plugins.mlp import ReluMLP
-from grokbench_plugins.modadd import ModAddClassification
-from grokbench_plugins.parity import SparseParity
-from grokbench_plugins.quadratic import QuadraticNetwork
+from grokbench_plugins.models.kernel import JITTER, EmpiricalNTKRegression, InfiniteWidthNTKRegression
+from grokbench_plugins.models.mlp import ReluMLP
+from grokbench_plugins.models.quadratic import QuadraticNetwork
+from grokbench_plugins.tasks.modadd import ModAddClassification
+from grokbench_plugins.tasks.parity import SparseParity
 
 import grokbench
-from grokbench.contracts import DataSpec
 from grokbench.errors import ConfigError
-from grokbench.ntk import empirical_ntk
+from grokbench.plugin.contracts import DataSpec
+from grokbench.plugin.manager import get_registry
+from grokbench.training.ntk import empirical_ntk
 
 #: modadd-cls at p = 31, half the pairs (the issue's setting)
 P31 = {"task": {"p": 31, "train_fraction": 0.5}}
@@ -64,7 +65,7 @@ def test_kernel_models_fail_on_the_regression_task(model, fraction):
 def kernel_model(time="step", p=11, width=32, seed=3, **extra):
     task = ModAddClassification(ModAddClassification.Params(p=p))
     data = task.make_data(seed)
-    params = EmpiricalNTKRegression.Params(width=width, time=time, **extra)
+    params = get_registry().params(EmpiricalNTKRegression, {"width": width, "time": time, **extra})
     model = EmpiricalNTKRegression(params, data.spec, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     return task, data, model
 
@@ -107,7 +108,7 @@ def test_flow_is_the_linearized_gradient_flow_and_converges_to_kernel_ridge_regr
 # ------------------------------------------------ kernel models of any network declaring 'ntk' / 'ntk-limit'
 
 def autograd_entk(model, x1, x2):
-    """Θ₀₀ by plain autograd, one example at a time (independent of grokbench.ntk)."""
+    """Θ₀₀ by plain autograd, one example at a time (independent of grokbench.training.ntk)."""
     names = list(model.params_)
 
     def grad(x):
@@ -153,7 +154,7 @@ def test_relu_mlp_expected_ntk_is_the_mean_entk_over_initializations():
 def parity_kernel(cls, seed=3, **params):
     task = SparseParity(SparseParity.Params(n_bits=8, k=2, n_train=60, n_test=40))
     data = task.make_data(seed)
-    p = cls.Params(network="relu-mlp", width=16, **params)
+    p = get_registry().params(cls, {"network": "relu-mlp", "width": 16, **params})
     return task, data, cls(p, data.spec, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
@@ -175,9 +176,9 @@ def test_kernel_models_of_another_network_run_and_keep_the_default_networks_hash
         assert result.status == "completed" and result.summary["final_train_acc"] == 1.0
         assert result.config.model.params["network"] == "relu-mlp"
     # the default network is left out of the stored config: runs stored before 'network' existed keep their hash
-    dumped = EmpiricalNTKRegression.Params().model_dump(mode="json")
+    dumped = get_registry().params(EmpiricalNTKRegression, {}).model_dump(mode="json")
     assert "network" not in dumped and "network_params" not in dumped
-    assert EmpiricalNTKRegression.Params.model_validate(dumped).network == "quadratic"
+    assert get_registry().params(EmpiricalNTKRegression, dumped).network == "quadratic"
 
 
 @pytest.mark.parametrize(

@@ -10,10 +10,10 @@ import sys
 import pytest
 import torch
 
-from grokbench import plugin_manager
-from grokbench.contracts import CurvePanel, EvalContext, Metric, SummaryColumn
-from grokbench.plugin_manager import load_plugins
-from grokbench.store import Store
+from grokbench.plugin import manager as plugin_manager
+from grokbench.plugin.contracts import CurvePanel, EvalContext, Metric, SummaryColumn
+from grokbench.plugin.manager import load_plugins
+from grokbench.storage.store import Store
 
 from .test_cli import invoke
 from .test_plugin_tooling import plugin
@@ -45,9 +45,9 @@ SHORT = {"task": {"p": 23, "train_fraction": 0.6}, "model": {"width": 64}, "opti
 
 
 def test_a_third_party_metric_reaches_every_report_output_and_a_repeated_seed_counts_once(tmp_path, monkeypatch):
-    from grokbench.display import summary_text
-    from grokbench.reports import metric_declarations
-    from grokbench.runner import run
+    from grokbench.api import run
+    from grokbench.reporting.declarations import metric_declarations
+    from grokbench.reporting.text import summary_text
 
     registry = load_plugins(extra=[("ratio", metric_plugin(NormRatio))])
     monkeypatch.setattr(plugin_manager, "get_registry", lambda: registry)
@@ -55,7 +55,7 @@ def test_a_third_party_metric_reaches_every_report_output_and_a_repeated_seed_co
     results = [run("modadd-cls", "quadratic", regularizer=reg, optimizer="adam", overrides=SHORT, seed=seed, store=store, registry=registry)
                for reg, seed in (("adamw", 0), ("adamw", 1), ("adamw", 1), ("none", 0))]
     # the end-of-run summary shows the declared columns (the norms plugin's and this one's)
-    text = summary_text(results[0].to_json(), metric_declarations().columns)
+    text = summary_text(results[0].to_json(), metric_declarations(registry).columns)
     assert re.search(r"‖θ‖∞/‖θ‖₂ +0\.\d{4}\n", text) and "final ‖θ‖∞" in text
     report = invoke("report", "--store", store, "--out", tmp_path / "rep")
     assert report.exit_code == 0, report.output
@@ -75,10 +75,11 @@ def test_a_third_party_metric_reaches_every_report_output_and_a_repeated_seed_co
     assert "‖θ‖∞/‖θ‖₂ ↓" in page and "norm ratio" in page
     assert (tmp_path / "rep" / "curves-modadd-cls-g1.png").stat().st_size > 10_000
 
-    from grokbench.reports import CORE_PANELS, curve_figures, runs_frame
+    from grokbench.reporting.figures import CORE_PANELS, curve_figures
+    from grokbench.reporting.runs import runs_frame
 
     frame = runs_frame(Store(store))
-    (figure,) = curve_figures(frame, Store(store).curves_long(frame["id"]), CORE_PANELS + metric_declarations().panels)
+    (figure,) = curve_figures(frame, Store(store).curves_long(frame["id"]), CORE_PANELS + metric_declarations(registry).panels)
     assert [p.title for p in figure.panels] == ["accuracy", "loss", "‖θ‖₂", "‖θ‖∞", "norm ratio"]
 
 
@@ -140,7 +141,7 @@ def test_a_report_over_runs_that_share_nothing_comparable_exits_2_in_one_line(tm
 
 def test_report_files_are_written_whole_and_never_through_a_symlink(tmp_path):
     from grokbench.errors import ConfigError
-    from grokbench.safe_io import write_file
+    from grokbench.files import write_file
 
     target = tmp_path / "elsewhere.txt"
     target.write_text("keep")

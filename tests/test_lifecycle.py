@@ -13,14 +13,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from grokbench import results
 from grokbench import cli as cli_module
-from grokbench.checkpoints import load_checkpoint
-from grokbench.config import resolve_config
+from grokbench.api import execute, load_checkpoint, resume_run, run
+from grokbench.config.run import resolve_config
 from grokbench.errors import ConfigError
-from grokbench.lifecycle import resume_run
-from grokbench.runner import execute, run
-from grokbench.store import Store
+from grokbench.storage.store import Store
+from grokbench.training import results
 
 TINY = ["task.p=11", "model.width=32", "optimizer.lr=0.01", "train.eval_every=50"]
 
@@ -107,8 +105,8 @@ def wait_for_rows(proc, store, runs, evaluations=3, timeout=180):
 def assert_prefix_of_uninterrupted(store, rows, registry):
     """Each interrupted run's curves equal the first evaluations of the same seeds trained, uninterrupted, as one
     batched group to the last step any of them kept."""
-    from grokbench.config import RunConfig
-    from grokbench.runner import train_group
+    from grokbench.config.run import RunConfig
+    from grokbench.training.programs import train_group
 
     last = max(r["steps"] for r in rows)
     cfgs = [RunConfig.model_validate(r["config"]) for r in sorted(rows, key=lambda r: r["seed"])]
@@ -203,7 +201,7 @@ def test_200_steps_then_resume_to_400_is_bitwise_400_in_one_go(tmp_path, registr
     """float64 on CPU, minibatches (so the sampler's RNG state must continue), Adam state, eval schedule, summary;
     with the NTK drift, whose reference kernels of step 0 (a stateful metric's state) travel in the checkpoint.
     While it trains on, the resumed run's row summarizes the curves kept (those before step 200)."""
-    from grokbench.lifecycle import Lifecycle
+    from grokbench.recording.live import Lifecycle
 
     rows_seen, evaluation = [], Lifecycle.evaluation
 
@@ -242,7 +240,7 @@ def test_200_steps_then_resume_to_400_is_bitwise_400_in_one_go(tmp_path, registr
 def test_each_seed_of_a_batched_group_checkpoints_its_own_state_which_resumes_alone(tmp_path, registry):
     """A batched seed's checkpoint is that seed's state (its rows of the stacked parameters and Adam moments):
     resumed alone to 200 steps, it gives the curves of the group trained to 200 (within float64 rounding)."""
-    from grokbench.runner import run_seeds
+    from grokbench.api import run_seeds
 
     common = TINY + ["train.dtype=float64", "train.eval_every=20", "train.checkpoint_every=2"]
     half = run_seeds("modadd-cls", "quadratic", [0, 1], optimizer="adam", overrides=common + ["train.steps=100"], store=tmp_path / "s.db", registry=registry)
@@ -315,7 +313,7 @@ def test_bad_checkpoint_and_resume_requests_exit_2_with_the_store_unchanged(tmp_
     out = invoke("resume", result.run_id, "--steps", 200, "--store", store)
     assert out.exit_code == 2 and "does not match the model" in out.output and store.read_bytes() == before
     # a checkpoint without the state of a stateful metric of the run (written before the metric kept one)
-    from grokbench import checkpoints
+    from grokbench.recording import checkpoints
 
     drift = run("modadd-cls", "quadratic", overrides=TINY + ["train.steps=50", "metrics.ntk_drift.probe_size=16"], store=store, registry=registry)
     path = Store(store).checkpoints(drift.run_id)[-1]["path"]
@@ -329,9 +327,9 @@ def test_bad_checkpoint_and_resume_requests_exit_2_with_the_store_unchanged(tmp_
 
 
 def test_a_missing_extra_is_one_line_before_anything_is_written(tmp_path):
-    from grokbench.contracts import Logger
-    from grokbench.plugin_manager import load_plugins
-    from grokbench.registry import PluginInfo
+    from grokbench.plugin.contracts import Logger
+    from grokbench.plugin.manager import load_plugins
+    from grokbench.plugin.registry import PluginInfo
 
     registry = load_plugins()  # a registry of its own: the process's shared one stays as installed
 
@@ -348,7 +346,7 @@ def test_a_missing_extra_is_one_line_before_anything_is_written(tmp_path):
         execute(cfg, registry=registry, store=tmp_path / "s.db", loggers=["needy"])
     assert not (tmp_path / "s.db").exists()
     # a suite file's loggers are checked when it is loaded, before anything runs
-    from grokbench.suites import load_suite
+    from grokbench.config.suites import load_suite
     from tests.test_suites import TINY_SUITE, write
 
     needy = write(tmp_path / "t.toml", TINY_SUITE.replace("seeds = [0, 1]", 'seeds = [0, 1]\nloggers = ["needy"]'))
@@ -385,9 +383,10 @@ def test_a_suite_file_s_loggers_get_every_run_s_events(tmp_path):
 
 
 def test_suites_treat_an_interrupted_run_as_not_done_and_keep_it_detached(tmp_path, registry):
-    from grokbench.executors import run_suite
-    from grokbench.runner import save_result, train_config
-    from grokbench.suites import load_suite
+    from grokbench.config.suites import load_suite
+    from grokbench.driving.suites import run_suite
+    from grokbench.recording.live import save_result
+    from grokbench.training.programs import train_config
     from tests.test_suites import TINY_SUITE, write
 
     suite = load_suite(write(tmp_path / "t.toml", TINY_SUITE), registry)
@@ -395,7 +394,7 @@ def test_suites_treat_an_interrupted_run_as_not_done_and_keep_it_detached(tmp_pa
     old = train_config(first, registry=registry)
     old.status = "interrupted"
     save_result(Store(tmp_path / "s.db"), old, suite="tiny")
-    outcome = run_suite(suite, store=tmp_path / "s.db")
+    outcome = run_suite(suite, registry=registry, store=tmp_path / "s.db")
     assert (outcome.skipped, outcome.trained) == (0, 4)
     rows = dict(sqlite3.connect(tmp_path / "s.db").execute("SELECT id, suite FROM runs").fetchall())
     assert rows[old.run_id] is None and sum(v == "tiny" for v in rows.values()) == 4
@@ -431,10 +430,9 @@ def test_an_interrupted_suite_goes_on_from_each_run_s_checkpoint_in_place(tmp_pa
     again from step 0 instead, keeping the interrupted tries as runs of no suite."""
     import dataclasses
 
-    from grokbench import runner as runner_module
-    from grokbench.executors import run_suite
-    from grokbench.lifecycle import SuiteInterrupted
-    from grokbench.suites import load_suite
+    from grokbench.config.suites import load_suite
+    from grokbench.driving.suites import SuiteInterrupted, run_suite
+    from grokbench.training import programs as runner_module
     from tests.test_suites import write
 
     suite = load_suite(write(tmp_path / "t.toml", RESUMED_SUITE), registry)
@@ -454,7 +452,7 @@ def test_an_interrupted_suite_goes_on_from_each_run_s_checkpoint_in_place(tmp_pa
     with monkeypatch.context() as patched:
         patched.setattr(runner_module, "train_members", stopping)
         with pytest.raises(SuiteInterrupted):
-            run_suite(suite, store=tmp_path / "s.db", registry=registry)
+            run_suite(suite, registry=registry, store=tmp_path / "s.db")
     store = Store(tmp_path / "s.db")
     before = {r["seed"]: r for r in store.records().to_dict("records")}
     assert {r["status"] for r in before.values()} == {"interrupted"}
@@ -474,22 +472,22 @@ def test_an_interrupted_suite_goes_on_from_each_run_s_checkpoint_in_place(tmp_pa
         assert row["environment"]["resumed"] == [{"from_step": expected[seed], "at": row["environment"]["resumed"][0]["at"]}]
         assert row["environment"].get("batched_seeds", 1) == (3 if stopped_by == 0 else {0: 1, 1: 2, 2: 2}[seed])
 
-    assert run_suite(suite, store=tmp_path / "whole.db", registry=registry).trained == 3
+    assert run_suite(suite, registry=registry, store=tmp_path / "whole.db").trained == 3
     whole = Store(tmp_path / "whole.db")
     for row in whole.records("three").to_dict("records"):
         a, b = whole.curves(row["id"]), store.curves(after[row["seed"]]["id"])
         assert list(a["step"]) == list(b["step"]) == list(range(0, 301, 50))
         for name in ("train_loss", "test_loss", "train_acc", "test_acc", "linf_norm"):
             assert b[name].tolist() == pytest.approx(a[name].tolist(), rel=1e-10, abs=1e-13), (row["seed"], name)
-        assert store.get_run(after[row["seed"]]["id"])["summary"] == pytest.approx(row["summary"], rel=1e-9)
+        assert_same_summary(store.get_run(after[row["seed"]]["id"])["summary"], row["summary"])
 
     with monkeypatch.context() as patched:  # interrupted again, then trained again from step 0
         patched.setattr(runner_module, "train_members", stopping)
         with pytest.raises(SuiteInterrupted):
-            run_suite(suite, store=tmp_path / "again.db", registry=registry)
+            run_suite(suite, registry=registry, store=tmp_path / "again.db")
     again = Store(tmp_path / "again.db")
     stopped = set(again.runs()["id"])
-    outcome = run_suite(suite, store=tmp_path / "again.db", registry=registry, resume=False)
+    outcome = run_suite(suite, registry=registry, store=tmp_path / "again.db", resume=False)
     assert (outcome.trained, outcome.resumed) == (3, 0)
     rows = dict(sqlite3.connect(tmp_path / "again.db").execute("SELECT id, suite FROM runs").fetchall())
     assert {i for i, suite_name in rows.items() if suite_name is None} == stopped and len(rows) == 6
@@ -498,9 +496,10 @@ def test_an_interrupted_suite_goes_on_from_each_run_s_checkpoint_in_place(tmp_pa
 def test_a_run_resumed_by_another_process_first_is_left_to_it(tmp_path, registry):
     """Two drivers resuming one interrupted run: the first claims it (its row turns ``running``), the second's claim
     fails, so it writes nothing to that run and its result, under a new id, is refused by the suite (a duplicate)."""
-    from grokbench.building import prepare
-    from grokbench.lifecycle import Lifecycle, resume_point
-    from grokbench.runner import save_result, train_config
+    from grokbench.recording.live import Lifecycle, save_result
+    from grokbench.recording.resume import resume_point
+    from grokbench.training.building import prepare
+    from grokbench.training.programs import train_config
 
     store = Store(tmp_path / "s.db")
     cfg = resolve_config(registry, task="modadd-cls", model="quadratic", overrides={"task": {"p": 11}, "model": {"width": 32}, "train": {"steps": 100, "eval_every": 50}})
@@ -535,7 +534,6 @@ def test_runs_filters_and_the_hyperparameters_that_differ(tmp_path, registry):
 
 
 def test_each_run_records_the_git_commit_it_ran_from(tmp_path, registry, monkeypatch):
-    from grokbench import lifecycle
 
     repo = tmp_path / "project"
     repo.mkdir()
@@ -559,7 +557,7 @@ def test_each_run_records_the_git_commit_it_ran_from(tmp_path, registry, monkeyp
 
 
 def test_the_progress_bar_advances_every_step_and_stays_on_screen(capsys):
-    from grokbench.runner import _Progress
+    from grokbench.training.programs import _Progress
 
     bar = _Progress(7, True, "t/m")
     for done in range(1, 8):
@@ -627,3 +625,13 @@ def test_the_default_threads_are_torchs_count_with_passive_waiting(tmp_path):
                            "--set", "task.p=7", "--set", "train.steps=3", "--store", str(tmp_path / "s.db"), "--json", "-q"],
                           env={**env, "OMP_WAIT_POLICY": "ACTIVE"}, capture_output=True, text=True, timeout=120)
     assert Store(tmp_path / "s.db").get_run(json.loads(done.stdout)["run_id"])["environment"]["omp_wait_policy"] == "ACTIVE"
+
+
+def assert_same_summary(got: dict, want: dict) -> None:
+    """Equal keys; None where the other is None (pytest.approx takes no None), numbers within float rounding."""
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        if value is None or got[key] is None:
+            assert got[key] is value, key
+        else:
+            assert got[key] == pytest.approx(value, rel=1e-9), key

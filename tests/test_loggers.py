@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from grokbench.runner import run
-from grokbench.store import Store
+from grokbench.api import run
+from grokbench.storage.store import Store
 
 TINY = ["task.p=11", "model.width=32", "optimizer.lr=0.01", "train.steps=100", "train.eval_every=50"]
 

@@ -1,7 +1,7 @@
 import math
 
-from grokbench.config import TrainConfig
-from grokbench.metrics import first_step, summarize
+from grokbench.config.run import TrainConfig
+from grokbench.training.summaries import first_step, summarize
 
 
 def curve(train, test):

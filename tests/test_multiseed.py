@@ -5,17 +5,17 @@ import json
 import pandas as pd
 import pytest
 import torch
+from click.testing import CliRunner
+from grokbench_plugins.models.quadratic import QuadraticNetwork
+from grokbench_plugins.tasks.modadd import ModAddClassification, ModAddRegression
 
 from grokbench import cli as cli_module
-from grokbench.config import parse_assignments, parse_seeds, resolve_config
-from grokbench.contracts import Model
+from grokbench.config.run import parse_assignments, parse_seeds, resolve_config
 from grokbench.errors import ConfigError
-from grokbench.plugin_manager import get_registry, load_plugins
-from grokbench.runner import train_config, train_group
-from grokbench.store import Store
-from grokbench_plugins.modadd import ModAddClassification, ModAddRegression
-from grokbench_plugins.quadratic import QuadraticNetwork
-from click.testing import CliRunner
+from grokbench.plugin.contracts import Model
+from grokbench.plugin.manager import get_registry, load_plugins
+from grokbench.storage.store import Store
+from grokbench.training.programs import train_config, train_group
 
 from .test_run import exploding_plugin
 
@@ -48,9 +48,9 @@ def assert_same_runs(batched, alone, rtol):
 def test_batched_seeds_match_training_each_alone(extra, names, rtol):
     cfgs = configs([0, 1, 5], extra, **names)
     notices = []
-    batched = train_group(cfgs, notice=notices.append)
+    batched = train_group(cfgs, registry=get_registry(), notice=notices.append)
     assert notices == [] and all(r.environment["batched_seeds"] == 3 for r in batched)
-    alone = [train_config(cfg) for cfg in cfgs]
+    alone = [train_config(cfg, registry=get_registry()) for cfg in cfgs]
     assert_same_runs(batched, alone, rtol)
     # the seeds really differ, and training moved them
     assert not batched[0].curves["train_loss"].equals(batched[1].curves["train_loss"])
@@ -61,8 +61,8 @@ def test_members_leave_the_batch_on_their_own():
     """Early stopping: each seed stops at its own first generalizing evaluation, as it would alone."""
     extra = ["task.p=23", "task.train_fraction=0.6", "model.width=128", "optimizer.lr=3e-3", "train.steps=3000", "train.eval_every=50", "train.early_stop=true"]
     cfgs = configs([0, 1], extra)
-    batched = train_group(cfgs)
-    alone = [train_config(cfg) for cfg in cfgs]
+    batched = train_group(cfgs, registry=get_registry())
+    alone = [train_config(cfg, registry=get_registry()) for cfg in cfgs]
     assert_same_runs(batched, alone, 1e-3)
     assert all(r.summary["t_generalize"] == r.steps < 3000 for r in batched)
 
@@ -73,7 +73,7 @@ def test_a_batched_program_shrinks_as_its_members_leave(monkeypatch):
     run does), so no member is stepped after it left, and each seed gets what it gets alone (float64)."""
     import dataclasses
 
-    from grokbench import runner
+    from grokbench.training import programs as runner
 
     leaves, programs, real = {0: 20, 1: 60}, [], runner.train_members
 
@@ -92,13 +92,13 @@ def test_a_batched_program_shrinks_as_its_members_leave(monkeypatch):
 
     monkeypatch.setattr(runner, "train_members", spy)
     cfgs = configs([0, 1, 2], ["train.dtype=float64", "optimizer.lr=0.01", "train.early_stop=true"])
-    batched = train_group(cfgs, notice=lambda _: None)
+    batched = train_group(cfgs, registry=get_registry(), notice=lambda _: None)
     assert programs == [([0, 1, 2], 0), ([1, 2], 40), ([2], 80)]
     assert [(r.status, r.steps) for r in batched] == [("completed", 20), ("completed", 60), ("completed", 120)]
     assert all(r.environment["batched_seeds"] == 3 for r in batched)
     walls = [r.environment["group_wall_seconds"] for r in batched]
     assert walls[0] < walls[1] < walls[2] and batched[2].wall_seconds > batched[0].wall_seconds
-    alone = [train_config(cfg) for cfg in cfgs]
+    alone = [train_config(cfg, registry=get_registry()) for cfg in cfgs]
     assert_same_runs(batched, alone, 1e-10)
 
 
@@ -107,7 +107,7 @@ def test_a_failing_smaller_program_retrains_only_the_members_still_training(monk
     1 and 2 then raises. Only seeds 1 and 2 are trained again, one after another; seed 0 keeps its result."""
     import dataclasses
 
-    from grokbench import runner
+    from grokbench.training import programs as runner
 
     programs, notices, real = [], [], runner.train_members
 
@@ -130,7 +130,7 @@ def test_a_failing_smaller_program_retrains_only_the_members_still_training(monk
 
     monkeypatch.setattr(runner, "train_members", spy)
     cfgs = configs([0, 1, 2], ["train.dtype=float64", "optimizer.lr=0.01", "train.early_stop=true"])
-    results = train_group(cfgs, notice=notices.append)
+    results = train_group(cfgs, registry=get_registry(), notice=notices.append)
     assert programs == [([0, 1, 2], 0), ([1, 2], 40), ([1], 0), ([2], 0)]
     assert notices == [
         "batched training failed (RuntimeError: the smaller program broke); training 2 runs one after another"
@@ -175,7 +175,7 @@ def test_unbatchable_groups_fall_back_to_sequential_runs_with_one_notice():
     # configurations that differ in more than their seed are not batched
     mixed = configs([0], ["model.width=16"]) + configs([1])
     notices.clear()
-    train_group(mixed, notice=notices.append)
+    train_group(mixed, registry=get_registry(), notice=notices.append)
     assert "differ in more than their seed" in notices[0]
 
 
@@ -242,7 +242,7 @@ def test_seedwise_components_step_stacked_tensors_like_each_slice(kind):
 
 
 def test_a_failing_batched_program_retrains_each_seed_alone(monkeypatch):
-    from grokbench_plugins import quadratic
+    from grokbench_plugins.models import quadratic
 
     def broken(self, x, y, task):
         raise RuntimeError("batched step broke")
@@ -250,10 +250,10 @@ def test_a_failing_batched_program_retrains_each_seed_alone(monkeypatch):
     monkeypatch.setattr(quadratic.StackedQuadratic, "loss_and_grads", broken)
     cfgs = configs([0, 1], ["train.dtype=float64", "optimizer.lr=0.01"])
     notices = []
-    results = train_group(cfgs, notice=notices.append)
+    results = train_group(cfgs, registry=get_registry(), notice=notices.append)
     assert len(notices) == 1 and "batched step broke" in notices[0]
     assert [r.status for r in results] == ["completed", "completed"]
-    assert_same_runs(results, [train_config(c) for c in cfgs], 0)
+    assert_same_runs(results, [train_config(c, registry=get_registry()) for c in cfgs], 0)
 
 
 def test_the_relu_mlp_batches_through_torch_func_like_each_seed_alone():
@@ -263,16 +263,16 @@ def test_the_relu_mlp_batches_through_torch_func_like_each_seed_alone():
                                    "train.steps=60", "train.eval_every=20", "train.dtype=float64"])
     cfgs = [resolve_config(registry, task="sparse-parity", model="relu-mlp", overrides=overrides, seed=s) for s in (0, 1, 2)]
     notices = []
-    batched = train_group(cfgs, notice=notices.append)
+    batched = train_group(cfgs, registry=get_registry(), notice=notices.append)
     assert notices == [] and all(r.environment["batched_seeds"] == 3 for r in batched)
-    assert_same_runs(batched, [train_config(cfg) for cfg in cfgs], 1e-10)
+    assert_same_runs(batched, [train_config(cfg, registry=get_registry()) for cfg in cfgs], 1e-10)
 
 
 def test_an_interrupt_keeps_the_outcome_of_a_seed_that_had_already_finished(monkeypatch):
     """Ctrl-C in a batched group: a seed that had already left it (here: early stop at step 0) stays completed;
     only the seeds still training are interrupted."""
-    from grokbench import trainer
-    from grokbench.lifecycle import GroupInterrupted
+    from grokbench.plugin.contracts import GroupInterrupted
+    from grokbench.training import loop as trainer
 
     real, calls = trainer.evaluate, []
 
@@ -288,7 +288,7 @@ def test_an_interrupt_keeps_the_outcome_of_a_seed_that_had_already_finished(monk
     monkeypatch.setattr(trainer, "evaluate", evaluate)
     cfgs = configs([0, 1], ["train.early_stop=true"])
     with pytest.raises(GroupInterrupted) as caught:
-        train_group(cfgs, notice=lambda _: None)
+        train_group(cfgs, registry=get_registry(), notice=lambda _: None)
     first, second = caught.value.results
     assert (first.status, first.steps, first.config.seed) == ("completed", 0, 0)
     assert (second.status, second.steps, second.config.seed) == ("interrupted", 20, 1)
@@ -298,8 +298,8 @@ def test_an_interrupt_keeps_the_outcome_of_a_seed_that_had_already_finished(monk
 def test_a_seed_that_leaves_a_batched_group_is_stored_finished_at_once(tmp_path, monkeypatch):
     """A member that early-stops is written as finished when it leaves, not when the group ends: a group killed
     later (no Ctrl-C, no SIGTERM) cannot turn it back into an interrupted run to train again."""
-    from grokbench import trainer
-    from grokbench.lifecycle import lifecycles
+    from grokbench.recording.live import lifecycles
+    from grokbench.training import loop as trainer
 
     store = Store(tmp_path / "runs.db")
     real, seen = trainer.evaluate, []
@@ -315,14 +315,14 @@ def test_a_seed_that_leaves_a_batched_group_is_stored_finished_at_once(tmp_path,
         return record
 
     monkeypatch.setattr(trainer, "evaluate", evaluate)
-    first, second = train_group(configs([0, 1], ["train.early_stop=true"]), notice=lambda _: None, lifecycles=lcs)
+    first, second = train_group(configs([0, 1], ["train.early_stop=true"]), registry=get_registry(), notice=lambda _: None, lifecycles=lcs)
     assert (first.status, first.steps, second.status, second.steps) == ("completed", 20, "completed", 120)
     assert {first.run_id: "completed", second.run_id: "running"} in seen
     stored = store.get_run(first.run_id)
     assert (stored["status"], stored["steps"]) == ("completed", 20)
     assert stored["environment"]["group_wall_seconds"] < store.get_run(second.run_id)["environment"]["group_wall_seconds"]
     assert list(store.curves(first.run_id)["step"]) == [0, 20]
-    from grokbench.display import seeds_line
+    from grokbench.reporting.text import seeds_line
 
     group = store.get_run(second.run_id)["environment"]["group_wall_seconds"]  # the longest: the program's
     assert f"{group:.2f} s wall for all 2 seeds together" in seeds_line([first.to_json(), second.to_json()])

@@ -2,11 +2,10 @@
 
 import pytest
 import torch
+from grokbench_plugins.models.quadratic import QuadraticNetwork, infinite_width_ntk
 
-from grokbench.contracts import DataSpec, Model
-from grokbench.ntk import empirical_ntk, has_closed_form, input_overlap, torch_func_ntk
-from grokbench_plugins.quadratic import infinite_width_ntk
-from grokbench_plugins.quadratic import QuadraticNetwork
+from grokbench.plugin.contracts import DataSpec, Model
+from grokbench.training.ntk import empirical_ntk, has_closed_form, input_overlap, torch_func_ntk
 
 
 def network(positions, outputs, parameterization="standard", width=24, seed=0, p=7, alpha=1.0, dtype=torch.float64):
@@ -88,7 +87,7 @@ def test_infinite_width_ntk_is_the_expected_empirical_ntk(positions, parameteriz
 
 
 def test_shared_token_block_path_equals_torch_func(monkeypatch):
-    import grokbench_plugins.quadratic as quadratic
+    import grokbench_plugins.models.quadratic as quadratic
 
     monkeypatch.setattr(quadratic, "DENSE_PAIRS", 0)  # large sets accumulate the overlap term block by block
     for positions, outputs in ((2, 7), (3, 1)):

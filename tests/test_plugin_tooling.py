@@ -12,14 +12,15 @@ import torch
 from click.testing import CliRunner
 
 import grokbench
-import grokbench.runner
+import grokbench.training.programs
 from grokbench import cli as cli_module
-from grokbench import hookimpl, plugin_manager
-from grokbench.checks import blame
-from grokbench.contracts import DataSpec, Metric, Model, Params, Regularizer, TaskData
+from grokbench import hookimpl
 from grokbench.errors import ConfigError
-from grokbench.plugin_manager import load_plugins
-from grokbench.store import Store
+from grokbench.plugin import manager as plugin_manager
+from grokbench.plugin.conformance import blame
+from grokbench.plugin.contracts import DataSpec, Metric, Model, Params, Regularizer, TaskData
+from grokbench.plugin.manager import load_plugins
+from grokbench.storage.store import Store
 
 GROKBENCH = [sys.executable, "-m", "grokbench"]
 
@@ -46,7 +47,7 @@ def test_plugins_json_lists_distribution_version_and_registrations(monkeypatch):
     by_name = {p["plugin"]: p for p in json.loads(result.stdout)}
     transformer = by_name["transformer"]
     assert (transformer["distribution"], transformer["version"], transformer["status"]) == ("grokbench", grokbench.__version__, "ok")
-    assert transformer["module"] == "grokbench_plugins.transformer"
+    assert transformer["module"] == "grokbench_plugins.models.transformer"
     assert transformer["registers"] == {"model": ["transformer"], "preset": ["nanda[modadd-cls/transformer]", "laptop[modadd-cls/transformer]", "default[*/transformer]"]}
     assert by_name["modadd"]["registers"] == {"task": ["modadd-cls", "modadd-reg"]}
     assert by_name["ghost"]["status"] == "broken" and "ModuleNotFoundError" in by_name["ghost"]["error"]
@@ -116,7 +117,7 @@ class NoParameters(WrongShape):
         Model.__init__(self, params, spec, **kwargs)
 
 
-class FloatTokens(grokbench.contracts.ClassificationTask):
+class FloatTokens(grokbench.plugin.contracts.ClassificationTask):
     """Returns one-hot float inputs instead of token indices."""
 
     name = "float-tokens"
@@ -150,7 +151,7 @@ def test_contract_violations_are_config_errors_naming_the_plugin_and_nothing_is_
 
 
 def test_contract_violation_on_the_command_line_is_one_line_exit_2(monkeypatch, store_path):
-    monkeypatch.setattr(grokbench.runner, "get_registry", bad_registry)
+    monkeypatch.setattr(grokbench.plugin.manager, "get_registry", bad_registry)
     result = CliRunner().invoke(cli_module.cli, ["run", "-t", "modadd-cls", "-m", "wrong-shape", "--set", "task.p=7", "--store", str(store_path)])
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: model 'wrong-shape' from plugin bad-models violates the contract")
@@ -223,3 +224,16 @@ def test_a_plugin_registering_one_name_twice_is_broken_and_says_so():
     (broken,) = registry.broken
     assert broken.error == "failed to register: ValueError: registers model 'wrong-shape' twice"
     assert "wrong-shape" not in registry.names("model") and "transformer" in registry.names("model")
+
+
+def test_an_optionalhook_implementation_of_an_unknown_hook_is_kept_and_a_plain_one_is_refused():
+    def widgets(register):
+        raise AssertionError("a hook grokbench does not know is never called")
+
+    optional = plugin(register_models=lambda register: register(WrongShape))
+    optional.register_widgets = hookimpl(optionalhook=True)(lambda register: widgets(register))
+    plain = plugin(register_widgets=lambda register: widgets(register))
+    registry = load_plugins(extra=[("optional", optional), ("plain", plain)], entry_points=False)
+    (broken,) = registry.broken
+    assert broken.name == "plain" and broken.error.startswith("implements unknown hook(s) register_widgets (known: ")
+    assert registry.entry("model", "wrong-shape").plugin.name == "optional"

@@ -5,14 +5,15 @@ import types
 import pydantic
 import pytest
 from click.testing import CliRunner
+from grokbench_plugins.tasks.modadd import ModAddClassification
 
 import grokbench
-from grokbench import hookimpl, hookspecs
-from grokbench.contracts import Params, Task
+from grokbench import hookimpl
 from grokbench.errors import ConfigError
-from grokbench.plugin_manager import load_plugins
-from grokbench.registry import KINDS
-from grokbench_plugins.modadd import ModAddClassification
+from grokbench.plugin import hookspecs
+from grokbench.plugin.contracts import Task
+from grokbench.plugin.manager import load_plugins
+from grokbench.plugin.registry import KINDS
 
 FIRST_PARTY = {"modadd", "quadratic", "regularizers", "optimizers", "norms", "presets"}
 
@@ -48,7 +49,7 @@ def test_core_never_imports_first_party_plugins():
     import pathlib
 
     core = pathlib.Path(grokbench.__file__).parent
-    for path in core.glob("*.py"):
+    for path in core.rglob("*.py"):
         assert "grokbench_plugins" not in path.read_text(), path
 
 
@@ -73,7 +74,8 @@ def test_duplicate_names_are_a_clear_error_naming_both(monkeypatch):
         registry.get("task", "nobody:modadd-cls")
     result = grokbench.run("my-plugin:modadd-cls", "quadratic", overrides={"task": {"p": 7}, "train": {"steps": 2}}, registry=registry)
     assert result.status == "completed" and result.config.task.name == "my-plugin:modadd-cls"
-    from grokbench import cli, plugin_manager
+    from grokbench import cli
+    from grokbench.plugin import manager as plugin_manager
 
     monkeypatch.setattr(plugin_manager, "get_registry", lambda: registry)
     listing = CliRunner().invoke(cli.cli, ["plugins"])
@@ -117,7 +119,7 @@ def test_raising_or_invalid_registration_marks_only_that_plugin_broken():
 
 def test_list_shows_broken_plugins(monkeypatch):
     from grokbench import cli as cli_module
-    from grokbench import plugin_manager
+    from grokbench.plugin import manager as plugin_manager
 
     ep = importlib.metadata.EntryPoint(name="ghost", value="no_such_module_xyz", group="grokbench")
     monkeypatch.setattr(plugin_manager, "get_registry", lambda: load_plugins(extra=[("ghost", ep)]))
@@ -132,3 +134,18 @@ def test_disable_plugins_environment_variable(monkeypatch):
     registry = load_plugins()
     assert "linf_norm" not in registry.names("metric") and not registry.names("preset")
     assert "modadd-cls" in registry.names("task")
+
+
+def test_an_unknown_name_names_the_plugins_that_failed_to_load():
+    ep = importlib.metadata.EntryPoint(name="ghost", value="no_such_module_xyz", group="grokbench")
+    registry = load_plugins(extra=[("ghost", ep)])
+    reason = "plugin 'ghost' failed to load: ModuleNotFoundError: No module named 'no_such_module_xyz'"
+    with pytest.raises(ConfigError) as bare:
+        registry.get("model", "ghost-net")
+    assert str(bare.value).startswith("unknown model 'ghost-net' (") and str(bare.value).endswith(f"); {reason}")
+    with pytest.raises(ConfigError) as qualified:
+        registry.get("model", "ghost:net")
+    assert str(qualified.value).startswith("unknown model 'ghost:net' (") and str(qualified.value).endswith(reason)
+    with pytest.raises(ConfigError) as clean:
+        load_plugins(extra=[], entry_points=False).get("model", "ghost-net")
+    assert str(clean.value) == "unknown model 'ghost-net' (no model is installed)"

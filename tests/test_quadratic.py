@@ -2,11 +2,11 @@ import math
 
 import pytest
 import torch
+from grokbench_plugins.models.quadratic import QuadraticNetwork
+from grokbench_plugins.tasks.modadd import ModAddClassification, ModAddRegression
 from pydantic import ValidationError
 
-from grokbench.contracts import DataSpec, Model
-from grokbench_plugins.modadd import ModAddClassification, ModAddRegression
-from grokbench_plugins.quadratic import QuadraticNetwork
+from grokbench.plugin.contracts import DataSpec, Model
 
 
 def build(spec, dtype=torch.float64, seed=0, **params):

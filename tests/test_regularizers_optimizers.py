@@ -1,9 +1,9 @@
 import pytest
 import torch
+from grokbench_plugins.methods.optimizers import Adam, AdamW, GradientDescent, MomentumSGD, NormalizedGradientDescent
+from grokbench_plugins.methods.regularizers import L2, AdamWDecay, LInf, NoRegularizer
 
-from grokbench.contracts import Regularizer
-from grokbench_plugins.optimizers import Adam, AdamW, GradientDescent, MomentumSGD, NormalizedGradientDescent
-from grokbench_plugins.regularizers import L2, AdamWDecay, LInf, NoRegularizer
+from grokbench.plugin.contracts import Regularizer
 
 
 def make(cls, **params):

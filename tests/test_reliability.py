@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 import grokbench
-from grokbench.baselines import BASELINE_FORMAT
 from grokbench import cli as cli_module
-from grokbench.store import Store
+from grokbench.reporting.baseline import BASELINE_FORMAT
+from grokbench.storage.store import Store
 
 RUN = ["run", "-t", "modadd-cls", "-m", "quadratic", "--set", "task.p=7", "--set", "model.width=8", "--set", "train.steps=2", "--quiet"]
 

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from grokbench import cli as cli_module
-from grokbench.store import Store
+from grokbench.storage.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / ".github" / "workflows" / "leaderboard.yml"
@@ -97,13 +97,15 @@ def test_leaderboard_ranks_by_median_time_to_generalize_and_never_last(smoke):
     assert "Only entries that differ in regularizer and optimizer compete" in md
 
 
-def test_learning_curves_one_figure_per_group_with_loss_and_declared_metric_panels(smoke):
-    from grokbench.reports import CORE_PANELS, curve_figures, metric_declarations, runs_frame
+def test_learning_curves_one_figure_per_group_with_loss_and_declared_metric_panels(smoke, registry):
+    from grokbench.reporting.declarations import metric_declarations
+    from grokbench.reporting.figures import CORE_PANELS, curve_figures
+    from grokbench.reporting.runs import runs_frame
 
     work, _ = smoke
     store = Store(work / "smoke.db")
     frame = runs_frame(store, "smoke")
-    figures = curve_figures(frame, store.curves_long(frame["id"].unique()), CORE_PANELS + metric_declarations().panels)
+    figures = curve_figures(frame, store.curves_long(frame["id"].unique()), CORE_PANELS + metric_declarations(registry).panels)
     assert [f.stem for f in figures] == ["curves-modadd-cls-g1", "curves-modadd-cls-g2"]
     g1 = figures[0]
     assert [p.title for p in g1.panels] == ["accuracy", "loss", "‖θ‖₂", "‖θ‖∞"]
@@ -209,8 +211,9 @@ def test_the_html_leaderboard_escapes_every_plugin_provided_string(tmp_path):
 
 def test_scaling_fit_recovers_the_exponent_and_report_draws_it(tmp_path, registry):
     """Synthetic runs whose smallest generalizing fraction is 2·p^(-1/3): n* = fraction·p² grows as p^(5/3)."""
-    from grokbench.reports import scaling_table, runs_frame
-    from grokbench.suites import load_suite
+    from grokbench.config.suites import load_suite
+    from grokbench.reporting.runs import runs_frame
+    from grokbench.reporting.scaling import scaling_table
 
     suite = load_suite(ROOT / "tasks" / "scaling.toml", registry)
     store = Store(tmp_path / "s.db")
@@ -245,7 +248,7 @@ def test_scaling_fit_recovers_the_exponent_and_report_draws_it(tmp_path, registr
 def test_scaling_plots_label_each_task_with_its_own_quantity(tmp_path, monkeypatch):
     from matplotlib.axes import Axes
 
-    from grokbench.reports import plot_scaling
+    from grokbench.reporting.scaling import plot_scaling
 
     def item(task, k, exponent):
         points = [{"p": p, "fraction": 0.5, "n_star": 0.5 * p**k} for p in (7, 11)]
@@ -261,9 +264,9 @@ def test_scaling_plots_label_each_task_with_its_own_quantity(tmp_path, monkeypat
 
 
 def test_shipped_suites_load_or_name_the_missing_component(registry):
+    from grokbench.config.suites import load_suite
     from grokbench.errors import ConfigError
-    from grokbench.plugin_manager import load_plugins
-    from grokbench.suites import load_suite
+    from grokbench.plugin.manager import load_plugins
 
     scaling = load_suite(ROOT / "tasks" / "scaling.toml", registry)
     assert len(scaling.runs) == (7 * 8 + 5 * 6) * 3
@@ -277,7 +280,7 @@ def test_shipped_suites_load_or_name_the_missing_component(registry):
     with pytest.raises(ConfigError, match=r"tasks/paper\.toml: entry 'frac-cls-kernel': unknown model 'kernel'"):
         load_suite(ROOT / "tasks" / "paper.toml", without_kernels)
     # its network entries resolve here in any case
-    from grokbench.suites import expand, parse_suite
+    from grokbench.config.suites import expand, parse_suite
 
     spec = parse_suite((ROOT / "tasks" / "paper.toml").read_text(), "paper.toml")
     network = spec.model_copy(update={"entries": [e for e in spec.entries if e.model not in ("kernel", "ntk-inf")]})

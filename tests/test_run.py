@@ -5,12 +5,12 @@ import math
 import pandas as pd
 import pytest
 import torch
+from grokbench_plugins.models.quadratic import QuadraticNetwork
 
 import grokbench
 from grokbench import hookimpl
-from grokbench.plugin_manager import load_plugins
-from grokbench.store import Store
-from grokbench_plugins.quadratic import QuadraticNetwork
+from grokbench.plugin.manager import load_plugins
+from grokbench.storage.store import Store
 
 from .conftest import TINY_CLS
 

@@ -3,10 +3,10 @@
 import torch
 
 import grokbench
-from grokbench.runner import run_seeds
-from grokbench.config import RunConfig, TrainConfig
-from grokbench.stalls import StallWatch
-from grokbench.store import Store
+from grokbench.api import run_seeds
+from grokbench.config.run import RunConfig, TrainConfig
+from grokbench.storage.store import Store
+from grokbench.training.stalls import StallWatch
 
 from .conftest import TINY_CLS
 

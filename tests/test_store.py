@@ -4,7 +4,7 @@ import sqlite3
 import pytest
 
 from grokbench.errors import ConfigError
-from grokbench.store import APPLICATION_ID, SCHEMA_VERSION, Store
+from grokbench.storage.store import APPLICATION_ID, SCHEMA_VERSION, Store
 
 
 def row(run_id="r1", **kw):

@@ -12,12 +12,13 @@ import pytest
 from click.testing import CliRunner
 
 from grokbench import cli as cli_module
-from grokbench.config import resolve_config
+from grokbench.config.run import resolve_config
+from grokbench.config.suites import load_suite, parse_suite
+from grokbench.driving.suites import run_suite
 from grokbench.errors import ConfigError
-from grokbench.executors import run_suite
-from grokbench.runner import save_result, train_group
-from grokbench.store import SCHEMA_VERSION, Store
-from grokbench.suites import load_suite, parse_suite
+from grokbench.recording.live import save_result
+from grokbench.storage.store import SCHEMA_VERSION, Store
+from grokbench.training.programs import train_group
 
 from .processes import HOLD_DRIVER, held, wait_for
 
@@ -125,11 +126,11 @@ def test_bad_suite_files_exit_2_naming_file_and_key_and_write_nothing(tmp_path, 
 @pytest.fixture(scope="module")
 def tiny_inline(tmp_path_factory):
     """The tiny suite run inline (the reference), shared by the executor comparisons."""
-    from grokbench.plugin_manager import get_registry
+    from grokbench.plugin.manager import get_registry
 
     tmp = tmp_path_factory.mktemp("inline")
     path = write(tmp / "tiny.toml", TINY_SUITE)
-    outcome = run_suite(load_suite(path, get_registry()), store=tmp / "inline.db")
+    outcome = run_suite(load_suite(path, get_registry()), registry=get_registry(), store=tmp / "inline.db")
     return path, tmp / "inline.db", outcome
 
 
@@ -143,7 +144,7 @@ def test_inline_run_stores_every_run_once_and_a_rerun_skips_them(tiny_inline, re
     # the adamw entry fits its training set: a real run, not a placeholder
     adamw = [r.config.hash for r in suite.runs if r.entry == "adamw"]
     assert all(stored[h][4] == 1.0 for h in adamw)
-    again = run_suite(suite, store=store_path)
+    again = run_suite(suite, registry=registry, store=store_path)
     assert (again.skipped, again.trained) == (4, 0)
     assert len(summaries(store_path)) == 4
     # the uniqueness rule: a suite never stores a config twice, even when a second driver trained it too
@@ -176,19 +177,19 @@ def test_entry_option_trains_one_entry_and_keeps_the_whole_suites_membership(tin
 
 def test_process_executor_agrees_with_inline_run_for_run(tiny_inline, tmp_path, registry):
     path, inline_db, _ = tiny_inline
-    outcome = run_suite(load_suite(path, registry), store=tmp_path / "p.db", executor="process", options={"jobs": 2})
+    outcome = run_suite(load_suite(path, registry), registry=registry, store=tmp_path / "p.db", executor="process", options={"jobs": 2})
     assert outcome.trained == 4
     assert summaries(tmp_path / "p.db") == summaries(inline_db)
 
 
 def test_a_failing_run_is_recorded_with_its_error_and_the_suite_goes_on(tmp_path, registry, monkeypatch):
-    from grokbench_plugins.regularizers import L2
+    from grokbench_plugins.methods.regularizers import L2
 
     def crash(self, params):
         raise RuntimeError("l2 fell over")
 
     monkeypatch.setattr(L2, "penalty_grads", crash)
-    outcome = run_suite(load_suite(write(tmp_path / "f.toml", TINY_SUITE), registry), store=tmp_path / "f.db")
+    outcome = run_suite(load_suite(write(tmp_path / "f.toml", TINY_SUITE), registry), registry=registry, store=tmp_path / "f.db")
     assert (outcome.trained, outcome.failed) == (4, 2)
     runs = Store(tmp_path / "f.db").records("tiny")
     failed = runs[runs["status"] == "failed"]
@@ -197,7 +198,7 @@ def test_a_failing_run_is_recorded_with_its_error_and_the_suite_goes_on(tmp_path
 
 
 def test_failed_runs_count_as_done_unless_retried_and_the_retry_keeps_the_failure(tmp_path, registry, monkeypatch):
-    from grokbench_plugins.regularizers import L2
+    from grokbench_plugins.methods.regularizers import L2
 
     def crash(self, params):
         raise RuntimeError("l2 crashed")
@@ -205,9 +206,9 @@ def test_failed_runs_count_as_done_unless_retried_and_the_retry_keeps_the_failur
     suite = load_suite(write(tmp_path / "r.toml", TINY_SUITE), registry)
     with monkeypatch.context() as patch:
         patch.setattr(L2, "penalty_grads", crash)
-        first = run_suite(suite, store=tmp_path / "r.db")
+        first = run_suite(suite, registry=registry, store=tmp_path / "r.db")
     assert (first.trained, first.failed) == (4, 2)
-    again = run_suite(suite, store=tmp_path / "r.db")  # fixed, but failed runs count as done
+    again = run_suite(suite, registry=registry, store=tmp_path / "r.db")  # fixed, but failed runs count as done
     assert (again.skipped, again.trained) == (4, 0)
     result = invoke("suite", "run", suite.source, "--store", tmp_path / "r.db", "--retry-failed", "--json")
     assert result.exit_code == 0, result.output
@@ -218,7 +219,7 @@ def test_failed_runs_count_as_done_unless_retried_and_the_retry_keeps_the_failur
     with sqlite3.connect(tmp_path / "r.db") as conn:
         kept = conn.execute("SELECT status, suite, message FROM runs WHERE status = 'failed'").fetchall()
     assert len(kept) == 2 and all(suite_name is None and "l2 crashed" in message for _, suite_name, message in kept)
-    assert run_suite(suite, store=tmp_path / "r.db", retry_failed=True).trained == 0  # nothing failed is left
+    assert run_suite(suite, registry=registry, store=tmp_path / "r.db", retry_failed=True).trained == 0  # nothing failed is left
 
 
 def test_unknown_executor_and_bad_option_exit_2_with_the_store_untouched(tmp_path):
@@ -255,7 +256,7 @@ def test_newer_schema_and_not_a_store_exit_2_untouched(tmp_path):
 
 
 def test_a_v1_store_written_by_this_code_migrates_to_the_current_schema(tmp_path, monkeypatch, registry):
-    from grokbench import store as store_module
+    from grokbench.storage import store as store_module
 
     path = tmp_path / "v1.db"
     monkeypatch.setattr(store_module, "SCHEMA_VERSION", 1)
@@ -265,7 +266,7 @@ def test_a_v1_store_written_by_this_code_migrates_to_the_current_schema(tmp_path
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
         assert "suite" not in {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
     monkeypatch.undo()
-    outcome = run_suite(load_suite(tmp_path / "t.toml", registry), store=path)
+    outcome = run_suite(load_suite(tmp_path / "t.toml", registry), registry=registry, store=path)
     assert (outcome.skipped, outcome.trained) == (1, 3)  # the v1 run counts: runs are keyed by config
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
@@ -335,7 +336,7 @@ def ray_session():
 
 def test_ray_executor_agrees_with_inline_run_for_run(ray_session, tiny_inline, tmp_path, registry):
     path, inline_db, _ = tiny_inline
-    outcome = run_suite(load_suite(path, registry), store=tmp_path / "r.db", executor="ray")
+    outcome = run_suite(load_suite(path, registry), registry=registry, store=tmp_path / "r.db", executor="ray")
     assert (outcome.trained, outcome.failed) == (4, 0)
     assert summaries(tmp_path / "r.db") == summaries(inline_db)
     assert ray_session.is_initialized()  # the executor left the caller's Ray instance alone
@@ -348,7 +349,7 @@ def test_unreachable_ray_address_exits_2_with_the_store_untouched(tmp_path, monk
     assert result.exit_code == 2 and "cannot reach the Ray cluster at 127.0.0.1:1" in result.stderr, result.output
     assert not store.exists()
     # an existing store from an older schema is not even migrated
-    from grokbench import store as store_module
+    from grokbench.storage import store as store_module
 
     with monkeypatch.context() as m:
         m.setattr(store_module, "SCHEMA_VERSION", 1)
@@ -370,8 +371,8 @@ def test_parse_suite_errors_are_config_errors():
 def test_a_site_can_add_its_own_executor_through_the_hook(tmp_path):
     """A third-party executor (here: last group first, in this process) registered with register_executors."""
     from grokbench import hookimpl
-    from grokbench.contracts import Executor
-    from grokbench.plugin_manager import load_plugins
+    from grokbench.plugin.contracts import Executor
+    from grokbench.plugin.manager import load_plugins
 
     calls = []
 
@@ -393,7 +394,7 @@ def test_a_site_can_add_its_own_executor_through_the_hook(tmp_path):
     registry = load_plugins(extra=[("site", Site())])
     assert registry.entry("executor", "backwards").plugin.name == "site"
     suite = load_suite(write(tmp_path / "t.toml", TINY_SUITE), registry)
-    outcome = run_suite(suite, store=tmp_path / "b.db", executor="backwards", registry=registry)
+    outcome = run_suite(suite, registry=registry, store=tmp_path / "b.db", executor="backwards")
     assert calls == [1, 0] and (outcome.trained, outcome.failed) == (4, 0)
     assert set(summaries(tmp_path / "b.db")) == {r.config.hash for r in suite.runs}
 
@@ -403,10 +404,10 @@ SHIPPED_SUITES = sorted(p for p in (Path(__file__).resolve().parents[1] / "tasks
 
 
 @pytest.mark.parametrize("path", SHIPPED_SUITES, ids=[p.name for p in SHIPPED_SUITES])
-def test_every_shipped_suite_file_expands_into_valid_runs(path):
-    from grokbench.suites import load_suite
+def test_every_shipped_suite_file_expands_into_valid_runs(path, registry):
+    from grokbench.config.suites import load_suite
 
-    suite = load_suite(path)  # every entry resolves against the installed plugins
+    suite = load_suite(path, registry)  # every entry resolves against the installed plugins
     assert suite.runs and suite.unique_configs(), path
     # entries may ask for the same run twice (a shared grid point): it is trained once
     assert len(suite.unique_configs()) == len({run.config.hash for run in suite.runs})

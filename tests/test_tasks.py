@@ -2,9 +2,8 @@ import math
 
 import pytest
 import torch
+from grokbench_plugins.tasks.modadd import ModAddClassification, ModAddRegression, n_from_formula
 from pydantic import ValidationError
-
-from grokbench_plugins.modadd import ModAddClassification, ModAddRegression, n_from_formula
 
 
 def make(cls, **params):

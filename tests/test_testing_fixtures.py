@@ -1,16 +1,16 @@
-"""grokbench.testing: the fixtures plugin authors get through the pytest11 entry point (active in this session too)."""
+"""grokbench.authoring.testing: the fixtures plugin authors get through the pytest11 entry point (active in this session too)."""
 
 import importlib.metadata
-
 from pathlib import Path
 
 import pytest
 import torch
 
 from grokbench import hookimpl
-from grokbench.contracts import Model
+from grokbench.authoring.testing import TINY_TASK, check_model_contract, check_task_contract
+from grokbench.plugin.contracts import Model
+
 from ._install import pip_install
-from grokbench.testing import TINY_TASK, check_model_contract, check_task_contract
 
 
 class Constant(Model):
@@ -49,7 +49,7 @@ def grokbench_extra_plugins():
 
 def test_the_pytest11_entry_point_is_installed():
     eps = {ep.name: ep.value for ep in importlib.metadata.entry_points(group="pytest11")}
-    assert eps.get("grokbench") == "grokbench.testing"
+    assert eps.get("grokbench") == "grokbench.authoring.testing"
 
 
 def test_registry_has_the_installed_plugins_the_authors_and_the_tiny_task(grokbench_registry):
@@ -86,7 +86,7 @@ def test_fixtures_load_only_first_party_plugins_and_the_named_distributions(tmp_
     # its models stay out of the fixtures' registry
     site = pip_install(Path(__file__).resolve().parent.parent / "examples" / "grokbench-example-plugins", tmp_path_factory.mktemp("example"))
     monkeypatch.syspath_prepend(str(site))
-    from grokbench.plugin_manager import load_plugins
+    from grokbench.plugin.manager import load_plugins
 
     assert "mlp" in load_plugins().names("model")  # installed: every entry point sees it
     first_party = load_plugins(distributions=[])  # what the fixtures load when no distribution is named

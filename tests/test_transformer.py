@@ -2,8 +2,8 @@ import pytest
 import torch
 
 import grokbench
-from grokbench.config import resolve_config
-from grokbench.contracts import DataSpec
+from grokbench.config.run import resolve_config
+from grokbench.plugin.contracts import DataSpec
 
 TINY = {"d_model": 16, "n_heads": 2, "d_mlp": 32}
 
@@ -184,7 +184,7 @@ def test_hand_written_step_equals_autograd_through_the_per_example_formulation(
 ):
     """loss_and_grads (per-example backward by hand, autograd only on the tables) against the generic autograd
     step through the per-example formulation: loss and every gradient, float64, full batch and a minibatch."""
-    from grokbench.contracts import Model
+    from grokbench.plugin.contracts import Model
 
     task_cls = registry.get("task", task_name)
     task = task_cls(task_cls.Params(p=7, train_fraction=0.6))

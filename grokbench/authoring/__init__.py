@@ -1,0 +1,1 @@
+"""For plugin authors: pytest fixtures, the plugin scaffold, and the generated contract reference."""

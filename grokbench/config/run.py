@@ -1,0 +1,290 @@
+"""Run configuration: the pydantic models, ``--set KEY=VALUE`` overrides, and resolution.
+
+Layers override in order: each component's parameter defaults, the preset, ``--set`` overrides, explicit options
+(``--regularizer``, ``--seed``, ...). The result is validated against every component's ``Params`` and frozen into a
+:class:`RunConfig` whose hash identifies the run."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, PositiveInt, ValidationError
+
+from grokbench.config.bounds import check_count
+from grokbench.errors import ConfigError
+from grokbench.plugin.registry import Registry
+from grokbench.strict import StrictModel, check_values, validation_error
+
+COMPONENT_KINDS = ("task", "model", "regularizer", "optimizer")
+#: the kinds a model trained in closed form does without
+TRAINING_KINDS = ("regularizer", "optimizer")
+
+
+class ComponentConfig(StrictModel):
+    """A component by name with its (fully resolved) parameters."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainConfig(StrictModel):
+    """How a model is trained and evaluated (the same for every task and model)."""
+
+    steps: PositiveInt = 1000
+    eval_every: PositiveInt = 50
+    batch_size: PositiveInt | None = Field(None, description="minibatch size; None trains full batch")
+    memorize_threshold: float = Field(0.99, gt=0, le=1, description="train accuracy that counts as memorized")
+    generalize_threshold: float = Field(0.99, gt=0, le=1, description="test accuracy that counts as generalized")
+    early_stop: bool = Field(False, description="stop at the first evaluation that reaches generalize_threshold")
+    device: str = Field("cpu", description="torch device: cpu, cuda, cuda:N or auto")
+    dtype: Literal["float32", "float64"] = "float32"
+    checkpoint_every: PositiveInt | None = Field(
+        None,
+        description="also save a checkpoint every N evaluations (not part of the run's identity: left out of its hash)",
+    )
+    stop_on_stall: bool = Field(
+        False,
+        description="end a full-batch run whose state repeats exactly (a fixed point or cycle) with status stalled; "
+        "every stored summary is unchanged, only the repeated tail of the curves is not computed",
+    )
+    flush_denormal: bool = Field(
+        False, description="flush subnormal floats to zero on the CPU while training (torch.set_flush_denormal)"
+    )
+
+    #: options added after stores existed: left out of the config hash while off, so older runs keep their identity
+    HASH_OMIT_WHEN_OFF: ClassVar[tuple[str, ...]] = ("stop_on_stall", "flush_denormal")
+
+
+class RunConfig(StrictModel):
+    """Everything that determines a run; its hash is the run's identity in the store."""
+
+    task: ComponentConfig
+    model: ComponentConfig
+    #: None for a model trained in closed form (capability ``closed-form``), which takes neither
+    regularizer: ComponentConfig | None
+    optimizer: ComponentConfig | None
+    metrics: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    train: TrainConfig = TrainConfig()
+    seed: int = 0
+    preset: str | None = None
+
+    def name_of(self, kind: str) -> str:
+        """The component's name, ``-`` for the optimizer and regularizer of a closed-form model (which has none)."""
+        component = getattr(self, kind)
+        return "-" if component is None else str(component.name)
+
+    def canonical_json(self) -> str:
+        """The configuration as canonical JSON, without the preset's name (which values came from),
+        ``train.checkpoint_every`` (which changes no number), and the options of ``HASH_OMIT_WHEN_OFF`` while
+        they are off, so that none of them changes the run's identity."""
+        tree = self.model_dump(mode="json", exclude={"preset": True, "train": {"checkpoint_every"}})
+        for key in TrainConfig.HASH_OMIT_WHEN_OFF:
+            if not tree["train"][key]:
+                del tree["train"][key]
+        return json.dumps(tree, sort_keys=True, separators=(",", ":"))
+
+    @property
+    def variant(self) -> str:
+        """The hash with the seed left out: runs of one variant differ only in their seed."""
+        return variant_of(self.model_dump(mode="json"))
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
+
+
+def variant_of(config: Mapping[str, Any]) -> str:
+    """The variant hash of a stored configuration (``RunConfig.model_dump(mode="json")``): the config hash
+    with the seed (and the preset's name) left out. The one definition, for runs and stored records alike."""
+    canonical = {k: v for k, v in config.items() if k != "preset"} | {"seed": 0}
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------- --set parsing
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: JSON where it parses (numbers, booleans, null, lists), else the plain string."""
+    try:
+        return json.loads(text)
+    except ValueError:  # not JSON (or an integer of more digits than Python converts): the plain string
+        return text
+
+
+def parse_assignments(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``["task.p=97", "train.steps=10"]`` -> nested dict; malformed items are a ConfigError."""
+    tree: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        parts = key.split(".")
+        if not sep or not key or any(not p for p in parts):
+            raise ConfigError(f"malformed --set '{item}': expected KEY=VALUE with a dotted key such as task.p=97")
+        node = tree
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"malformed --set '{item}': '{part}' is given both a value and sub-keys")
+        node[parts[-1]] = parse_value(raw)
+    return tree
+
+
+def deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def parse_seeds(text: str, max_runs: int | None = None) -> list[int]:
+    """``"0-15"`` -> 0..15; ``"0,3,5"`` -> [0, 3, 5]; ranges and lists mix (``"0-3,7"``). Repeats are an error,
+    and so are more than ``max_runs`` seeds (default :data:`grokbench.config.bounds.MAX_RUNS`), before any list grows."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        lo, dash, hi = part.strip().partition("-")
+        try:
+            first, last = int(lo), int(hi) if dash else int(lo)
+        except ValueError:
+            raise ConfigError(
+                f"invalid seeds '{text}': expected a range such as 0-15 or a list such as 0,3,5"
+            ) from None
+        if last < first:
+            raise ConfigError(f"invalid seeds '{text}': the range {part.strip()} is empty")
+        check_values({"seeds": [first, last]})
+        check_count(len(seeds) + last - first + 1, max_runs, f"--seeds {text}")
+        seeds.extend(range(first, last + 1))
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"invalid seeds '{text}': a seed is repeated")
+    return seeds
+
+
+# -------------------------------------------------------------------- resolution
+
+
+def _validate_params(registry: Registry, kind: str, name: str, raw: Mapping[str, Any], where: str) -> dict[str, Any]:
+    cls = registry.get(kind, name)
+    try:
+        params = registry.params(cls, raw)
+    except ValidationError as exc:
+        raise validation_error(exc, where) from None
+    return params.model_dump(mode="json")
+
+
+def resolve_config(
+    registry: Registry,
+    *,
+    task: str,
+    model: str,
+    regularizer: str | None = None,
+    optimizer: str | None = None,
+    preset: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    seed: int | None = None,
+    device: str | None = None,
+) -> RunConfig:
+    """Build and validate a RunConfig from names, a preset and overrides (see the module docstring)."""
+    registry.get("task", task)
+    registry.get("model", model)
+    if preset is not None and not preset.strip():
+        raise ConfigError("invalid preset '': a preset name must not be empty (omit it for 'default')")
+
+    preset_name = preset or "default"
+    entries = registry.presets_for(preset_name, task, model)
+    if preset and not entries:
+        names = registry.preset_names()
+        raise ConfigError(
+            f"no preset '{preset}' for task '{task}' and model '{model}'"
+            + (f" (presets: {', '.join(names)})" if names else "")
+        )
+    from_preset: dict[str, Any] = {}
+    for entry in entries:
+        from_preset = deep_merge(from_preset, entry.component.settings)
+    overrides = dict(overrides or {})
+    tree = deep_merge(from_preset, overrides)
+    check_values({**tree, "seed": seed} if seed is not None else tree)  # before any plugin validates a value
+    unknown = set(tree) - set(COMPONENT_KINDS) - {"metrics", "train", "seed"}
+    if unknown:
+        raise ConfigError(
+            f"unknown key '{sorted(unknown)[0]}' (top-level keys: task, model, regularizer, optimizer, metrics, train, seed)"
+        )
+
+    explicit = {"task": task, "model": model, "regularizer": regularizer, "optimizer": optimizer}
+    closed_form = registry.get("model", model).supports("closed-form")
+    kinds = [k for k in COMPONENT_KINDS if not (closed_form and k in TRAINING_KINDS)]
+    if closed_form:
+        for kind in TRAINING_KINDS:
+            if explicit[kind] or overrides.get(kind):
+                raise ConfigError(
+                    f"model '{model}' is trained in closed form and takes no {kind} (drop the {kind} from the run's options)"
+                )
+            tree.pop(kind, None)
+    for kind in kinds:
+        sections = [from_preset.get(kind, {}), overrides.get(kind, {})]
+        for section in sections:
+            if not isinstance(section, Mapping):
+                raise ConfigError(f"invalid value for {kind}: expected parameters, got {section!r}")
+        preset_sec, over_sec = (dict(s) for s in sections)
+        chosen = explicit[kind] or over_sec.pop("name", None) or preset_sec.get("name")
+        if not chosen:
+            raise ConfigError(f"no {kind} given and no preset names one: pass --{kind} NAME")
+        if not isinstance(chosen, str):
+            raise ConfigError(f"invalid value for {kind}.name: expected a {kind} name (got {chosen!r})")
+        over_sec.pop("name", None)
+        # a preset's parameters belong to the component it names: drop them when another one is chosen
+        if preset_sec.pop("name", chosen) != chosen:
+            preset_sec = {}
+        tree[kind] = {"name": chosen, "params": deep_merge(preset_sec, over_sec)}
+
+    components: dict[str, ComponentConfig | None] = dict.fromkeys(TRAINING_KINDS)
+    for kind in kinds:
+        name, raw = tree[kind]["name"], tree[kind]["params"]
+        components[kind] = ComponentConfig(name=name, params=_validate_params(registry, kind, name, raw, kind))
+
+    metrics = _resolve_metrics(registry, tree.get("metrics"))
+
+    train_raw = tree.get("train", {})
+    if device is not None:
+        train_raw = {**train_raw, "device": device}
+    try:
+        train_cfg = TrainConfig.model_validate(train_raw)
+    except ValidationError as exc:
+        raise validation_error(exc, "train") from None
+
+    run_seed = seed if seed is not None else tree.get("seed", 0)
+    if not isinstance(run_seed, int) or isinstance(run_seed, bool):
+        raise ConfigError(f"invalid value for seed: expected an integer (got {run_seed!r})")
+    return RunConfig(
+        **components, metrics=metrics, train=train_cfg, seed=run_seed, preset=preset_name if entries else None
+    )
+
+
+def _resolve_metrics(registry: Registry, raw: Any) -> dict[str, dict[str, Any]]:
+    """Default metrics, plus those named in ``raw``; a metric set to false or null is removed."""
+    selected: dict[str, Any] = {n: {} for n, e in registry.entries["metric"].items() if e.component.default}
+    if raw is None:
+        raw = {}
+    if isinstance(raw, list):
+        raw = {name: {} for name in raw}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"invalid value for metrics: expected metric names (got {raw!r})")
+    for name, params in raw.items():
+        if params is False or params is None:
+            registry.get("metric", name)
+            selected.pop(name, None)
+        elif params is True:
+            selected.setdefault(name, {})
+        elif isinstance(params, dict):
+            selected[name] = params
+        else:
+            raise ConfigError(f"invalid value for metrics.{name}: expected true, false or parameters (got {params!r})")
+    return {
+        name: _validate_params(registry, "metric", name, params, f"metrics.{name}")
+        for name, params in sorted(selected.items())
+    }

@@ -1,0 +1,101 @@
+"""``grokbench bench run``: every planned method's suite, run in turn through the suite driver."""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from grokbench.config.benchmark import Benchmark, MethodPlan
+from grokbench.config.suites import EntrySpec, PlannedRun, Suite, SuiteMeta, SuiteSpec
+from grokbench.plugin.registry import Registry
+from grokbench.recording.recovery import open_store
+
+
+@dataclass
+class BenchmarkOutcome:
+    benchmark: str
+    store: str
+    methods: list[str]
+    planned: int
+    skipped: int
+    trained: int
+    failed: int
+    not_applicable: dict[str, dict[str, str]]
+    wall_seconds: float
+    cpu_seconds: float  # user + system CPU of this process and of its worker processes (reaped when the pool closes)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def run_benchmark(
+    bench: Benchmark,
+    plans: list[MethodPlan],
+    *,
+    store: str | os.PathLike[str] | None = None,
+    executor: str = "inline",
+    options: dict[str, Any] | None = None,
+    registry: Registry,
+    progress: bool = False,
+    retry_failed: bool = False,
+) -> BenchmarkOutcome:
+    """Train every planned run not yet stored, all methods through one executor (the suite driver).
+
+    Each method's plan over every track is registered as the suite ``BENCHMARK/METHOD`` first (what the scores
+    read), also when only some tracks are run now;
+    the runs themselves go through :func:`grokbench.driving.suites.run_suite` as one suite named after the
+    benchmark (this invocation's runs), so that the workers stay busy across methods. Resumable: a
+    stored configuration is not trained again.
+    """
+    from grokbench.driving.suites import make_executor, run_suite
+
+    started = time.perf_counter()
+    make_executor(executor, options or {}, registry)  # an unknown executor or option: refused before any write
+    target = open_store(store)
+    for plan in plans:
+        # the method's whole plan, every track: a run of some tracks (--track) keeps the other tracks' runs scored
+        whole = bench.plan(plan.method, registry)
+        target.register_suite(
+            whole.suite.name, bench.source, whole.suite.spec.model_dump(mode="json"), whole.suite.members()
+        )
+    runs = [
+        PlannedRun(entry=f"{p.method}/{r.entry}", label=f"{p.method}/{r.label}", config=r.config)
+        for p in plans
+        for r in p.suite.runs
+    ]
+    entries = [
+        EntrySpec(name=f"{p.method}/{e.name}", task=e.task, model=e.model, preset=e.preset, set=e.set, seeds=e.seeds)
+        for p in plans
+        for e in p.suite.spec.entries
+    ]
+    meta = SuiteMeta(
+        name=bench.name,
+        description=f"{bench.name}: the last 'bench run' ({', '.join(p.method for p in plans)})",
+        seeds=bench.spec.benchmark.seeds,
+    )
+    combined = Suite(bench.name, bench.source, SuiteSpec.model_construct(suite=meta, entries=entries), runs)
+    outcome = run_suite(
+        combined,
+        store=target,
+        executor=executor,
+        options=options,
+        registry=registry,
+        progress=progress,
+        retry_failed=retry_failed,
+    )
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return BenchmarkOutcome(
+        benchmark=bench.name,
+        store=str(target.path),
+        methods=[p.method for p in plans],
+        planned=outcome.planned,
+        skipped=outcome.skipped,
+        trained=outcome.trained,
+        failed=outcome.failed,
+        not_applicable={p.method: p.not_applicable for p in plans if p.not_applicable},
+        wall_seconds=time.perf_counter() - started,
+        cpu_seconds=sum(u.ru_utime + u.ru_stime for u in usage),
+    )

@@ -1,0 +1,83 @@
+"""Signals while runs train: SIGTERM raised as Ctrl-C is, and a suite driver's interrupts delivered only where
+the executor can hear them (never while a result is half-stored)."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    pass
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt (as Ctrl-C does) while runs train, in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Interrupts:
+    """While a suite runs in the main thread, SIGINT and SIGTERM raise KeyboardInterrupt only inside the
+    executor's ``map`` (while it waits for its workers, or trains in this process). One that strikes while the
+    driver stores a result waits, and is thrown into ``map`` when the driver asks it for its next answer: no
+    result is half-stored, and the executor always hears of it (it stops its workers and hands back what they
+    kept)."""
+
+    def __init__(self) -> None:
+        self.listening = False
+        self.pending: KeyboardInterrupt | None = None
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(sig) is not signal.SIG_IGN:  # a driver started with the signal ignored keeps it so
+                    self.previous[sig] = signal.signal(sig, self._interrupt)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def _interrupt(self, signum: int, frame: object) -> None:
+        stop = KeyboardInterrupt(f"signal {signum}")
+        if self.listening:
+            raise stop
+        self.pending = stop
+
+    def answers(self, answers: Iterator[tuple[int, Any]]) -> Iterator[tuple[int, Any]]:
+        """The executor's answers, with the interrupts that struck between two of them thrown in."""
+        while True:
+            self.listening = True
+            try:
+                stop, self.pending = self.pending, None
+                item = next(answers) if stop is None else _throw(answers, stop)
+            except StopIteration:
+                if self.pending is not None:  # struck while the last result was stored: the suite still stops
+                    raise self.pending from None
+                return
+            finally:
+                self.listening = False
+            yield item
+
+
+def _throw(answers: Iterator[tuple[int, Any]], stop: KeyboardInterrupt) -> tuple[int, Any]:
+    """Raise ``stop`` inside the executor's ``map`` where it last yielded; returns what it yields next."""
+    throw = getattr(answers, "throw", None)
+    if throw is None:  # not a generator: it cannot be told
+        raise stop
+    return throw(stop)

@@ -1,0 +1,1 @@
+"""Reports from the store: run tables, leaderboards, figures, scaling fits, baselines, benchmark scores, pages."""

@@ -1,0 +1,1 @@
+"""Executor plugins: the inline and process executors, and Ray with its watchdog."""

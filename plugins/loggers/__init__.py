@@ -1,0 +1,1 @@
+"""Logger plugins: JSON lines, TensorBoard, MLflow and Weights & Biases."""
