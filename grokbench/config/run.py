@@ -192,63 +192,24 @@ def resolve_config(
     """Build and validate a RunConfig from names, a preset and overrides (see the module docstring)."""
     registry.get("task", task)
     registry.get("model", model)
-    if preset is not None and not preset.strip():
-        raise ConfigError("invalid preset '': a preset name must not be empty (omit it for 'default')")
-
-    preset_name = preset or "default"
-    entries = registry.presets_for(preset_name, task, model)
-    if preset and not entries:
-        names = registry.preset_names()
-        raise ConfigError(
-            f"no preset '{preset}' for task '{task}' and model '{model}'"
-            + (f" (presets: {', '.join(names)})" if names else "")
-        )
-    from_preset: dict[str, Any] = {}
-    for entry in entries:
-        from_preset = deep_merge(from_preset, entry.component.settings)
+    preset_name, from_preset = _preset_settings(registry, preset, task, model)
     overrides = dict(overrides or {})
-    tree = deep_merge(from_preset, overrides)
+    tree = deep_merge(from_preset or {}, overrides)
     check_values({**tree, "seed": seed} if seed is not None else tree)  # before any plugin validates a value
     unknown = set(tree) - set(COMPONENT_KINDS) - {"metrics", "train", "seed"}
     if unknown:
         raise ConfigError(
             f"unknown key '{sorted(unknown)[0]}' (top-level keys: task, model, regularizer, optimizer, metrics, train, seed)"
         )
-
     explicit = {"task": task, "model": model, "regularizer": regularizer, "optimizer": optimizer}
-    closed_form = registry.get("model", model).supports("closed-form")
-    kinds = [k for k in COMPONENT_KINDS if not (closed_form and k in TRAINING_KINDS)]
-    if closed_form:
-        for kind in TRAINING_KINDS:
-            if explicit[kind] or overrides.get(kind):
-                raise ConfigError(
-                    f"model '{model}' is trained in closed form and takes no {kind} (drop the {kind} from the run's options)"
-                )
-            tree.pop(kind, None)
-    for kind in kinds:
-        sections = [from_preset.get(kind, {}), overrides.get(kind, {})]
-        for section in sections:
-            if not isinstance(section, Mapping):
-                raise ConfigError(f"invalid value for {kind}: expected parameters, got {section!r}")
-        preset_sec, over_sec = (dict(s) for s in sections)
-        chosen = explicit[kind] or over_sec.pop("name", None) or preset_sec.get("name")
-        if not chosen:
-            raise ConfigError(f"no {kind} given and no preset names one: pass --{kind} NAME")
-        if not isinstance(chosen, str):
-            raise ConfigError(f"invalid value for {kind}.name: expected a {kind} name (got {chosen!r})")
-        over_sec.pop("name", None)
-        # a preset's parameters belong to the component it names: drop them when another one is chosen
-        if preset_sec.pop("name", chosen) != chosen:
-            preset_sec = {}
-        tree[kind] = {"name": chosen, "params": deep_merge(preset_sec, over_sec)}
-
     components: dict[str, ComponentConfig | None] = dict.fromkeys(TRAINING_KINDS)
-    for kind in kinds:
-        name, raw = tree[kind]["name"], tree[kind]["params"]
+    chosen = {
+        kind: _chosen(kind, explicit[kind], (from_preset or {}).get(kind, {}), overrides.get(kind, {}))
+        for kind in _kinds(registry, model, explicit, overrides)
+    }
+    for kind, (name, raw) in chosen.items():
         components[kind] = ComponentConfig(name=name, params=_validate_params(registry, kind, name, raw, kind))
-
     metrics = _resolve_metrics(registry, tree.get("metrics"))
-
     train_raw = tree.get("train", {})
     if device is not None:
         train_raw = {**train_raw, "device": device}
@@ -256,13 +217,71 @@ def resolve_config(
         train_cfg = TrainConfig.model_validate(train_raw)
     except ValidationError as exc:
         raise validation_error(exc, "train") from None
-
     run_seed = seed if seed is not None else tree.get("seed", 0)
     if not isinstance(run_seed, int) or isinstance(run_seed, bool):
         raise ConfigError(f"invalid value for seed: expected an integer (got {run_seed!r})")
     return RunConfig(
-        **components, metrics=metrics, train=train_cfg, seed=run_seed, preset=preset_name if entries else None
+        **components,
+        metrics=metrics,
+        train=train_cfg,
+        seed=run_seed,
+        preset=preset_name if from_preset is not None else None,
     )
+
+
+def _preset_settings(
+    registry: Registry, preset: str | None, task: str, model: str
+) -> tuple[str, dict[str, Any] | None]:
+    """The preset's name (``default`` unless one is named) and its merged settings (None: no preset applies)."""
+    if preset is not None and not preset.strip():
+        raise ConfigError("invalid preset '': a preset name must not be empty (omit it for 'default')")
+    name = preset or "default"
+    entries = registry.presets_for(name, task, model)
+    if preset and not entries:
+        names = registry.preset_names()
+        raise ConfigError(
+            f"no preset '{preset}' for task '{task}' and model '{model}'"
+            + (f" (presets: {', '.join(names)})" if names else "")
+        )
+    if not entries:
+        return name, None
+    settings: dict[str, Any] = {}
+    for entry in entries:
+        settings = deep_merge(settings, entry.component.settings)
+    return name, settings
+
+
+def _kinds(
+    registry: Registry, model: str, explicit: Mapping[str, str | None], overrides: Mapping[str, Any]
+) -> list[str]:
+    """The component kinds this run has: a closed-form model has no optimizer nor regularizer (naming one is an error)."""
+    if not registry.get("model", model).supports("closed-form"):
+        return list(COMPONENT_KINDS)
+    for kind in TRAINING_KINDS:
+        if explicit[kind] or overrides.get(kind):
+            raise ConfigError(
+                f"model '{model}' is trained in closed form and takes no {kind} (drop the {kind} from the run's options)"
+            )
+    return [k for k in COMPONENT_KINDS if k not in TRAINING_KINDS]
+
+
+def _chosen(kind: str, explicit: str | None, preset_section: Any, override_section: Any) -> tuple[str, dict[str, Any]]:
+    """The component of ``kind`` (named explicitly, by ``--set KIND.name`` or by the preset) and its raw parameters:
+    the preset's, when it names this component, under the overrides."""
+    for section in (preset_section, override_section):
+        if not isinstance(section, Mapping):
+            raise ConfigError(f"invalid value for {kind}: expected parameters, got {section!r}")
+    preset_sec, over_sec = dict(preset_section), dict(override_section)
+    chosen = explicit or over_sec.pop("name", None) or preset_sec.get("name")
+    if not chosen:
+        raise ConfigError(f"no {kind} given and no preset names one: pass --{kind} NAME")
+    if not isinstance(chosen, str):
+        raise ConfigError(f"invalid value for {kind}.name: expected a {kind} name (got {chosen!r})")
+    over_sec.pop("name", None)
+    # a preset's parameters belong to the component it names: drop them when another one is chosen
+    if preset_sec.pop("name", chosen) != chosen:
+        preset_sec = {}
+    return chosen, deep_merge(preset_sec, over_sec)
 
 
 def _resolve_metrics(registry: Registry, raw: Any) -> dict[str, dict[str, Any]]:
