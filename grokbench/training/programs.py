@@ -49,26 +49,28 @@ class Recorder(Protocol):
 
 class _Progress:
     """A tqdm bar over steps, on stderr: advances every step (steps/s, ETA), shows the last evaluation's
-    train/test accuracy, and its last state stays on screen."""
+    train/test accuracy, and its last state stays on screen. Disabled, it makes no bar at all: a tqdm bar takes
+    tqdm's class lock, which a forked suite worker may have inherited held, and would then wait forever."""
 
     def __init__(self, total: int, enabled: bool, label: str, initial: int = 0):
-        from tqdm.auto import tqdm
+        self.bar: Any = None
+        if enabled:
+            from tqdm.auto import tqdm
 
-        self.enabled = enabled
-        self.bar = tqdm(
-            total=total, initial=initial, disable=not enabled, file=sys.stderr, desc=label, unit="step", leave=True
-        )
+            self.bar = tqdm(total=total, initial=initial, file=sys.stderr, desc=label, unit="step", leave=True)
 
     def __call__(self, record: dict[str, float]) -> None:
-        self.bar.set_postfix(train=f"{record['train_acc']:.3f}", test=f"{record['test_acc']:.3f}", refresh=False)
+        if self.bar is not None:
+            self.bar.set_postfix(train=f"{record['train_acc']:.3f}", test=f"{record['test_acc']:.3f}", refresh=False)
 
     def step(self, done: int) -> None:
         """``done`` steps are trained (called every step: tqdm redraws at most 10 times a second)."""
-        if self.enabled:
+        if self.bar is not None:
             self.bar.update(done - self.bar.n)
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _run_result(
