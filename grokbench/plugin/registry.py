@@ -86,6 +86,7 @@ def validate_component(kind: str, obj: Any) -> str:
     if kind == "preset":
         if not isinstance(obj, Preset):
             raise TypeError(f"register_presets expects Preset instances, got {obj!r}")
+        obj.space()  # ValueError naming the key of an invalid search space
         return preset_key(obj)
     if not (isinstance(obj, type) and issubclass(obj, base)):
         raise TypeError(

@@ -22,6 +22,7 @@ from grokbench.plugin.contracts.model import BatchedModel, Model
 from grokbench.plugin.contracts.optimizer import Optimizer, OptimizerState, TorchOptimizerState
 from grokbench.plugin.contracts.preset import Preset
 from grokbench.plugin.contracts.regularizer import Regularizer
+from grokbench.plugin.contracts.search import Choice, LogUniform, SearchSpace, Uniform
 from grokbench.plugin.contracts.task import ClassificationTask, DataSpec, Predict, Task, TaskData
 
 #: in the reference's order (docs/plugins.md): module by module
@@ -51,6 +52,10 @@ __all__ = [
     "Executor",
     "GroupInterrupted",
     "Preset",
+    "SearchSpace",
+    "LogUniform",
+    "Uniform",
+    "Choice",
     "Logger",
     "BenchmarkFile",
 ]
