@@ -15,7 +15,7 @@ from typing import Any
 from grokbench.config.run import RunConfig, parse_assignments, resolve_config
 from grokbench.plugin import manager
 from grokbench.plugin.registry import Registry
-from grokbench.recording.checkpoints import find, read
+from grokbench.recording.checkpoints import load, read
 from grokbench.recording.interrupts import sigterm_interrupts
 from grokbench.recording.live import Lifecycle, lifecycles
 from grokbench.recording.recovery import open_store
@@ -198,7 +198,9 @@ def load_checkpoint(
     """The model plugin of a run, built from the run's configuration, with a checkpoint's parameters loaded.
 
     ``run_or_path`` is a checkpoint file (``.safetensors``) or a run id (prefix) in ``store`` (default
-    store when None); ``step`` picks a checkpoint of that run (default: its last).
+    store when None); ``step`` picks a checkpoint of that run (default: its last). Either is verified against its
+    digest; a run's is read from the store's own folder and checked to be that run's (see
+    :func:`grokbench.recording.checkpoints.load`).
     """
     import torch
 
@@ -210,7 +212,7 @@ def load_checkpoint(
     else:
         assert session.store is not None
         run = session.store.get_run(str(run_or_path))
-        state, header = read(find(session.store, run["id"], step)["path"])
+        _, state, header, _ = load(session.store, run, step)
     cfg = RunConfig.model_validate(header["config"])
     prep = prepare(cfg, session.registry)
     check_matches(state, prep.model, f"checkpoint of run {header.get('run_id')} at step {state.step}")

@@ -18,6 +18,10 @@ MAX_RUNS_HELP = "refuse to plan more runs than this (default 10,000), before any
 THREADS_HELP = "torch CPU threads (default: $GROKBENCH_THREADS, else torch's one per core, idle ones sleeping: OMP_WAIT_POLICY=PASSIVE; see README 'Threads')"
 
 
+#: the largest step an option takes: a 64-bit integer, as ``--set`` values (grokbench.strict.INT_MAX, not imported:
+#: it would import pydantic)
+MAX_STEP = 2**63 - 1
+
 DEBUG_ENV = "GROKBENCH_DEBUG"  # the same as grokbench.training.results.DEBUG_ENV (not imported: it would import torch)
 
 
@@ -273,7 +277,9 @@ def runs(store, limit, suite_name, task, status, where, as_json) -> None:
 
 @cli.command()
 @click.argument("run_id")
-@click.option("--step", type=click.IntRange(min=0), help="the checkpoint at this step (default: the run's last)")
+@click.option(
+    "--step", type=click.IntRange(min=0, max=MAX_STEP), help="the checkpoint at this step (default: the run's last)"
+)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="the .safetensors file to write")
 @click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP)
 def checkpoint(run_id, step, out, store) -> None:
@@ -287,7 +293,11 @@ def checkpoint(run_id, step, out, store) -> None:
 
 @cli.command()
 @click.argument("run_id")
-@click.option("--steps", type=click.IntRange(min=1), help="train up to this step (default: the run's configured steps)")
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1, max=MAX_STEP),
+    help="train up to this step (default: the run's configured steps)",
+)
 @click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON on stdout")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
@@ -311,6 +321,46 @@ def resume(run_id, steps, store, as_json, quiet, loggers, log_dir, threads) -> N
     click.echo(json.dumps(result.to_json()) if as_json else summary_text(result.to_json()))
     if result.status == "failed":
         raise RunError(f"run {result.run_id} failed: {result.message}")
+
+
+@cli.group("store")
+def store_group() -> None:
+    """Copy, move and check a results store: its file with its <store>.checkpoints and <store>.logs folders."""
+
+
+@store_group.command("copy")
+@click.argument("source", type=click.Path(dir_okay=False))
+@click.argument("destination", type=click.Path(dir_okay=False))
+@click.option("--move", is_flag=True, help="remove SOURCE once its copy is complete")
+def store_copy(source, destination, move) -> None:
+    """Copy the store SOURCE with its folders to DESTINATION as one unit (DESTINATION must not exist)."""
+    from grokbench.recording.recovery import open_store
+    from grokbench.storage.copies import copy_store
+
+    copied = copy_store(open_store(source, create=False), destination, move=move)
+    click.echo(
+        f"{'moved' if move else 'copied'} {copied.source} to {copied.destination}: {copied.runs} runs, "
+        f"{copied.files} files, {copied.bytes:,} bytes"
+    )
+
+
+@store_group.command("check")
+@click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP)
+def store_check(store) -> None:
+    """Verify every checkpoint file the store records: it exists in the store's folder, is intact (its digest)
+    and belongs to the run and configuration it is recorded for. Exit 1 when one is not."""
+    from grokbench.recording.checkpoints import check
+    from grokbench.recording.recovery import open_store
+
+    db = open_store(store, create=False)
+    problems, notices, count = check(db)
+    for line in notices:
+        click.echo(f"notice: {line}")
+    for line in problems:
+        click.echo(f"problem: {line}")
+    if problems:
+        raise GrokbenchError(f"store check: {len(problems)} of {count} checkpoint files of {db.path} failed")
+    click.echo(f"ok: {count} checkpoint files of {db.path} verified")
 
 
 @cli.command()

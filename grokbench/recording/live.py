@@ -186,15 +186,16 @@ class Lifecycle:
 
     def _write(self, state: TrainState, reasons: list[str]) -> None:
         assert self.store is not None
-        path = ckpt.file_for(self.store.path, self.run_id, state.step).resolve()
+        path = ckpt.file_for(self.store, self.run_id, state.step)  # in the store's folder, recorded relative to it
         info = {
             "run_id": self.run_id,
             "reasons": reasons,
             "model": self.cfg.model.name,
             "config": self.cfg.model_dump(mode="json"),
+            "config_hash": self.cfg.hash,
         }
         ckpt.write(path, state, info)
-        self.store.add_checkpoint(self.run_id, state.step, reasons, str(path), _now())
+        self.store.add_checkpoint(self.run_id, state.step, reasons, path, _now())
         self.written.add(state.step)
         self.send("checkpoint", state.step, str(path), reasons)
 

@@ -3,6 +3,8 @@ curves before it."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from grokbench.errors import ConfigError
@@ -15,13 +17,20 @@ if TYPE_CHECKING:
 
 
 def resume_point(
-    store: Store, run_id: str, registry: Registry, steps: int | None, suite: str | None = None
+    store: Store,
+    run_id: str,
+    registry: Registry,
+    steps: int | None,
+    suite: str | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> tuple[Any, ResumePoint]:
     """The configuration to train (``train.steps`` = ``steps`` or the run's own) and where to go on from.
     ``suite``: the suite resuming the run (a run of a suite is resumed by that suite only, to its own steps).
+    ``notice`` (default: a line on stderr) is told when the checkpoint has no digest to verify.
 
     ConfigError, with the store untouched, for a run that is still running, has no checkpoint, whose plugins are
-    gone, whose checkpoint does not match its model, or that is already at ``steps``."""
+    gone, whose checkpoint is damaged, belongs to another run or configuration or does not match its model, or
+    that is already at ``steps``."""
     from grokbench.config.run import RunConfig
 
     run = store.get_run(run_id)
@@ -38,12 +47,12 @@ def resume_point(
             registry.entry(kind, name)  # the unknown-name error, naming what is installed
     for name in cfg.metrics:
         registry.entry("metric", name)
-    chosen = ckpt.find(store, run["id"])
-    state, _ = ckpt.read(chosen["path"])
+    chosen, state, header, _ = ckpt.load(store, run, notice=notice or _to_stderr, identity=False)
     from grokbench.training.building import prepare
 
     prep = prepare(cfg, registry)
     check_matches(state, prep.model, f"checkpoint {chosen['path']}")
+    ckpt.verify(header, run, chosen["step"], str(chosen["path"]))
     missing = missing_metric_states(state, prep.metrics)
     if missing:
         raise ConfigError(
@@ -60,3 +69,7 @@ def resume_point(
     for r in curves:
         r["step"] = int(r["step"])
     return cfg, ResumePoint(run=run, state=state, curves=curves)
+
+
+def _to_stderr(line: str) -> None:
+    print(f"notice: {line}", file=sys.stderr)

@@ -5,6 +5,11 @@ it trains (:mod:`grokbench.recording.live`: a ``running`` row, then each evaluat
 transaction of their own, then the final row), so an interrupted run keeps its curves. Curves are in long
 format (run, step, name, value). ``PRAGMA application_id`` marks the file
 as a grokbench store; ``PRAGMA user_version`` is its schema version.
+
+A store is its file and its folders beside it, ``<store>.checkpoints`` and ``<store>.logs``: every path it records
+is relative to the store (``checkpoints/RUN/step-S.safetensors`` is ``<store>.checkpoints/RUN/step-S.safetensors``
+wherever the store is opened), so the three move, copy and rename together (:mod:`grokbench.storage.copies`).
+A store reads and writes only inside its folders, never through a symlink below them.
 """
 
 from __future__ import annotations
@@ -15,9 +20,9 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import closing
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from grokbench.errors import ConfigError, StoreError
@@ -30,8 +35,55 @@ APPLICATION_ID = 0x47524F4B  # "GROK"
 DEFAULT_PATH = "grokbench.db"
 STORE_ENV = "GROKBENCH_STORE"
 
-#: MIGRATIONS[i] upgrades a store from schema version i to i + 1.
-MIGRATIONS: list[str] = [
+#: the folders of a store, beside its file: ``<store>.checkpoints``, ``<store>.logs``
+FOLDERS = ("checkpoints", "logs")
+
+
+def _relative_paths(conn: sqlite3.Connection, path: Path) -> None:
+    """v4: checkpoint paths recorded relative to the store. An absolute path inside the store's own folders (where
+    it is being migrated) is rewritten; any other is refused, and the migration rolled back."""
+    own = {kind: _absolute_forms(Path(f"{path}.{kind}")) for kind in FOLDERS}
+    rows = conn.execute("SELECT run_id, step, path FROM checkpoints").fetchall()
+    for run_id, step, recorded in rows:
+        if not PurePosixPath(recorded).is_absolute():
+            continue  # checked with every other path when the store is opened
+        rewritten = next(
+            (
+                PurePosixPath(kind, Path(recorded).relative_to(folder)).as_posix()
+                for kind, forms in own.items()
+                for folder in forms
+                if Path(recorded).is_relative_to(folder)
+            ),
+            None,
+        )
+        if rewritten is None or _inside(rewritten) is None:
+            raise ConfigError(
+                f"{path} records checkpoint {recorded} (run {run_id}, step {step}) outside its own folder "
+                f"{path}.checkpoints: it was copied without being migrated; open it once where it was written, "
+                f"then move it with 'grokbench store copy'"
+            )
+        conn.execute("UPDATE checkpoints SET path = ? WHERE run_id = ? AND step = ?", (rewritten, run_id, step))
+
+
+def _inside(recorded: str) -> tuple[str, ...] | None:
+    """A recorded path's parts when it names a file inside one of the store's folders (``checkpoints/...``),
+    else None: absolute, ``..``, empty parts, another first part."""
+    parts = tuple(recorded.split("/"))
+    if len(parts) < 2 or parts[0] not in FOLDERS or "\x00" in recorded:
+        return None
+    if any(p in ("", ".", "..") for p in parts):
+        return None
+    return parts
+
+
+def _absolute_forms(folder: Path) -> list[Path]:
+    """A folder as an absolute path, and with its symlinks resolved (an older grokbench recorded the latter)."""
+    return list(dict.fromkeys([folder.absolute(), Path(os.path.realpath(folder))]))
+
+
+#: MIGRATIONS[i] upgrades a store from schema version i to i + 1: SQL, or a function of the connection and
+#: the store's path (run inside the migration's transaction).
+MIGRATIONS: list[str | Callable[[sqlite3.Connection, Path], None]] = [
     """
     CREATE TABLE runs (
         id              TEXT PRIMARY KEY,
@@ -103,6 +155,8 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (run_id, step)
     ) WITHOUT ROWID;
     """,
+    # v4: the paths a store records are relative to the store (see the module docstring)
+    _relative_paths,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -148,7 +202,79 @@ class Store:
             if not create and self.path.stat().st_size == 0:
                 raise ConfigError(f"{self.path} is an empty file, not a grokbench store")
             self.readonly = not can_write
+            self._check_folders()
             self._check_or_migrate()
+        if not self.path.exists():
+            self._check_folders()
+
+    # ------------------------------------------------------------------ its folders
+
+    def folder(self, kind: str) -> Path:
+        """``<store>.checkpoints`` or ``<store>.logs``: where the store is opened now."""
+        if kind not in FOLDERS:
+            raise ValueError(f"a store has no folder '{kind}'")
+        return Path(f"{self.path}.{kind}")
+
+    def _check_folders(self) -> None:
+        """Refuse a store whose folder is a symlink or not a folder: a store reads and writes only inside its own."""
+        for kind in FOLDERS:
+            folder = self.folder(kind)
+            if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+                raise ConfigError(
+                    f"the store's folder {folder} is a {'symlink' if folder.is_symlink() else 'file'}, not a "
+                    f"folder: a store reads and writes only inside its own folders (remove it or move the store)"
+                )
+
+    def locate(self, recorded: str) -> Path:
+        """The file a recorded path names, where the store is opened now. ConfigError for a recorded path that
+        is not inside one of the store's folders, or whose folders below the store's are symlinks."""
+        parts = _inside(recorded)
+        if parts is None:
+            raise self._outside(recorded)
+        path = self.folder(parts[0])
+        for part in parts[1:]:
+            if path.is_symlink():
+                break
+            path = path / part
+        if path.is_symlink():
+            raise ConfigError(
+                f"refusing {path}: it is a symlink inside the store's folders (a store never reads or writes "
+                f"through one)"
+            )
+        return path
+
+    def _outside(self, recorded: str) -> ConfigError:
+        return ConfigError(
+            f"{self.path} records the path '{recorded}', which is not inside its own folders (a store records "
+            f"paths relative to itself: {', '.join(f'{k}/...' for k in FOLDERS)}); refusing it"
+        )
+
+    def recorded(self, path: str | os.PathLike[str]) -> str:
+        """The path to record for a file inside the store's folders: relative to the store."""
+        path = Path(path)
+        for kind in FOLDERS:
+            if path.is_relative_to(self.folder(kind)):
+                return PurePosixPath(kind, *path.relative_to(self.folder(kind)).parts).as_posix()
+        raise ValueError(f"{path} is not inside the folders of the store {self.path}")
+
+    def prepare(self, kind: str, *parts: str) -> Path:
+        """The path of a file to write in a store folder (``parts``: below it), its folders created: none of them
+        may be a symlink (ConfigError)."""
+        path = self.folder(kind)
+        for part in ("", *parts[:-1]):
+            path = path / part if part else path
+            try:
+                path.mkdir(exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the folder {path}: {exc.strerror or exc}") from None
+            if path.is_symlink() or not path.is_dir():
+                raise ConfigError(f"refusing to write into {path}: it is a symlink or a file, not a folder")
+        return self.locate(PurePosixPath(kind, *parts).as_posix())
+
+    def quick_check(self) -> list[str]:
+        """SQLite's ``PRAGMA quick_check`` of the file: ``["ok"]`` when its structure is sound."""
+        with closing(self.connect()) as conn:
+            return [r[0] for r in conn.execute("PRAGMA quick_check")]
 
     def _ensure(self) -> None:
         """Create the file (with the current schema) on the first write; check it once."""
@@ -193,20 +319,33 @@ class Store:
                     )
                 if version < SCHEMA_VERSION:
                     self._migrate(conn, version)
+                self._check_paths(conn)
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"{self.path} is not a grokbench store ({exc})") from None
         self._checked = True
 
-    @staticmethod
-    def _migrate(conn: sqlite3.Connection, version: int) -> None:
+    def _check_paths(self, conn: sqlite3.Connection) -> None:
+        """Refuse a store that records a path outside its own folders (see :meth:`locate`)."""
+        if conn.execute("PRAGMA user_version").fetchone()[0] < 3:  # no checkpoints table yet: nothing recorded
+            return
+        for (recorded,) in conn.execute("SELECT path FROM checkpoints"):
+            if _inside(recorded) is None:
+                raise self._outside(recorded)
+
+    def _migrate(self, conn: sqlite3.Connection, version: int) -> None:
         """Migrate under BEGIN IMMEDIATE (several processes may create one store at once: the busy timeout
-        makes the others wait, and they find the work done), then switch to WAL."""
+        makes the others wait, and they find the work done), then switch to WAL. A migration that refuses the
+        store (ConfigError) is rolled back: the store is left as it was."""
         conn.isolation_level = None  # explicit BEGIN/COMMIT: DDL inside one transaction
         conn.execute("BEGIN IMMEDIATE")
         try:
             current = conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have migrated
             for target in range(current, SCHEMA_VERSION):
-                for statement in MIGRATIONS[target].split(";"):
+                step = MIGRATIONS[target]
+                if callable(step):
+                    step(conn, self.path)
+                    continue
+                for statement in step.split(";"):
                     if statement.strip():
                         conn.execute(statement)
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
@@ -391,21 +530,36 @@ class Store:
                 for r in conn.execute("SELECT id, pid, host, heartbeat, config FROM runs WHERE status = 'running'")
             ]
 
-    def add_checkpoint(self, run_id: str, step: int, reasons: list[str], path: str, created_at: str) -> None:
+    def add_checkpoint(
+        self, run_id: str, step: int, reasons: list[str], path: str | os.PathLike[str], created_at: str
+    ) -> None:
+        """Record a checkpoint file written inside the store's folders (its path recorded relative to the store)."""
         with closing(self.connect()) as conn, conn:
             conn.execute(
                 "INSERT OR REPLACE INTO checkpoints (run_id, step, reasons, path, created_at) VALUES (?, ?, ?, ?, ?)",
-                (run_id, step, json.dumps(reasons), path, created_at),
+                (run_id, step, json.dumps(reasons), self.recorded(path), created_at),
             )
 
-    def checkpoints(self, run_id: str) -> list[dict[str, Any]]:
-        """A run's checkpoints, by step: step, reasons, path, created_at."""
+    def checkpoints(self, run_id: str | None = None, *, locate: bool = True) -> list[dict[str, Any]]:
+        """A run's checkpoints (every run's without ``run_id``), by run and step: run_id, step, reasons, created_at,
+        ``recorded`` (the path as stored) and ``path`` (where that file is with the store opened here; the
+        recorded path again without ``locate``, for a caller that locates each file itself)."""
+        where, params = ("WHERE run_id = ?", (run_id,)) if run_id is not None else ("", ())
         with closing(self.connect()) as conn:
             conn.row_factory = sqlite3.Row
             rows = conn.execute(
-                "SELECT step, reasons, path, created_at FROM checkpoints WHERE run_id = ? ORDER BY step", (run_id,)
-            )
-            return [{**dict(r), "reasons": json.loads(r["reasons"])} for r in rows]
+                f"SELECT run_id, step, reasons, path, created_at FROM checkpoints {where} ORDER BY run_id, step",
+                params,
+            ).fetchall()
+        return [
+            {
+                **dict(r),
+                "reasons": json.loads(r["reasons"]),
+                "recorded": r["path"],
+                "path": self.locate(r["path"]) if locate else r["path"],
+            }
+            for r in rows
+        ]
 
     def suites(self) -> pd.DataFrame:
         import pandas as pd
