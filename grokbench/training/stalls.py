@@ -62,13 +62,16 @@ def distance(state: Sequence[torch.Tensor], ref: Sequence[torch.Tensor]) -> floa
 def still(records: Sequence[Mapping[str, float]], loss_rtol: float = LOSS_RTOL) -> bool:
     """Whether the records show no progress: each accuracy equal in all, each loss within ``loss_rtol`` of
     its largest magnitude (a loss or accuracy that is missing or not finite in any of them: progress)."""
+    if not records:
+        return False
     for keys, tol in ((ACCURACIES, 0.0), (LOSSES, loss_rtol)):
         for key in keys:
-            values = [r.get(key) for r in records]
-            if any(v is None or not math.isfinite(v) for v in values):
+            found = [r.get(key) for r in records]
+            values = [float(v) for v in found if v is not None and math.isfinite(v)]
+            if len(values) < len(found):
                 return False
-            low, high = min(values), max(values)  # type: ignore[type-var]
-            if high - low > tol * max(abs(low), abs(high)):  # type: ignore[operator]
+            low, high = min(values), max(values)
+            if high - low > tol * max(abs(low), abs(high)):
                 return False
     return True
 
