@@ -5,7 +5,13 @@ import math
 
 import pytest
 import torch
-from grokbench_plugins.metrics.kernel_metrics import centered_alignment, fourier_concentration, probe_set
+from grokbench_plugins.metrics.kernel_metrics import (
+    NTKDrift,
+    centered_alignment,
+    fourier_concentration,
+    kernel_comparison,
+    probe_set,
+)
 from grokbench_plugins.tasks.modadd import ModAddClassification
 
 import grokbench
@@ -117,3 +123,53 @@ def test_ntk_drift_on_the_papers_probe_beside_the_default_one():
     assert train.iloc[0] == 0 and (train.iloc[1:] > 0).all() and train.tolist() != both.curves["ntk_drift"].tolist()
     assert "ntk_drift_train" not in alone.curves
     assert both.summary["ntk_drift_train_at_memorize"] is None or both.summary["ntk_drift_train_at_memorize"] > 0
+
+
+def gram(seed, n=6):
+    a = torch.randn(n, 3, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return a @ a.T
+
+
+def test_a_rescaled_kernel_has_no_scale_invariant_drift():
+    theta0 = gram(0)
+    for c in (0.25, 3.0):
+        out = kernel_comparison(c * theta0, theta0)
+        assert out["ntk_drift"] == pytest.approx(abs(1 - c))  # the paper's drift sees the rescaling alone
+        assert out["ntk_cos_drift"] == pytest.approx(0, abs=1e-15) and out["ntk_cka_drift"] == pytest.approx(0, abs=1e-15)
+        assert out["ntk_norm_ratio"] == pytest.approx(c)
+
+
+def test_kernel_comparison_of_kernels_of_different_shape():
+    eye, half = torch.eye(4, dtype=torch.float64), torch.diag(torch.tensor([1.0, 1.0, 0.0, 0.0], dtype=torch.float64))
+    out = kernel_comparison(half, eye)
+    assert out["ntk_drift"] == pytest.approx(math.sqrt(2) / 2) and out["ntk_norm_ratio"] == pytest.approx(math.sqrt(2) / 2)
+    assert out["ntk_cos_drift"] == pytest.approx(1 - 1 / math.sqrt(2))  # <half, I> = 2, ‖half‖ = √2, ‖I‖ = 2
+    # CKA from its definition with an explicit centering matrix: HIH = H, H·half·H
+    h = torch.eye(4, dtype=torch.float64) - 1 / 4
+    a, b = h @ half @ h, h
+    assert out["ntk_cka_drift"] == pytest.approx(1 - ((a * b).sum() / (a.norm() * b.norm())).item())
+    # CKA ignores what centering removes (a constant added to every entry); cosine does not
+    shifted = kernel_comparison(gram(1) + 10.0, gram(1))
+    assert shifted["ntk_cka_drift"] == pytest.approx(0, abs=1e-12) and shifted["ntk_cos_drift"] > 1e-3
+
+
+def test_the_summary_keys_and_report_columns_cover_every_comparison_on_both_probes():
+    for key in ("ntk_cos_drift", "ntk_cka_drift", "ntk_norm_ratio", "ntk_cos_drift_train", "ntk_norm_ratio_train"):
+        assert key in NTKDrift.outputs
+        assert f"{key}_at_memorize" in NTKDrift.summary_keys and f"{key}_at_generalize" in NTKDrift.summary_keys
+    for key in ("kernel_departure_step", "kernel_departure_step_cos", "kernel_departure_step_cka_train"):
+        assert key in NTKDrift.summary_keys
+    assert {c.key for c in NTKDrift.report_columns} >= {"ntk_cos_drift_at_generalize", "ntk_cka_drift_at_generalize"}
+
+
+def test_weight_decay_alone_shrinks_the_kernel_without_changing_its_shape():
+    # GD at lr 1e-30 moves nothing but the decoupled decay (lr·λ = 0.01 a step): θ_t = 0.99^t θ_0, and the
+    # 3-homogeneous network's eNTK is Θ_t = 0.99^(4t) Θ_0
+    over = {"task": {"p": 11}, "model": {"width": 16}, "optimizer": {"lr": 1e-30}, "regularizer": {"strength": 1e28},
+            "train": {"steps": 20, "eval_every": 10}, "metrics": {"ntk_drift": {"probe": "both", "probe_size": 16}}}
+    curves = grokbench.run("modadd-cls", "quadratic", optimizer="gd", regularizer="adamw", overrides=over).curves
+    shrink = 0.99 ** (4 * curves["step"])
+    for suffix in ("", "_train"):
+        assert curves[f"ntk_drift{suffix}"].tolist() == pytest.approx((1 - shrink).tolist(), rel=1e-4, abs=1e-6)
+        assert curves[f"ntk_norm_ratio{suffix}"].tolist() == pytest.approx(shrink.tolist(), rel=1e-4)
+        assert (curves[f"ntk_cos_drift{suffix}"].abs() < 1e-6).all() and (curves[f"ntk_cka_drift{suffix}"].abs() < 1e-6).all()

@@ -1,12 +1,15 @@
 """Stalled runs (train.stop_on_stall) and flushing subnormals (train.flush_denormal)."""
 
+import math
+
+import pytest
 import torch
 
 import grokbench
 from grokbench.api import run_seeds
 from grokbench.config.run import RunConfig, TrainConfig
 from grokbench.storage.store import Store
-from grokbench.training.stalls import StallWatch
+from grokbench.training.stalls import PATIENCE, StallWatch, distance, still
 
 from .conftest import TINY_CLS
 
@@ -116,3 +119,65 @@ def test_the_paper_classification_preset_without_its_linf_term_stalls_with_the_f
     for key in ("best_test_acc", "final_test_acc", "final_train_acc", "final_train_loss", "t_memorize", "t_generalize"):
         assert stalled.summary[key] == full.summary[key], key
     assert full.summary["final_train_loss"] == 0.0 and full.summary["final_train_acc"] == 1.0
+
+
+def near_watch(records, states, *, start=500, eval_every=50, steps=5000):
+    """A watch fed ``records`` (one per evaluation, the last at ``start``), then ``states`` from ``start`` on."""
+    watch = StallWatch(eval_every, steps)
+    for k, record in enumerate(records):
+        watch.evaluated(start - (len(records) - 1 - k) * eval_every, record)
+    return [watch.observe(start + k, [s], [torch.ones(3)]) for k, s in enumerate(states)]
+
+
+STILL = {"train_loss": 0.0, "train_acc": 1.0, "test_loss": 5.18, "test_acc": 0.917}
+#: normalized GD bouncing across a valley: back to within 2e-7 of the evaluated state every second step
+ONE = torch.ones(3, dtype=torch.float64)
+NEAR = [ONE, 2 * ONE, ONE + 2e-7]
+
+
+def test_a_near_two_cycle_without_progress_is_a_stall():
+    reasons = near_watch([STILL] * PATIENCE, NEAR)
+    assert reasons[:2] == [None, None]
+    assert reasons[2].startswith("stalled at step 500: the parameters repeat with period 2 to a relative 2.0e-07")
+    assert "last 10 evaluations" in reasons[2] and "is not zero" in reasons[2]
+    # the exact test is the special case: an exact return needs no evaluations at all
+    assert near_watch([None], [A, C, A])[2].startswith("stalled at step 500: the parameters repeat with period 2 (exact")
+
+
+def test_a_near_cycle_that_still_progresses_or_drifts_is_not_a_stall():
+    # the test loss falls by 0.02% per evaluation: 0.18% over the window, above LOSS_RTOL
+    falling = [{**STILL, "test_loss": 5.18 * (1 - 2e-4 * k)} for k in range(PATIENCE)]
+    assert near_watch(falling, NEAR) == [None] * 3
+    # one held-out pair changes class within the window
+    flipped = [STILL] * (PATIENCE - 1) + [{**STILL, "test_acc": 0.918}]
+    assert near_watch(flipped, NEAR) == [None] * 3
+    # too few evaluations to judge progress
+    assert near_watch([STILL] * (PATIENCE - 1), NEAR) == [None] * 3
+    # back only to 2e-5 relative: above RTOL
+    assert near_watch([STILL] * PATIENCE, [ONE, 2 * ONE, ONE + 2e-5]) == [None] * 3
+    # a period of 3 does not divide eval_every = 50
+    assert near_watch([STILL] * PATIENCE, [ONE, 2 * ONE, 3 * ONE, ONE]) == [None] * 4
+
+
+def test_distance_is_per_tensor_and_relative():
+    big, count = torch.full((100,), 100.0), torch.tensor(5000.0)
+    assert distance([big, count + 2], [big, count]) == pytest.approx(4e-4)  # a step count that moves is seen
+    assert distance([torch.zeros(3)], [torch.zeros(3)]) == 0.0
+    assert distance([torch.ones(3)], [torch.zeros(3)]) == math.inf
+    assert not still([STILL, {**STILL, "test_acc": math.nan}])
+
+
+def test_the_paper_preset_in_float64_at_p31_stops_in_its_near_cycle_with_the_full_runs_accuracies():
+    over = {"task": {"p": 31}, "train": {"dtype": "float64"}}
+    full = grokbench.run("modadd-cls", "quadratic", preset="paper", overrides=over)
+    stalled = grokbench.run(
+        "modadd-cls", "quadratic", preset="paper", overrides={**over, "train": {**over["train"], "stop_on_stall": True}}
+    )
+    assert full.status == "completed" and full.steps == 5000
+    assert stalled.status == "stalled" and stalled.steps == 952
+    assert stalled.message.startswith("stalled at step 950: the parameters repeat with period 2 to a relative 1.6e-07")
+    # the curves up to the stall are the full run's, bit for bit
+    assert stalled.curves.equals(full.curves[full.curves["step"] <= 950].reset_index(drop=True))
+    for key in ("best_test_acc", "final_test_acc", "final_train_acc", "final_train_loss", "t_memorize", "t_generalize"):
+        assert stalled.summary[key] == full.summary[key], key
+    assert stalled.summary["final_test_loss"] == pytest.approx(full.summary["final_test_loss"], rel=2e-3)

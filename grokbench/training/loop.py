@@ -340,7 +340,7 @@ class _Program:
             elif cfg.early_stop and record["test_acc"] >= cfg.generalize_threshold:
                 self.leave(i, TrainOutcome("completed", step))
             elif self.watches:
-                self.watches[i].evaluated(step)
+                self.watches[i].evaluated(step, record)
 
     def watch_stalls(self, step: int, grads: list[torch.Tensor]) -> None:
         """Fingerprint the state of each member in its stall window; one whose state repeats leaves, stalled."""

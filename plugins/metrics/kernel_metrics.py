@@ -102,31 +102,74 @@ def value_at(curves: list[dict[str, float]], key: str, step: int | None) -> floa
     return None
 
 
+#: the kernel comparisons ``ntk_drift`` records on each probe: curve name (on the probe drawn from all inputs;
+#: ``_train`` appended on the paper's probe), whether it is a drift (has a departure step), report label
+COMPARISONS = (
+    ("ntk_drift", "frobenius", "NTK drift ‖Θ_t − Θ₀‖/‖Θ₀‖"),
+    ("ntk_cos_drift", "cos", "NTK 1 − cos(Θ_t, Θ₀)"),
+    ("ntk_cka_drift", "cka", "NTK 1 − CKA(Θ_t, Θ₀)"),
+    ("ntk_norm_ratio", None, "NTK norm ratio ‖Θ_t‖/‖Θ₀‖"),
+)
+PROBE_SUFFIX = {"all": "", "train": "_train"}
+
+
+def kernel_comparison(theta: torch.Tensor, start: torch.Tensor) -> dict[str, float]:
+    """Θ_t against Θ₀ (float64): the relative Frobenius drift ‖Θ_t − Θ₀‖/‖Θ₀‖, which a rescaling alone moves
+    (Θ_t = cΘ₀ gives |1 − c|); the scale-invariant drifts 1 − cos (Frobenius inner product) and 1 − CKA
+    (the same after centering, :func:`centered_alignment`), 0 for any Θ_t = cΘ₀, c > 0; and the norm ratio
+    ‖Θ_t‖/‖Θ₀‖, the scale the invariant drifts leave out."""
+    theta, start = theta.double(), start.double()
+    norm, norm0 = theta.norm(), start.norm()
+    return {
+        "ntk_drift": ((theta - start).norm() / norm0).item(),
+        "ntk_cos_drift": (1 - (theta * start).sum() / (norm * norm0)).item(),
+        "ntk_cka_drift": 1 - centered_alignment(theta, start),
+        "ntk_norm_ratio": (norm / norm0).item(),
+    }
+
+
+def departure_key(kind: str, suffix: str) -> str:
+    """``kernel_departure_step`` (the Frobenius drift), ``kernel_departure_step_cos``, ``_cka``; ``_train`` after."""
+    return "kernel_departure_step" + ("" if kind == "frobenius" else f"_{kind}") + suffix
+
+
 class NTKDrift(ProbeNTK):
-    """‖Θ_t − Θ₀‖_F / ‖Θ₀‖_F of the eNTK on a fixed probe set (how far the network left its kernel regime)."""
+    """How far the eNTK on a fixed probe set moved from Θ₀: the paper's relative Frobenius drift, which weight
+    decay moves by shrinking the kernel alone, beside the scale-invariant drifts 1 − cos and 1 − CKA and the
+    norm ratio that separates the two (:func:`kernel_comparison`)."""
 
     name = "ntk_drift"
     capabilities = frozenset({"stateful"})  # the reference kernels Θ₀ of step 0
-    outputs = ("ntk_drift", "ntk_drift_train")
-    summary_keys = (
-        "ntk_drift_at_memorize",
-        "ntk_drift_at_generalize",
-        "kernel_departure_step",
-        "ntk_drift_train_at_memorize",
-        "ntk_drift_train_at_generalize",
+    outputs = tuple(key + suffix for suffix in ("", "_train") for key, _, _ in COMPARISONS)
+    summary_keys = tuple(
+        [f"{key}_at_{when}" for key in outputs for when in ("memorize", "generalize")]
+        + [departure_key(kind, suffix) for suffix in ("", "_train") for _, kind, _ in COMPARISONS if kind]
     )
     SOURCES = {"all": ("all",), "train": ("train",), "both": ("all", "train")}
-    KEYS = {"all": "ntk_drift", "train": "ntk_drift_train"}
     report_columns = (
         SummaryColumn("ntk_drift_at_generalize", "NTK drift at t_gen", None, ".3g"),
         SummaryColumn("ntk_drift_train_at_generalize", "NTK drift at t_gen (paper's probe)", None, ".3g"),
         SummaryColumn("kernel_departure_step", "kernel departure step", None, ".4g"),
+        SummaryColumn("ntk_cos_drift_at_memorize", "NTK 1−cos at t_mem", None, ".3g"),
+        SummaryColumn("ntk_cos_drift_at_generalize", "NTK 1−cos at t_gen", None, ".3g"),
+        SummaryColumn("ntk_cka_drift_at_memorize", "NTK 1−CKA at t_mem", None, ".3g"),
+        SummaryColumn("ntk_cka_drift_at_generalize", "NTK 1−CKA at t_gen", None, ".3g"),
+        SummaryColumn("ntk_norm_ratio_at_generalize", "NTK norm ratio at t_gen", None, ".3g"),
+        SummaryColumn("kernel_departure_step_cka", "kernel departure step (CKA)", None, ".4g"),
     )
-    report_panels = (CurvePanel(("ntk_drift", "ntk_drift_train"), "NTK drift ‖Θ_t − Θ₀‖/‖Θ₀‖"),)
+    report_panels = tuple(
+        CurvePanel((key, key + "_train"), label, log_y=key == "ntk_norm_ratio") for key, _, label in COMPARISONS
+    )
 
     class Params(ProbeParams):
         threshold: float = Field(
             0.5, gt=0, description="drift that counts as leaving the kernel regime (kernel_departure_step)"
+        )
+        cos_threshold: float = Field(
+            0.1, gt=0, description="1 − cos that counts as leaving the kernel regime (kernel_departure_step_cos)"
+        )
+        cka_threshold: float = Field(
+            0.1, gt=0, description="1 − CKA that counts as leaving the kernel regime (kernel_departure_step_cka)"
         )
         probe: Literal["all", "train", "both"] = Field(
             "all",
@@ -139,7 +182,8 @@ class NTKDrift(ProbeNTK):
         for source in self.SOURCES[self.params.probe]:
             theta = self.kernel(ctx, "train" if source == "train" else "all")
             start = theta0.setdefault(source, theta)
-            out[self.KEYS[source]] = ((theta - start).norm() / start.norm()).item()
+            suffix = PROBE_SUFFIX[source]
+            out.update({key + suffix: value for key, value in kernel_comparison(theta, start).items()})
         return out
 
     def state_dict(self) -> dict[str, Any]:
@@ -149,14 +193,21 @@ class NTKDrift(ProbeNTK):
         self.__dict__["theta0"] = {source: kernel.clone() for source, kernel in state["theta0"].items()}
 
     def summarize(self, curves, summary) -> dict[str, Any]:
+        thresholds = {
+            "frobenius": self.params.threshold,
+            "cos": self.params.cos_threshold,
+            "cka": self.params.cka_threshold,
+        }
         out: dict[str, Any] = {}
         for source in self.SOURCES[self.params.probe]:
-            key = self.KEYS[source]
-            out[f"{key}_at_memorize"] = value_at(curves, key, summary.get("t_memorize"))
-            out[f"{key}_at_generalize"] = value_at(curves, key, summary.get("t_generalize"))
-        departed = [r["step"] for r in curves if r.get("ntk_drift", 0.0) >= self.params.threshold]
-        if "all" in self.SOURCES[self.params.probe]:
-            out["kernel_departure_step"] = int(departed[0]) if departed else None
+            suffix = PROBE_SUFFIX[source]
+            for name, kind, _ in COMPARISONS:
+                key = name + suffix
+                out[f"{key}_at_memorize"] = value_at(curves, key, summary.get("t_memorize"))
+                out[f"{key}_at_generalize"] = value_at(curves, key, summary.get("t_generalize"))
+                if kind:
+                    departed = [r["step"] for r in curves if r.get(key, 0.0) >= thresholds[kind]]
+                    out[departure_key(kind, suffix)] = int(departed[0]) if departed else None
         return out
 
 
