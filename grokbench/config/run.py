@@ -48,8 +48,8 @@ class TrainConfig(StrictModel):
     )
     stop_on_stall: bool = Field(
         False,
-        description="end a full-batch run whose state repeats exactly (a fixed point or cycle) with status stalled; "
-        "every stored summary is unchanged, only the repeated tail of the curves is not computed",
+        description="end a full-batch run whose state repeats (a fixed point or a short cycle, exactly or within 1e-5 "
+        "with accuracies unchanged and losses within 1e-3 over 10 evaluations) with status stalled",
     )
     flush_denormal: bool = Field(
         False, description="flush subnormal floats to zero on the CPU while training (torch.set_flush_denormal)"
