@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -41,6 +42,10 @@ class GrokbenchGroup(click.Group):
             code, message = exc.exit_code, exc.format_message()
         except (OSError, sqlite3.Error) as exc:  # the machine failed us (a full disk, a vanished file): one line
             code, message = _machine_error(exc)
+        except ValueError as exc:
+            if "null byte" not in str(exc):  # a path given with a NUL character, found by click or os
+                raise
+            code, message = 2, "a path given cannot hold a NUL character"
         else:
             if not standalone_mode:
                 return rv
@@ -48,6 +53,8 @@ class GrokbenchGroup(click.Group):
         click.echo(f"error: {one_line(message)}", err=True)
         if not standalone_mode:
             raise SystemExit(code)
+        if code == 130:
+            _exit_interrupted()
         sys.exit(code)
 
 
@@ -65,6 +72,19 @@ def _machine_error(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc):
         return 2, f"the store is read-only ({exc}); nothing was written (check its and its folder's permissions)"
     return 1, describe(exc)
+
+
+def _exit_interrupted() -> None:
+    """Exit 130 after the exit handlers ran (worker pools, a local Ray instance). Not ``sys.exit``: a Ctrl-C that
+    struck inside C code running Python source (a C extension importing) leaves CPython's 'unhandled
+    KeyboardInterrupt' flag set, and the interpreter would then kill itself with SIGINT, although it was handled."""
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(130)
 
 
 def _shutting_down() -> None:

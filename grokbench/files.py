@@ -40,6 +40,8 @@ def output_dir(out: str | os.PathLike[str], names: Iterable[str] = ()) -> Path:
     """Check (and create) an output folder; ``names``: files about to be written there, checked too."""
     if not str(out).strip():
         raise ConfigError("invalid --out '': an output folder must not be empty")
+    if "\x00" in str(out):
+        raise ConfigError(f"invalid --out {str(out)!r}: a path cannot hold a NUL character")
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--out {path} is not a folder (it is a {_kind(path)})")
@@ -303,6 +305,8 @@ def usable_folder(path: str | os.PathLike[str], what: str, *, root: str | os.Pat
     path = Path(path)
     if not str(path).strip():
         raise ConfigError(f"invalid {what} '': a folder must not be empty")
+    if "\x00" in str(path):
+        raise ConfigError(f"invalid {what} {str(path)!r}: a path cannot hold a NUL character")
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{what} {shown(path)} is not a folder (it is a {_kind(path)})")
     parent = path if path.exists() else next((p for p in path.absolute().parents if p.exists()), None)
