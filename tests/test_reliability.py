@@ -575,7 +575,7 @@ def test_an_unusable_log_dir_is_refused_before_training(tmp_path, kind):
     store = tmp_path / "s.db"
     if kind == "file":
         (tmp_path / "logs").write_text("x")
-        refused_untouched(tmp_path, [*RUN, "--logger", "jsonl", "--log-dir", tmp_path / "logs", "--store", store], "not a folder")
+        refused_untouched(tmp_path, [*RUN, "--logger", "jsonl", "--log-dir", tmp_path / "logs", "--store", store], "is a file")
     elif kind == "device":
         refused_untouched(tmp_path, [*RUN, "--logger", "jsonl", "--log-dir", "/dev/full", "--store", store], "/dev/full")
     else:
