@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import signal
@@ -37,12 +39,17 @@ class GrokbenchGroup(click.Group):
             if os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no"):
                 raise
             code, message = exc.exit_code, str(exc)
-        except click.exceptions.Abort as exc:
+        except (click.exceptions.Abort, KeyboardInterrupt) as exc:
+            _shutting_down()
             code, message = 130, _interrupted_line(exc)
         except click.ClickException as exc:
             code, message = exc.exit_code, exc.format_message()
         except (OSError, sqlite3.Error) as exc:  # the machine failed us (a full disk, a vanished file): one line
-            code, message = 1, describe(exc)
+            code, message = _machine_error(exc)
+        except ValueError as exc:
+            if "null byte" not in str(exc):  # a path given with a NUL character, found by click or os
+                raise
+            code, message = 2, "a path given cannot hold a NUL character"
         else:
             if not standalone_mode:
                 return rv
@@ -50,20 +57,68 @@ class GrokbenchGroup(click.Group):
         click.echo(f"error: {one_line(message)}", err=True)
         if not standalone_mode:
             raise SystemExit(code)
+        if code == 130:
+            _exit_interrupted()
         sys.exit(code)
+
+
+#: what the user can fix (a name too long, a full disk, a read-only folder): exit 2, as bad input
+USER_ERRNOS = {errno.ENAMETOOLONG, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES}
+
+
+def _machine_error(exc: BaseException) -> tuple[int, str]:
+    """Exit code and line for an OSError or SQLite error that reached the command line."""
+    if isinstance(exc, OSError) and exc.errno in USER_ERRNOS:
+        from grokbench.files import shown
+
+        where = f" {shown(exc.filename)}" if exc.filename else ""
+        return 2, f"cannot use{where}: {exc.strerror}"
+    if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc):
+        return 2, f"the store is read-only ({exc}); nothing was written (check its and its folder's permissions)"
+    return 1, describe(exc)
+
+
+def _exit_interrupted() -> None:
+    """Exit 130 after the exit handlers ran (worker pools, a local Ray instance). Not ``sys.exit``: a Ctrl-C that
+    struck inside C code running Python source (a C extension importing) leaves CPython's 'unhandled
+    KeyboardInterrupt' flag set, and the interpreter would then kill itself with SIGINT, although it was handled."""
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(130)
+
+
+def _shutting_down() -> None:
+    """Once the command is interrupted, a second Ctrl-C or SIGTERM is ignored: the shutdown ends with its one
+    line and exit 130, neither a traceback nor 143."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def _loaded(module: str, name: str) -> type | None:
+    """A class of a module already imported, or None: the interrupt handler never imports (a signal that struck
+    while torch was importing would import it again, half-initialized, and fail with a traceback)."""
+    found = getattr(sys.modules.get(module), name, None)
+    return found if isinstance(found, type) else None
+
+
+def _is(value: object, module: str, name: str) -> bool:
+    cls = _loaded(module, name)
+    return cls is not None and isinstance(value, cls)
 
 
 def _interrupted_line(exc: BaseException) -> str:
     """'aborted', or what an interrupted run kept (click turns KeyboardInterrupt into Abort)."""
-    from grokbench.driving.suites import SuiteInterrupted
-    from grokbench.plugin.contracts import GroupInterrupted
-    from grokbench.training.programs import RunInterrupted
-
     cause = exc.__cause__ or exc.__context__
-    if isinstance(cause, SuiteInterrupted):
+    if _is(cause, "grokbench.driving.suites", "SuiteInterrupted"):
         return str(cause)
-    if isinstance(cause, GroupInterrupted):  # run --seeds: the runs kept (finished, or interrupted) were saved
-        kept = cause.results
+    if _is(
+        cause, "grokbench.plugin.contracts.executor", "GroupInterrupted"
+    ):  # run --seeds: the runs kept (finished, or interrupted) were saved
+        kept = cause.results  # type: ignore[union-attr]
         stored = {r.store_path for r in kept if r.store_path}
         where = f" in {stored.pop()}" if len(stored) == 1 else ""
         held = sum(r.status == "interrupted" for r in kept)
@@ -72,9 +127,9 @@ def _interrupted_line(exc: BaseException) -> str:
             f"interrupted: runs {runs} kept{where} ({held} interrupted, with their curves); "
             "resume each interrupted one with 'grokbench resume RUN'"
         )
-    if not isinstance(cause, RunInterrupted):
+    if not _is(cause, "grokbench.training.programs", "RunInterrupted"):
         return "aborted"
-    r = cause.result
+    r = cause.result  # type: ignore[union-attr]
     where = f"; stored in {r.store_path}, resume with 'grokbench resume {r.run_id}'" if r.store_path else ""
     return (
         f"interrupted: run {r.run_id} kept its {len(r.curves)} evaluations (status interrupted, step {r.steps}){where}"
@@ -249,7 +304,7 @@ def list_components(as_json: bool) -> None:
 @click.option("--limit", type=click.IntRange(min=1), help="show only the newest N runs")
 @click.option("--suite", "suite_name", help="only runs stored by this suite")
 @click.option("--task", help="only runs of this task")
-@click.option("--status", help="only runs with this status: completed, diverged, failed, interrupted, running")
+@click.option("--status", help="only runs with this status: completed, diverged, stalled, failed, interrupted, running")
 @click.option(
     "--where",
     "where",
@@ -284,10 +339,13 @@ def runs(store, limit, suite_name, task, status, where, as_json) -> None:
 @click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP)
 def checkpoint(run_id, step, out, store) -> None:
     """Export one checkpoint of a run (parameters, optimizer state; safetensors) to a file."""
-    from grokbench.recording.checkpoints import export
+    from grokbench.files import copy_file
+    from grokbench.recording.checkpoints import find
     from grokbench.recording.recovery import open_store
 
-    chosen = export(open_store(store, create=False), run_id, out, step)
+    db = open_store(store, create=False)
+    chosen = find(db, db.get_run(run_id)["id"], step)
+    copy_file(chosen["path"], out)  # atomic, never through a symlink; a full disk or a long name: one line, exit 2
     click.echo(f"{out}: step {chosen['step']} ({', '.join(chosen['reasons'])})")
 
 
@@ -488,8 +546,22 @@ def suite_run(
         resumed = f", {outcome.resumed} resumed from a checkpoint" if outcome.resumed else ""
         click.echo(
             f"suite {outcome.suite}: {outcome.planned} runs, {outcome.skipped} already stored, {outcome.trained} trained "
-            f"({outcome.failed} failed{resumed}) with '{outcome.executor}' in {outcome.wall_seconds:.1f} s; "
-            f"stored in {outcome.store}"
+            f"({outcome.failed} failed{_interrupted_count(outcome.interrupted)}{resumed}) with '{outcome.executor}' "
+            f"in {outcome.wall_seconds:.1f} s; stored in {outcome.store}"
+        )
+    _refuse_interrupted(outcome.interrupted)
+
+
+def _interrupted_count(interrupted: int) -> str:
+    return f", {interrupted} interrupted" if interrupted else ""
+
+
+def _refuse_interrupted(interrupted: int) -> None:
+    """A driver whose workers were stopped (a signal to one of them) did not finish: exit 1, never 0."""
+    if interrupted:
+        raise RunError(
+            f"{interrupted} run(s) were interrupted (their worker was stopped) and are not counted as trained; "
+            "run the same command again to resume them"
         )
 
 
@@ -649,15 +721,18 @@ def bench_run(
     )
     if as_json:
         click.echo(json.dumps(outcome.to_json()))
+        _refuse_interrupted(outcome.interrupted)
         return
     for method, skipped in outcome.not_applicable.items():
         for track, why in skipped.items():
             click.echo(f"n/a: {method} on {track}: {why}")
     click.echo(
         f"{outcome.benchmark} ({', '.join(outcome.methods)}): {outcome.planned} runs, {outcome.skipped} already stored, "
-        f"{outcome.trained} trained ({outcome.failed} failed) in {outcome.wall_seconds:.1f} s wall, "
+        f"{outcome.trained} trained ({outcome.failed} failed{_interrupted_count(outcome.interrupted)}) in "
+        f"{outcome.wall_seconds:.1f} s wall, "
         f"{outcome.cpu_seconds:.1f} s CPU; stored in {outcome.store}"
     )
+    _refuse_interrupted(outcome.interrupted)
 
 
 @bench.command("report")
@@ -696,8 +771,13 @@ def _terminated(signum: int, frame: object) -> None:
 
 
 def main() -> None:
+    try:
+        os.getcwd()
+    except OSError:  # every library that looks up a relative path (oneMKL's loader) would fail with a traceback
+        click.echo("error: the current folder no longer exists (deleted?): cd to an existing folder", err=True)
+        sys.exit(2)
+    signal.signal(signal.SIGTERM, _terminated)
     from grokbench.training.threads import prefer_passive_waiting
 
     prefer_passive_waiting()  # before anything imports torch: OpenMP reads it once, when torch loads it
-    signal.signal(signal.SIGTERM, _terminated)
     cli.main()

@@ -161,6 +161,6 @@ def test_a_third_party_method_gets_its_benchmark_row_with_no_change_to_grokbench
     mine = table[(table.method == "signsgd") & (table.track == "cls")].iloc[0]
     assert mine.status == "scored" and mine.seeds == 2 and mine.runs == 2
     assert "| signsgd" in (tmp_path / "rep" / "benchmark.md").read_text()
-    shown = Store(tmp_path / "b.db").records(suite="tiny-bench/signsgd")
+    shown = Store(tmp_path / "b.db").records(suite="tiny-bench@v1/signsgd")
     assert set(shown["optimizer"]) == {"sign-sgd"}
     assert {p["optimizer"]["plugin"] for p in shown["plugins"]} == {"example_signsgd"}

@@ -321,7 +321,8 @@ def test_an_interrupted_group_hands_back_every_run_it_kept(tmp_path, registry, m
     assert kept[0].steps == 100 and all(r.steps == r.curves["step"].max() >= 50 for r in kept)
     with pytest.raises(SuiteInterrupted) as stopped:
         run_suite(suite, registry=registry, store=tmp_path / "s.db")
-    assert (stopped.value.outcome.trained, stopped.value.outcome.interrupted) == (2, 2)
+    outcome = stopped.value.outcome
+    assert (outcome.stored, outcome.trained, outcome.interrupted) == (2, 0, 2)  # interrupted: stored, never trained
     assert "2 runs stored" in str(stopped.value) and "train the 4 left" in str(stopped.value)
     assert sorted(s[0] for s in summaries(tmp_path / "s.db").values()) == ["interrupted"] * 2
     # `grokbench run --seeds` (run_seeds) saves them too

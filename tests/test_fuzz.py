@@ -209,3 +209,95 @@ def test_fuzz_baselines(store_with_runs, text):
 
     check_promise(*fuzzed(args), may_fail_with=r"regression\(s\) against")
     assert store_with_runs.read_bytes() == before_store
+
+
+# ------------------------------------------------------------------ loggers and their folders
+
+LOG_DIRS = st.one_of(
+    st.sampled_from(["", " ", ".", "..", "/dev/full", "/dev/null", "/proc/self", "/", "x" * 300, "/".join(["d" * 200] * 25),
+                     "FILE", "FILE/sub", "LINK", "LINK/sub", "logs", "a/b/c"]),
+    st.text(max_size=20),
+)
+LOGGER_NAMES = st.one_of(st.sampled_from(["jsonl", "tensorboard", "", "JSONL", "jsonl ", "bogus"]), st.text(max_size=10))
+
+
+@FUZZ
+@given(log_dir=LOG_DIRS, logger=LOGGER_NAMES)
+def test_fuzz_loggers_and_log_dirs(log_dir, logger):
+    """Any --log-dir and --logger: a run, or one line and exit 2 with nothing written; never a write through the
+    planted symlink (LINK) nor into the planted file (FILE)."""
+
+    def args(folder):
+        (folder / "FILE").write_text("precious")
+        (folder / "victim").mkdir()
+        (folder / "LINK").symlink_to(folder / "victim")
+        where = log_dir if log_dir.startswith("/") or not log_dir.strip() else str(folder / log_dir)
+        return ["run", "-t", "modadd-cls", "-m", "quadratic", *TINY, "--set", "train.steps=1", "-q", "--store", folder / "s.db",
+                "--logger", logger, "--log-dir", where]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        arguments = args(folder)
+        before = snapshot(folder)
+        result = invoke(*arguments)
+        check_promise(result, before, snapshot(folder), may_fail_with=r"^error: run \w+ failed: ")
+        assert (folder / "FILE").read_text() == "precious"
+
+
+# ------------------------------------------------------------------ benchmark files
+
+BENCH_KEYS = st.sampled_from([
+    "benchmark.name", "benchmark.version", "benchmark.seeds", "benchmark.reference", "benchmark.baselines", "benchmark.bogus",
+    "defaults.model", "defaults.set.train.steps", "defaults.set.train.device", "defaults.set.model.width",
+    "tracks.0.name", "tracks.0.task", "tracks.0.model", "tracks.0.seeds", "tracks.0.set.task.p", "tracks.0.set.train.device",
+    "tracks.0.bogus", "tracks",
+])
+
+
+def _bench_doc():
+    return {
+        "benchmark": {"name": "fuzz", "version": 1, "seeds": [0], "reference": "adamw", "baselines": ["adamw"]},
+        "defaults": {"model": "quadratic", "set": {"model": {"width": 4}, "train": {"steps": 1, "eval_every": 1}}},
+        "tracks": [{"name": "cls", "task": "modadd-cls", "set": {"task": {"p": 5}}}],
+    }
+
+
+def _toml(doc) -> str:
+    """A benchmark document as TOML (tables, then the array of tracks)."""
+    lines = []
+    for table in ("benchmark", "defaults"):
+        if isinstance(doc.get(table), dict):
+            lines.append(f"[{table}]")
+            lines += [f"{json.dumps(k)} = {toml_value(v)}" for k, v in doc[table].items()]
+    for track in doc.get("tracks") if isinstance(doc.get("tracks"), list) else []:
+        lines.append("[[tracks]]")
+        if isinstance(track, dict):
+            lines += [f"{json.dumps(k)} = {toml_value(v)}" for k, v in track.items()]
+    return "\n".join(lines) + "\n"
+
+
+@FUZZ
+@given(key=BENCH_KEYS, value=TOML_VALUES)
+def test_fuzz_benchmark_files(key, value):
+    """A benchmark file with one value changed anywhere: run (exit 0) or refused with one line, nothing written
+    (no plan saved, no store created: the refusal comes before any write)."""
+    doc = _bench_doc()
+    node, *path = key.split(".")
+    target = doc
+    parts = [node, *path]
+    for part in parts[:-1]:
+        target = target[int(part)] if isinstance(target, list) else target.setdefault(part, {})
+        if not isinstance(target, (dict, list)):
+            break
+    else:
+        last = parts[-1]
+        if isinstance(target, list):
+            target[int(last)] = value
+        else:
+            target[last] = value
+
+    def args(folder):
+        (folder / "b.toml").write_text(_toml(doc))
+        return ["bench", "run", "-b", folder / "b.toml", "--store", folder / "s.db", "-q"]
+
+    check_promise(*fuzzed(args), may_fail_with=r"run\(s\) were interrupted|failed")

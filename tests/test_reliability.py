@@ -7,6 +7,7 @@ import json
 import os
 import sqlite3
 import subprocess
+import sys
 from contextlib import closing, contextmanager
 from pathlib import Path
 
@@ -394,3 +395,384 @@ def test_the_store_stays_consistent_after_each_refusal(tmp_path, stored):
     with closing(sqlite3.connect(path)) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert set(Store(path, create=False).runs()["id"]) == set(ids)
+
+
+# ------------------------------------------------------------ round 3: one safe writer (issue 28)
+
+
+def _victim(tmp_path: Path) -> Path:
+    victim = tmp_path / "victim"
+    victim.mkdir(exist_ok=True)
+    (victim / "precious.txt").write_text("precious")
+    return victim
+
+
+@pytest.mark.parametrize("level", ["file", "folder", "deeper folder"])
+def test_every_writer_refuses_a_symlink_at_each_level_below_its_root(tmp_path, level):
+    """write_bytes, Batch, append_to, copy_file and folder: a symlink at the file, at a folder below the root or
+    at a folder below that is refused (ConfigError), and its target keeps its bytes."""
+    from grokbench import files
+    from grokbench.errors import ConfigError
+
+    victim = _victim(tmp_path)
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    target = {"file": root / "a" / "precious.txt", "folder": root / "a" / "b" / "precious.txt",
+              "deeper folder": root / "a" / "b" / "c" / "precious.txt"}[level]
+    if level == "file":
+        target.symlink_to(victim / "precious.txt")
+    elif level == "folder":
+        (root / "a" / "b").symlink_to(victim)
+    else:
+        (root / "a" / "b").mkdir()
+        (root / "a" / "b" / "c").symlink_to(victim)
+    source = tmp_path / "source.bin"
+    source.write_bytes(b"new")
+    before = snapshot(tmp_path)
+    writers = [
+        lambda: files.write_bytes(target, b"new", root=root),
+        lambda: files.Batch(target.parent, root=root).add(target.name, "new") and files.Batch(target.parent, root=root),
+        lambda: _commit(files.Batch(target.parent, root=root), target.name),
+        lambda: files.append_to(target, root=root).write("new"),
+        lambda: files.folder(root, *target.relative_to(root).parts[:-1], "sub") if level != "file" else files.folder(root, *target.relative_to(root).parts),
+    ]
+    if level == "file":
+        writers.append(lambda: files.copy_file(source, target))
+    for write in writers:
+        with pytest.raises(ConfigError, match="symlink"):
+            write()
+            raise ConfigError("symlink: the writer did not refuse")  # reached only when it wrote
+    assert snapshot(tmp_path) == before and (victim / "precious.txt").read_text() == "precious"
+
+
+def _commit(batch, name):
+    batch.add(name, "new")
+    return batch.commit()
+
+
+def test_a_symlinked_root_the_user_chose_is_theirs(tmp_path):
+    """The root itself is the user's choice (an --out that is a link to a bigger disk): written through."""
+    from grokbench import files
+
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    files.write_text(tmp_path / "link" / "a.txt", "one")
+    assert (real / "a.txt").read_text() == "one"
+
+
+def test_a_batch_leaves_the_previous_set_when_one_file_cannot_be_written(tmp_path, monkeypatch):
+    """A disk that fills between two files of one output: neither is replaced, no temporary file is left."""
+    import errno as errno_
+
+    from grokbench import files
+    from grokbench.errors import ConfigError
+
+    files.Batch(tmp_path).add("runs.csv", "old runs") and None
+    with files.Batch(tmp_path) as first:
+        first.add("runs.csv", "old runs")
+        first.add("curves.csv", "old curves")
+    calls = []
+    stage = files._stage
+
+    def full(fd, name, fill):
+        calls.append(name)
+        if len(calls) == 2:
+            raise OSError(errno_.ENOSPC, "No space left on device")
+        return stage(fd, name, fill)
+
+    monkeypatch.setattr(files, "_stage", full)
+    batch = files.Batch(tmp_path)
+    batch.add("runs.csv", "new runs")
+    batch.add("curves.csv", "new curves")
+    with pytest.raises(ConfigError, match="No space left"):
+        batch.commit()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.csv", "runs.csv"]
+    assert (tmp_path / "runs.csv").read_text() == "old runs" and (tmp_path / "curves.csv").read_text() == "old curves"
+
+
+def test_export_writes_both_files_or_neither(tmp_path, stored, monkeypatch):
+    import errno as errno_
+
+    from grokbench import files
+
+    path, _ = stored
+    out = tmp_path / "out"
+    assert invoke("export", "--format", "csv", "--store", path, "--out", out).exit_code == 0
+    before = snapshot(out)
+    stage = files._stage
+    monkeypatch.setattr(files, "_stage", lambda fd, name, fill: (_ for _ in ()).throw(OSError(errno_.ENOSPC, "No space left on device")) if name == "curves.csv" else stage(fd, name, fill))
+    assert_refused(invoke("export", "--format", "csv", "--store", path, "--out", out), "curves.csv", "No space left")
+    assert snapshot(out) == before
+
+
+def test_a_refused_report_writes_no_plot(tmp_path, stored, monkeypatch):
+    """The report makes every file (plots included) before it writes the first: a failure writes nothing."""
+    from grokbench.errors import ConfigError
+    from grokbench.reporting import report
+
+    path, _ = stored
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def refuse(*args, **kwargs):
+        raise ConfigError("refused while making the page")
+
+    monkeypatch.setattr(report, "_html", refuse)
+    assert_refused(invoke("report", "--store", path, "--out", out), "refused while making the page")
+    assert list(out.iterdir()) == []
+
+
+def test_checkpoint_out_never_writes_through_a_symlink_nor_onto_a_device(tmp_path):
+    path = tmp_path / "s.db"
+    run_id = json.loads(invoke(*RUN, "--set", "train.checkpoint_every=1", "--store", path, "--json").stdout)["run_id"]
+    victim = _victim(tmp_path)
+    link = tmp_path / "ckpt.safetensors"
+    link.symlink_to(victim / "precious.txt")
+    refused_untouched(tmp_path, ["checkpoint", run_id, "--store", path, "--out", link], "symlink")
+    refused_untouched(tmp_path, ["checkpoint", run_id, "--store", path, "--out", "/dev/full"], "/dev/full")
+    refused_untouched(tmp_path, ["checkpoint", run_id, "--store", path, "--out", tmp_path / ("n" * 300)], "File name too long")
+    done = invoke("checkpoint", run_id, "--store", path, "--out", tmp_path / "copy.safetensors")
+    assert done.exit_code == 0 and (tmp_path / "copy.safetensors").stat().st_size > 0
+
+
+def test_the_jsonl_logger_never_appends_through_a_symlink(tmp_path):
+    from grokbench_plugins.loggers.loggers import JsonlLogger
+
+    from grokbench.errors import ConfigError
+
+    victim = _victim(tmp_path)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "abc.jsonl").symlink_to(victim / "precious.txt")
+    logger = JsonlLogger(JsonlLogger.Params(), directory=logs)
+    with pytest.raises(ConfigError, match="symlink"):
+        logger.start("abc", {}, {})
+    assert (victim / "precious.txt").read_text() == "precious"
+
+
+@pytest.mark.parametrize("planted", ["logs", "checkpoints-helper"])
+def test_a_symlinked_store_logs_folder_is_refused_before_training(tmp_path, planted):
+    """``<store>.logs`` as a symlinked folder: refused, nothing written (nor through it, nor a store created);
+    ``folder()`` refuses the same for ``<store>.checkpoints`` (the checkpoint writer calls it)."""
+    from grokbench import files
+    from grokbench.errors import ConfigError
+
+    victim = _victim(tmp_path)
+    store = tmp_path / "s.db"
+    if planted == "logs":
+        (tmp_path / "s.db.logs").symlink_to(victim)
+        refused_untouched(tmp_path, [*RUN, "--logger", "jsonl", "--store", store], "s.db.logs", "symlink")
+    else:
+        (tmp_path / "s.db.checkpoints").symlink_to(victim)
+        with pytest.raises(ConfigError, match="symlink"):
+            files.folder(tmp_path, "s.db.checkpoints", "run1")
+    assert sorted(p.name for p in victim.iterdir()) == ["precious.txt"]
+
+
+@pytest.mark.parametrize("kind", ["file", "device", "read-only"])
+def test_an_unusable_log_dir_is_refused_before_training(tmp_path, kind):
+    store = tmp_path / "s.db"
+    if kind == "file":
+        (tmp_path / "logs").write_text("x")
+        refused_untouched(tmp_path, [*RUN, "--logger", "jsonl", "--log-dir", tmp_path / "logs", "--store", store], "is a file")
+    elif kind == "device":
+        refused_untouched(tmp_path, [*RUN, "--logger", "jsonl", "--log-dir", "/dev/full", "--store", store], "/dev/full")
+    else:
+        folder = tmp_path / "ro"
+        folder.mkdir()
+        with read_only(folder):
+            refused_untouched(tmp_path, [*RUN, "--logger", "jsonl", "--log-dir", folder / "logs", "--store", store], "not writable")
+    assert not store.exists()
+
+
+# ------------------------------------------------------------ round 3: refusals write nothing; benchmark versions
+
+BENCH = """
+[benchmark]
+name = "mini"
+version = VERSION
+seeds = [0]
+reference = "adamw"
+baselines = ["adamw"]
+
+[defaults]
+model = "quadratic"
+set.model = { width = 8 }
+set.train = { steps = 20, eval_every = 10 }
+
+[[tracks]]
+name = "cls"
+task = "modadd-cls"
+set.task = { p = 7, train_fraction = 0.6 }
+EXTRA
+"""
+
+
+def _bench(tmp_path: Path, name: str, version: int = 1, extra: str = "") -> Path:
+    path = tmp_path / name
+    path.write_text(BENCH.replace("VERSION", str(version)).replace("EXTRA", extra))
+    return path
+
+
+CUDA_TRACK = '[[tracks]]\nname = "gpu"\ntask = "modadd-cls"\nset.task = { p = 7 }\nset.train = { device = "cuda" }\n'
+HUGE_TRACK = '[[tracks]]\nname = "huge"\ntask = "modadd-cls"\nset.task = { p = 100000 }\n'
+
+
+@pytest.mark.parametrize("extra, needle", [(CUDA_TRACK, "cuda"), (HUGE_TRACK, "needs about")], ids=["cuda", "memory"])
+def test_a_refused_bench_run_writes_nothing(tmp_path, extra, needle):
+    """The track that cannot run here is refused before any plan is saved: an existing store keeps its bytes
+    (the v1 report is unchanged), and none is created where there was none."""
+    import torch
+
+    if needle == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the track runs")
+    store = tmp_path / "db" / "b.db"
+    store.parent.mkdir()
+    assert invoke("bench", "run", "-b", _bench(tmp_path, "v1.toml"), "--store", store, "-q").exit_code == 0
+    refused_untouched(tmp_path, ["bench", "run", "-b", _bench(tmp_path, "bad.toml", 1, extra), "--store", store], needle)
+    refused_untouched(tmp_path, ["bench", "run", "-b", tmp_path / "bad.toml", "--store", tmp_path / "db" / "new.db"], needle)
+    assert not (tmp_path / "db" / "new.db").exists()
+
+
+def test_benchmark_plans_are_keyed_by_name_and_version_and_checked_by_digest(tmp_path):
+    store = tmp_path / "b.db"
+    v1, v2 = _bench(tmp_path, "v1.toml"), _bench(tmp_path, "v2.toml", 2, HUGE_TRACK.replace("100000", "11"))
+    assert invoke("bench", "run", "-b", v1, "--store", store, "-q").exit_code == 0
+    assert invoke("bench", "run", "-b", v2, "--store", store, "-q").exit_code == 0
+    names = set(Store(store).suites()["name"])
+    assert {"mini@v1/adamw", "mini@v2/adamw"} <= names  # v2 did not replace v1's plan
+    out1, out2 = tmp_path / "r1", tmp_path / "r2"
+    assert invoke("bench", "report", "-b", v1, "--store", store, "--out", out1, "--no-plots").exit_code == 0
+    assert invoke("bench", "report", "-b", v2, "--store", store, "--out", out2, "--no-plots").exit_code == 0
+    assert "huge" not in (out1 / "benchmark.csv").read_text() and "huge" in (out2 / "benchmark.csv").read_text()
+    edited = _bench(tmp_path, "edited.toml", 1, HUGE_TRACK.replace("100000", "11"))  # same name and version
+    refused_untouched(tmp_path, ["bench", "report", "-b", edited, "--store", store, "--out", tmp_path / "r3"], "another file", "mini@v1")
+    v3 = _bench(tmp_path, "v3.toml", 3)
+    refused_untouched(tmp_path, ["bench", "report", "-b", v3, "--store", store, "--out", tmp_path / "r3"], "no runs of mini@v3", "mini@v1, mini@v2")
+
+
+def test_interrupted_and_failed_runs_are_not_scored(tmp_path):
+    """A stored seed that was interrupted (or failed) makes its cell incomplete, never a seed that did not generalize."""
+    from grokbench.config.benchmark import load_benchmark
+    from grokbench.plugin import manager
+    from grokbench.reporting.scores import score_table
+
+    store = tmp_path / "b.db"
+    bench_file = _bench(tmp_path, "v1.toml")
+    assert invoke("bench", "run", "-b", bench_file, "--store", store, "-q").exit_code == 0
+    with closing(sqlite3.connect(store)) as conn, conn:
+        conn.execute("UPDATE runs SET status = 'interrupted'")
+    registry = manager.get_registry()
+    [row] = score_table(Store(store), load_benchmark(str(bench_file), registry), ["adamw"], registry)
+    cls = row.tracks[0]
+    assert (cls.status, cls.runs, cls.interrupted, cls.successes, cls.steps, cls.median_step) == ("incomplete", 0, 1, 0, [], None)
+    assert row.solved == 0
+    out = tmp_path / "r"
+    assert invoke("bench", "report", "-b", bench_file, "--store", store, "--out", out, "--no-plots").exit_code == 0
+    assert "incomplete (0/1 finished; 1 interrupted)" in (out / "benchmark.md").read_text()
+
+
+def test_a_driver_whose_runs_were_interrupted_exits_1_and_says_how_many(tmp_path, monkeypatch):
+    from grokbench.driving import suites
+
+    real = suites._Keeper.keep
+
+    def interrupted(self, results):  # as when a signal stopped the worker that trained them
+        for r in results:
+            r.status = "interrupted"
+        return real(self, results)
+
+    monkeypatch.setattr(suites._Keeper, "keep", interrupted)
+    suite = tmp_path / "s.toml"
+    suite.write_text(SUITE)
+    done = invoke("suite", "run", suite, "--store", tmp_path / "s.db")
+    assert done.exit_code == 1, done.output
+    assert "0 trained (0 failed, 2 interrupted)" in done.stdout
+    assert "2 run(s) were interrupted" in done.stderr and "not counted as trained" in done.stderr
+
+
+# ------------------------------------------------------------ round 3: signals, exit codes, unknown values
+
+
+def test_the_interrupt_line_never_imports():
+    """With nothing of grokbench's training loaded (a signal while torch imports), the line is 'aborted' and no
+    module is imported to find it."""
+    code = (
+        "import sys, click\n"
+        "from grokbench.cli import _interrupted_line\n"
+        "before = set(sys.modules)\n"
+        "try:\n    raise click.exceptions.Abort() from KeyboardInterrupt()\n"
+        "except click.exceptions.Abort as exc:\n    line = _interrupted_line(exc)\n"
+        "print(line, sorted(set(sys.modules) - before), 'torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "aborted [] False", done.stderr
+
+
+def _started(tmp_path: Path, *extra: str) -> subprocess.Popen:
+    """``grokbench run`` in a child process, returned once it has begun importing torch (its library is mapped)."""
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "grokbench", *RUN, "--set", "train.steps=200000", *extra, "--store", tmp_path / "s.db"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if "torch" in Path(f"/proc/{process.pid}/maps").read_text():
+                return process
+        except OSError:
+            pass
+        time.sleep(0.005)
+    return process
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.15, 0.3, 0.6, 1.0])
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_an_early_signal_gives_one_line_and_exit_130(tmp_path, delay, sig):
+    """A signal while torch imports (from the moment its library is loaded) or just after: one line, exit 130."""
+    import signal
+    import time
+
+    process = _started(tmp_path)
+    time.sleep(delay)
+    process.send_signal(getattr(signal, sig))
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in err and len(err.strip().splitlines()) == 1, (process.returncode, err)
+
+
+def test_a_second_signal_during_shutdown_still_exits_130(tmp_path):
+    import signal
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "grokbench", *RUN, "--set", "train.steps=200000", "--store", tmp_path / "s.db"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    time.sleep(3)
+    process.send_signal(signal.SIGTERM)
+    time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in err, (process.returncode, err)
+
+
+def test_an_unknown_status_is_refused_with_the_known_ones(tmp_path, stored):
+    path, _ = stored
+    refused_untouched(tmp_path, ["runs", "--status", "complete", "--store", path], "unknown status 'complete'", "completed, diverged, stalled, failed, interrupted, running")
+
+
+def test_names_too_long_are_exit_2_and_one_line(tmp_path, stored):
+    path, _ = stored
+    refused_untouched(tmp_path, ["export", "--format", "csv", "--store", path, "--out", tmp_path / ("x" * 300)], "too long")
+    deep = tmp_path.joinpath(*["d" * 200] * 25)
+    refused_untouched(tmp_path, ["export", "--format", "csv", "--store", path, "--out", deep], "too long")
+
+
+def test_a_deleted_current_folder_is_one_line_and_exit_2(tmp_path):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    code = (
+        f"import os, sys\nos.chdir({str(gone)!r})\nos.rmdir({str(gone)!r})\n"
+        "sys.argv = ['grokbench', 'list']\nfrom grokbench.cli import main\nmain()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.startswith("error: the current folder no longer exists") and done.stderr.count("\n") == 1, done.stderr

@@ -258,7 +258,9 @@ def test_scaling_plots_label_each_task_with_its_own_quantity(tmp_path, monkeypat
     labels = []
     original = Axes.set_ylabel
     monkeypatch.setattr(Axes, "set_ylabel", lambda self, text, *a, **kw: (labels.append(text), original(self, text, *a, **kw))[1])
-    written = plot_scaling([item("modadd-cls", 2, 5 / 3), item("modadd-reg", 3, 2.0)], tmp_path)
+    from grokbench.files import Batch
+
+    written = plot_scaling([item("modadd-cls", 2, 5 / 3), item("modadd-reg", 3, 2.0)], Batch(tmp_path))
     assert labels == ["n* = fraction·p^2", "n* = fraction·p^3"]
     assert sorted(p.name for p in written) == ["scaling-modadd-cls.png", "scaling-modadd-cls.svg", "scaling-modadd-reg.png", "scaling-modadd-reg.svg"]
 

@@ -190,7 +190,7 @@ def test_a_failing_run_is_recorded_with_its_error_and_the_suite_goes_on(tmp_path
 
     monkeypatch.setattr(L2, "penalty_grads", crash)
     outcome = run_suite(load_suite(write(tmp_path / "f.toml", TINY_SUITE), registry), registry=registry, store=tmp_path / "f.db")
-    assert (outcome.trained, outcome.failed) == (4, 2)
+    assert (outcome.stored, outcome.trained, outcome.failed) == (4, 2, 2)  # a failed run is stored, not trained
     runs = Store(tmp_path / "f.db").records("tiny")
     failed = runs[runs["status"] == "failed"]
     assert set(failed["entry"]) == {"l2"} and all("l2 fell over" in m for m in failed["message"])
@@ -207,7 +207,7 @@ def test_failed_runs_count_as_done_unless_retried_and_the_retry_keeps_the_failur
     with monkeypatch.context() as patch:
         patch.setattr(L2, "penalty_grads", crash)
         first = run_suite(suite, registry=registry, store=tmp_path / "r.db")
-    assert (first.trained, first.failed) == (4, 2)
+    assert (first.stored, first.trained, first.failed) == (4, 2, 2)
     again = run_suite(suite, registry=registry, store=tmp_path / "r.db")  # fixed, but failed runs count as done
     assert (again.skipped, again.trained) == (4, 0)
     result = invoke("suite", "run", suite.source, "--store", tmp_path / "r.db", "--retry-failed", "--json")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,8 +47,20 @@ class Benchmark:
     def tracks(self) -> list[str]:
         return [t.name for t in self.spec.tracks]
 
+    @property
+    def key(self) -> str:
+        """``NAME@vVERSION``: a method's plan is stored per benchmark version, so a version 2 of the same name
+        never replaces version 1's."""
+        return f"{self.name}@v{self.spec.benchmark.version}"
+
+    @property
+    def digest(self) -> str:
+        """The SHA-256 of the file's validated content (its formatting and comments aside), stored with each plan."""
+        text = json.dumps(self.spec.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
     def suite_name(self, method: str) -> str:
-        return f"{self.name}/{method}"
+        return f"{self.key}/{method}"
 
     def track(self, name: str) -> TrackSpec:
         for t in self.spec.tracks:

@@ -21,8 +21,11 @@ class BenchmarkOutcome:
     methods: list[str]
     planned: int
     skipped: int
-    trained: int
+    trained: int  # runs that ended completed, diverged or stalled
     failed: int
+    interrupted: (
+        int  # stored interrupted (a worker stopped by a signal): not trained; the next 'bench run' resumes them
+    )
     not_applicable: dict[str, dict[str, str]]
     wall_seconds: float
     cpu_seconds: float  # user + system CPU of this process and of its worker processes (reaped when the pool closes)
@@ -44,23 +47,24 @@ def run_benchmark(
 ) -> BenchmarkOutcome:
     """Train every planned run not yet stored, all methods through one executor (the suite driver).
 
-    Each method's plan over every track is registered as the suite ``BENCHMARK/METHOD`` first (what the scores
-    read), also when only some tracks are run now;
-    the runs themselves go through :func:`grokbench.driving.suites.run_suite` as one suite named after the
-    benchmark (this invocation's runs), so that the workers stay busy across methods. Resumable: a
+    Each method's plan over every track is registered as the suite ``BENCHMARK@vVERSION/METHOD`` (what the
+    scores read; with the file's digest), also when only some tracks are run now, once the driver has checked
+    that the runs can train here (a refused run writes nothing);
+    the runs themselves go through :func:`grokbench.driving.suites.run_suite` as one suite named
+    ``BENCHMARK@vVERSION`` (this invocation's runs), so that the workers stay busy across methods. Resumable: a
     stored configuration is not trained again.
     """
     from grokbench.driving.suites import make_executor, run_suite
 
     started = time.perf_counter()
     make_executor(executor, options or {}, registry)  # an unknown executor or option: refused before any write
-    target = open_store(store)
+    target = open_store(store)  # checks the store; creates nothing until the first write
+    wholes = []
     for plan in plans:
         # the method's whole plan, every track: a run of some tracks (--track) keeps the other tracks' runs scored
-        whole = bench.plan(plan.method, registry)
-        target.register_suite(
-            whole.suite.name, bench.source, whole.suite.spec.model_dump(mode="json"), whole.suite.members()
-        )
+        whole = bench.plan(plan.method, registry).suite
+        spec = {**whole.spec.model_dump(mode="json"), "digest": bench.digest}
+        wholes.append((whole.name, bench.source, spec, whole.members()))
     runs = [
         PlannedRun(entry=f"{p.method}/{r.entry}", label=f"{p.method}/{r.label}", config=r.config)
         for p in plans
@@ -71,12 +75,12 @@ def run_benchmark(
         for p in plans
         for e in p.suite.spec.entries
     ]
-    meta = SuiteMeta(
-        name=bench.name,
+    meta = SuiteMeta.model_construct(  # the key holds an @, which a suite file's name may not
+        name=bench.key,
         description=f"{bench.name}: the last 'bench run' ({', '.join(p.method for p in plans)})",
         seeds=bench.spec.benchmark.seeds,
     )
-    combined = Suite(bench.name, bench.source, SuiteSpec.model_construct(suite=meta, entries=entries), runs)
+    combined = Suite(bench.key, bench.source, SuiteSpec.model_construct(suite=meta, entries=entries), runs)
     outcome = run_suite(
         combined,
         store=target,
@@ -85,6 +89,7 @@ def run_benchmark(
         registry=registry,
         progress=progress,
         retry_failed=retry_failed,
+        register=wholes,
     )
     usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     return BenchmarkOutcome(
@@ -95,6 +100,7 @@ def run_benchmark(
         skipped=outcome.skipped,
         trained=outcome.trained,
         failed=outcome.failed,
+        interrupted=outcome.interrupted,
         not_applicable={p.method: p.not_applicable for p in plans if p.not_applicable},
         wall_seconds=time.perf_counter() - started,
         cpu_seconds=sum(u.ru_utime + u.ru_stime for u in usage),

@@ -27,7 +27,7 @@ from grokbench.plugin.registry import Registry
 from grokbench.recording import checkpoints as ckpt
 from grokbench.recording.interrupts import _Interrupts
 from grokbench.recording.live import Lifecycle, lifecycles, save_result
-from grokbench.recording.loggers import make_loggers, replay
+from grokbench.recording.loggers import log_folder, make_loggers, replay
 from grokbench.recording.recovery import open_store, recognize_dead_runs
 from grokbench.recording.resume import resume_point
 from grokbench.storage.store import Store, default_path
@@ -157,11 +157,12 @@ class SuiteOutcome:
     executor: str
     planned: int  # distinct configurations in the suite
     skipped: int  # already in the store
-    trained: int = 0  # stored by this invocation (interrupted ones included)
+    trained: int = 0  # stored by this invocation and ended completed, diverged or stalled (failed, interrupted: not)
     failed: int = 0
     interrupted: int = 0  # stored as interrupted by Ctrl-C or SIGTERM (resumed by the next invocation)
     resumed: int = 0  # interrupted runs planned to go on from their last checkpoint, not from step 0
     duplicates: int = 0  # trained, but another driver stored them first
+    stored: int = 0  # runs stored by this invocation, whatever their status (trained + failed + interrupted)
     wall_seconds: float = 0.0
     statuses: dict[str, int] = field(default_factory=dict)
 
@@ -203,6 +204,7 @@ def run_suite(
     log_dir: str | os.PathLike[str] | None = None,
     entries: Collection[str] | None = None,
     resume: bool = True,
+    register: Sequence[tuple[str, str | None, dict[str, Any], list[tuple[str, str]]]] = (),
 ) -> SuiteOutcome:
     """Train every run of ``suite`` not yet in ``store`` with the named executor (see the module docstring: who writes, and when).
 
@@ -213,20 +215,21 @@ def run_suite(
     runs and it has a checkpoint, it goes on from there in place (``resume=False``: from step 0, the interrupted one
     kept as a run of no suite). ``loggers`` see each run's events (a remote cluster's: replayed when stored).
 
-    Bad input (an unknown executor or option, an unusable store, an
-    unreachable cluster) raises :class:`ConfigError` before anything is written.
+    Bad input (an unknown executor or option, an unusable store, an unreachable cluster, a run that cannot
+    train here) raises :class:`ConfigError` before anything is written; ``register``: more suite plans
+    ``(name, source, spec, members)`` stored with this suite's, after those checks (a benchmark's methods).
     """
     configs = suite.unique_configs(entries)  # an unknown entry: ConfigError before anything starts
     runner = make_executor(executor, options or {}, registry)
-    log_dir = log_dir or f"{store.path if isinstance(store, Store) else store or default_path()}.logs"
+    logs, log_root = log_folder(log_dir, store.path if isinstance(store, Store) else store or default_path())
     loggers = tuple(dict.fromkeys([*suite.spec.suite.loggers, *loggers]))  # the suite file's, then --logger's
-    sinks = make_loggers(loggers, registry, log_dir)
+    sinks = make_loggers(loggers, registry, logs, root=log_root)
     started, begun_at, stopped = time.perf_counter(), utc_now(), False
     runner.start()  # may refuse (an unreachable cluster) before the store is opened, so before any write
     try:
         target = store if isinstance(store, Store) else open_store(store)  # checks (and migrates) the store
         remote = runner.supports("remote")
-        plan = _plan(suite, configs, target, registry, remote, retry_failed, resume=resume and not remote)
+        plan = _plan(suite, configs, target, registry, remote, retry_failed, resume and not remote, register)
         outcome = SuiteOutcome(
             suite.name, str(target.path), executor, planned=len(configs), skipped=len(configs) - plan.pending
         )
@@ -235,7 +238,9 @@ def run_suite(
         live = None
         if not remote:
             run_ids = {h: run_id for h, (run_id, _) in plan.resumes.items()}
-            live = LiveTarget(str(target.path), suite.name, retry_failed, loggers, str(log_dir), run_ids)
+            live = LiveTarget(
+                str(target.path), suite.name, retry_failed, loggers, str(log_dir) if log_dir else None, run_ids
+            )
         in_process = runner.supports("in-process")
         work = functools.partial(train_work, registry=registry if in_process else None, live=live)
         keeper = _Keeper(
@@ -265,7 +270,7 @@ def run_suite(
         if live is not None:  # runs its workers recorded but did not hand back (a cancelled Ray task), or could
             recognize_dead_runs(target)  # not end themselves (killed): stored, interrupted, with their curves
             unseen = target.suite_runs_since(suite.name, begun_at, "interrupted") - keeper.counted
-            outcome.trained += len(unseen)
+            outcome.stored += len(unseen)
             outcome.interrupted += len(unseen)
         raise _stopped(outcome, started) from None
     outcome.wall_seconds = time.perf_counter() - started
@@ -290,6 +295,7 @@ def _plan(
     remote: bool,
     retry_failed: bool,
     resume: bool,
+    register: Sequence[tuple[str, str | None, dict[str, Any], list[tuple[str, str]]]] = (),
 ) -> _Plan:
     """The configurations the store lacks, checked to run here (unless remote) and grouped into programs: runs that
     go on from a checkpoint share a program only with runs that go on from the same step. Registers the suite."""
@@ -297,6 +303,8 @@ def _plan(
     pending = [c for c in configs if c.hash not in done]
     if not remote:  # runs train on this machine: its devices and memory, before any write
         check_runnable(pending, registry)
+    for name, source, spec, members in register:
+        store.register_suite(name, source, spec, members)
     store.register_suite(suite.name, suite.source, suite.spec.model_dump(mode="json"), suite.members())
     resumes = _resumes(store, suite.name, pending) if resume else {}
     by_start: dict[int, list[RunConfig]] = {}
@@ -326,9 +334,10 @@ class _Keeper:
             if written or save_result(self.store, result, suite=self.suite, replace_failed=self.replace_failed):
                 if not written:
                     replay(self.sinks, result)
-                outcome.trained += 1
+                outcome.stored += 1
                 outcome.failed += result.status == "failed"
                 outcome.interrupted += result.status == "interrupted"
+                outcome.trained += result.status not in ("failed", "interrupted")
                 outcome.statuses[result.status] = outcome.statuses.get(result.status, 0) + 1
             else:
                 outcome.duplicates += 1
@@ -364,9 +373,9 @@ def _results(group: list[RunConfig], answer: Any, registry: Registry) -> list[Ru
 
 def _stopped(outcome: SuiteOutcome, started: float) -> SuiteInterrupted:
     outcome.wall_seconds = time.perf_counter() - started
-    left = outcome.planned - outcome.skipped - outcome.trained + outcome.interrupted
+    left = outcome.planned - outcome.skipped - outcome.stored + outcome.interrupted
     return SuiteInterrupted(
-        f"interrupted: suite '{outcome.suite}' stopped; {outcome.trained} runs stored in {outcome.store} "
+        f"interrupted: suite '{outcome.suite}' stopped; {outcome.stored} runs stored in {outcome.store} "
         f"({outcome.interrupted} interrupted, with their curves); run the same command again to train the "
         f"{left} left",
         outcome,

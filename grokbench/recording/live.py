@@ -12,9 +12,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from grokbench.errors import ConfigError
 from grokbench.plugin.registry import Registry
 from grokbench.recording import checkpoints as ckpt
-from grokbench.recording.loggers import _Dispatch, make_loggers
+from grokbench.recording.loggers import _Dispatch, log_folder, make_loggers
 from grokbench.storage.store import Store
 from grokbench.training.building import Prepared
 from grokbench.training.results import RunResult, environment, last_step
@@ -120,6 +121,11 @@ class Lifecycle:
                     claim=self.resume is not None and not self.begun,
                 )
                 self.begun = self.begun or claimed
+                if not claimed and self.suite is None:  # 'grokbench resume' twice at once: the second one stops
+                    raise ConfigError(
+                        f"run {self.run_id} is being resumed by another process (status running in "
+                        f"{self.store.path}); this one stopped and stored nothing"
+                    )
                 if not claimed:  # another process resumed this run first: its is kept; this one stores nothing
                     self.store, self.run_id = None, uuid.uuid4().hex[:12]  # (the driver counts a duplicate)
             else:
@@ -238,8 +244,10 @@ def lifecycles(
 ) -> list[Lifecycle]:
     """One lifecycle per run of a group (each with its own logger instances: a batched group's runs log at once);
     ``options``: :class:`Lifecycle`'s (``suite``, ``replace_failed``, ``checkpoints``)."""
-    directory = log_dir or (f"{store.path}.logs" if store is not None else "grokbench-logs")
-    return [Lifecycle(store, loggers=make_loggers(loggers, registry, directory), **options) for _ in range(count)]
+    directory, root = log_folder(log_dir, store.path if store is not None else None)
+    return [
+        Lifecycle(store, loggers=make_loggers(loggers, registry, directory, root=root), **options) for _ in range(count)
+    ]
 
 
 def _empty() -> Any:

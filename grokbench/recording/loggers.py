@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from grokbench.files import usable_folder
 from grokbench.plugin.registry import logger_class
 
 if TYPE_CHECKING:
@@ -15,11 +16,33 @@ if TYPE_CHECKING:
     from grokbench.training.results import RunResult
 
 
-def make_loggers(names: Sequence[str], registry: Registry, directory: str | os.PathLike[str]) -> list[Any]:
-    """Instantiate the named logger plugins (ConfigError for an unknown one or a missing extra), before any training."""
-    return [
+def log_folder(
+    log_dir: str | os.PathLike[str] | None, store_path: str | os.PathLike[str] | None
+) -> tuple[Path, Path | None]:
+    """Where loggers write, and the root below which no symlink is followed: ``--log-dir`` as the user named it
+    (its own components are theirs), or ``<store>.logs`` beside the store (a symlink there is refused)."""
+    if log_dir is not None and str(log_dir):
+        return Path(log_dir), None
+    directory = Path(f"{store_path}.logs") if store_path is not None else Path("grokbench-logs")
+    return directory, directory.absolute().parent
+
+
+def make_loggers(
+    names: Sequence[str],
+    registry: Registry,
+    directory: str | os.PathLike[str],
+    *,
+    root: str | os.PathLike[str] | None = None,
+) -> list[Any]:
+    """Instantiate the named logger plugins and check their folder, before any training: ConfigError (exit 2) for
+    an unknown logger, a missing extra, or a folder that cannot be written (read-only, a file, a full disk, a
+    symlink below ``root``)."""
+    made = [
         (cls := logger_class(name, registry))(cls.Params(), directory=Path(directory)) for name in dict.fromkeys(names)
     ]
+    if made:
+        usable_folder(directory, "the log folder", root=root)
+    return made
 
 
 class _Dispatch:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from grokbench.config.benchmark import Benchmark, load_benchmark
 from grokbench.errors import ConfigError
-from grokbench.files import output_dir, save_figure, write_file
+from grokbench.files import Batch, output_dir
 from grokbench.plugin.registry import Registry
 from grokbench.reporting import html as html_page
 from grokbench.reporting.scores import MethodSummary, TrackScore, score_table, stored_methods
@@ -32,6 +32,9 @@ def cell(s: TrackScore) -> str:
         return "n/a"
     if s.status == "pending":
         return "pending"
+    if s.status == "incomplete":
+        missing = [f"{n} {what}" for n, what in ((s.failed, "failed"), (s.interrupted, "interrupted")) if n]
+        return f"incomplete ({s.runs}/{s.seeds} finished; {', '.join(missing)})"
     text = f"{_steps(s.median_step)} ({s.successes}/{s.seeds})"
     if s.status == "partial":
         text += f" [{s.runs}/{s.seeds} run]"
@@ -56,6 +59,7 @@ def long_frame(rows: list[MethodSummary]) -> pd.DataFrame:
                     "runs": s.runs,
                     "successes": s.successes,
                     "failed": s.failed,
+                    "interrupted": s.interrupted,
                     "success_rate": s.success_rate,
                     "median_step": s.median_step,
                     "speedup_vs_reference": s.speedup,
@@ -98,7 +102,7 @@ def missing_lines(bench: Benchmark, rows: list[MethodSummary]) -> list[str]:
         todo = [
             f"`{s.track}` ({s.runs}/{s.seeds} seeds)" if s.runs else f"`{s.track}`"
             for s in r.tracks
-            if s.status in ("pending", "partial")
+            if s.status in ("pending", "partial", "incomplete")
         ]
         if todo:
             lines.append(f"* `{r.method}`: " + ", ".join(todo))
@@ -120,7 +124,7 @@ def _markdown(bench: Benchmark, rows: list[MethodSummary], store: Store) -> str:
         "Each cell: median step to generalize over seeds (a seed that did not reach the threshold within",
         "the budget counts as infinite; `—` when half or more did not), (seeds that generalized / seeds),",
         f"×speed-up = reference median / method median on the same track (> 1: faster than `{meta.reference}`).",
-        "`n/a`: the method does not apply to the track's task; `pending`: no run stored yet. Formulas: docs/benchmark.md.",
+        "`n/a`: the method does not apply to the track's task; `pending`: no run stored yet; `incomplete`: some seeds failed or were interrupted (not scored). Formulas: docs/benchmark.md.",
         "",
         wide.to_markdown(index=False),
         "",
@@ -166,7 +170,7 @@ def _html(bench: Benchmark, rows: list[MethodSummary], store: Store) -> str:
         html_page.paragraph(
             "Cell: median step to generalize over seeds (— when half the seeds or more did not generalize within the "
             f"budget), (seeds that generalized / seeds), ×speed-up against {meta.reference}; n/a: not applicable; "
-            "pending: not run yet. Click a header to sort (by median step), type to filter. Formulas: docs/benchmark.md."
+            "pending: not run yet; incomplete: some seeds failed or were interrupted (not scored). Click a header to sort (by median step), type to filter. Formulas: docs/benchmark.md."
         ),
         html_page.table(headers, table_rows),
     ]
@@ -250,7 +254,7 @@ def _curve_panels(bench: Benchmark, rows: list[MethodSummary], store: Store) -> 
     return panels
 
 
-def _plots(bench: Benchmark, rows: list[MethodSummary], out: Path) -> list[Path]:
+def _plots(bench: Benchmark, rows: list[MethodSummary], out: Batch) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -271,7 +275,7 @@ def _plots(bench: Benchmark, rows: list[MethodSummary], out: Path) -> list[Path]
     ax.set_title(f"{bench.name}: median step to generalize")
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
-    written.append(save_figure(fig, out / "median_steps.png", dpi=110))
+    written.append(out.figure(fig, "median_steps.png", dpi=110))
     plt.close(fig)
 
     grid = np.array([[s.speedup if s.speedup is not None else np.nan for s in r.tracks] for r in rows], dtype=float)
@@ -294,13 +298,25 @@ def _plots(bench: Benchmark, rows: list[MethodSummary], out: Path) -> list[Path]
     fig.colorbar(image, ax=ax, label=f"log2 speed-up vs {bench.spec.benchmark.reference}")
     ax.set_title(f"{bench.name}: speed-up against {bench.spec.benchmark.reference} (blank: not solved by both)")
     fig.tight_layout()
-    written.append(save_figure(fig, out / "speedup.png", dpi=110))
+    written.append(out.figure(fig, "speedup.png", dpi=110))
     plt.close(fig)
     return written
 
 
 #: the files a benchmark report writes (checked before anything is computed), beside its plots
 REPORT_FILES = ("benchmark.md", "benchmark.html", "benchmark.csv", "median_steps.png", "speedup.png")
+
+
+def _other_versions(store: Store, bench: Benchmark) -> str:
+    """What the store holds of this benchmark's name instead (other versions, or plans stored without one)."""
+    names = [str(n) for n in store.suites()["name"]]
+    others = sorted({n.split("/")[0] for n in names if n.startswith(bench.name + "@")} - {bench.key})
+    unversioned = any(n.startswith(bench.name + "/") for n in names)
+    if others:
+        return f" (it holds {', '.join(others)}: report with that version's file, or run 'grokbench bench run')"
+    if unversioned:
+        return " (its plans were stored without a version by an older grokbench: run 'grokbench bench run' to plan them again; stored runs are not trained again)"
+    return " (run: grokbench bench run)"
 
 
 def write_benchmark_report(
@@ -325,14 +341,24 @@ def write_benchmark_report(
             )
     chosen = list(methods or found)
     if not chosen:
-        raise ConfigError(f"no runs of {bench.name} in {store.path} (run: grokbench bench run)")
+        raise ConfigError(f"no runs of {bench.key} in {store.path}{_other_versions(store, bench)}")
+    for m in chosen:
+        stored = store.suite_spec(bench.suite_name(m)).get("digest")
+        if stored != bench.digest:
+            raise ConfigError(
+                f"the store's plan of '{m}' for {bench.key} was made from another file of that name and version "
+                f"(digest {str(stored)[:12]}, this file's {bench.digest[:12]}): report with the file that planned it, "
+                f"or run 'grokbench bench run' with this one to plan it again"
+            )
     rows = score_table(store, bench, chosen, registry)
     target = output_dir(out, REPORT_FILES)
+    batch = Batch(target)  # every file made before the first is written: all of them, or none
     written = [
-        write_file(target / "benchmark.md", _markdown(bench, rows, store)),
-        write_file(target / "benchmark.html", _html(bench, rows, store)),
-        write_file(target / "benchmark.csv", long_frame(rows).to_csv(index=False)),
+        batch.add("benchmark.md", _markdown(bench, rows, store)),
+        batch.add("benchmark.html", _html(bench, rows, store)),
+        batch.add("benchmark.csv", long_frame(rows).to_csv(index=False)),
     ]
     if plots:
-        written += _plots(bench, rows, target)
+        written += _plots(bench, rows, batch)
+    batch.commit()
     return written

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from grokbench.errors import ConfigError
-from grokbench.files import output_dir, write_file
+from grokbench.files import Batch, output_dir
 from grokbench.reporting.selection import flatten
 from grokbench.storage.store import Store
 
@@ -40,8 +40,7 @@ def export_store(store: Store, out: str | os.PathLike[str], fmt: str, *, suite: 
     for key in ("config", "plugins", "environment"):
         runs[key] = runs[key].map(lambda v: json.dumps(v, sort_keys=True))
     curves = store.curves_long(runs["id"])
-    written = []
+    batch = Batch(out)  # both files, or neither: never a new runs file beside an old curves file
     for name, table in (("runs", runs), ("curves", curves)):
-        data = table.to_csv(index=False) if fmt == "csv" else table.to_parquet(index=False)
-        written.append(write_file(out / f"{name}.{fmt}", data))
-    return written
+        batch.add(f"{name}.{fmt}", table.to_csv(index=False) if fmt == "csv" else table.to_parquet(index=False))
+    return batch.commit()

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from grokbench.files import save_figure
+from grokbench.files import Batch
 from grokbench.plugin.contracts import CurvePanel
 from grokbench.reporting import html as html_page
 from grokbench.reporting.runs import median_of, value_text, varied_keys
@@ -33,13 +33,13 @@ def slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
 
 
-def save_plot(fig: Any, out: Path, stem: str) -> list[Path]:
-    """Save a matplotlib figure as ``out/stem.png`` and ``.svg`` (no date in the SVG, so reruns match), and close it."""
+def save_plot(fig: Any, out: Batch, stem: str) -> list[Path]:
+    """Add a matplotlib figure to ``out`` as ``stem.png`` and ``.svg`` (no date in the SVG, so reruns match), and close it."""
     import matplotlib.pyplot as plt
 
     paths = [
-        save_figure(
-            fig, out / f"{stem}.{ext}", dpi=110, bbox_inches="tight", metadata={"Date": None} if ext == "svg" else None
+        out.figure(
+            fig, f"{stem}.{ext}", dpi=110, bbox_inches="tight", metadata={"Date": None} if ext == "svg" else None
         )
         for ext in ("png", "svg")
     ]

@@ -11,7 +11,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from grokbench.errors import ConfigError
-from grokbench.files import md_cell, output_dir, write_file
+from grokbench.files import Batch, md_cell, output_dir
 from grokbench.reporting import html as html_page
 from grokbench.reporting.baseline import baseline_json
 from grokbench.reporting.declarations import Declarations
@@ -37,9 +37,9 @@ def _md_rows(rows: list[list[Any]]) -> list[list[str]]:
 
 
 def _plots(
-    store: Store, frame: pd.DataFrame, declarations: Declarations, scaling: list[dict[str, Any]], out: Path
+    store: Store, frame: pd.DataFrame, declarations: Declarations, scaling: list[dict[str, Any]], out: Batch
 ) -> tuple[list[Figure], list[Path]]:
-    """Draw the curve, sweep and scaling figures into ``out``; the figures and the image files written."""
+    """Draw the curve, sweep and scaling figures into ``out``; the figures and the image files to be written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -61,13 +61,14 @@ def _html(
     scaling: list[dict[str, Any]],
     figures: list[Figure],
     images: list[Path],
+    staged: dict[str, bytes],
 ) -> str:
     """The interactive page: the rule, the sortable leaderboard, the scaling table and plots, the figures."""
     fragments = [html_page.paragraph(rule), html_page.table(*board)]
     if scaling:
         fragments += [html_page.heading("Sample-complexity scaling"), html_page.table(*scaling_rows(scaling))]
         fragments += [
-            html_page.image(p.read_bytes(), p.stem)
+            html_page.image(staged[p.name], p.stem)
             for p in images
             if p.suffix == ".png" and p.stem.startswith("scaling-")
         ]
@@ -96,11 +97,12 @@ def write_report(
     check_comparable(frame)
     spec = store.suite_spec(suite) if suite else None
     out = output_dir(out, REPORT_FILES)
+    batch = Batch(out)  # every file is made before the first is written: a refused report writes nothing
     board = leaderboard(frame, declarations.columns)
     headers, cells = board_table(board)
     scaling = scaling_table(frame, spec)
     title = f"grokbench leaderboard: {suite}" if suite else "grokbench leaderboard"
-    figures, images = _plots(store, frame, declarations, scaling, out) if plots else ([], [])
+    figures, images = _plots(store, frame, declarations, scaling, batch) if plots else ([], [])
     rule = rule_text(board, len(frame))
     tables = [tabulate(_md_rows([[c.text for c in row] for row in cells]), headers=headers, tablefmt="github"), ""]
     if scaling:
@@ -118,8 +120,11 @@ def write_report(
     files = {
         "leaderboard.md": "\n".join(md) + "\n",
         "summary.md": "\n".join(summary) + "\n",
-        "leaderboard.html": _html(title, rule, (headers, cells), scaling, figures, images),
+        "leaderboard.html": _html(title, rule, (headers, cells), scaling, figures, images, batch.files),
         "leaderboard.csv": board.to_csv(index=False),
         "baseline.json": json.dumps(baseline_json(board, suite), indent=2) + "\n",
     }
-    return [write_file(out / name, text) for name, text in files.items()] + images
+    for name, text in files.items():
+        batch.add(name, text)
+    batch.commit()
+    return [out / name for name in files] + images

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from grokbench.files import Batch
 from grokbench.reporting.figures import log_x_at, plain, save_plot, slug
 from grokbench.reporting.leaderboard import number_text
 from grokbench.reporting.runs import param
@@ -67,7 +68,7 @@ def scaling_table(frame: pd.DataFrame, spec: dict[str, Any] | None) -> list[dict
     return results
 
 
-def plot_scaling(table: list[dict[str, Any]], out: Path) -> list[Path]:
+def plot_scaling(table: list[dict[str, Any]], out: Batch) -> list[Path]:
     """Per task, the scaling table against p in log-log (and the theory's slope, dashed): ``scaling-<task>`` PNG, SVG."""
     import matplotlib.pyplot as plt
 

@@ -19,11 +19,14 @@ class TrackScore:
 
     method: str
     track: str
-    status: str  # "scored", "not-applicable" (shown n/a), "pending" (no run stored yet), "partial" (some seeds missing)
+    #: "scored", "not-applicable" (shown n/a), "pending" (no run stored yet), "partial" (some seeds missing),
+    #: "incomplete" (some seeds' runs failed, were interrupted or still run: never scored as not generalizing)
+    status: str
     seeds: int = 0  # seeds planned
-    runs: int = 0  # seeds stored
+    runs: int = 0  # seeds whose run finished (completed, diverged or stalled): the ones scored
     successes: int = 0
-    failed: int = 0  # runs that failed at run time (errors), not just did not generalize
+    failed: int = 0  # runs that failed at run time (errors): not scored
+    interrupted: int = 0  # runs interrupted or still running: not scored, the next 'bench run' resumes them
     steps: list[float] = field(default_factory=list)  # step to generalize per seed (inf: not within budget)
     wall_seconds: float = 0.0
     speedup: float | None = None
@@ -37,7 +40,7 @@ class TrackScore:
     @property
     def median_step(self) -> float | None:
         """Median over the planned seeds, a seed that did not generalize counting as +∞ (None when +∞)."""
-        if self.status in ("not-applicable", "pending") or len(self.steps) < self.seeds:
+        if self.status in ("not-applicable", "pending", "incomplete") or len(self.steps) < self.seeds:
             return None
         med = statistics.median(self.steps)
         return med if math.isfinite(med) else None
@@ -47,8 +50,12 @@ class TrackScore:
         return self.median_step is not None
 
 
+#: the statuses of a run that finished training: only these are scored
+FINISHED = ("completed", "diverged", "stalled")
+
+
 def method_scores(store: Store, bench: Benchmark, method: str, registry: Registry) -> list[TrackScore]:
-    """Scores of one method on every track, from the store (its suite ``BENCHMARK/METHOD``)."""
+    """Scores of one method on every track, from the store (its suite ``BENCHMARK@vVERSION/METHOD``)."""
     suite = bench.suite_name(method)
     known = set(store.suites()["name"]) if store.path.exists() else set()
     frame = store.records(suite=suite) if suite in known else pd.DataFrame()
@@ -63,18 +70,28 @@ def method_scores(store: Store, bench: Benchmark, method: str, registry: Registr
             continue
         rows = frame[frame["entry"] == name] if not frame.empty else frame
         rows = rows.drop_duplicates("seed") if not rows.empty else rows
-        score.runs = len(rows)
-        score.status = "pending" if rows.empty else ("scored" if len(rows) >= score.seeds else "partial")
         for _, row in rows.iterrows():
+            if row["status"] not in FINISHED:  # failed, interrupted, running: not a seed that did not generalize
+                score.failed += row["status"] == "failed"
+                score.interrupted += row["status"] != "failed"
+                if row["status"] == "failed" and not score.note:
+                    score.note = str(row.get("message") or "failed")
+                continue
+            score.runs += 1
             score.run_ids.append(str(row["id"]))
             t = row["summary"].get("t_generalize")
             ok = row["status"] in ("completed",) and t is not None
             score.successes += ok
-            score.failed += row["status"] == "failed"
             score.steps.append(float(t) if ok else math.inf)
             score.wall_seconds += float(row["wall_seconds"] or 0.0)
-            if row["status"] == "failed" and not score.note:
-                score.note = str(row.get("message") or "failed")
+        if score.interrupted and not score.note:
+            score.note = f"{score.interrupted} seed(s) interrupted: 'grokbench bench run' resumes them"
+        if rows.empty:
+            score.status = "pending"
+        elif score.failed or score.interrupted:
+            score.status = "incomplete"
+        else:
+            score.status = "scored" if score.runs >= score.seeds else "partial"
         out.append(score)
     return out
 
@@ -118,8 +135,9 @@ def score_table(store: Store, bench: Benchmark, methods: list[str], registry: Re
 
 
 def stored_methods(store: Store, bench: Benchmark) -> list[str]:
-    """Methods with a suite of this benchmark in the store: the baselines first, in the file's order, then the others."""
-    prefix = bench.name + "/"
+    """Methods with a suite of this benchmark's version in the store: the baselines first, in the file's order, then
+    the others."""
+    prefix = bench.key + "/"
     found = [n[len(prefix) :] for n in store.suites()["name"] if n.startswith(prefix)]
     base = bench.spec.benchmark.baselines
     return [m for m in base if m in found] + sorted(m for m in found if m not in base)

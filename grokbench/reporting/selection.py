@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from grokbench.config.run import COMPONENT_KINDS
+from grokbench.errors import ConfigError
 from grokbench.storage.store import SUMMARY_COLUMNS, Store
 
 LISTED = [
@@ -72,6 +73,10 @@ def _same(value: Any, wanted: Any) -> bool:
     )
 
 
+#: every status a stored run can have
+STATUSES = ("completed", "diverged", "stalled", "failed", "interrupted", "running")
+
+
 def select_runs(
     store: Store,
     *,
@@ -81,7 +86,10 @@ def select_runs(
     where: Mapping[str, Any] | None = None,
     limit: int | None = None,
 ) -> pd.DataFrame:
-    """Runs newest first, filtered; then one column per hyperparameter (dotted key) whose value differs between them."""
+    """Runs newest first, filtered; then one column per hyperparameter (dotted key) whose value differs between them.
+    An unknown ``status`` is a ConfigError naming the known ones (it would select nothing)."""
+    if status is not None and status not in STATUSES:
+        raise ConfigError(f"unknown status '{status}' (known: {', '.join(STATUSES)})")
     frame = store.records()
     if suite is not None:
         frame = frame[frame["suite"] == suite]

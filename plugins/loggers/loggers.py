@@ -14,6 +14,7 @@ from typing import Any
 
 from grokbench import hookimpl
 from grokbench.contracts import Logger
+from grokbench.files import append_to, folder
 
 
 def _scalars(record: dict[str, float]) -> dict[str, float]:
@@ -36,8 +37,7 @@ class JsonlLogger(Logger):
     name = "jsonl"
 
     def start(self, run_id, config, info):
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.directory / f"{run_id}.jsonl", "a", encoding="utf-8")
+        self.file = append_to(self.directory / f"{run_id}.jsonl", root=self.directory)  # never through a symlink
         self._write({"event": "start", "run_id": run_id, "config": config, **info})
 
     def _write(self, obj: dict[str, Any]) -> None:
@@ -65,7 +65,7 @@ class TensorBoardLogger(Logger):
     def start(self, run_id, config, info):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(self.directory / "tensorboard" / run_id))
+        self.writer = SummaryWriter(log_dir=str(folder(self.directory, "tensorboard", run_id)))
         self.writer.add_text("config", "```\n" + json.dumps(config, indent=2, sort_keys=True) + "\n```", 0)
 
     def evaluation(self, step, record):
@@ -93,8 +93,10 @@ class MlflowLogger(Logger):
         from mlflow import MlflowClient
         from mlflow.entities import Param
 
-        self.directory.mkdir(parents=True, exist_ok=True)
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(self.directory / 'mlflow.db').resolve()}"
+        database = folder(self.directory) / "mlflow.db"
+        if database.is_symlink() or (database.exists() and not database.is_file()):
+            raise ValueError(f"refusing to write {database}: it is not a regular file")
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{database.resolve()}"
         self.client = MlflowClient(tracking_uri=uri)
         experiment = self.client.get_experiment_by_name("grokbench")
         experiment_id = experiment.experiment_id if experiment else self.client.create_experiment("grokbench")
@@ -133,7 +135,7 @@ class WandbLogger(Logger):
     def start(self, run_id, config, info):
         import wandb
 
-        self.directory.mkdir(parents=True, exist_ok=True)
+        folder(self.directory, "wandb")  # wandb writes <dir>/wandb/: no symlink on the way
         settings = wandb.Settings(mode="offline", silent=True, console="off", x_disable_stats=True, x_disable_meta=True)
         self.run = wandb.init(
             dir=str(self.directory),
