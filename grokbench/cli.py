@@ -339,13 +339,11 @@ def runs(store, limit, suite_name, task, status, where, as_json) -> None:
 @click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP)
 def checkpoint(run_id, step, out, store) -> None:
     """Export one checkpoint of a run (parameters, optimizer state; safetensors) to a file."""
-    from grokbench.files import copy_file
-    from grokbench.recording.checkpoints import find
+    from grokbench.recording.checkpoints import export
     from grokbench.recording.recovery import open_store
 
-    db = open_store(store, create=False)
-    chosen = find(db, db.get_run(run_id)["id"], step)
-    copy_file(chosen["path"], out)  # atomic, never through a symlink; a full disk or a long name: one line, exit 2
+    # verified (run, configuration, step, digest), then written atomically, never through a symlink
+    chosen = export(open_store(store, create=False), run_id, out, step)
     click.echo(f"{out}: step {chosen['step']} ({', '.join(chosen['reasons'])})")
 
 

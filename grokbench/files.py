@@ -15,7 +15,6 @@ import errno
 import html
 import os
 import secrets
-import shutil
 import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -259,17 +258,6 @@ def write_text(path: str | os.PathLike[str], text: str, *, root: str | os.PathLi
 def write_file(path: str | os.PathLike[str], data: str | bytes, *, root: str | os.PathLike[str] | None = None) -> Path:
     """:func:`write_text` or :func:`write_bytes`, by the type of ``data``."""
     return write_text(path, data, root=root) if isinstance(data, str) else write_bytes(path, data, root=root)
-
-
-def copy_file(source: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
-    """Copy the regular file ``source`` to ``path`` as :func:`write_bytes` writes (streamed, not read whole)."""
-    path = Path(path)
-    try:
-        src = open(source, "rb")  # noqa: SIM115 - closed below, after the copy
-    except OSError as exc:
-        raise ConfigError(f"cannot read {shown(source)}: {exc.strerror or exc}") from None
-    with src:
-        return _write_all(path.parent, path.parent, {path.name: lambda f: shutil.copyfileobj(src, f, 1 << 20)})[0]
 
 
 def save_figure(fig: Any, path: str | os.PathLike[str], **kwargs: Any) -> Path:
