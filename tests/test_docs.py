@@ -54,3 +54,125 @@ def test_check_mode_reports_staleness(tmp_path, capsys):
     updated = stale.read_text()
     assert updated.startswith("# prose\n\n") and updated.endswith("\n\nmore prose\n") and "#### `register_models(" in updated
     assert docs.main(["--check", "--path", str(stale)]) == 0
+
+
+# --- README and the documentation site ----------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+
+
+def section(text: str, heading: str) -> str:
+    """The text of the README's `## heading` section, up to the next `## `."""
+    start = text.index(f"\n## {heading}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
+
+
+def test_readme_is_a_short_tour_and_every_docs_page_is_on_the_site():
+    assert len(README.read_text().splitlines()) <= 200
+    config = (ROOT / "mkdocs.yml").read_text()
+    assert re.search(r"^theme:\n  name: material$", config, re.M) and re.search(r"^docs_dir: docs$", config, re.M)
+    nav = config[config.index("\nnav:\n") :]
+    listed = set(re.findall(r"^ +- [^:\n]+: (\S+\.md)$", nav, re.M))
+    on_disk = {str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").rglob("*.md")}
+    assert listed == on_disk
+    # the reference pages are generated from the code by mkdocstrings
+    for page, module in [("api", "grokbench.api"), ("contracts", "grokbench.plugin.contracts"),
+                         ("hookspecs", "grokbench.plugin.hookspecs"), ("testing", "grokbench.authoring.testing")]:
+        assert f"::: {module}\n" in (ROOT / "docs" / "reference" / f"{page}.md").read_text()
+
+
+def test_no_doc_or_committed_report_names_a_machine_path():
+    files = [README, *(ROOT / "docs").rglob("*.md"), *(ROOT / "reports").rglob("*.md")]
+    for path in files:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            assert not re.search(r"(?<![\w.])/(work|tmp|root|home)/", line), f"{path.relative_to(ROOT)}:{number}: {line}"
+
+
+def test_the_suites_page_shows_the_smoke_suite_as_shipped():
+    text = (ROOT / "docs" / "suites.md").read_text()
+    block = re.search(r"```toml\n(.*?)```", text, re.S)
+    assert block and block.group(1) == (ROOT / "tasks" / "smoke.toml").read_text()
+
+
+def test_every_workflow_passes_actionlint():
+    import subprocess
+
+    from tests.test_reports import actionlint_command
+
+    command = actionlint_command()
+    assert command is not None
+    workflows = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+    assert {w.name for w in workflows} >= {"leaderboard.yml", "docs.yml"}
+    for workflow in workflows:
+        done = subprocess.run([*command, str(workflow)], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, workflow.name + ": " + done.stdout + done.stderr
+
+
+# The quick start's commands, run as printed. Those that train for more than a few seconds are named here, so that a
+# new command in the quick start must be either run by the test or listed with its reason.
+SLOW = {
+    "grokbench run --task modadd-cls --model quadratic": "p = 97, 3,000 steps: about 35 s on 2 idle cores",
+    "grokbench run --task modadd-cls --model quadratic --seeds 0-3 --json": "four seeds of the run above",
+}
+# Lines of a printed summary that depend on the machine or the store, not on the config and seed.
+MACHINE_LINES = ("run ", "wall time", "stored in")
+
+
+def quick_start_commands() -> list[tuple[str, list[str]]]:
+    """(command, printed lines) for every `grokbench ...` line of the README's quick start, in order."""
+    text = section(README.read_text(), "Quick start")
+    found: list[tuple[str, list[str]]] = []
+    for lang, body in re.findall(r"```(console|bash)\n(.*?)```", text, re.S):
+        lines = body.splitlines()
+        if lang == "console":
+            for i, line in enumerate(lines):
+                if line.startswith("$ grokbench "):
+                    printed = []
+                    for out in lines[i + 1 :]:
+                        if out.startswith("$ "):
+                            break
+                        printed.append(out)
+                    found.append((line[2:], printed))
+        else:
+            found += [(line.split("  #")[0].strip(), []) for line in lines if line.startswith("grokbench ")]
+    return found
+
+
+def test_the_quick_start_names_its_slow_commands():
+    commands = [command for command, _ in quick_start_commands()]
+    assert len(commands) >= 5
+    assert set(SLOW) <= set(commands)
+
+
+def test_the_quick_start_commands_run_as_printed(tmp_path):
+    """Each fast command of the README's quick start, run in a subprocess in an empty folder (so against the
+    store ./grokbench.db there): exit 0, and the summary lines the README prints, where they depend only on the
+    config and seed. RUN stands for a run the earlier commands stored."""
+    import os
+    import shlex
+    import sqlite3
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("GROKBENCH_STORE", "GROKBENCH_THREADS")}
+    ran = 0
+    for command, printed in quick_start_commands():
+        if command in SLOW:
+            continue
+        if "RUN" in command.split():
+            with sqlite3.connect(tmp_path / "grokbench.db") as db:
+                run_id = db.execute("SELECT id FROM runs ORDER BY rowid DESC LIMIT 1").fetchone()[0]
+            command = command.replace(" RUN", f" {run_id[:6]}")
+        argv = [sys.executable, "-m", "grokbench", *shlex.split(command)[1:]]
+        done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"{command}: {done.stderr}"
+        assert "Traceback" not in done.stderr, command
+        shown = [line for line in printed if line and not line.startswith(MACHINE_LINES)]
+        out = done.stdout.splitlines()
+        for line in shown:
+            assert line in out, f"{command}: README prints {line!r}; the command printed:\n{done.stdout}"
+        ran += 1
+    assert ran >= 4
+    assert (tmp_path / "grokbench.db").is_file()
