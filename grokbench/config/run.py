@@ -143,6 +143,18 @@ def deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def nest(dotted: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"a.b": 1}`` -> ``{"a": {"b": 1}}``."""
+    tree: dict[str, Any] = {}
+    for key, value in dotted.items():
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
+
+
 def parse_seeds(text: str, max_runs: int | None = None) -> list[int]:
     """``"0-15"`` -> 0..15; ``"0,3,5"`` -> [0, 3, 5]; ranges and lists mix (``"0-3,7"``). Repeats are an error,
     and so are more than ``max_runs`` seeds (default :data:`grokbench.config.bounds.MAX_RUNS`), before any list grows."""

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import qmc
 
-from grokbench.config.run import deep_merge
+from grokbench.config.run import deep_merge, nest
 from grokbench.plugin.contracts import SearchSpace
 
 #: trials per track under the external-tuning ruleset
@@ -40,14 +40,7 @@ def draw_trials(space: SearchSpace, trials: int, benchmark: str, version: int) -
 
 def trial_settings(settings: dict[str, Any], trial: dict[str, Any]) -> dict[str, Any]:
     """A preset's ``settings`` with one trial's values put in at their dotted keys."""
-    over: dict[str, Any] = {}
-    for key, value in trial.items():
-        *parents, leaf = key.split(".")
-        node = over
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return deep_merge(settings, over)
+    return deep_merge(settings, nest(trial))
 
 
 def _plain(value: Any) -> Any:

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import Field
 
 from grokbench.config.bounds import check_count
-from grokbench.config.run import COMPONENT_KINDS, RunConfig, deep_merge, resolve_config
+from grokbench.config.run import COMPONENT_KINDS, RunConfig, deep_merge, nest, resolve_config
 from grokbench.errors import ConfigError
 from grokbench.files import read_text
 from grokbench.plugin.registry import Registry, logger_class
@@ -147,17 +147,6 @@ def _flatten_grid(grid: Mapping[str, Any], prefix: str = "") -> dict[str, list[A
     return axes
 
 
-def _nest(dotted: Mapping[str, Any]) -> dict[str, Any]:
-    tree: dict[str, Any] = {}
-    for key, value in dotted.items():
-        node = tree
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return tree
-
-
 def _label(name: str, point: Mapping[str, Any]) -> str:
     if not point:
         return name
@@ -224,7 +213,7 @@ def expand(
         overrides = deep_merge(base.set, entry.set)
         for values in itertools.product(*axes.values()):
             point = dict(zip(axes, values))
-            tree = deep_merge(overrides, _nest(point))
+            tree = deep_merge(overrides, nest(point))
             label = _label(entry.name, point)
             for seed in seeds:
                 try:
