@@ -1,4 +1,4 @@
-"""Classification losses shared by the first-party classification tasks: StableMax cross-entropy.
+"""Classification losses shared by the first-party classification tasks: StableMax cross-entropy and MSE.
 
 Prieto, Barsbey, Mediano & Birdal (2025), "Grokking at the edge of numerical
 stability", replace the exponential of softmax by
@@ -11,6 +11,9 @@ batch of −log StableMax(x)_label. s is positive, continuous with a continuous
 first derivative at 0 (both pieces have value 1 and slope 1 there), and grows
 linearly rather than exponentially, so the probabilities saturate far later than
 softmax's ("softmax collapse"). As in the authors' code it is evaluated in float64.
+
+``mse`` is Gromov (2023)'s loss for the same tables: the squared distance of the output vector from the
+label's one-hot vector, summed over classes and averaged over the batch.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import torch
 
 #: the ``loss`` values a first-party classification task accepts
-CLASSIFICATION_LOSSES = ("cross_entropy", "stablemax")
+CLASSIFICATION_LOSSES = ("cross_entropy", "mse", "stablemax")
 
 
 def stablemax_s(x: torch.Tensor) -> torch.Tensor:
@@ -39,8 +42,16 @@ def stablemax_cross_entropy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (-logp.mean()).to(out.dtype)
 
 
+def one_hot_mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of ‖out − onehot(y)‖², the squared error summed over the classes."""
+    target = torch.nn.functional.one_hot(y, out.shape[1]).to(out.dtype)
+    return (out - target).pow(2).sum(1).mean()
+
+
 def classification_loss(name: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The loss called ``name`` (one of :data:`CLASSIFICATION_LOSSES`) on logits ``out`` and labels ``y``."""
     if name == "stablemax":
         return stablemax_cross_entropy(out, y)
+    if name == "mse":
+        return one_hot_mse(out, y)
     return torch.nn.functional.cross_entropy(out, y)
