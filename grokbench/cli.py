@@ -13,6 +13,7 @@ import sys
 import click
 
 from grokbench.errors import ConfigError, GrokbenchError, RunError, describe, one_line
+from grokbench.recording import interrupts
 from grokbench.version import __version__
 
 STORE_HELP = "results store (SQLite file); default $GROKBENCH_STORE or ./grokbench.db"
@@ -50,6 +51,12 @@ class GrokbenchGroup(click.Group):
             if "null byte" not in str(exc):  # a path given with a NUL character, found by click or os
                 raise
             code, message = 2, "a path given cannot hold a NUL character"
+        except Exception:
+            if interrupts.heard is None:
+                raise
+            # an error after a signal whose KeyboardInterrupt a library swallowed (a module left half-imported)
+            _shutting_down()
+            code, message = 130, "aborted"
         else:
             if not standalone_mode:
                 return rv
@@ -365,10 +372,16 @@ def resume(run_id, steps, store, as_json, quiet, loggers, log_dir, threads) -> N
     from grokbench.recording.recovery import open_store
     from grokbench.reporting.text import summary_text
 
+    db = open_store(store, create=False)
+    if db.readonly:  # opened read-only, as a reader: refused here, as 'run' refuses it, not in SQLite's words
+        raise ConfigError(
+            f"the store {db.path} is read-only (it and its directory must be writable: SQLite keeps -wal and -shm "
+            "files beside it); nothing was resumed"
+        )
     _set_threads(threads)
     result = resume_run(
         run_id,
-        store=open_store(store, create=False),
+        store=db,
         steps=steps,
         progress=not quiet and sys.stderr.isatty(),
         loggers=loggers,
@@ -764,17 +777,13 @@ def bench_report(benchmark_name, methods, store, out, no_plots) -> None:
     click.echo("\n".join(str(p) for p in written))
 
 
-def _terminated(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM unwinds like Ctrl-C: finally blocks shut worker pools and a local Ray instance down
-
-
 def main() -> None:
     try:
         os.getcwd()
     except OSError:  # every library that looks up a relative path (oneMKL's loader) would fail with a traceback
         click.echo("error: the current folder no longer exists (deleted?): cd to an existing folder", err=True)
         sys.exit(2)
-    signal.signal(signal.SIGTERM, _terminated)
+    interrupts.install()  # again: a library imported since may have replaced them
     from grokbench.training.threads import prefer_passive_waiting
 
     prefer_passive_waiting()  # before anything imports torch: OpenMP reads it once, when torch loads it

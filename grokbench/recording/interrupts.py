@@ -1,16 +1,51 @@
-"""Signals while runs train: SIGTERM raised as Ctrl-C is, and a suite driver's interrupts delivered only where
-the executor can hear them (never while a result is half-stored)."""
+"""Signals while runs train: SIGTERM raised as Ctrl-C is, a signal remembered even where a library swallowed its
+KeyboardInterrupt, and a suite driver's interrupts delivered only where the executor can hear them (never while a
+result is half-stored). Imports only the standard library's ``contextlib``, ``signal`` and ``threading``: the
+command line installs :func:`install` before anything heavy is imported."""
 
 from __future__ import annotations
 
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # not typing's: this module is imported first thing at start, and typing is slow to import
 if TYPE_CHECKING:
-    pass
+    from collections.abc import Iterator
+    from typing import Any
+
+#: the first SIGINT or SIGTERM the command line heard, or None (never set where :func:`install` was not called: a
+#: program using grokbench as a library may go on after an interrupt)
+heard: int | None = None
+_installed = False
+
+
+def _hear(signum: int, frame: object) -> None:
+    """SIGINT and SIGTERM: remembered (under the command line), then raised as KeyboardInterrupt."""
+    global heard
+    if _installed and heard is None:
+        heard = signum
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def install() -> None:
+    """SIGINT and SIGTERM raise KeyboardInterrupt and are remembered (main thread only; a signal ignored at start,
+    as under ``nohup``, stays ignored)."""
+    global _installed
+    if threading.current_thread() is not threading.main_thread():
+        return
+    _installed = True
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, _hear)
+
+
+def raise_if_heard() -> None:
+    """Raise KeyboardInterrupt if a signal was heard although the process goes on: a library swallowed it (torch's
+    extension catches every error while it imports numpy, KeyboardInterrupt included, and goes on without numpy).
+    Called before anything is trained."""
+    if heard is not None:
+        raise KeyboardInterrupt(f"signal {heard}")
 
 
 @contextlib.contextmanager
@@ -19,11 +54,8 @@ def sigterm_interrupts() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, stop)
+    raise_if_heard()
+    previous = signal.signal(signal.SIGTERM, _hear)
     try:
         yield
     finally:
@@ -44,6 +76,7 @@ class _Interrupts:
 
     def __enter__(self) -> _Interrupts:
         if threading.current_thread() is threading.main_thread():
+            raise_if_heard()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 if signal.getsignal(sig) is not signal.SIG_IGN:  # a driver started with the signal ignored keeps it so
                     self.previous[sig] = signal.signal(sig, self._interrupt)
@@ -54,6 +87,9 @@ class _Interrupts:
             signal.signal(sig, handler)
 
     def _interrupt(self, signum: int, frame: object) -> None:
+        global heard
+        if _installed and heard is None:
+            heard = signum
         stop = KeyboardInterrupt(f"signal {signum}")
         if self.listening:
             raise stop
