@@ -11,14 +11,15 @@ under the external-tuning ruleset (``search_space``), taken from the paper:
 the ranges its authors ran, or, where a paper gives one value, a range one
 decade wide in log space around it (:func:`decade_around`).
 
-Methods with a source (each runs as its authors' code runs it):
+Methods with a source (each at its authors' settings, as their code runs them; what a method cannot set, a
+warmup or a batch size, is not applied: docs/methods.md says where):
 
 * ``adamw``: the reference, Adam (lr 1e-3, β₂ 0.98) with decoupled decay λ = 1 (Power et al. 2022);
 * ``adam``: Adam with no decay, the baseline Grokfast's paper measures against;
 * ``grokfast-ema``: Grokfast-EMA as published: the filter (α 0.98, λ 2) on Adam with coupled weight decay 0.005
   added after the filter (Lee et al. 2024);
-* ``orthoadamw``, ``stablemax``, ``orthoadamw-stablemax``: ⊥AdamW, StableMax, and both, at lr 0.01 with no
-  decay (Prieto et al. 2025);
+* ``orthoadamw``, ``stablemax``, ``orthoadamw-stablemax``: ⊥AdamW, StableMax, and both (a pairing the paper runs
+  only on SGD), at lr 0.01 with no decay (Prieto et al. 2025);
 * ``ngd-linf``: normalized GD, lr 10, ℓ∞ λ = 1e-20, the classification recipe of Mohamadi et al. 2024.
 
 Controls, with no source and untuned (their spaces are grokbench's, a decade
