@@ -39,7 +39,21 @@ class TrainConfig(StrictModel):
     batch_size: PositiveInt | None = Field(None, description="minibatch size; None trains full batch")
     memorize_threshold: float = Field(0.99, gt=0, le=1, description="train accuracy that counts as memorized")
     generalize_threshold: float = Field(0.99, gt=0, le=1, description="test accuracy that counts as generalized")
-    early_stop: bool = Field(False, description="stop at the first evaluation that reaches generalize_threshold")
+    early_stop: bool = Field(
+        False,
+        description="stop once test accuracy (and validation accuracy, with a validation split) has reached "
+        "generalize_threshold at generalize_evals consecutive evaluations",
+    )
+    generalize_evals: PositiveInt = Field(
+        1, description="consecutive evaluations at generalize_threshold that count as generalized (for early_stop)"
+    )
+    validation_fraction: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="share of the held-out examples split off as a validation set, disjoint from the test set "
+        "(tasks with capability validation; 0: none)",
+    )
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:N or auto")
     dtype: Literal["float32", "float64"] = "float32"
     checkpoint_every: PositiveInt | None = Field(
@@ -55,8 +69,19 @@ class TrainConfig(StrictModel):
         False, description="flush subnormal floats to zero on the CPU while training (torch.set_flush_denormal)"
     )
 
-    #: options added after stores existed: left out of the config hash while off, so older runs keep their identity
-    HASH_OMIT_WHEN_OFF: ClassVar[tuple[str, ...]] = ("stop_on_stall", "flush_denormal")
+    #: options added after stores existed: left out of the config hash (and variant) while at their default, so
+    #: older runs keep their identity
+    HASH_OMIT_WHEN_OFF: ClassVar[tuple[str, ...]] = (
+        "stop_on_stall",
+        "flush_denormal",
+        "generalize_evals",
+        "validation_fraction",
+    )
+
+    @classmethod
+    def omit_defaults(cls, train: dict[str, Any]) -> dict[str, Any]:
+        """``train`` (a dumped TrainConfig) without the options of :attr:`HASH_OMIT_WHEN_OFF` at their default."""
+        return {k: v for k, v in train.items() if k not in cls.HASH_OMIT_WHEN_OFF or v != cls.model_fields[k].default}
 
 
 class RunConfig(StrictModel):
@@ -82,9 +107,7 @@ class RunConfig(StrictModel):
         ``train.checkpoint_every`` (which changes no number), and the options of ``HASH_OMIT_WHEN_OFF`` while
         they are off, so that none of them changes the run's identity."""
         tree = self.model_dump(mode="json", exclude={"preset": True, "train": {"checkpoint_every"}})
-        for key in TrainConfig.HASH_OMIT_WHEN_OFF:
-            if not tree["train"][key]:
-                del tree["train"][key]
+        tree["train"] = TrainConfig.omit_defaults(tree["train"])
         return json.dumps(tree, sort_keys=True, separators=(",", ":"))
 
     @property
@@ -99,8 +122,12 @@ class RunConfig(StrictModel):
 
 def variant_of(config: Mapping[str, Any]) -> str:
     """The variant hash of a stored configuration (``RunConfig.model_dump(mode="json")``): the config hash
-    with the seed (and the preset's name) left out. The one definition, for runs and stored records alike."""
+    with the seed (and the preset's name) left out, and the train options of ``TrainConfig.HASH_OMIT_WHEN_OFF`` at
+    their default (so a record stored before an option existed has the variant of one stored after). The one
+    definition, for runs and stored records alike."""
     canonical = {k: v for k, v in config.items() if k != "preset"} | {"seed": 0}
+    if isinstance(canonical.get("train"), Mapping):
+        canonical["train"] = TrainConfig.omit_defaults(dict(canonical["train"]))
     return hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
@@ -229,6 +256,11 @@ def resolve_config(
         train_cfg = TrainConfig.model_validate(train_raw)
     except ValidationError as exc:
         raise validation_error(exc, "train") from None
+    if train_cfg.validation_fraction > 0 and not registry.get("task", task).supports("validation"):
+        raise ConfigError(
+            f"task '{task}' has no validation split (it does not declare capability 'validation'): "
+            "leave train.validation_fraction at 0 for it"
+        )
     run_seed = seed if seed is not None else tree.get("seed", 0)
     if not isinstance(run_seed, int) or isinstance(run_seed, bool):
         raise ConfigError(f"invalid value for seed: expected an integer (got {run_seed!r})")

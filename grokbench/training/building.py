@@ -11,6 +11,7 @@ import torch
 from grokbench.config.run import COMPONENT_KINDS, RunConfig
 from grokbench.errors import ConfigError
 from grokbench.plugin.conformance import check_model, check_task_data
+from grokbench.plugin.contracts import TaskData
 from grokbench.plugin.registry import Entry, Registry
 
 
@@ -80,6 +81,8 @@ def build(prep: Prepared) -> Prepared:
     prep.task = make("task")
     data = prep.task.make_data(cfg.seed)
     check_task_data(data, prep.entries["task"])
+    if cfg.train.validation_fraction > 0:
+        data = split_validation(prep.task, data, cfg, prep.entries["task"])
     prep.data = data.to(prep.device, dtype)
     generator = torch.Generator().manual_seed(cfg.seed)
     prep.model = make("model", spec=prep.data.spec, generator=generator, device=prep.device, dtype=dtype)
@@ -93,6 +96,24 @@ def build(prep: Prepared) -> Prepared:
     prep.optimizer, prep.regularizer = make("optimizer"), make("regularizer")
     prep.metrics = metrics
     return prep
+
+
+def split_validation(task: Any, data: TaskData, cfg: RunConfig, entry: Entry) -> TaskData:
+    """The task's data with its validation split (``train.validation_fraction`` of the held-out examples, seeded by
+    the run's seed), checked: a ConfigError naming the plugin when the task has no such split or returns none."""
+    if not task.supports("validation"):
+        raise ConfigError(
+            f"task '{cfg.task.name}' has no validation split (it does not declare capability 'validation'): "
+            "leave train.validation_fraction at 0 for it"
+        )
+    split = task.split_validation(data, cfg.train.validation_fraction, cfg.seed)
+    check_task_data(split, entry)
+    if not isinstance(split.x_val, torch.Tensor) or not isinstance(split.y_val, torch.Tensor) or not len(split.x_val):
+        raise ConfigError(
+            f"task '{cfg.task.name}' from plugin {entry.plugin.label} violates the contract: split_validation "
+            "returned no validation examples"
+        )
+    return split
 
 
 def prepare(cfg: RunConfig, registry: Registry) -> Prepared:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -108,6 +108,26 @@ class Member:
     on_state: Callable[[int, Callable[[], TrainState]], None] | None = None
     #: when it leaves a program whose other members train on: its outcome, so its run ends then
     on_leave: Callable[[TrainOutcome], None] | None = None
+    #: its evaluations in a row at the threshold so far (see :func:`generalized`); a resumed run starts from its
+    #: stored curves' (:func:`held_streak`)
+    held: int = 0
+
+
+def generalized(record: Mapping[str, float], cfg: TrainConfig) -> bool:
+    """Whether an evaluation is at ``generalize_threshold``: test accuracy, and validation accuracy too where the
+    run has a validation split (a NaN is below it). ``early_stop`` waits for ``generalize_evals`` in a row."""
+    threshold = cfg.generalize_threshold
+    return record["test_acc"] >= threshold and ("val_acc" not in record or record["val_acc"] >= threshold)
+
+
+def held_streak(curves: Sequence[Mapping[str, float]], cfg: TrainConfig) -> int:
+    """How many of the last evaluations of ``curves`` are in a row at the threshold (:func:`generalized`)."""
+    streak = 0
+    for record in reversed(curves):
+        if not generalized(record, cfg):
+            break
+        streak += 1
+    return streak
 
 
 def train(
@@ -322,7 +342,8 @@ class _Program:
 
     def evaluate_members(self, step: int) -> None:
         """Evaluate each member still training and hand its record and state to its callbacks; it leaves when
-        its loss or parameters are not finite, or on early stop; otherwise its stall window opens."""
+        its loss or parameters are not finite, or on early stop (``generalize_evals`` evaluations in a row at the
+        threshold); otherwise its stall window opens."""
         cfg = self.cfg
         for i in list(self.active):
             m = self.members[i]
@@ -335,9 +356,10 @@ class _Program:
             finite = math.isfinite(record["train_loss"]) and all(
                 torch.isfinite(p).all() for p in m.model.parameters().values()
             )
+            m.held = m.held + 1 if generalized(record, cfg) else 0
             if not finite:
                 self.leave(i, TrainOutcome("diverged", step, f"non-finite loss or parameters at step {step}"))
-            elif cfg.early_stop and record["test_acc"] >= cfg.generalize_threshold:
+            elif cfg.early_stop and m.held >= cfg.generalize_evals:
                 self.leave(i, TrainOutcome("completed", step))
             elif self.watches:
                 self.watches[i].evaluated(step, record)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from grokbench.config.run import RunConfig
@@ -16,7 +16,7 @@ from grokbench.plugin.registry import Registry
 from grokbench.training import batching
 from grokbench.training.batching import batch_blocker
 from grokbench.training.building import Prepared, build, prepare, start
-from grokbench.training.loop import Member, Pause, TrainOutcome, train_members
+from grokbench.training.loop import Member, Pause, TrainOutcome, held_streak, train_members
 from grokbench.training.results import RunResult, environment, failure, last_step, new_run_id, utc_now
 from grokbench.training.state import ResumePoint, TrainState
 from grokbench.training.summaries import metric_summaries, summarize
@@ -81,6 +81,7 @@ def _run_result(
     wall: float,
     created_at: str,
     traceback: str | None = None,
+    cost: Mapping[str, Any] | None = None,
     **env: Any,
 ) -> RunResult:
     import pandas as pd  # here, not at import: a run's first step does not wait for it
@@ -88,6 +89,7 @@ def _run_result(
     summary = summarize(curves, prep.cfg.train)
     known = [e.component for e in registry.entries["metric"].values()]
     summary.update(metric_summaries(curves, summary, prep.metrics, known))
+    summary.update(cost or {})
     return RunResult(
         run_id=new_run_id(),
         traceback=traceback,
@@ -166,7 +168,7 @@ def _train_runs(
 
 class _Runs:
     """The runs one :func:`_train_runs` call trains, in a program that shrinks as members leave it: their
-    curves, their results as they end, and each one's share of the wall time."""
+    curves, their results as they end, and each one's share of the wall time and of the CPU time."""
 
     def __init__(
         self,
@@ -191,6 +193,9 @@ class _Runs:
         self.created_at, self.started = utc_now(), time.perf_counter()
         self.program = list(range(len(preps)))  # the members of the program training now
         self.share, self.since = [0.0] * len(preps), self.started  # each one's wall time in earlier programs
+        # the process CPU time of the training loop, shared as the wall time is (None: training has not started)
+        self.cpu_share, self.cpu_since = [0.0] * len(preps), None
+        self.first_step = resume[0].step if resume else 0
 
     def start(self) -> None:
         """Build a single run's components (a batched program's are built), then start every run's record."""
@@ -205,6 +210,7 @@ class _Runs:
         there (as a resumed run does), so a member that has left costs nothing more. Every run's outcome."""
         members = [self.member(i) for i in range(len(self.preps))]
         trainable, optimizer, regularizer = _components(self.preps, self.batched)
+        self.cpu_since = time.process_time()
         outcomes = [TrainOutcome("completed", self.preps[0].cfg.train.steps) for _ in self.preps]
         resume = self.resume
         while True:
@@ -232,6 +238,7 @@ class _Runs:
             prep.regularizer,
             on_state=lifecycle.on_state if lifecycle is not None else None,
             on_leave=functools.partial(self.leave, i) if self.batched is not None else None,
+            held=held_streak(self.curves[i], prep.cfg.train),
         )
 
     def train_program(
@@ -264,10 +271,12 @@ class _Runs:
 
     def shrink(self, active: list[int]) -> None:
         """Go on with the members ``active`` (indices in the program now), each one charged its share so far."""
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.process_time()
         for i in self.program:
             self.share[i] += (now - self.since) / len(self.program)
-        self.since, self.program = now, [self.program[j] for j in active]
+            if self.cpu_since is not None:
+                self.cpu_share[i] += (cpu - self.cpu_since) / len(self.program)
+        self.since, self.cpu_since, self.program = now, cpu, [self.program[j] for j in active]
 
     def observe(self, i: int, record: dict[str, float]) -> None:
         """Run ``i``'s evaluation record: to its curves, the bar, its lifecycle and ``on_eval``."""
@@ -283,7 +292,14 @@ class _Runs:
         """Run ``i`` left the program: stored as finished now, so killing the program later cannot undo it."""
         self.ended[i] = self.end(i, outcome)
 
-    def end(self, i: int, outcome: TrainOutcome, trace: str | None = None, wall: float | None = None) -> RunResult:
+    def end(
+        self,
+        i: int,
+        outcome: TrainOutcome,
+        trace: str | None = None,
+        wall: float | None = None,
+        cpu: float | None = None,
+    ) -> RunResult:
         """Run ``i``'s result, recorded by its lifecycle. In a batched program its wall time is its share of the
         programs' time (each program's time divided by its size); ``group_wall_seconds`` is the time since the
         first one started."""
@@ -291,19 +307,35 @@ class _Runs:
         prep, lifecycle, batched = self.preps[i], self.lifecycles[i], self.batched is not None
         shared = {"batched_seeds": len(self.preps), "group_wall_seconds": wall} if batched else {}
         own = self.share[i] + (self.started + wall - self.since) / len(self.program) if batched else wall
-        result = _run_result(prep, self.registry, outcome, self.curves[i], own, self.created_at, trace, **shared)
+        cost = self.cost(i, outcome, time.process_time() if cpu is None else cpu)
+        result = _run_result(prep, self.registry, outcome, self.curves[i], own, self.created_at, trace, cost, **shared)
         if lifecycle is not None:
             lifecycle.end(result, prep)
         return result
 
+    def cost(self, i: int, outcome: TrainOutcome, cpu_now: float) -> dict[str, Any]:
+        """Run ``i``'s cost for its summary: ``grad_evals``, its steps times its optimizer's
+        ``GRAD_EVALS_PER_STEP`` (None for a closed-form model, which takes no steps), and
+        ``cpu_seconds_per_step``, the process CPU time (every thread's) of the training loop in this process,
+        in a batched program its share (each program's CPU time divided by its size, as the wall time is),
+        divided by the steps it trained here (None when it trained none)."""
+        entry = self.preps[i].entries.get("optimizer")
+        grad_evals = outcome.steps * entry.component.GRAD_EVALS_PER_STEP if entry is not None else None
+        trained = outcome.steps - self.first_step
+        per_step = None
+        if self.cpu_since is not None and trained > 0:
+            cpu = self.cpu_share[i] + (cpu_now - self.cpu_since) / len(self.program)
+            per_step = cpu / trained
+        return {"grad_evals": grad_evals, "cpu_seconds_per_step": per_step}
+
     def finish(self, status: str, message: str | None, trace: str | None = None) -> list[RunResult]:
         """Every run's result: those that ended on leaving, the others ended now (with ``status`` where no
         outcome was reached)."""
-        wall = time.perf_counter() - self.started
+        wall, cpu = time.perf_counter() - self.started, time.process_time()
         return [
             self.ended.get(i)
             or self.end(
-                i, self.outcomes[i] if self.outcomes else TrainOutcome(status, last_step(c), message), trace, wall
+                i, self.outcomes[i] if self.outcomes else TrainOutcome(status, last_step(c), message), trace, wall, cpu
             )
             for i, c in enumerate(self.curves)
         ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from typing import ClassVar, Literal
 
 import torch
@@ -17,6 +18,7 @@ from pydantic import Field, model_validator
 
 from grokbench import hookimpl
 from grokbench.contracts import BATCHABLE, ClassificationTask, DataSpec, Params, Predict, Task, TaskData
+from grokbench.plugin.contracts.task import split_rows
 
 from .losses import classification_loss
 
@@ -138,11 +140,31 @@ class ModAddRegression(Task):
         p: int = Field(13, ge=2, description="the modulus")
         positions: ClassVar[int] = 3  # a training example is an entry (a, b, c) of p³
 
-    capabilities = frozenset({"memory-estimate"})
+    capabilities = frozenset({"memory-estimate", "validation"})
 
     @classmethod
     def data_size(cls, params: SplitParams) -> tuple[DataSpec, int]:
         return _data_size(cls, params)
+
+    def split_validation(self, data: TaskData, fraction: float, seed: int) -> TaskData:
+        """Test accuracy is over the held-out *pairs* (whose positive entry was not trained on), so the split is
+        of those pairs: a seeded share of them (:func:`split_rows`) becomes validation, with their untrained
+        entries as validation examples and loss; test keeps the other pairs and entries, disjoint."""
+        p, ex = self.params.p, data.extras
+        held = ex["heldout_pairs"].nonzero()[:, 0]
+        val, _ = split_rows(len(held), fraction, seed)
+        val_pairs = torch.zeros(p * p, dtype=torch.bool)
+        val_pairs[held[val]] = True
+        in_val = val_pairs[data.x_test[:, 0] * p + data.x_test[:, 1]]
+        extras = {**ex, "heldout_pairs": ex["heldout_pairs"] & ~val_pairs, "val_pairs": val_pairs}
+        return replace(
+            data,
+            x_test=data.x_test[~in_val],
+            y_test=data.y_test[~in_val],
+            x_val=data.x_test[in_val],
+            y_val=data.y_test[in_val],
+            extras=extras,
+        )
 
     # A model sees the pair (a, b) (positions=2) and returns p outputs; the example (a, b, c)
     # observes output c. y is [n, 2] integers: (c, 1[a + b ≡ c]); the target is p · y[:, 1].
@@ -193,17 +215,24 @@ class ModAddRegression(Task):
         mask = ex["train_mask"]
         train_pred = out[mask]
         train_target = target[mask]
-        test_mse = sq[~mask].mean()
+        val_pairs = ex.get("val_pairs")
+        untrained = ~mask if val_pairs is None else ~mask & ~val_pairs[:, None]
+        test_mse = sq[untrained].mean()
         right = out.gather(1, ex["answer"][:, None])[:, 0]
         others = out.scatter(1, ex["answer"][:, None], -math.inf).amax(1)
+        correct = right > others
         held = ex["heldout_pairs"]
-        return {
+        result = {
             "train_loss": sq[mask].mean().item(),
             "train_acc": ((train_pred - train_target).abs() < p / 2).float().mean().item(),
             "test_loss": test_mse.item(),
-            "test_acc": (right > others)[held].float().mean().item() if held.any() else math.nan,
-            "test_nmse": (test_mse / target[~mask].pow(2).mean()).item(),
+            "test_acc": correct[held].float().mean().item() if held.any() else math.nan,
+            "test_nmse": (test_mse / target[untrained].pow(2).mean()).item(),
         }
+        if val_pairs is not None:
+            result["val_loss"] = sq[~mask & val_pairs[:, None]].mean().item()
+            result["val_acc"] = correct[val_pairs].float().mean().item()
+        return result
 
 
 def _seed(params: SplitParams, run_seed: int) -> int:

@@ -13,7 +13,15 @@ from grokbench.plugin.contracts.base import Capability, Capable, Component, chec
 
 
 class Optimizer(Component):
-    """Builds the :class:`OptimizerState` that updates a model's parameters; ``Params`` must include ``lr`` (> 0)."""
+    """Builds the :class:`OptimizerState` that updates a model's parameters; ``Params`` must include ``lr`` (> 0).
+
+    ``GRAD_EVALS_PER_STEP``: the gradient evaluations one step costs, what a run's summary counts as its
+    ``grad_evals`` (steps × it). The trainer evaluates one gradient per step and hands it to ``step()``; an
+    optimizer whose state evaluates more (a sharpness-aware ascent step, a lookahead gradient) must say so.
+    """
+
+    #: gradient evaluations per optimizer step (the trainer's one, plus any the state makes itself)
+    GRAD_EVALS_PER_STEP: ClassVar[int] = 1
 
     CAPABILITIES: ClassVar[Mapping[str, Capability]] = {
         "seedwise": Capability(
@@ -21,6 +29,14 @@ class Optimizer(Component):
             "alone (element-wise, such as SGD or Adam): batched multi-seed training builds one state for all seeds"
         ),
     }
+
+    @classmethod
+    def check_class(cls) -> None:
+        """Also: ``GRAD_EVALS_PER_STEP`` is a positive integer."""
+        super().check_class()
+        evals = cls.GRAD_EVALS_PER_STEP
+        if not isinstance(evals, int) or isinstance(evals, bool) or evals < 1:
+            raise TypeError(f"{cls.__name__}.GRAD_EVALS_PER_STEP must be a positive integer (got {evals!r})")
 
     @abc.abstractmethod
     def build(self, params: list[torch.Tensor]) -> OptimizerState:
