@@ -257,5 +257,6 @@ def register_presets(register):
 
 @hookimpl
 def register_benchmarks(register):
-    """grokbench-v1, the benchmark these methods are the baselines of (shipped as package data)."""
-    register(BenchmarkFile(str(Path(__file__).with_name("benchmarks") / "grokbench-v1.toml")))
+    """grokbench-v1 and grokbench-v2, the benchmarks these methods are the baselines of (package data)."""
+    for name in ("grokbench-v1", "grokbench-v2"):
+        register(BenchmarkFile(str(Path(__file__).with_name("benchmarks") / f"{name}.toml")))
