@@ -161,6 +161,32 @@ def train(
     )[0]
 
 
+def step_function(
+    *,
+    task: Task,
+    data: TaskData,
+    model: Model,
+    optimizer: Optimizer,
+    regularizer: Regularizer,
+    cfg: TrainConfig,
+    seed: int,
+) -> Callable[[], None]:
+    """One training step of a single run, as :func:`train_members` takes it (its batch, the model's loss and
+    gradients, the regularizer's and optimizer's updates), with no evaluation: what
+    :mod:`grokbench.training.costs` times. Each call trains the model one step further."""
+    member = Member(data, model, [], seed, lambda record: None)
+    updates = _Updates.build(model, [member], optimizer, regularizer)
+    batches = Batches(data, cfg.batch_size, seed)
+    full = batches.next() if batches.size is None else None
+
+    def step() -> None:
+        x, y = full or batches.next()
+        _, grads = model.loss_and_grads(x, y, task)
+        updates.step(grads)
+
+    return step
+
+
 def flushing_denormals(fn: F) -> F:
     """``fn(..., cfg=...)`` with subnormal floats flushed to zero on the CPU (this thread) when
     ``cfg.flush_denormal``; turned off again after."""

@@ -194,7 +194,8 @@ class _Runs:
         self.program = list(range(len(preps)))  # the members of the program training now
         self.share, self.since = [0.0] * len(preps), self.started  # each one's wall time in earlier programs
         # the process CPU time of the training loop, shared as the wall time is (None: training has not started)
-        self.cpu_share, self.cpu_since = [0.0] * len(preps), None
+        self.cpu_share: list[float] = [0.0] * len(preps)
+        self.cpu_since: float | None = None
         self.first_step = resume[0].step if resume else 0
 
     def start(self) -> None:
