@@ -127,7 +127,7 @@ def test_both_rulesets_train_choose_score_and_report_from_a_real_store(registry,
     assert sorted(scoring["seed"]) == [0, 1, 2]
     chosen_lr = study(bench, "adamw", "external-tuning", registry).trials[ext.chosen["adamw"]["cls"]]["optimizer.lr"]
     records = store.records(suite="tiny-v2@v1/external-tuning/adamw")
-    assert {r["optimizer"]["lr"] for r in records["config"]} == {chosen_lr}
+    assert {r["optimizer"]["params"]["lr"] for r in records["config"]} == {chosen_lr}
     # resumable: nothing trained or measured again
     again = run_studies(bench, [study(bench, "adamw", "external-tuning", registry)], store=store_path, registry=registry,
                         variants=1, variant_seed=5, cost_steps=5, cost_repeats=2)  # fmt: skip
