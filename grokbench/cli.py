@@ -704,7 +704,9 @@ benchmark_option = click.option(
     default=0,
     help="also score on this many held-out variants of each track, drawn from the track's ranges",
 )
-@click.option("--variant-seed", type=click.IntRange(0, 2**63 - 1), default=0, help="the seed the variants are drawn with")
+@click.option(
+    "--variant-seed", type=click.IntRange(0, 2**63 - 1), default=0, help="the seed the variants are drawn with"
+)
 @driver_options
 @click.option("--retry-failed", is_flag=True, help="train again the runs stored as failed")
 def bench_run(
@@ -770,7 +772,20 @@ def bench_run(
 
 
 def _bench_run_studies(
-    bench_, registry, methods, tracks, ruleset, variants, variant_seed, *, executor, options, store, as_json, quiet, retry_failed
+    bench_,
+    registry,
+    methods,
+    tracks,
+    ruleset,
+    variants,
+    variant_seed,
+    *,
+    executor,
+    options,
+    store,
+    as_json,
+    quiet,
+    retry_failed,
 ) -> None:
     """``bench run`` on a benchmark with rulesets: each method's study (grokbench.driving.rulesets)."""
     from grokbench.config.studies import draw_variants, scoring_plan, tuning_plan
@@ -780,7 +795,9 @@ def _bench_run_studies(
         bench_.track(name)
     studies = plan_studies(bench_, list(dict.fromkeys(methods or bench_.spec.benchmark.baselines)), ruleset, registry)
     for s in studies:  # every plan that can be built now is checked before anything is written
-        tuning_plan(s, registry, tracks or None) if ruleset == "external-tuning" else scoring_plan(s, registry, tracks or None)
+        tuning_plan(s, registry, tracks or None) if ruleset == "external-tuning" else scoring_plan(
+            s, registry, tracks or None
+        )
     if variants:
         draw_variants(bench_, variants, variant_seed, tracks or None)
     outcome = run_studies(
@@ -835,9 +852,9 @@ def _bench_run_studies(
 @click.option("--no-plots", is_flag=True, help="tables only")
 def bench_report(benchmark_name, methods, store, out, no_plots) -> None:
     """Write the method × track score table (md, html, csv) and plots."""
+    from grokbench.config.benchmark import load_benchmark
     from grokbench.plugin import manager
     from grokbench.recording.recovery import open_store
-    from grokbench.config.benchmark import load_benchmark
     from grokbench.reporting.benchmark_page import write_benchmark_report
     from grokbench.reporting.ruleset_page import write_ruleset_report
 

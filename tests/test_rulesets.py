@@ -162,7 +162,9 @@ def test_both_rulesets_train_choose_score_and_report_from_a_real_store(registry,
 
 
 def cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "grokbench", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "grokbench", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.mark.parametrize(
@@ -175,7 +177,9 @@ def cli(*args, cwd):
     ],
 )
 def test_bad_rulesets_and_variants_are_one_line_exit_2_and_nothing_written(tiny, tmp_path, args, message):
-    plain = tiny.read_text().replace('ranges = { "task.train_fraction" = { kind = "uniform", low = 0.65, high = 0.8 } }', "")
+    plain = tiny.read_text().replace(
+        'ranges = { "task.train_fraction" = { kind = "uniform", low = 0.65, high = 0.8 } }', ""
+    )
     plain += '\n[[tracks]]\nname = "plain"\ntask = "modadd-cls"\nset.task = { p = 13 }\nset.train = { steps = 50 }\n'
     tiny.write_text(plain)
     if "--benchmark" not in args:

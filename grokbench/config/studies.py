@@ -88,7 +88,9 @@ def tuning_plan(s: Study, registry: Registry, tracks: list[str] | None = None) -
         track = s.bench.merged(s.bench.track(name))
         for k, trial in enumerate(s.trials):
             specs.append(
-                track.model_copy(update={"name": f"{name}/trial-{k}", "set": deep_merge(track.set, nest(trial)), "seeds": seeds})
+                track.model_copy(
+                    update={"name": f"{name}/trial-{k}", "set": deep_merge(track.set, nest(trial)), "seeds": seeds}
+                )
             )
     return s.bench.plan(s.method, registry, suite=s.tuning_suite, specs=specs)
 
@@ -139,7 +141,10 @@ def draw_variants(bench: Benchmark, k: int, seed: int, tracks: list[str] | None 
                         "name": f"{track.name}~{seed}.{i}",
                         "set": deep_merge(track.set, nest(point)),
                         "description": f"variant {i} of {track.name} (seed {seed}): "
-                        + ", ".join(f"{key} = {value:.4g}" if isinstance(value, float) else f"{key} = {value}" for key, value in point.items()),
+                        + ", ".join(
+                            f"{key} = {value:.4g}" if isinstance(value, float) else f"{key} = {value}"
+                            for key, value in point.items()
+                        ),
                         "ranges": {},
                     }
                 )

@@ -91,8 +91,7 @@ def run_plans(
     make_executor(executor, options or {}, registry)  # an unknown executor or option: refused before any write
     target = open_store(store)  # checks the store; creates nothing until the first write
     register = [
-        (w.name, bench.source, {**w.spec.model_dump(mode="json"), "digest": bench.digest}, w.members())
-        for w in wholes
+        (w.name, bench.source, {**w.spec.model_dump(mode="json"), "digest": bench.digest}, w.members()) for w in wholes
     ]
     prefix = {p.suite.name: p.suite.name.removeprefix(bench.key + "/") for p in plans}
     runs = [
@@ -104,7 +103,12 @@ def run_plans(
     ]
     entries = [
         EntrySpec(
-            name=f"{prefix[p.suite.name]}/{e.name}", task=e.task, model=e.model, preset=e.preset, set=e.set, seeds=e.seeds
+            name=f"{prefix[p.suite.name]}/{e.name}",
+            task=e.task,
+            model=e.model,
+            preset=e.preset,
+            set=e.set,
+            seeds=e.seeds,
         )
         for p in plans
         for e in p.suite.spec.entries

@@ -19,10 +19,10 @@ import torch
 
 from grokbench.config.benchmark import Benchmark, MethodPlan
 from grokbench.config.run import RunConfig
-from grokbench.config.suites import EntrySpec
-from grokbench.plugin.benchmark_file import TrackSpec
 from grokbench.config.studies import Study, draw_variants, scoring_plan, study, tuning_plan
+from grokbench.config.suites import EntrySpec
 from grokbench.driving.benchmark import BenchmarkOutcome, run_plans
+from grokbench.plugin.benchmark_file import TrackSpec
 from grokbench.plugin.registry import Registry
 from grokbench.recording.recovery import open_store
 from grokbench.reporting.studies import choose_trials, outcomes
@@ -56,9 +56,7 @@ class StudyOutcome:
         }
 
 
-def plan_studies(
-    bench: Benchmark, methods: list[str], ruleset: str, registry: Registry
-) -> list[Study]:
+def plan_studies(bench: Benchmark, methods: list[str], ruleset: str, registry: Registry) -> list[Study]:
     """Each method's study (ConfigError, before anything is written, for a method without a search space under
     external-tuning)."""
     return [study(bench, m, ruleset, registry) for m in methods]
@@ -103,9 +101,11 @@ def run_studies(
         chosen_values: dict[str, dict[str, Any]] = {}
         if ruleset == "external-tuning":
             seeds = len(bench.spec.benchmark.tuning_seeds or [])
-            chosen, _ = choose_trials(outcomes(target, s.tuning_suite), len(s.trials), bench.tracks, seeds)
+            skipped = {name.split("/")[0] for name in tuning_plan(s, registry).not_applicable}
+            applicable = [t for t in bench.tracks if t not in skipped]
+            chosen, _ = choose_trials(outcomes(target, s.tuning_suite), len(s.trials), applicable, seeds)
             result.chosen[s.method] = chosen
-            result.not_chosen[s.method] = [t for t in tracks or bench.tracks if t not in chosen]
+            result.not_chosen[s.method] = [t for t in tracks or applicable if t in applicable and t not in chosen]
             chosen_values = {t: s.trials[k] for t, k in chosen.items()}
             ready = [t for t in tracks or bench.tracks if t in chosen]
             whole_tracks = sorted(chosen, key=bench.tracks.index)
@@ -117,7 +117,9 @@ def run_studies(
         if whole_tracks:
             wholes.append(scoring_plan(s, registry, whole_tracks, chosen_values).suite)
         if drawn is not None:
-            mine = [v for v in drawn if v.name.split("~")[0] in (ready if ruleset == "external-tuning" else bench.tracks)]
+            mine = [
+                v for v in drawn if v.name.split("~")[0] in (ready if ruleset == "external-tuning" else bench.tracks)
+            ]
             if mine:
                 plan = scoring_plan(s, registry, chosen=chosen_values, variants=mine, variant_seed=variant_seed)
                 scoring.append(plan)

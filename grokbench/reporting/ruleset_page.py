@@ -67,7 +67,9 @@ class Cell:
         return median_step(self.times) if self.status == "scored" and self.ratio is not None else math.nan
 
 
-def _cells(store: Store, bench: Benchmark, suite: str, method: str, tracks: list[Any], registry: Registry) -> list[Cell]:
+def _cells(
+    store: Store, bench: Benchmark, suite: str, method: str, tracks: list[Any], registry: Registry
+) -> list[Cell]:
     found = outcomes(store, suite)
     costs = store.step_costs() if store.path.exists() else pd.DataFrame(columns=["config_hash", "ratio"])
     ratio = dict(zip(costs["config_hash"], costs["ratio"]))
@@ -113,7 +115,13 @@ def _row(cell: Cell, reference: Cell | None, against: Cell | None) -> dict[str, 
     row["cost ratio"] = f"{cell.ratio:.2f}" if cell.ratio is not None else "not measured"
     row["cost-adjusted median"] = _fmt_step(cell.time)
     for name, other in (("reference", reference), ("against", against)):
-        if other is not None and other.status == "scored" and other is not cell and other.ratio is not None and cell.ratio is not None:
+        if (
+            other is not None
+            and other.status == "scored"
+            and other is not cell
+            and other.ratio is not None
+            and cell.ratio is not None
+        ):
             test = paired_test(cell.times, other.times)
             speed = other.time / cell.time if math.isfinite(cell.time) and math.isfinite(other.time) else math.nan
             row[f"vs {name}"] = (
@@ -149,7 +157,9 @@ class RulesetResult:
     left_out: dict[str, str] = field(default_factory=dict)  # method -> why not in the profile
 
 
-def _result(ruleset: str, label: str, cells: dict[str, list[Cell]], ranked: list[str], scored: list[str]) -> RulesetResult:
+def _result(
+    ruleset: str, label: str, cells: dict[str, list[Cell]], ranked: list[str], scored: list[str]
+) -> RulesetResult:
     result = RulesetResult(ruleset, label, cells, ranked, scored)
     times: dict[str, dict[str, float]] = {}
     for method in ranked:
@@ -164,7 +174,9 @@ def _result(ruleset: str, label: str, cells: dict[str, list[Cell]], ranked: list
     return result
 
 
-def collect(store: Store, bench: Benchmark, registry: Registry, methods: list[str] | None = None) -> list[RulesetResult]:
+def collect(
+    store: Store, bench: Benchmark, registry: Registry, methods: list[str] | None = None
+) -> list[RulesetResult]:
     """Every ruleset's (and stored variant set's) cells for the methods in the store (or those named)."""
     meta = bench.spec.benchmark
     results = []
@@ -187,12 +199,22 @@ def collect(store: Store, bench: Benchmark, registry: Registry, methods: list[st
             have = [m for m in order if f"{prefix}{m}/variants-{seed}" in names]
             specs = store.suite_spec(f"{prefix}{have[0]}/variants-{seed}")["entries"]
             variant_tracks = [
-                bench.merged(bench.track(e["name"].split("~")[0])).model_copy(update={"name": e["name"], "set": e["set"]})
+                bench.merged(bench.track(e["name"].split("~")[0])).model_copy(
+                    update={"name": e["name"], "set": e["set"]}
+                )
                 for e in specs
             ]
-            vcells = {m: _cells(store, bench, f"{prefix}{m}/variants-{seed}", m, variant_tracks, registry) for m in have}
+            vcells = {
+                m: _cells(store, bench, f"{prefix}{m}/variants-{seed}", m, variant_tracks, registry) for m in have
+            }
             results.append(
-                _result(ruleset, f"held-out variants (seed {seed})", vcells, [m for m in ranked if m in have], [t.name for t in variant_tracks])
+                _result(
+                    ruleset,
+                    f"held-out variants (seed {seed})",
+                    vcells,
+                    [m for m in ranked if m in have],
+                    [t.name for t in variant_tracks],
+                )
             )
     return results
 
@@ -220,10 +242,19 @@ def _trials_section(store: Store, bench: Benchmark, registry: Registry, methods:
         trials = study(bench, method, "external-tuning", registry).trials
         _, table = choose_trials(outcomes(store, s.tuning_suite), len(trials), bench.tracks, seeds)
         table.insert(0, "method", method)
-        table["values"] = [", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in trials[t].items()) for t in table["trial"]]
+        table["values"] = [
+            ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in trials[t].items())
+            for t in table["trial"]
+        ]
         frames.append(table)
         chosen = table[table["chosen"]]
-        lines.append(f"* `{method}`: " + "; ".join(f"{r.track}: trial {r.trial} ({r.values}; {r.generalized}/{r.seeds} tuning seeds on validation)" for r in chosen.itertuples()))
+        lines.append(
+            f"* `{method}`: "
+            + "; ".join(
+                f"{r.track}: trial {r.trial} ({r.values}; {r.generalized}/{r.seeds} tuning seeds on validation)"
+                for r in chosen.itertuples()
+            )
+        )
     return "\n".join(lines), pd.concat(frames) if frames else pd.DataFrame()
 
 
@@ -298,7 +329,10 @@ def write_ruleset_report(
         md += [f"## {title}", ""]
         if result.profile is not None:
             score = result.profile.score.sort_values(ascending=False)
-            solved = {m: sum(math.isfinite(c.time) for c in result.cells[m] if c.track in result.scored_tracks) for m in score.index}
+            solved = {
+                m: sum(math.isfinite(c.time) for c in result.cells[m] if c.track in result.scored_tracks)
+                for m in score.index
+            }
             md += [
                 _table(
                     pd.DataFrame(
@@ -313,7 +347,9 @@ def write_ruleset_report(
             ]
             if plots:
                 name = f"profile-{result.ruleset}{'' if result.label == 'published tracks' else '-' + result.label.split('seed ')[1].rstrip(')')}.png"
-                written.append(batch.figure(profile_figure(result.profile, title=f"{bench.name}, {title}"), name, dpi=110))
+                written.append(
+                    batch.figure(profile_figure(result.profile, title=f"{bench.name}, {title}"), name, dpi=110)
+                )
                 md += [f"![profiles]({name})", ""]
         for method, why in result.left_out.items():
             md.append(f"* `{method}` is not in the profile: {why}.")
@@ -349,8 +385,15 @@ def write_ruleset_report(
         ]
     )
     if not costs.empty:
-        wide = costs[costs["set"] == "published tracks"].pivot_table(index=["ruleset", "method"], columns="track", values="cost ratio")
-        md += ["## Step cost over the reference's (CPU seconds per step, measured side by side)", "", wide.round(2).reset_index().to_markdown(index=False), ""]
+        wide = costs[costs["set"] == "published tracks"].pivot_table(
+            index=["ruleset", "method"], columns="track", values="cost ratio"
+        )
+        md += [
+            "## Step cost over the reference's (CPU seconds per step, measured side by side)",
+            "",
+            wide.round(2).reset_index().to_markdown(index=False),
+            "",
+        ]
     frames = [outcomes(store, n) for n in store.suites()["name"] if str(n).startswith(bench.key + "/")]
     md += [f"Store: `{store.path.name}`, runs digest `{runs_digest(frames)[:16]}`."]
     written += [

@@ -20,7 +20,18 @@ from grokbench.storage.store import Store
 #: the statuses of a run that finished training: only these are scored (failed and interrupted runs are not)
 FINISHED = ("completed", "diverged", "stalled")
 
-COLUMNS = ["entry", "seed", "run_id", "config_hash", "status", "steps", "step", "val_step", "grad_evals", "wall_seconds"]
+COLUMNS = [
+    "entry",
+    "seed",
+    "run_id",
+    "config_hash",
+    "status",
+    "steps",
+    "step",
+    "val_step",
+    "grad_evals",
+    "wall_seconds",
+]
 
 
 def outcomes(store: Store, suite: str) -> pd.DataFrame:

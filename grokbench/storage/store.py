@@ -463,7 +463,16 @@ class Store:
         with closing(self.connect()) as conn, conn:
             conn.execute(
                 "INSERT OR REPLACE INTO step_costs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (config_hash, reference_hash, seconds, reference_seconds, steps, repeats, json.dumps(environment, sort_keys=True), now),
+                (
+                    config_hash,
+                    reference_hash,
+                    seconds,
+                    reference_seconds,
+                    steps,
+                    repeats,
+                    json.dumps(environment, sort_keys=True),
+                    now,
+                ),
             )
 
     def step_costs(self) -> pd.DataFrame:
