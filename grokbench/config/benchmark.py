@@ -235,6 +235,11 @@ def load_benchmark(name_or_path: str | None, registry: Registry) -> Benchmark:
         if method not in registry.preset_names():
             raise ConfigError(f"{path}: method '{method}' is not a preset of any installed plugin")
     meta = spec.benchmark
+    for method in meta.baselines:
+        for entry in registry.entries["preset"].values():
+            against = entry.component.against if entry.component.name == method else None
+            if against and against not in registry.preset_names():
+                raise ConfigError(f"{path}: method '{method}' is measured against '{against}', which is not a preset")
     if meta.reference not in meta.baselines:
         raise ConfigError(f"{path}: the reference '{meta.reference}' must be one of the baselines")
     for method in meta.controls:
