@@ -21,7 +21,7 @@ class Preset:
     :class:`~grokbench.plugin.contracts.Choice`, or dicts with their ``kind``); it is checked when the plugin
     registers, and a bad one marks the plugin broken with one line naming the key.
 
-    Two labels say what a method's numbers mean (a report shows them; neither changes a run):
+    Two labels say what a method's numbers mean, for a report to show (neither changes a run):
 
     * ``source``: where the settings and the space come from: the paper and the place in it or in its authors'
       code (e.g. ``"Lee et al. 2024, Grokfast; ironjr/grokfast main.py"``), and where a space is not the
