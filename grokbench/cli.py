@@ -705,21 +705,59 @@ benchmark_option = click.option(
 @click.option(
     "--track", "tracks", multiple=True, metavar="NAME", help="only this track (repeatable); default: every track"
 )
+@click.option(
+    "--ruleset",
+    type=click.Choice(["self-tuning", "external-tuning"]),
+    help="for a benchmark with rulesets: one configuration on every track (self-tuning, the default) or each "
+    "track's trial chosen on the validation split (external-tuning)",
+)
+@click.option(
+    "--variants",
+    type=click.IntRange(0, 64),
+    default=0,
+    help="also score on this many held-out variants of each track, drawn from the track's ranges",
+)
+@click.option(
+    "--variant-seed", type=click.IntRange(0, 2**63 - 1), default=0, help="the seed the variants are drawn with"
+)
 @driver_options
 @click.option("--retry-failed", is_flag=True, help="train again the runs stored as failed")
 def bench_run(
-    benchmark_name, methods, tracks, executor, jobs, address, executor_options, store, as_json, quiet, retry_failed
+    benchmark_name,
+    methods,
+    tracks,
+    ruleset,
+    variants,
+    variant_seed,
+    executor,
+    jobs,
+    address,
+    executor_options,
+    store,
+    as_json,
+    quiet,
+    retry_failed,
 ) -> None:
     """Run methods on every track of a benchmark (resumable: stored runs are not trained again)."""
     from grokbench.config.benchmark import load_benchmark, plan_methods
     from grokbench.config.run import parse_assignments
+    from grokbench.config.studies import check_ruleset
     from grokbench.driving.benchmark import run_benchmark
     from grokbench.plugin import manager
 
     registry = manager.get_registry()
     bench_ = load_benchmark(benchmark_name, registry)
-    plans = plan_methods(bench_, list(methods), list(tracks), registry)
     options = {"jobs": jobs, "address": address, **parse_assignments(list(executor_options))}
+    chosen_ruleset = check_ruleset(bench_, ruleset)
+    if chosen_ruleset is not None:
+        _bench_run_studies(
+            bench_, registry, list(methods), list(tracks), chosen_ruleset, variants, variant_seed,
+            executor=executor, options=options, store=store, as_json=as_json, quiet=quiet, retry_failed=retry_failed,
+        )  # fmt: skip
+        return
+    if variants:
+        raise ConfigError(f"benchmark '{bench_.name}' has no rulesets, so no held-out variants (no tuning_seeds)")
+    plans = plan_methods(bench_, list(methods), list(tracks), registry)
     outcome = run_benchmark(
         bench_,
         plans,
@@ -746,6 +784,71 @@ def bench_run(
     _refuse_interrupted(outcome.interrupted)
 
 
+def _bench_run_studies(
+    bench_,
+    registry,
+    methods,
+    tracks,
+    ruleset,
+    variants,
+    variant_seed,
+    *,
+    executor,
+    options,
+    store,
+    as_json,
+    quiet,
+    retry_failed,
+) -> None:
+    """``bench run`` on a benchmark with rulesets: each method's study (grokbench.driving.rulesets)."""
+    from grokbench.config.studies import draw_variants, scoring_plan, tuning_plan
+    from grokbench.driving.rulesets import plan_studies, run_studies
+
+    for name in tracks:
+        bench_.track(name)
+    studies = plan_studies(bench_, list(dict.fromkeys(methods or bench_.spec.benchmark.baselines)), ruleset, registry)
+    for s in studies:  # every plan that can be built now is checked before anything is written
+        tuning_plan(s, registry, tracks or None) if ruleset == "external-tuning" else scoring_plan(
+            s, registry, tracks or None
+        )
+    if variants:
+        draw_variants(bench_, variants, variant_seed, tracks or None)
+    outcome = run_studies(
+        bench_,
+        studies,
+        tracks=tracks or None,
+        variants=variants,
+        variant_seed=variant_seed,
+        store=store,
+        executor=executor,
+        options=options,
+        registry=registry,
+        progress=not quiet and sys.stderr.isatty(),
+        retry_failed=retry_failed,
+    )
+    if as_json:
+        click.echo(json.dumps(outcome.to_json()))
+        _refuse_interrupted(outcome.interrupted)
+        return
+    for stage, o in outcome.stages.items():
+        for method, skipped in o.not_applicable.items():
+            for track, why in skipped.items():
+                click.echo(f"n/a: {method} on {track}: {why}")
+        click.echo(
+            f"{bench_.key} {ruleset}, {stage}: {o.planned} runs, {o.skipped} already stored, {o.trained} trained "
+            f"({o.failed} failed{_interrupted_count(o.interrupted)}) in {o.wall_seconds:.1f} s wall, "
+            f"{o.cpu_seconds:.1f} s CPU"
+        )
+    for method, left in outcome.not_chosen.items():
+        if left:
+            click.echo(f"{method}: no trial chosen yet on {', '.join(left)} (its tuning runs are not all finished)")
+    click.echo(
+        f"step costs measured: {outcome.costs_measured}; {outcome.wall_seconds:.1f} s in all; "
+        f"next: grokbench bench report --benchmark {bench_.name} --out DIR"
+    )
+    _refuse_interrupted(outcome.interrupted)
+
+
 @bench.command("report")
 @benchmark_option
 @click.option(
@@ -762,15 +865,19 @@ def bench_run(
 @click.option("--no-plots", is_flag=True, help="tables only")
 def bench_report(benchmark_name, methods, store, out, no_plots) -> None:
     """Write the method × track score table (md, html, csv) and plots."""
+    from grokbench.config.benchmark import load_benchmark
     from grokbench.plugin import manager
     from grokbench.recording.recovery import open_store
     from grokbench.reporting.benchmark_page import write_benchmark_report
+    from grokbench.reporting.ruleset_page import write_ruleset_report
 
-    written = write_benchmark_report(
+    registry = manager.get_registry()
+    has_rulesets = bool(load_benchmark(benchmark_name, registry).spec.benchmark.tuning_seeds)
+    written = (write_ruleset_report if has_rulesets else write_benchmark_report)(
         open_store(store, create=False),
         benchmark_name,
         out,
-        manager.get_registry(),
+        registry,
         methods=list(methods),
         plots=not no_plots,
     )

@@ -269,7 +269,7 @@ def test_a_v1_store_written_by_this_code_migrates_to_the_current_schema(tmp_path
     outcome = run_suite(load_suite(tmp_path / "t.toml", registry), registry=registry, store=path)
     assert (outcome.skipped, outcome.trained) == (1, 3)  # the v1 run counts: runs are keyed by config
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         rows = dict(conn.execute("SELECT id, suite FROM runs").fetchall())
     assert rows[old.run_id] is None and sum(v == "tiny" for v in rows.values()) == 3

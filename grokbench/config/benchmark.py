@@ -80,20 +80,33 @@ class Benchmark:
             }
         )
 
-    def plan(self, method: str, registry: Registry, tracks: list[str] | None = None) -> MethodPlan:
-        """Expand one method over the tracks (all, or those named) into a suite; ConfigError on bad input."""
+    def plan(
+        self,
+        method: str,
+        registry: Registry,
+        tracks: list[str] | None = None,
+        *,
+        specs: list[TrackSpec] | None = None,
+        suite: str | None = None,
+    ) -> MethodPlan:
+        """Expand one method over the tracks (all, or those named; or the merged track ``specs`` a study derives:
+        trials, variants) into a suite (named ``suite``, by default the method's); ConfigError on bad input."""
         check_method(method, registry)
         entries, skipped = [], {}
-        for name in tracks or self.tracks:
-            track = self.merged(self.track(name))
+        for track in specs if specs is not None else [self.merged(self.track(n)) for n in tracks or self.tracks]:
             assert track.task and track.model  # checked by load_benchmark
             why = not_applicable(method, track.task, track.model, track.set.get("task", {}), registry)
             if why:
-                skipped[name] = why
+                skipped[track.name] = why
                 continue
             entries.append(
                 EntrySpec(
-                    name=name, task=track.task, model=track.model, preset=method, set=track.set, seeds=track.seeds
+                    name=track.name,
+                    task=track.task,
+                    model=track.model,
+                    preset=method,
+                    set=track.set,
+                    seeds=track.seeds,
                 )
             )
         meta = SuiteMeta(
@@ -110,7 +123,7 @@ class Benchmark:
                 raise ConfigError(f"method '{method}': {exc}") from None
         else:
             spec = SuiteSpec.model_construct(suite=meta, entries=[])
-        return MethodPlan(method, Suite(self.suite_name(method), self.source, spec, runs), skipped)
+        return MethodPlan(method, Suite(suite or self.suite_name(method), self.source, spec, runs), skipped)
 
 
 def check_method(method: str, registry: Registry) -> None:
@@ -221,8 +234,23 @@ def load_benchmark(name_or_path: str | None, registry: Registry) -> Benchmark:
     for method in {spec.benchmark.reference, *spec.benchmark.baselines}:
         if method not in registry.preset_names():
             raise ConfigError(f"{path}: method '{method}' is not a preset of any installed plugin")
-    if spec.benchmark.reference not in spec.benchmark.baselines:
-        raise ConfigError(f"{path}: the reference '{spec.benchmark.reference}' must be one of the baselines")
+    meta = spec.benchmark
+    for method in meta.baselines:
+        for entry in registry.entries["preset"].values():
+            against = entry.component.against if entry.component.name == method else None
+            if against and against not in registry.preset_names():
+                raise ConfigError(f"{path}: method '{method}' is measured against '{against}', which is not a preset")
+    if meta.reference not in meta.baselines:
+        raise ConfigError(f"{path}: the reference '{meta.reference}' must be one of the baselines")
+    for method in meta.controls:
+        if method not in meta.baselines or method == meta.reference:
+            raise ConfigError(f"{path}: control '{method}' must be one of the baselines, and not the reference")
+    for name in meta.open:
+        if name not in names:
+            raise ConfigError(f"{path}: open track '{name}' is not a track (tracks: {', '.join(names)})")
+    shared = sorted(set(meta.tuning_seeds or []) & set(meta.seeds))
+    if shared:
+        raise ConfigError(f"{path}: tuning seed {shared[0]} is also a scoring seed (the two sets must be disjoint)")
     return bench
 
 

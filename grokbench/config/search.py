@@ -30,11 +30,16 @@ def benchmark_seed(benchmark: str, version: int) -> int:
 
 def draw_trials(space: SearchSpace, trials: int, benchmark: str, version: int) -> list[dict[str, Any]]:
     """``trials`` points of ``space``, each ``{dotted key: value}``; the same arguments give the same points."""
-    if trials < 1:
-        raise ValueError(f"need at least 1 trial (got {trials})")
+    return draw_points(space, trials, benchmark_seed(benchmark, version))
+
+
+def draw_points(space: SearchSpace, n: int, seed: int) -> list[dict[str, Any]]:
+    """``n`` points of ``space`` from the Halton sequence scrambled with ``seed`` (trials, held-out variants)."""
+    if n < 1:
+        raise ValueError(f"need at least 1 point (got {n})")
     keys = sorted(space.params)
-    engine = qmc.Halton(len(keys), scramble=True, seed=np.random.default_rng(benchmark_seed(benchmark, version)))
-    units = engine.random(trials)
+    engine = qmc.Halton(len(keys), scramble=True, seed=np.random.default_rng(seed))
+    units = engine.random(n)
     return [{key: _plain(space.params[key].value(float(u))) for key, u in zip(keys, row)} for row in units]
 
 

@@ -48,36 +48,74 @@ def run_benchmark(
     """Train every planned run not yet stored, all methods through one executor (the suite driver).
 
     Each method's plan over every track is registered as the suite ``BENCHMARK@vVERSION/METHOD`` (what the
-    scores read; with the file's digest), also when only some tracks are run now, once the driver has checked
-    that the runs can train here (a refused run writes nothing);
-    the runs themselves go through :func:`grokbench.driving.suites.run_suite` as one suite named
-    ``BENCHMARK@vVERSION`` (this invocation's runs), so that the workers stay busy across methods. Resumable: a
-    stored configuration is not trained again.
+    scores read; with the file's digest), also when only some tracks are run now. Resumable: a stored
+    configuration is not trained again.
+    """
+    wholes = [bench.plan(p.method, registry).suite for p in plans]
+    return run_plans(
+        bench,
+        plans,
+        wholes,
+        store=store,
+        executor=executor,
+        options=options,
+        registry=registry,
+        progress=progress,
+        retry_failed=retry_failed,
+    )
+
+
+def run_plans(
+    bench: Benchmark,
+    plans: list[MethodPlan],
+    wholes: list[Suite],
+    *,
+    store: str | os.PathLike[str] | None = None,
+    executor: str = "inline",
+    options: dict[str, Any] | None = None,
+    registry: Registry,
+    progress: bool = False,
+    retry_failed: bool = False,
+) -> BenchmarkOutcome:
+    """Train the runs of several plans not yet stored, through one executor, so that the workers stay busy across
+    methods and tracks.
+
+    Each of ``wholes`` (a plan over every track, of which ``plans`` may be a part) is registered under its own name
+    with the file's digest, once the driver has checked that the runs can train here (a refused run writes
+    nothing); the runs go through :func:`grokbench.driving.suites.run_suite` as one suite named
+    ``BENCHMARK@vVERSION`` (this invocation's runs), each entry labelled by its plan's name after that key.
     """
     from grokbench.driving.suites import make_executor, run_suite
 
     started = time.perf_counter()
     make_executor(executor, options or {}, registry)  # an unknown executor or option: refused before any write
     target = open_store(store)  # checks the store; creates nothing until the first write
-    wholes = []
-    for plan in plans:
-        # the method's whole plan, every track: a run of some tracks (--track) keeps the other tracks' runs scored
-        whole = bench.plan(plan.method, registry).suite
-        spec = {**whole.spec.model_dump(mode="json"), "digest": bench.digest}
-        wholes.append((whole.name, bench.source, spec, whole.members()))
+    register = [
+        (w.name, bench.source, {**w.spec.model_dump(mode="json"), "digest": bench.digest}, w.members()) for w in wholes
+    ]
+    prefix = {p.suite.name: p.suite.name.removeprefix(bench.key + "/") for p in plans}
     runs = [
-        PlannedRun(entry=f"{p.method}/{r.entry}", label=f"{p.method}/{r.label}", config=r.config)
+        PlannedRun(
+            entry=f"{prefix[p.suite.name]}/{r.entry}", label=f"{prefix[p.suite.name]}/{r.label}", config=r.config
+        )
         for p in plans
         for r in p.suite.runs
     ]
     entries = [
-        EntrySpec(name=f"{p.method}/{e.name}", task=e.task, model=e.model, preset=e.preset, set=e.set, seeds=e.seeds)
+        EntrySpec(
+            name=f"{prefix[p.suite.name]}/{e.name}",
+            task=e.task,
+            model=e.model,
+            preset=e.preset,
+            set=e.set,
+            seeds=e.seeds,
+        )
         for p in plans
         for e in p.suite.spec.entries
     ]
     meta = SuiteMeta.model_construct(  # the key holds an @, which a suite file's name may not
         name=bench.key,
-        description=f"{bench.name}: the last 'bench run' ({', '.join(p.method for p in plans)})",
+        description=f"{bench.name}: the last 'bench run' ({', '.join(dict.fromkeys(p.method for p in plans))})",
         seeds=bench.spec.benchmark.seeds,
     )
     combined = Suite(bench.key, bench.source, SuiteSpec.model_construct(suite=meta, entries=entries), runs)
@@ -89,13 +127,13 @@ def run_benchmark(
         registry=registry,
         progress=progress,
         retry_failed=retry_failed,
-        register=wholes,
+        register=register,
     )
     usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     return BenchmarkOutcome(
         benchmark=bench.name,
         store=str(target.path),
-        methods=[p.method for p in plans],
+        methods=list(dict.fromkeys(p.method for p in plans)),
         planned=outcome.planned,
         skipped=outcome.skipped,
         trained=outcome.trained,

@@ -9,7 +9,11 @@ from typing import Any
 from pydantic import Field
 
 from grokbench.files import read_text
+from grokbench.plugin.contracts.search import Distribution
 from grokbench.strict import StrictModel, parse_toml
+
+#: the rulesets a benchmark with tuning seeds is run under (docs/benchmark.md)
+RULESETS = ("self-tuning", "external-tuning")
 
 
 class BenchmarkMeta(StrictModel):
@@ -19,6 +23,19 @@ class BenchmarkMeta(StrictModel):
     seeds: list[int] = Field(min_length=1)
     reference: str = Field(min_length=1, description="the method speed-ups are measured against")
     baselines: list[str] = Field(min_length=1, description="methods run when none is named")
+    controls: list[str] = Field(
+        default_factory=list, description="baselines shown for comparison but not ranked (no regularization, ...)"
+    )
+    tuning_seeds: list[int] | None = Field(
+        None,
+        min_length=1,
+        description="seeds of the external-tuning trials, disjoint from `seeds` (the scoring seeds); a benchmark "
+        "that sets them is run under rulesets (`bench run --ruleset`)",
+    )
+    trials: int = Field(8, ge=1, le=256, description="trials per track under the external-tuning ruleset")
+    open: list[str] = Field(
+        default_factory=list, description="tracks run and reported but not scored (no method solves them yet)"
+    )
 
 
 class TrackFields(StrictModel):
@@ -31,6 +48,11 @@ class TrackFields(StrictModel):
 
 class TrackSpec(TrackFields):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    ranges: dict[str, Distribution] = Field(
+        default_factory=dict,
+        description="dotted track settings (`task.p`, `model.width`) and the distributions held-out variants "
+        "draw them from (`bench run --variants K`)",
+    )
 
 
 class BenchmarkSpec(StrictModel):

@@ -157,6 +157,21 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection, Path], None]] = [
     """,
     # v4: the paths a store records are relative to the store (see the module docstring)
     _relative_paths,
+    # v5: step costs measured side by side in one process (a benchmark's cost-adjusted time): CPU seconds per
+    # step of a run configuration and of the reference's configuration on the same track, and their environment
+    """
+    CREATE TABLE step_costs (
+        config_hash           TEXT NOT NULL,
+        reference_hash        TEXT NOT NULL,
+        seconds               REAL NOT NULL,
+        reference_seconds     REAL NOT NULL,
+        steps                 INTEGER NOT NULL,
+        repeats               INTEGER NOT NULL,
+        environment           TEXT NOT NULL,
+        measured_at           TEXT NOT NULL,
+        PRIMARY KEY (config_hash, reference_hash)
+    ) WITHOUT ROWID;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -430,6 +445,44 @@ class Store:
                 "INSERT OR IGNORE INTO suite_members (suite, entry, config_hash, position) VALUES (?, ?, ?, ?)",
                 [(name, entry, h, i) for i, (entry, h) in enumerate(members)],
             )
+
+    def save_step_cost(
+        self,
+        config_hash: str,
+        reference_hash: str,
+        seconds: float,
+        reference_seconds: float,
+        *,
+        steps: int,
+        repeats: int,
+        environment: dict[str, Any],
+    ) -> None:
+        """Record one side-by-side measurement of CPU seconds per step (replacing an earlier one of the pair)."""
+        now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+        self._ensure()
+        with closing(self.connect()) as conn, conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO step_costs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    config_hash,
+                    reference_hash,
+                    seconds,
+                    reference_seconds,
+                    steps,
+                    repeats,
+                    json.dumps(environment, sort_keys=True),
+                    now,
+                ),
+            )
+
+    def step_costs(self) -> pd.DataFrame:
+        """Every side-by-side step-cost measurement, with ``ratio`` = seconds ÷ reference_seconds."""
+        import pandas as pd
+
+        with closing(self.connect()) as conn:
+            frame = pd.read_sql_query("SELECT * FROM step_costs ORDER BY config_hash, reference_hash", conn)
+        frame["ratio"] = frame["seconds"] / frame["reference_seconds"]
+        return frame
 
     def stored_hashes(self, hashes: Iterable[str], *, failed: bool = True) -> set[str]:
         """The config hashes among ``hashes`` that have a stored run (interrupted and running ones are not done;

@@ -1,4 +1,4 @@
-"""The optimizer ``grokfast``: Grokfast-EMA (Lee et al. 2024) in front of AdamW (or plain GD).
+"""The optimizer ``grokfast``: Grokfast-EMA (Lee et al. 2024) in front of Adam(W) (or plain GD).
 
 (First-party since the benchmark made it a baseline; it began in the example plugin package.)
 
@@ -27,6 +27,11 @@ Regularizer gradients (``l2``, ``linf``) are added to g before the optimizer
 sees it, so they are filtered too, as an explicit penalty in the loss would be
 in the authors' code; decoupled weight decay (the ``adamw`` regularizer, or
 ``weight_decay`` here) is not.
+
+``coupled_decay`` is the weight decay of the published runs: the authors pass it
+to ``torch.optim.Adam(weight_decay=...)`` (main.py), which adds λθ to the
+gradient it is handed, here the filtered one: g ← g + λ μ + λ_c θ, then Adam.
+At 0 (the default) the step is the one without it, bit for bit.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-from pydantic import Field, PositiveFloat
+from pydantic import Field, PositiveFloat, SerializerFunctionWrapHandler, model_serializer
 
 from grokbench import hookimpl
 from grokbench.contracts import BATCHABLE, Optimizer, OptimizerState, Params
@@ -43,12 +48,16 @@ from .optimizers import AdamStep, SGDStep
 
 
 class GrokfastState(OptimizerState):
-    """EMA gradient filter, then the base optimizer's step."""
+    """EMA gradient filter, then (if set) coupled weight decay λ_c θ added to the filtered gradient, then the base
+    optimizer's step."""
 
     capabilities = frozenset({"state-dict"})
 
-    def __init__(self, params: list[torch.Tensor], base: OptimizerState, alpha: float, lamb: float):
+    def __init__(
+        self, params: list[torch.Tensor], base: OptimizerState, alpha: float, lamb: float, coupled_decay: float = 0.0
+    ):
         self.params, self.base, self.alpha, self.lamb = params, base, alpha, lamb
+        self.coupled_decay = coupled_decay
         self.ema: list[torch.Tensor] | None = None
 
     @torch.no_grad()
@@ -58,7 +67,10 @@ class GrokfastState(OptimizerState):
         else:
             for mu, g in zip(self.ema, grads):
                 mu.mul_(self.alpha).add_(g, alpha=1 - self.alpha)
-        self.base.step([g + self.lamb * mu for g, mu in zip(grads, self.ema)])
+        filtered = [g + self.lamb * mu for g, mu in zip(grads, self.ema)]
+        if self.coupled_decay:  # torch.optim's weight_decay, on the filtered gradient
+            filtered = [f.add_(p, alpha=self.coupled_decay) for f, p in zip(filtered, self.params)]
+        self.base.step(filtered)
 
     def state_dict(self) -> dict[str, Any]:
         return {"ema": self.ema, "base": self.base.state_dict()}
@@ -70,7 +82,7 @@ class GrokfastState(OptimizerState):
 
 
 class Grokfast(Optimizer):
-    """Grokfast-EMA (Lee et al. 2024): g ← g + λ·EMA_α(g), then AdamW (or GD); amplifies slow gradients."""
+    """Grokfast-EMA (Lee et al. 2024): g ← g + λ·EMA_α(g) (+ λ_c θ), then AdamW (or GD); amplifies slow gradients."""
 
     name = "grokfast"
 
@@ -94,6 +106,20 @@ class Grokfast(Optimizer):
         weight_decay: float = Field(
             0.0, ge=0, description="adamw only: decoupled weight decay", json_schema_extra=BATCHABLE
         )
+        coupled_decay: float = Field(
+            0.0,
+            ge=0,
+            description="coupled weight decay λ_c: λ_c θ added to the filtered gradient (torch.optim.Adam's weight_decay)",
+            json_schema_extra=BATCHABLE,
+        )
+
+        @model_serializer(mode="wrap")
+        def _omit_unset_decay(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+            """``coupled_decay`` left out while 0, so runs configured before it existed keep their config hash."""
+            out = handler(self)
+            if out.get("coupled_decay") == 0:
+                del out["coupled_decay"]
+            return out
 
     def build(self, params):
         p = self.params
@@ -102,7 +128,7 @@ class Grokfast(Optimizer):
             base = AdamStep(params, p.lr, p.beta1, p.beta2, p.eps, p.weight_decay)
         else:
             base = SGDStep(params, p.lr)
-        return GrokfastState(params, base, p.alpha, p.lamb)
+        return GrokfastState(params, base, p.alpha, p.lamb, p.coupled_decay)
 
 
 @hookimpl
