@@ -186,7 +186,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tiny, tmp_path, args, 
 
 def test_a_missing_benchmark_file_is_bad_input(tmp_path):
     done = cli("bench", "run", "--benchmark", "no-such-bench", cwd=tmp_path)
-    assert done.returncode == 2 and done.stderr == "error: unknown benchmark 'no-such-bench' (known: grokbench-v1)\n"
+    assert done.returncode == 2 and done.stderr == "error: unknown benchmark 'no-such-bench' (known: grokbench-v1, grokbench-v2)\n"
     done = cli("bench", "run", "--benchmark", "no-such.toml", cwd=tmp_path)
     assert done.returncode == 2 and done.stderr == "error: no benchmark file no-such.toml\n"
     assert list(tmp_path.iterdir()) == []
@@ -231,9 +231,9 @@ def test_a_plugin_registers_a_benchmark_found_by_name(tiny):
     from grokbench.plugin.manager import load_plugins
 
     registry = load_plugins(extra=[("mine", benchmark_plugin(tiny))])
-    assert registry.names("benchmark") == ["grokbench-v1", "tiny-bench"]
+    assert registry.names("benchmark") == ["grokbench-v1", "grokbench-v2", "tiny-bench"]
     assert load_benchmark("tiny-bench", registry).tracks == ["cls", "reg"]
-    with pytest.raises(ConfigError, match=r"2 benchmarks are installed \(grokbench-v1, tiny-bench\): name one"):
+    with pytest.raises(ConfigError, match=r"3 benchmarks are installed \(grokbench-v1, grokbench-v2, tiny-bench\)"):
         load_benchmark(None, registry)
     with pytest.raises(ConfigError, match="unknown benchmark 'nope'"):
         load_benchmark("nope", registry)
@@ -247,8 +247,8 @@ def test_an_invalid_benchmark_file_marks_its_plugin_broken(tmp_path, registry):
     registry = load_plugins(extra=[("mine", benchmark_plugin(bad))])
     (broken,) = [p for p in registry.broken if p.name == "mine"]
     assert "bad.toml" in broken.error and "version" in broken.error
-    assert registry.names("benchmark") == ["grokbench-v1"]
-    assert load_benchmark(None, registry).name == "grokbench-v1"
+    assert registry.names("benchmark") == ["grokbench-v1", "grokbench-v2"]
+    assert load_benchmark("grokbench-v1", registry).name == "grokbench-v1"
 
 
 def test_the_benchmark_file_is_installed_with_the_plugins(tmp_path):
