@@ -1,7 +1,7 @@
 """The uncertainty of a benchmark's numbers: success intervals, median intervals, paired tests, when a run generalized.
 
 Every function takes plain per-seed values (a step, ``inf`` for a seed that did not generalize within its budget),
-so a reader can recompute each number from the store with the same few lines. docs/benchmark-v2.md says why each
+so a reader can recompute each number from the store with the same few lines. docs/benchmark.md says why each
 test was chosen.
 """
 
