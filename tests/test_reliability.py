@@ -8,6 +8,8 @@ import os
 import sqlite3
 import subprocess
 import sys
+import signal
+import time
 from contextlib import closing, contextmanager
 from pathlib import Path
 
@@ -19,7 +21,20 @@ from grokbench import cli as cli_module
 from grokbench.reporting.baseline import BASELINE_FORMAT
 from grokbench.storage.store import Store
 
-RUN = ["run", "-t", "modadd-cls", "-m", "quadratic", "--set", "task.p=7", "--set", "model.width=8", "--set", "train.steps=2", "--quiet"]
+RUN = [
+    "run",
+    "-t",
+    "modadd-cls",
+    "-m",
+    "quadratic",
+    "--set",
+    "task.p=7",
+    "--set",
+    "model.width=8",
+    "--set",
+    "train.steps=2",
+    "--quiet",
+]
 
 #: a suite of 2 runs that trains in a fraction of a second; NAME is replaced by the entries' names
 SUITE = """
@@ -117,7 +132,12 @@ def test_values_no_run_can_take_are_refused_before_anything_runs(tmp_path, args,
 
 def test_an_empty_store_path_is_refused(tmp_path):
     refused_untouched(tmp_path, [*RUN, "--store", ""], "store", "empty")
-    for args in (["runs"], ["show", "abc"], ["report", "--out", tmp_path / "r"], ["export", "--format", "csv", "--out", tmp_path / "x"]):
+    for args in (
+        ["runs"],
+        ["show", "abc"],
+        ["report", "--out", tmp_path / "r"],
+        ["export", "--format", "csv", "--out", tmp_path / "x"],
+    ):
         refused_untouched(tmp_path, [*args, "--store", ""], "store", "empty")
 
 
@@ -139,7 +159,10 @@ def read_only(folder: Path):
     """``folder`` made read-only for the block: a read-only bind mount as root, else permissions (skipped if ignored)."""
     if os.geteuid() == 0:
         mounted = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True).returncode == 0
-        if mounted and subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], capture_output=True).returncode == 0:
+        if (
+            mounted
+            and subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], capture_output=True).returncode == 0
+        ):
             try:
                 yield
             finally:
@@ -174,7 +197,10 @@ def test_a_read_only_store_is_refused_before_training_and_stays_readable(tmp_pat
         assert report.exit_code == 0, report.output
         assert "leaderboard" in (tmp_path / "rep" / "leaderboard.md").read_text()
         assert snapshot(path.parent) == before  # no -wal, no -shm, nothing changed
-    assert sorted(p.name for p in path.parent.iterdir()) == ["s.db", "s.db.checkpoints"]  # the checkpoints of the stored runs
+    assert sorted(p.name for p in path.parent.iterdir()) == [
+        "s.db",
+        "s.db.checkpoints",
+    ]  # the checkpoints of the stored runs
 
 
 def test_resume_on_a_read_only_store_is_refused_as_run_is(tmp_path, stored):
@@ -187,7 +213,12 @@ def test_resume_on_a_read_only_store_is_refused_as_run_is(tmp_path, stored):
 def test_a_zero_byte_file_is_not_turned_into_a_store(tmp_path):
     empty = tmp_path / "empty.db"
     empty.touch()
-    for args in (["runs"], ["show", "ab"], ["report", "--out", tmp_path / "r"], ["export", "--format", "csv", "--out", tmp_path / "x"]):
+    for args in (
+        ["runs"],
+        ["show", "ab"],
+        ["report", "--out", tmp_path / "r"],
+        ["export", "--format", "csv", "--out", tmp_path / "x"],
+    ):
         refused_untouched(tmp_path, [*args, "--store", empty], "empty file")
     assert empty.stat().st_size == 0
 
@@ -210,7 +241,12 @@ def _out_cases(tmp_path: Path) -> list[tuple[object, str]]:
     a_file.write_text("keep me")
     unwritable = tmp_path / "locked"
     unwritable.mkdir()
-    return [(a_file, "a-file.txt"), ("/dev/null", "not a folder"), ("/proc/grokbench-out", "cannot create"), ("", "empty")]
+    return [
+        (a_file, "a-file.txt"),
+        ("/dev/null", "not a folder"),
+        ("/proc/grokbench-out", "cannot create"),
+        ("", "empty"),
+    ]
 
 
 @pytest.mark.parametrize("command", ["report", "export"])
@@ -232,7 +268,10 @@ def test_an_unwritable_out_folder_is_refused(tmp_path, stored):
         refused_untouched(tmp_path, ["report", "--store", path, "--out", out / "sub"], "cannot create")
 
 
-@pytest.mark.parametrize("command, name", [("report", "leaderboard.md"), ("report", "baseline.json"), ("export", "runs.csv"), ("export", "curves.csv")])
+@pytest.mark.parametrize(
+    "command, name",
+    [("report", "leaderboard.md"), ("report", "baseline.json"), ("export", "runs.csv"), ("export", "curves.csv")],
+)
 def test_report_and_export_never_write_through_a_symlink(tmp_path, stored, command, name):
     path, _ = stored
     out = tmp_path / "out"
@@ -258,11 +297,26 @@ def test_report_and_export_replace_their_files_atomically(tmp_path, stored):
 
 
 def _baseline(**changes):
-    entry = {"group": "G1", "task": "modadd-cls", "entry": "adamw", "seeds": 1, "generalized": 1, "success_rate": 1.0, "median_t_generalize": 10.0, "final_test_acc": 1.0}
-    doc = {"format": BASELINE_FORMAT, "grokbench": grokbench.__version__, "suite": None, "compare": ["regularizer", "optimizer"], "entries": [entry]}
+    entry = {
+        "group": "G1",
+        "task": "modadd-cls",
+        "entry": "adamw",
+        "seeds": 1,
+        "generalized": 1,
+        "success_rate": 1.0,
+        "median_t_generalize": 10.0,
+        "final_test_acc": 1.0,
+    }
+    doc = {
+        "format": BASELINE_FORMAT,
+        "grokbench": grokbench.__version__,
+        "suite": None,
+        "compare": ["regularizer", "optimizer"],
+        "entries": [entry],
+    }
     for key, value in changes.items():
         if key.startswith("entry_"):
-            name = key[len("entry_"):]
+            name = key[len("entry_") :]
             if value is KeyError:
                 entry.pop(name)
             else:
@@ -290,8 +344,11 @@ BASELINES = [
     (json.dumps([1, 2, 3]), "baseline"),
     (json.dumps(None), "baseline"),
     ("{not json", "invalid JSON"),
-    ('{"format": %d, "grokbench": "%s", "compare": [], "entries": [{"group": "G1", "task": "t", "entry": "e", "seeds": 1, "generalized": 0, "success_rate": NaN}]}'
-     % (BASELINE_FORMAT, grokbench.__version__), "success_rate"),
+    (
+        '{"format": %d, "grokbench": "%s", "compare": [], "entries": [{"group": "G1", "task": "t", "entry": "e", "seeds": 1, "generalized": 0, "success_rate": NaN}]}'
+        % (BASELINE_FORMAT, grokbench.__version__),
+        "success_rate",
+    ),
     ("\xff\xfe", "baseline"),
 ]
 
@@ -326,7 +383,13 @@ def _suite(tmp_path: Path, text: str) -> Path:
     return path
 
 
-GRID_1M = 'grid.task.train_fraction = [' + ", ".join(f"0.{i:04d}1" for i in range(1000)) + "]\ngrid.model.init_scale = [" + ", ".join(f"{i + 1}.0" for i in range(1000)) + "]"
+GRID_1M = (
+    "grid.task.train_fraction = ["
+    + ", ".join(f"0.{i:04d}1" for i in range(1000))
+    + "]\ngrid.model.init_scale = ["
+    + ", ".join(f"{i + 1}.0" for i in range(1000))
+    + "]"
+)
 SUITES = [
     (SUITE.replace('regularizer = "l2"', 'regularizer = "l2"\nset.train.device = "cuda:99"'), "cuda:99"),
     (SUITE.replace('regularizer = "l2"', 'regularizer = "l2"\nset.train.device = "mps"'), "mps"),
@@ -349,7 +412,9 @@ def test_a_hostile_suite_file_is_refused_before_running(tmp_path, text, needle):
 
 def test_max_runs_is_an_explicit_limit(tmp_path):
     path = _suite(tmp_path, SUITE)
-    refused_untouched(tmp_path, ["suite", "run", path, "--store", tmp_path / "s.db", "--max-runs", "1"], "2 runs", "limit of 1")
+    refused_untouched(
+        tmp_path, ["suite", "run", path, "--store", tmp_path / "s.db", "--max-runs", "1"], "2 runs", "limit of 1"
+    )
     assert invoke("suite", "run", path, "--store", tmp_path / "s.db", "--max-runs", "2").exit_code == 0
 
 
@@ -368,11 +433,20 @@ def test_an_oversized_or_binary_suite_file_is_refused(tmp_path):
     refused_untouched(tmp_path, ["suite", "run", binary, "--store", tmp_path / "s.db"], "not UTF-8")
 
 
-HOSTILE_NAMES = ["dollar $x^2$ and $\\\\frac{a}{", "pipe | column", "<script>alert(1)</script>", "line\\nbreak", "back`tick` *star* _u_"]
+HOSTILE_NAMES = [
+    "dollar $x^2$ and $\\\\frac{a}{",
+    "pipe | column",
+    "<script>alert(1)</script>",
+    "line\\nbreak",
+    "back`tick` *star* _u_",
+]
 
 
 def test_hostile_entry_names_are_escaped_in_markdown_and_plot_labels(tmp_path):
-    entries = "".join(f'\n[[entries]]\nname = "{name}"\nregularizer = "l2"\nset.regularizer.strength = {i + 1}e-3\ngrid.task.train_fraction = [0.5, 0.6]\n' for i, name in enumerate(HOSTILE_NAMES))
+    entries = "".join(
+        f'\n[[entries]]\nname = "{name}"\nregularizer = "l2"\nset.regularizer.strength = {i + 1}e-3\ngrid.task.train_fraction = [0.5, 0.6]\n'
+        for i, name in enumerate(HOSTILE_NAMES)
+    )
     text = SUITE[: SUITE.index("[[entries]]")] + entries
     path = _suite(tmp_path, text)
     store = tmp_path / "s.db"
@@ -424,8 +498,11 @@ def test_every_writer_refuses_a_symlink_at_each_level_below_its_root(tmp_path, l
     victim = _victim(tmp_path)
     root = tmp_path / "root"
     (root / "a").mkdir(parents=True)
-    target = {"file": root / "a" / "precious.txt", "folder": root / "a" / "b" / "precious.txt",
-              "deeper folder": root / "a" / "b" / "c" / "precious.txt"}[level]
+    target = {
+        "file": root / "a" / "precious.txt",
+        "folder": root / "a" / "b" / "precious.txt",
+        "deeper folder": root / "a" / "b" / "c" / "precious.txt",
+    }[level]
     if level == "file":
         target.symlink_to(victim / "precious.txt")
     elif level == "folder":
@@ -441,7 +518,11 @@ def test_every_writer_refuses_a_symlink_at_each_level_below_its_root(tmp_path, l
         lambda: files.Batch(target.parent, root=root).add(target.name, "new") and files.Batch(target.parent, root=root),
         lambda: _commit(files.Batch(target.parent, root=root), target.name),
         lambda: files.append_to(target, root=root).write("new"),
-        lambda: files.folder(root, *target.relative_to(root).parts[:-1], "sub") if level != "file" else files.folder(root, *target.relative_to(root).parts),
+        lambda: (
+            files.folder(root, *target.relative_to(root).parts[:-1], "sub")
+            if level != "file"
+            else files.folder(root, *target.relative_to(root).parts)
+        ),
     ]
     for write in writers:
         with pytest.raises(ConfigError, match="symlink"):
@@ -506,7 +587,15 @@ def test_export_writes_both_files_or_neither(tmp_path, stored, monkeypatch):
     assert invoke("export", "--format", "csv", "--store", path, "--out", out).exit_code == 0
     before = snapshot(out)
     stage = files._stage
-    monkeypatch.setattr(files, "_stage", lambda fd, name, fill: (_ for _ in ()).throw(OSError(errno_.ENOSPC, "No space left on device")) if name == "curves.csv" else stage(fd, name, fill))
+    monkeypatch.setattr(
+        files,
+        "_stage",
+        lambda fd, name, fill: (
+            (_ for _ in ()).throw(OSError(errno_.ENOSPC, "No space left on device"))
+            if name == "curves.csv"
+            else stage(fd, name, fill)
+        ),
+    )
     assert_refused(invoke("export", "--format", "csv", "--store", path, "--out", out), "curves.csv", "No space left")
     assert snapshot(out) == before
 
@@ -536,7 +625,9 @@ def test_checkpoint_out_never_writes_through_a_symlink_nor_onto_a_device(tmp_pat
     link.symlink_to(victim / "precious.txt")
     refused_untouched(tmp_path, ["checkpoint", run_id, "--store", path, "--out", link], "symlink")
     refused_untouched(tmp_path, ["checkpoint", run_id, "--store", path, "--out", "/dev/full"], "/dev/full")
-    refused_untouched(tmp_path, ["checkpoint", run_id, "--store", path, "--out", tmp_path / ("n" * 300)], "File name too long")
+    refused_untouched(
+        tmp_path, ["checkpoint", run_id, "--store", path, "--out", tmp_path / ("n" * 300)], "File name too long"
+    )
     done = invoke("checkpoint", run_id, "--store", path, "--out", tmp_path / "copy.safetensors")
     assert done.exit_code == 0 and (tmp_path / "copy.safetensors").stat().st_size > 0
 
@@ -580,14 +671,20 @@ def test_an_unusable_log_dir_is_refused_before_training(tmp_path, kind):
     store = tmp_path / "s.db"
     if kind == "file":
         (tmp_path / "logs").write_text("x")
-        refused_untouched(tmp_path, [*RUN, "--logger", "jsonl", "--log-dir", tmp_path / "logs", "--store", store], "is a file")
+        refused_untouched(
+            tmp_path, [*RUN, "--logger", "jsonl", "--log-dir", tmp_path / "logs", "--store", store], "is a file"
+        )
     elif kind == "device":
-        refused_untouched(tmp_path, [*RUN, "--logger", "jsonl", "--log-dir", "/dev/full", "--store", store], "/dev/full")
+        refused_untouched(
+            tmp_path, [*RUN, "--logger", "jsonl", "--log-dir", "/dev/full", "--store", store], "/dev/full"
+        )
     else:
         folder = tmp_path / "ro"
         folder.mkdir()
         with read_only(folder):
-            refused_untouched(tmp_path, [*RUN, "--logger", "jsonl", "--log-dir", folder / "logs", "--store", store], "not writable")
+            refused_untouched(
+                tmp_path, [*RUN, "--logger", "jsonl", "--log-dir", folder / "logs", "--store", store], "not writable"
+            )
     assert not store.exists()
 
 
@@ -635,8 +732,12 @@ def test_a_refused_bench_run_writes_nothing(tmp_path, extra, needle):
     store = tmp_path / "db" / "b.db"
     store.parent.mkdir()
     assert invoke("bench", "run", "-b", _bench(tmp_path, "v1.toml"), "--store", store, "-q").exit_code == 0
-    refused_untouched(tmp_path, ["bench", "run", "-b", _bench(tmp_path, "bad.toml", 1, extra), "--store", store], needle)
-    refused_untouched(tmp_path, ["bench", "run", "-b", tmp_path / "bad.toml", "--store", tmp_path / "db" / "new.db"], needle)
+    refused_untouched(
+        tmp_path, ["bench", "run", "-b", _bench(tmp_path, "bad.toml", 1, extra), "--store", store], needle
+    )
+    refused_untouched(
+        tmp_path, ["bench", "run", "-b", tmp_path / "bad.toml", "--store", tmp_path / "db" / "new.db"], needle
+    )
     assert not (tmp_path / "db" / "new.db").exists()
 
 
@@ -652,9 +753,19 @@ def test_benchmark_plans_are_keyed_by_name_and_version_and_checked_by_digest(tmp
     assert invoke("bench", "report", "-b", v2, "--store", store, "--out", out2, "--no-plots").exit_code == 0
     assert "huge" not in (out1 / "benchmark.csv").read_text() and "huge" in (out2 / "benchmark.csv").read_text()
     edited = _bench(tmp_path, "edited.toml", 1, HUGE_TRACK.replace("100000", "11"))  # same name and version
-    refused_untouched(tmp_path, ["bench", "report", "-b", edited, "--store", store, "--out", tmp_path / "r3"], "another file", "mini@v1")
+    refused_untouched(
+        tmp_path,
+        ["bench", "report", "-b", edited, "--store", store, "--out", tmp_path / "r3"],
+        "another file",
+        "mini@v1",
+    )
     v3 = _bench(tmp_path, "v3.toml", 3)
-    refused_untouched(tmp_path, ["bench", "report", "-b", v3, "--store", store, "--out", tmp_path / "r3"], "no runs of mini@v3", "mini@v1, mini@v2")
+    refused_untouched(
+        tmp_path,
+        ["bench", "report", "-b", v3, "--store", store, "--out", tmp_path / "r3"],
+        "no runs of mini@v3",
+        "mini@v1, mini@v2",
+    )
 
 
 def test_interrupted_and_failed_runs_are_not_scored(tmp_path):
@@ -671,7 +782,14 @@ def test_interrupted_and_failed_runs_are_not_scored(tmp_path):
     registry = manager.get_registry()
     [row] = score_table(Store(store), load_benchmark(str(bench_file), registry), ["adamw"], registry)
     cls = row.tracks[0]
-    assert (cls.status, cls.runs, cls.interrupted, cls.successes, cls.steps, cls.median_step) == ("incomplete", 0, 1, 0, [], None)
+    assert (cls.status, cls.runs, cls.interrupted, cls.successes, cls.steps, cls.median_step) == (
+        "incomplete",
+        0,
+        1,
+        0,
+        [],
+        None,
+    )
     assert row.solved == 0
     out = tmp_path / "r"
     assert invoke("bench", "report", "-b", bench_file, "--store", store, "--out", out, "--no-plots").exit_code == 0
@@ -719,8 +837,13 @@ def _started(tmp_path: Path, *extra: str) -> subprocess.Popen:
     """``grokbench run`` in a child process, returned once it has begun importing torch (its library is mapped)."""
     import time
 
-    process = subprocess.Popen([sys.executable, "-m", "grokbench", *RUN, "--set", "train.steps=200000", *extra, "--store", tmp_path / "s.db"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "grokbench", *RUN, "--set", "train.steps=200000", *extra, "--store", tmp_path / "s.db"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -746,7 +869,10 @@ def test_an_early_signal_gives_one_line_and_exit_130(tmp_path, delay, sig):
         _, err = process.communicate(timeout=60)
     finally:
         process.kill()  # a lost signal leaves it training: never leave it running
-    assert process.returncode == 130 and "Traceback" not in err and len(err.strip().splitlines()) == 1, (process.returncode, err)
+    assert process.returncode == 130 and "Traceback" not in err and len(err.strip().splitlines()) == 1, (
+        process.returncode,
+        err,
+    )
 
 
 def _until_handled(process: subprocess.Popen) -> None:
@@ -775,9 +901,18 @@ def test_a_signal_while_grokbench_itself_imports_gives_one_line_and_exit_130(tmp
     import signal
     import time
 
-    command = [sys.executable, "-m", "grokbench"] if how.startswith("python") else [str(Path(sys.executable).parent / "grokbench")]
-    process = subprocess.Popen([*command, *RUN, "--set", "train.steps=200000", "--store", tmp_path / "s.db"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    command = (
+        [sys.executable, "-m", "grokbench"]
+        if how.startswith("python")
+        else [str(Path(sys.executable).parent / "grokbench")]
+    )
+    process = subprocess.Popen(
+        [*command, *RUN, "--set", "train.steps=200000", "--store", tmp_path / "s.db"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
     _until_handled(process)
     time.sleep(delay)
     process.send_signal(getattr(signal, sig))
@@ -785,7 +920,10 @@ def test_a_signal_while_grokbench_itself_imports_gives_one_line_and_exit_130(tmp
         _, err = process.communicate(timeout=60)
     finally:
         process.kill()
-    assert process.returncode == 130 and "Traceback" not in err and len(err.strip().splitlines()) == 1, (process.returncode, err)
+    assert process.returncode == 130 and "Traceback" not in err and len(err.strip().splitlines()) == 1, (
+        process.returncode,
+        err,
+    )
 
 
 SWALLOWED = """
@@ -807,13 +945,21 @@ def test_a_signal_that_torch_swallows_still_stops_the_command(tmp_path):
     command must not train on (it did), nor die in a half-imported module's traceback."""
     script = tmp_path / "swallowed.py"
     script.write_text(SWALLOWED)
-    process = subprocess.Popen([sys.executable, script, *RUN, "--set", "train.steps=200000", "--store", tmp_path / "s.db"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    process = subprocess.Popen(
+        [sys.executable, script, *RUN, "--set", "train.steps=200000", "--store", tmp_path / "s.db"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
     try:
         _, err = process.communicate(timeout=120)
     finally:
         process.kill()
-    assert process.returncode == 130 and "Traceback" not in err and err.strip().splitlines()[-1] == "error: aborted", (process.returncode, err)
+    assert process.returncode == 130 and "Traceback" not in err and err.strip().splitlines()[-1] == "error: aborted", (
+        process.returncode,
+        err,
+    )
     runs = Store(tmp_path / "s.db").runs() if (tmp_path / "s.db").exists() else []
     assert len(runs) == 0
 
@@ -822,8 +968,13 @@ def test_a_second_signal_during_shutdown_still_exits_130(tmp_path):
     import signal
     import time
 
-    process = subprocess.Popen([sys.executable, "-m", "grokbench", *RUN, "--set", "train.steps=200000", "--store", tmp_path / "s.db"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "grokbench", *RUN, "--set", "train.steps=200000", "--store", tmp_path / "s.db"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
     time.sleep(3)
     process.send_signal(signal.SIGTERM)
     time.sleep(0.01)
@@ -834,12 +985,19 @@ def test_a_second_signal_during_shutdown_still_exits_130(tmp_path):
 
 def test_an_unknown_status_is_refused_with_the_known_ones(tmp_path, stored):
     path, _ = stored
-    refused_untouched(tmp_path, ["runs", "--status", "complete", "--store", path], "unknown status 'complete'", "completed, diverged, stalled, failed, interrupted, running")
+    refused_untouched(
+        tmp_path,
+        ["runs", "--status", "complete", "--store", path],
+        "unknown status 'complete'",
+        "completed, diverged, stalled, failed, interrupted, running",
+    )
 
 
 def test_names_too_long_are_exit_2_and_one_line(tmp_path, stored):
     path, _ = stored
-    refused_untouched(tmp_path, ["export", "--format", "csv", "--store", path, "--out", tmp_path / ("x" * 300)], "too long")
+    refused_untouched(
+        tmp_path, ["export", "--format", "csv", "--store", path, "--out", tmp_path / ("x" * 300)], "too long"
+    )
     deep = tmp_path.joinpath(*["d" * 200] * 25)
     refused_untouched(tmp_path, ["export", "--format", "csv", "--store", path, "--out", deep], "too long")
 
@@ -852,4 +1010,76 @@ def test_a_deleted_current_folder_is_one_line_and_exit_2(tmp_path):
         "sys.argv = ['grokbench', 'list']\nfrom grokbench.cli import main\nmain()\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and done.stderr.startswith("error: the current folder no longer exists") and done.stderr.count("\n") == 1, done.stderr
+    assert (
+        done.returncode == 2
+        and done.stderr.startswith("error: the current folder no longer exists")
+        and done.stderr.count("\n") == 1
+    ), done.stderr
+
+
+WORKER_SUITE = """
+[suite]
+name = "busy"
+seeds = [0, 1]
+
+[defaults]
+task = "modadd-cls"
+model = "quadratic"
+regularizer = "adamw"
+set.task = { p = 23, train_fraction = 0.7 }
+set.model = { width = 64 }
+set.optimizer = { lr = 3e-3 }
+set.train = { steps = 4000, eval_every = 20, early_stop = true }
+
+[[entries]]
+name = "a"
+set.regularizer.strength = 1.0
+
+[[entries]]
+name = "b"
+set.regularizer.strength = 0.5
+"""
+
+
+def test_sigterm_to_one_busy_worker_counts_its_runs_interrupted_and_a_rerun_trains_only_those(tmp_path):
+    """A real worker of `suite run --executor process --jobs 2`, found by the pid its runs record in the store, gets
+    SIGTERM while it trains: the driver says how many runs were interrupted and exits 1 (never 0, never "trained"),
+    and the next invocation trains exactly the runs not finished."""
+    suite = tmp_path / "busy.toml"
+    suite.write_text(WORKER_SUITE)
+    store = tmp_path / "s.db"
+    command = [sys.executable, "-m", "grokbench", "suite", "run", str(suite), "--store", str(store),
+               "--executor", "process", "--jobs", "2", "-q"]  # fmt: skip
+    driver = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    victim = None
+    deadline = time.monotonic() + 240
+    try:
+        while victim is None and time.monotonic() < deadline and driver.poll() is None:
+            time.sleep(0.2)
+            if not store.exists():
+                continue
+            try:
+                with sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=1) as conn:
+                    rows = conn.execute("SELECT pid FROM runs WHERE status = 'running' AND steps >= 40").fetchall()
+            except sqlite3.Error:
+                continue
+            pids = {pid for (pid,) in rows if pid and pid != driver.pid}
+            victim = min(pids) if pids else None
+        assert victim is not None, "no worker was seen training"
+        os.kill(victim, signal.SIGTERM)
+        out, err = driver.communicate(timeout=240)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 1, (driver.returncode, out, err)
+    with sqlite3.connect(store) as conn:
+        statuses = dict(conn.execute("SELECT status, count(*) FROM runs GROUP BY status").fetchall())
+    killed = statuses.get("interrupted", 0)
+    assert killed >= 1, (statuses, out, err)
+    assert f"{killed} interrupted" in out and "Traceback" not in err
+    left = 4 - statuses.get("completed", 0)
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert f"{left} trained" in again.stdout
+    with sqlite3.connect(store) as conn:
+        assert conn.execute("SELECT status, count(*) FROM runs GROUP BY status").fetchall() == [("completed", 4)]
