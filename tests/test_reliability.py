@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
-import signal
 import time
 from contextlib import closing, contextmanager
 from pathlib import Path

@@ -52,7 +52,8 @@ def test_regression_examples_are_entries_of_the_p_cubed_tensor():
     data = task.make_data(0)
     assert data.spec.positions == 2 and data.spec.output_dim == p  # the model sees (a, b) and returns p outputs
     assert len(data.x_train) == round(0.4 * p**3) and len(data.x_train) + len(data.x_test) == p**3
-    entries = lambda x, y: {(a, b, c) for (a, b), (c, _) in zip(x.tolist(), y.tolist())}
+    def entries(x, y):
+        return {(a, b, c) for (a, b), (c, _) in zip(x.tolist(), y.tolist())}
     train, test = entries(data.x_train, data.y_train), entries(data.x_test, data.y_test)
     assert len(train) == len(data.x_train) and not train & test and len(train | test) == p**3
     for (a, b), (c, label) in zip(data.x_train.tolist(), data.y_train.tolist()):
