@@ -258,6 +258,39 @@ def _trials_section(store: Store, bench: Benchmark, registry: Registry, methods:
     return "\n".join(lines), pd.concat(frames) if frames else pd.DataFrame()
 
 
+def _calibration(bench: Benchmark, results: list[RulesetResult]) -> list[str]:
+    """Whether each track meets the calibration rule: the tuned reference generalizes on at least 80 % of the
+    scoring seeds with its median at most a third of the budget (docs/benchmark.md, Calibrated tracks)."""
+    meta = bench.spec.benchmark
+    tuned = next((r for r in results if r.ruleset == "external-tuning" and r.label == "published tracks"), None)
+    if tuned is None or meta.reference not in tuned.cells:
+        return ["## Calibration", "", f"Not checked: no external-tuning runs of `{meta.reference}` in the store.", ""]
+    rows = []
+    for cell in tuned.cells[meta.reference]:
+        budget = int(bench.merged(bench.track(cell.track)).set.get("train", {}).get("steps", 0))
+        if cell.status != "scored":
+            rows.append({"track": cell.track, "budget": budget, "reference": cell.status, "calibrated": "not yet"})
+            continue
+        ok = cell.successes >= 0.8 * len(cell.steps) and cell.median <= budget / 3
+        rows.append(
+            {
+                "track": cell.track + (" (open)" if cell.track in meta.open else ""),
+                "budget": budget,
+                "reference": f"{cell.successes}/{len(cell.steps)}, median {_fmt_step(cell.median)}",
+                "calibrated": "yes" if ok else "no",
+            }
+        )
+    return [
+        "## Calibration",
+        "",
+        f"A track is calibrated when the tuned reference (external-tuning `{meta.reference}`) generalizes on at least "
+        "8 of 10 scoring seeds with its median step at most a third of the budget.",
+        "",
+        _table(pd.DataFrame(rows)),
+        "",
+    ]
+
+
 #: the files the report writes besides one profile figure per ruleset and variant set
 REPORT_FILES = ("benchmark.md", "benchmark.csv", "trials.csv", "costs.csv")
 
@@ -372,6 +405,7 @@ def write_ruleset_report(
                          "step": step, "cost_ratio": c.ratio, "cost_adjusted": step * c.ratio if c.ratio is not None else math.nan, "config_hash": c.config_hash}
                     )  # fmt: skip
         md += [_table(pd.DataFrame(rows).fillna("")), ""]
+    md += _calibration(bench, results)
     trials_md, trials = _trials_section(store, bench, registry, all_methods)
     if trials_md:
         md += ["## External-tuning: the trial chosen per track (on the validation split)", "", trials_md, ""]
