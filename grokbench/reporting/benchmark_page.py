@@ -236,7 +236,7 @@ def _html(bench: Benchmark, rows: list[MethodSummary], store: Store, reference: 
             "interrupted (not scored). Click a header to sort (by median step), type to filter. Formulas: "
             "docs/benchmark.md."
         ),
-        html_page.table(headers, table_rows, keep=["method"]),
+        html_page.table(headers, table_rows, keep=["method", *bench.tracks]),  # the tracks are the scores
     ]
     fragments += [html_page.heading("Scores")]
     if any(s.median_step is not None for r in rows for s in r.tracks):
@@ -268,6 +268,8 @@ def _html(bench: Benchmark, rows: list[MethodSummary], store: Store, reference: 
         fragments.append(html_page.paragraph("No method has a median step to generalize yet: no bars to draw."))
     speedups = [[s.speedup for s in r.tracks] for r in rows]
     if any(v is not None for line in speedups for v in line):
+        # a symmetric scale of at least ×0.5 to ×2, so that ×0.92 reads as near 1 and the colour bar has ticks
+        bound = max([1.0] + [abs(math.log2(v)) for line in speedups for v in line if v])
         heat = go.Figure(
             go.Heatmap(
                 z=[[None if v is None else math.log2(v) for v in line] for line in speedups],
@@ -276,8 +278,9 @@ def _html(bench: Benchmark, rows: list[MethodSummary], store: Store, reference: 
                 text=[["" if v is None else f"×{v:.2f}" for v in line] for line in speedups],
                 texttemplate="%{text}",
                 colorscale="RdBu",
-                zmid=0,
-                colorbar={"title": "log2 speed-up"},
+                zmin=-bound,
+                zmax=bound,
+                colorbar={"title": {"text": "log2 speed-up", "side": "right"}, "thickness": 14},
                 hovertemplate="%{y} on %{x}: %{text}<extra></extra>",
             )
         )
@@ -286,7 +289,7 @@ def _html(bench: Benchmark, rows: list[MethodSummary], store: Store, reference: 
             xaxis={"title": "track", "automargin": True},
             yaxis={"title": "method", "automargin": True},
             template="plotly_white",
-            height=160 + 32 * len(rows),
+            height=max(280, 160 + 40 * len(rows)),
         )
         fragments.append(html_page.figure(heat))
     else:
