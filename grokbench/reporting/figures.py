@@ -208,7 +208,14 @@ def draw(figure: Figure) -> Any:
         elif panel.log_x:
             log_x_at(ax, html_page.log_ticks(xs)[0])
         if panel.log_y:
+            from matplotlib.ticker import NullFormatter
+
+            ys = [v for ser in panel.series for part in (ser.y, ser.low, ser.high) if part is not None for v in part]
+            ticks, labels = html_page.log_ticks(ys)
             ax.set_yscale("log")
+            if ticks:
+                ax.set_yticks(ticks, labels)
+                ax.yaxis.set_minor_formatter(NullFormatter())
         elif panel.y_range is not None:
             ax.set_ylim(*panel.y_range)
         ax.set_xlabel(plain(panel.x_label))
