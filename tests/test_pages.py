@@ -126,7 +126,7 @@ def test_a_report_without_the_reference_shows_it_pending_and_says_what_to_run(no
     assert list(table["status"]) == ["pending", "pending", "scored", "pending"]
     command = "grokbench bench run --benchmark tiny.toml --method adamw --track cls --store b.db"
     md = (work / "rep" / "benchmark.md").read_text()
-    line = f"Speed-ups need the reference method adamw, which has no finished run on cls: run {command}"
+    line = f"Speed-ups need the reference method adamw, not scored yet on cls: run {command}"
     rows = {r.split("|")[1].strip(): [c.strip() for c in r.split("|")[2:-1]] for r in md.split("## Tracks")[0].splitlines() if r.startswith("| ")}
     assert f"**{line}**" in md and rows["adamw"][:2] == ["pending", "pending"]
     page = (work / "rep" / "benchmark.html").read_text()

@@ -146,8 +146,9 @@ def mark_running(store: Store, bench: Benchmark, rows: list[MethodSummary]) -> N
 
 
 def reference_line(bench: Benchmark, rows: list[MethodSummary], benchmark: str | None, store: Store) -> str:
-    """What to run for the speed-ups, when the reference has no finished run on a track where another method has one
-    (the command names the benchmark and the store, so that it runs as printed); empty when nothing is missing."""
+    """What to run for the speed-ups, when the reference is not scored (its seeds not all finished, none training now)
+    on a track where another method has runs (the command names the benchmark and the store, so that it runs as
+    printed); empty when nothing is missing."""
     reference = bench.spec.benchmark.reference
     ref = next((r for r in rows if r.method == reference), None)
     if ref is None:
@@ -156,7 +157,7 @@ def reference_line(bench: Benchmark, rows: list[MethodSummary], benchmark: str |
     missing = [
         s.track
         for t, s in enumerate(ref.tracks)
-        if s.status in ("pending", "partial", "incomplete", "running") and any(o.tracks[t].runs for o in others)
+        if s.status in ("pending", "partial", "incomplete") and any(o.tracks[t].runs for o in others)
     ]
     if not missing:
         return ""
@@ -165,10 +166,7 @@ def reference_line(bench: Benchmark, rows: list[MethodSummary], benchmark: str |
     command = (
         f"grokbench bench run --benchmark {benchmark or bench.name} --method {reference}{tracks} --store {store.path}"
     )
-    return (
-        f"Speed-ups need the reference method {reference}, which has no finished run on {', '.join(missing)}: "
-        f"run {command}"
-    )
+    return f"Speed-ups need the reference method {reference}, not scored yet on {', '.join(missing)}: run {command}"
 
 
 def _markdown(bench: Benchmark, rows: list[MethodSummary], store: Store, reference: str) -> str:
