@@ -309,6 +309,9 @@ def test_the_html_leaderboard_in_a_real_headless_chromium(smoke, tmp_path):
         assert browser.requests() == [page.resolve().as_uri()]  # nothing fetched
         assert browser.evaluate("document.querySelectorAll('.gb-figure .js-plotly-plot').length") == 3  # 2 groups, 1 sweep
         assert browser.evaluate("document.documentElement.scrollWidth") <= 1000
+        # the table itself fits (it does not scroll in its box): columns the same on every row are in its caption
+        assert browser.evaluate("document.querySelector('.gb-board table').scrollWidth") <= 1000
+        assert browser.evaluate("document.querySelector('.gb-board caption').textContent").startswith("On every row: task: modadd-cls; plugins: ")
         axis_titles = browser.evaluate("Array.from(document.querySelectorAll('.gb-figure text')).filter(e => /^y\\d*title$/.test(e.getAttribute('class'))).map(e => e.textContent)")
         assert {"accuracy", "loss", "‖θ‖∞"} <= set(axis_titles)
         column = "Array.from(document.querySelectorAll('th')).findIndex(t => t.textContent.startsWith('median t_gen'))"

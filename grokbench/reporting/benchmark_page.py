@@ -27,11 +27,13 @@ def _steps(x: float | None) -> str:
 
 
 def cell(s: TrackScore) -> str:
-    """One table cell: ``median step (successes/seeds) ×speed-up``, or n/a, pending, failed."""
+    """One table cell: ``median step (successes/seeds) ×speed-up``, or n/a, pending, running, incomplete."""
     if s.status == "not-applicable":
         return "n/a"
     if s.status == "pending":
         return "pending"
+    if s.status == "running":
+        return f"running ({s.runs}/{s.seeds} finished" + (f"; {s.failed} failed)" if s.failed else ")")
     if s.status == "incomplete":
         missing = [f"{n} {what}" for n, what in ((s.failed, "failed"), (s.interrupted, "interrupted")) if n]
         return f"incomplete ({s.runs}/{s.seeds} finished; {', '.join(missing)})"
@@ -96,22 +98,78 @@ def time_frame(bench: Benchmark, rows: list[MethodSummary]) -> pd.DataFrame:
 
 
 def missing_lines(bench: Benchmark, rows: list[MethodSummary]) -> list[str]:
-    """What the table lacks: per method, the tracks with seeds still to train."""
+    """What the table lacks: per method, the tracks with seeds still to train or training now."""
     lines = []
     for r in rows:
         todo = [
-            f"`{s.track}` ({s.runs}/{s.seeds} seeds)" if s.runs else f"`{s.track}`"
+            f"`{s.track}` ({s.runs}/{s.seeds} seeds{', running' if s.status == 'running' else ''})"
+            if s.runs or s.status == "running"
+            else f"`{s.track}`"
             for s in r.tracks
-            if s.status in ("pending", "partial", "incomplete")
+            if s.status in ("pending", "partial", "incomplete", "running")
         ]
         if todo:
             lines.append(f"* `{r.method}`: " + ", ".join(todo))
     if not lines:
         return []
-    return ["**Incomplete**: runs still to train (`grokbench bench run` resumes them):", "", *lines, ""]
+    return [
+        "**Incomplete**: runs still to train (`grokbench bench run` resumes them) or training now (`running`):",
+        "",
+        *lines,
+        "",
+    ]
 
 
-def _markdown(bench: Benchmark, rows: list[MethodSummary], store: Store) -> str:
+def mark_running(store: Store, bench: Benchmark, rows: list[MethodSummary]) -> None:
+    """Cells with seeds that a live process is training now: status ``running`` (not scored, and not called
+    interrupted), with a note of how many and the step they reached. A store opened with
+    :func:`~grokbench.recording.recovery.open_store` has already marked the runs of dead processes interrupted."""
+    for row in rows:
+        suite = bench.suite_name(row.method)
+        if not any(s.status == "incomplete" for s in row.tracks) or suite not in set(store.suites()["name"]):
+            continue
+        records = store.records(suite=suite)
+        live = records[records["status"] == "running"].drop_duplicates(["entry", "seed"])
+        for s in row.tracks:
+            mine = live[live["entry"] == s.track]
+            if s.status != "incomplete" or mine.empty:
+                continue
+            budget = bench.merged(bench.track(s.track)).set.get("train", {}).get("steps")
+            step = int(mine["steps"].fillna(0).max())
+            failed = f"; {s.note}" if s.failed and s.note else ""
+            s.status = "running"
+            s.note = (
+                f"{len(mine)} seed(s) training now, at step {step:,}"
+                + (f" of {budget:,}" if isinstance(budget, int) else "")
+                + f": report again when they finish{failed}"
+            )
+
+
+def reference_line(bench: Benchmark, rows: list[MethodSummary], benchmark: str | None, store: Store) -> str:
+    """What to run for the speed-ups, when the reference is not scored (its seeds not all finished, none training now)
+    on a track where another method has runs (the command names the benchmark and the store, so that it runs as
+    printed); empty when nothing is missing."""
+    reference = bench.spec.benchmark.reference
+    ref = next((r for r in rows if r.method == reference), None)
+    if ref is None:
+        return ""
+    others = [r for r in rows if r.method != reference]
+    missing = [
+        s.track
+        for t, s in enumerate(ref.tracks)
+        if s.status in ("pending", "partial", "incomplete") and any(o.tracks[t].runs for o in others)
+    ]
+    if not missing:
+        return ""
+    applicable = [s.track for s in ref.tracks if s.status != "not-applicable"]
+    tracks = "" if missing == applicable else "".join(f" --track {t}" for t in missing)
+    command = (
+        f"grokbench bench run --benchmark {benchmark or bench.name} --method {reference}{tracks} --store {store.path}"
+    )
+    return f"Speed-ups need the reference method {reference}, not scored yet on {', '.join(missing)}: run {command}"
+
+
+def _markdown(bench: Benchmark, rows: list[MethodSummary], store: Store, reference: str) -> str:
     meta = bench.spec.benchmark
     wide, times = wide_frame(bench, rows), time_frame(bench, rows)
     lines = [
@@ -121,10 +179,11 @@ def _markdown(bench: Benchmark, rows: list[MethodSummary], store: Store) -> str:
         "",
         f"Store: `{store.path}`. Reference method: `{meta.reference}`. Seeds per track: {len(meta.seeds)}.",
         "",
+        *([f"**{reference}**", ""] if reference else []),
         "Each cell: median step to generalize over seeds (a seed that did not reach the threshold within",
         "the budget counts as infinite; `—` when half or more did not), (seeds that generalized / seeds),",
         f"×speed-up = reference median / method median on the same track (> 1: faster than `{meta.reference}`).",
-        "`n/a`: the method does not apply to the track's task; `pending`: no run stored yet; `incomplete`: some seeds failed or were interrupted (not scored). Formulas: docs/benchmark.md.",
+        "`n/a`: the method does not apply to the track's task; `pending`: no run stored yet; `running`: some seeds are training now; `incomplete`: some seeds failed or were interrupted (not scored). Formulas: docs/benchmark.md.",
         "",
         wide.to_markdown(index=False),
         "",
@@ -146,7 +205,7 @@ def _markdown(bench: Benchmark, rows: list[MethodSummary], store: Store) -> str:
     return "\n".join(lines)
 
 
-def _html(bench: Benchmark, rows: list[MethodSummary], store: Store) -> str:
+def _html(bench: Benchmark, rows: list[MethodSummary], store: Store, reference: str) -> str:
     """The interactive page: the score table (sortable, filterable), median steps and speed-ups, and each
     track's test-accuracy curves per method (median over seeds, min–max shaded): plotly, inlined, nothing fetched."""
     import plotly.graph_objects as go
@@ -167,53 +226,76 @@ def _html(bench: Benchmark, rows: list[MethodSummary], store: Store) -> str:
         table_rows.append(cells)
     fragments = [
         html_page.paragraph(f"{meta.description} (version {meta.version}; reference method: {meta.reference})."),
+        *([f'<p class="gb-todo"><strong>{html.escape(reference)}</strong></p>'] if reference else []),
         html_page.paragraph(
             "Cell: median step to generalize over seeds (— when half the seeds or more did not generalize within the "
             f"budget), (seeds that generalized / seeds), ×speed-up against {meta.reference}; n/a: not applicable; "
-            "pending: not run yet; incomplete: some seeds failed or were interrupted (not scored). Click a header to sort (by median step), type to filter. Formulas: docs/benchmark.md."
+            "pending: not run yet; running: some seeds are training now; incomplete: some seeds failed or were "
+            "interrupted (not scored). Click a header to sort (by median step), type to filter. Formulas: "
+            "docs/benchmark.md."
         ),
-        html_page.table(headers, table_rows),
+        html_page.table(headers, table_rows, keep=["method", *bench.tracks]),  # the tracks are the scores
     ]
-    bars = go.Figure()
-    for row in rows:
-        bars.add_trace(
-            go.Bar(
-                name=html.escape(row.method),
+    fragments += [html_page.heading("Scores")]
+    if any(s.median_step is not None for r in rows for s in r.tracks):
+        bars = go.Figure()
+        for row in rows:
+            steps = [s.median_step for s in row.tracks]
+            bars.add_trace(
+                go.Bar(
+                    name=html.escape(row.method),
+                    x=bench.tracks,
+                    y=steps,
+                    text=["" if v is None else f"{v:,.0f}" for v in steps],
+                    textposition="outside",
+                    cliponaxis=False,
+                    hovertemplate="%{x}: %{y:,.0f} steps<extra>" + html.escape(row.method) + "</extra>",
+                )
+            )
+        bars.update_layout(
+            title="median step to generalize (no bar: not solved, n/a, pending or running)",
+            yaxis={"title": "median step", "rangemode": "tozero", "automargin": True},
+            xaxis={"title": "track", "automargin": True},
+            barmode="group",
+            uniformtext={"minsize": 9, "mode": "show"},
+            template="plotly_white",
+            height=420,
+        )
+        fragments.append(html_page.figure(bars))
+    else:
+        fragments.append(html_page.paragraph("No method has a median step to generalize yet: no bars to draw."))
+    speedups = [[s.speedup for s in r.tracks] for r in rows]
+    if any(v is not None for line in speedups for v in line):
+        # a symmetric scale of at least ×0.5 to ×2, so that ×0.92 reads as near 1 and the colour bar has ticks
+        bound = max([1.0] + [abs(math.log2(v)) for line in speedups for v in line if v])
+        heat = go.Figure(
+            go.Heatmap(
+                z=[[None if v is None else math.log2(v) for v in line] for line in speedups],
                 x=bench.tracks,
-                y=[s.median_step for s in row.tracks],
-                hovertemplate="%{x}: %{y:,.0f} steps<extra>" + html.escape(row.method) + "</extra>",
+                y=[html.escape(r.method) for r in rows],
+                text=[["" if v is None else f"×{v:.2f}" for v in line] for line in speedups],
+                texttemplate="%{text}",
+                colorscale="RdBu",
+                zmin=-bound,
+                zmax=bound,
+                colorbar={"title": {"text": "log2 speed-up", "side": "right"}, "thickness": 14},
+                hovertemplate="%{y} on %{x}: %{text}<extra></extra>",
             )
         )
-    bars.update_layout(
-        title="median step to generalize (no bar: not solved, n/a or pending)",
-        yaxis={"title": "median step (log)", "type": "log"},
-        xaxis={"title": "track"},
-        barmode="group",
-        template="plotly_white",
-        height=420,
-    )
-    speedups = [[s.speedup for s in r.tracks] for r in rows]
-    heat = go.Figure(
-        go.Heatmap(
-            z=[[None if v is None else math.log2(v) for v in line] for line in speedups],
-            x=bench.tracks,
-            y=[html.escape(r.method) for r in rows],
-            text=[["" if v is None else f"×{v:.2f}" for v in line] for line in speedups],
-            texttemplate="%{text}",
-            colorscale="RdBu",
-            zmid=0,
-            colorbar={"title": "log2 speed-up"},
-            hovertemplate="%{y} on %{x}: %{text}<extra></extra>",
+        heat.update_layout(
+            title=f"speed-up against {html.escape(meta.reference)} (blank: not solved by both)",
+            xaxis={"title": "track", "automargin": True},
+            yaxis={"title": "method", "automargin": True},
+            template="plotly_white",
+            height=max(280, 160 + 40 * len(rows)),
         )
-    )
-    heat.update_layout(
-        title=f"speed-up against {html.escape(meta.reference)} (blank: not solved by both)",
-        xaxis={"title": "track"},
-        yaxis={"title": "method"},
-        template="plotly_white",
-        height=160 + 32 * len(rows),
-    )
-    fragments += [html_page.heading("Scores"), html_page.figure(bars), html_page.figure(heat)]
+        fragments.append(html_page.figure(heat))
+    else:
+        fragments.append(
+            html_page.paragraph(
+                f"No speed-up yet: no track has a median step of both a method and the reference {meta.reference}."
+            )
+        )
     curves = _curve_panels(bench, rows, store)
     if curves:
         fragments += [
@@ -232,7 +314,7 @@ def _curve_panels(bench: Benchmark, rows: list[MethodSummary], store: Store) -> 
         return []
     panels = []
     for t, track in enumerate(bench.tracks):
-        panel = html_page.Panel(track, "step", "test accuracy")
+        panel = html_page.Panel(track, "step", "test accuracy", y_range=html_page.UNIT_RANGE)
         for row in rows:
             mine = long[long["run_id"].isin(row.tracks[t].run_ids)]
             if mine.empty:
@@ -267,12 +349,13 @@ def _plots(bench: Benchmark, rows: list[MethodSummary], out: Batch) -> list[Path
     fig, ax = plt.subplots(figsize=(12, 5))
     for i, row in enumerate(rows):
         ys = [s.median_step if s.median_step is not None else np.nan for s in row.tracks]
-        ax.bar(np.arange(len(tracks)) + i * width, ys, width, label=row.method)
+        bars = ax.bar(np.arange(len(tracks)) + i * width, ys, width, label=row.method)
+        ax.bar_label(bars, labels=["" if np.isnan(y) else f"{y:,.0f}" for y in ys], fontsize=7, padding=2)
     ax.set_xticks(np.arange(len(tracks)) + width * (len(methods) - 1) / 2, tracks, rotation=20, ha="right")
-    if any(s.median_step for r in rows for s in r.tracks):
-        ax.set_yscale("log")
-    ax.set_ylabel("median step to generalize (log; missing bar: not solved or n/a)")
-    ax.set_title(f"{bench.name}: median step to generalize")
+    ax.set_ylim(bottom=0)
+    ax.margins(y=0.12)
+    ax.set_ylabel("median step to generalize")
+    ax.set_title(f"{bench.name}: median step to generalize (no bar: not solved, n/a, pending or running)")
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
     written.append(out.figure(fig, "median_steps.png", dpi=110))
@@ -343,6 +426,8 @@ def write_benchmark_report(
     if not chosen:
         raise ConfigError(f"no runs of {bench.key} in {store.path}{_other_versions(store, bench)}")
     for m in chosen:
+        if m not in found:
+            continue
         stored = store.suite_spec(bench.suite_name(m)).get("digest")
         if stored != bench.digest:
             raise ConfigError(
@@ -350,15 +435,21 @@ def write_benchmark_report(
                 f"(digest {str(stored)[:12]}, this file's {bench.digest[:12]}): report with the file that planned it, "
                 f"or run 'grokbench bench run' with this one to plan it again"
             )
+    reference = bench.spec.benchmark.reference
+    if reference not in found and reference not in chosen:  # shown as a pending row, with what to run
+        chosen.insert(0, reference)
     rows = score_table(store, bench, chosen, registry)
+    mark_running(store, bench, rows)
+    todo = reference_line(bench, rows, benchmark, store)
     target = output_dir(out, REPORT_FILES)
     batch = Batch(target)  # every file made before the first is written: all of them, or none
     written = [
-        batch.add("benchmark.md", _markdown(bench, rows, store)),
-        batch.add("benchmark.html", _html(bench, rows, store)),
+        batch.add("benchmark.md", _markdown(bench, rows, store, todo)),
+        batch.add("benchmark.html", _html(bench, rows, store, todo)),
         batch.add("benchmark.csv", long_frame(rows).to_csv(index=False)),
     ]
     if plots:
         written += _plots(bench, rows, batch)
+    html_page.share_plotly(batch)
     batch.commit()
     return written

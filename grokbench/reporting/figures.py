@@ -79,7 +79,14 @@ def curve_figures(frame: pd.DataFrame, curves: pd.DataFrame, panels: Sequence[Cu
         title = f"G{group}: {runs['group_label'].iloc[0]}"
         fig = Figure(f"curves-{slug(str(runs['task'].iloc[0]))}-g{group}", title)
         for spec in unique:
-            panel = html_page.Panel(spec.label, "step", spec.label, log_x=True, log_y=spec.log_y)
+            panel = html_page.Panel(
+                spec.label,
+                "step",
+                spec.label,
+                log_x=True,
+                log_y=spec.log_y,
+                y_range=html_page.UNIT_RANGE if spec.curves == CORE_PANELS[0].curves else None,
+            )
             for label, entry_runs in runs.groupby("label", sort=False):
                 ids = [i for i in entry_runs["id"] if i in wide.index.get_level_values(0)]
                 for curve in spec.curves:
@@ -129,7 +136,9 @@ def sweep_figures(frame: pd.DataFrame) -> list[Figure]:
             if not lines:
                 continue
             distinguishing = varied_keys([json.loads(r) for r, _ in lines])
-            acc = html_page.Panel("final test accuracy", key, "final test accuracy (median)")
+            acc = html_page.Panel(
+                "final test accuracy", key, "final test accuracy (median)", y_range=html_page.UNIT_RANGE
+            )
             tgen = html_page.Panel("time to generalize", key, "median t_generalize (steps)")
             for r, g in lines:
                 other = json.loads(r)
@@ -197,9 +206,18 @@ def draw(figure: Figure) -> Any:
         if panel.log_x and figure.ticks_at_values and xs:
             log_x_at(ax, xs)
         elif panel.log_x:
-            ax.set_xscale("log")
+            log_x_at(ax, html_page.log_ticks(xs)[0])
         if panel.log_y:
+            from matplotlib.ticker import NullFormatter
+
+            ys = [v for ser in panel.series for part in (ser.y, ser.low, ser.high) if part is not None for v in part]
+            ticks, labels = html_page.log_ticks(ys)
             ax.set_yscale("log")
+            if ticks:
+                ax.set_yticks(ticks, labels)
+                ax.yaxis.set_minor_formatter(NullFormatter())
+        elif panel.y_range is not None:
+            ax.set_ylim(*panel.y_range)
         ax.set_xlabel(plain(panel.x_label))
         ax.set_ylabel(plain(panel.y_label))
         ax.set_title(plain(panel.title), fontsize=10)

@@ -1,7 +1,9 @@
 """Self-contained interactive HTML pages: a sortable, filterable table and plotly figures, nothing fetched.
 
 :func:`table` and :func:`figure` make fragments; :func:`page` puts them into one page that inlines plotly.js once
-(only when it has a figure), so the file opens offline; figures are responsive and a wide table scrolls in its box.
+(only when it has a figure), so the file opens offline; :func:`share_plotly` makes the pages of one output folder
+load a single copy beside them instead. Figures are responsive; a table moves the columns that are the same on every
+row into its caption and wraps long cells, so that it fits a 1000-px window (a wider one scrolls in its box).
 Every string that reaches the page is escaped here; callers pass plain text.
 """
 
@@ -9,19 +11,23 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grokbench.version import __version__
+
+if TYPE_CHECKING:
+    from grokbench.files import Batch
 
 TABLE_SCRIPT = """
 document.querySelectorAll('.gb-board').forEach(function (board) {
   var table = board.querySelector('table'), body = table.tBodies[0];
+  var common = table.caption ? table.caption.textContent : '';
   board.querySelector('.gb-filter').addEventListener('input', function (event) {
     var words = event.target.value.toLowerCase().split(/\\s+/).filter(Boolean);
     Array.prototype.forEach.call(body.rows, function (row) {
-      var text = row.textContent.toLowerCase();
+      var text = (row.textContent + ' ' + common).toLowerCase();
       row.hidden = !words.every(function (w) { return text.indexOf(w) >= 0; });
     });
   });
@@ -46,9 +52,11 @@ STYLE = """
 body{font-family:system-ui,sans-serif;margin:1em auto;padding:0 1em;max-width:1400px;color:#222;box-sizing:border-box}
 h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}
 .gb-scroll{overflow-x:auto;max-width:100%}
-table{border-collapse:collapse;font-size:0.85em}
-th,td{border:1px solid #ccc;padding:0.25em 0.5em;text-align:left;white-space:nowrap}
+table{border-collapse:collapse;font-size:0.8em}
+th,td{border:1px solid #ccc;padding:0.2em 0.35em;text-align:left;vertical-align:top}
+td.gb-long{overflow-wrap:anywhere;min-width:6em}
 th{background:#f3f3f3;cursor:pointer;user-select:none;position:sticky;top:0}
+caption{caption-side:bottom;text-align:left;color:#555;padding:0.3em 0;font-size:0.95em}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
 .gb-filter{margin:0.4em 0;padding:0.3em;width:20em;max-width:100%}
 .gb-figure{width:100%;max-width:100%}
@@ -82,14 +90,43 @@ def _sort_attr(value: float | str | None) -> str:
     return f' data-sort="{html.escape(str(value))}"'
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, caption: str = "") -> str:
-    """A sortable, filterable table; a cell is a :class:`Cell`, a number (sorts numerically) or text."""
+#: a cell with a word longer than this may break inside it (an entry's label, a plugin list)
+LONG_WORD = 18
+
+
+def _td(c: Cell) -> str:
+    long = ' class="gb-long"' if any(len(word) > LONG_WORD for word in c.text.split()) else ""
+    return f"<td{long}{_sort_attr(c.sort)}>{html.escape(c.text)}</td>"
+
+
+def same_on_every_row(
+    headers: Sequence[str], rows: Sequence[Sequence[Any]], keep: Sequence[str] = ()
+) -> tuple[list[int], list[tuple[str, str]]]:
+    """The columns to show (their indexes) and, as ``(header, text)``, those whose text is the same on every row
+    of two or more (but those in ``keep``): they say nothing about a row, so the caption says them once."""
+    cells = [[_cell(c) for c in row] for row in rows]
+    shown, common = [], []
+    for i, header in enumerate(headers):
+        texts = {row[i].text for row in cells}
+        if len(cells) >= 2 and len(texts) == 1 and header not in keep:
+            common.append((header, texts.pop()))
+        else:
+            shown.append(i)
+    return shown, common
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, caption: str = "", keep: Sequence[str] = ()) -> str:
+    """A sortable, filterable table; a cell is a :class:`Cell`, a number (sorts numerically) or text. A column
+    with the same text on every row (but those named in ``keep``) is said once, in the caption, after ``caption``."""
     esc = html.escape
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    shown, common = same_on_every_row(headers, rows, keep)
+    # a dotted or underscored name (regularizer.strength) may wrap after its dots and underscores
+    head = "".join(f"<th>{esc(headers[i]).replace('.', '.<wbr>').replace('_', '_<wbr>')}</th>" for i in shown)
     body = "".join(
-        "<tr>" + "".join(f"<td{_sort_attr(c.sort)}>{esc(c.text)}</td>" for c in map(_cell, row)) + "</tr>"
-        for row in rows
+        "<tr>" + "".join(_td(c) for i, c in enumerate(map(_cell, row)) if i in shown) + "</tr>" for row in rows
     )
+    said = "; ".join(f"{h}: {t or '(empty)'}" for h, t in common)
+    caption = " ".join(filter(None, [caption, f"On every row: {said}." if said else ""]))
     cap = f"<caption>{esc(caption)}</caption>" if caption else ""
     return (
         '<div class="gb-board"><input type="search" class="gb-filter" placeholder="filter rows (words)" aria-label="filter rows">'
@@ -120,6 +157,71 @@ class Panel:
     series: list[Series] = field(default_factory=list)
     log_x: bool = False
     log_y: bool = False
+    y_range: tuple[float, float] | None = None  # a fixed y range (accuracy: 0 to 1), else from the data
+
+
+#: an accuracy axis: 0 to 1, a little room on both sides so that a curve at 0 or 1 is not on the frame
+UNIT_RANGE = (-0.03, 1.03)
+
+
+def _plain(value: float) -> str:
+    """A tick label: 0.001, 50, 2000, and 1e-10 or 2e+06 outside [0.001, 100000) (not 100p nor 2M)."""
+    if 1e-3 <= abs(value) < 1e5:
+        return f"{value:g}"
+    mantissa, exponent = f"{value:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def log_ticks(values: Iterable[float]) -> tuple[list[float], list[str]]:
+    """Ticks of a log axis over ``values`` and their labels, written plainly: every digit across about one decade
+    (30 40 ... 80), 1-2-5 across up to about three (50 100 200 500 1000 2000), powers of ten beyond (every k-th one,
+    at most 7 ticks); both ends when fewer than two would show."""
+    positive = [v for v in values if v > 0 and math.isfinite(v)]
+    if not positive:
+        return [], []
+    lo, hi = min(positive), max(positive)
+    first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    span = math.log10(hi / lo)
+    if span <= 1.2:
+        candidates = [m * 10.0**e for e in range(first, last + 1) for m in range(1, 10)]
+    elif span <= 3.5:
+        candidates = [m * 10.0**e for e in range(first, last + 1) for m in (1, 2, 5)]
+    else:
+        every = math.ceil((last - first) / 6)
+        candidates = [10.0**e for e in range(first, last + 1) if e % every == 0]
+    ticks = [v for v in candidates if lo * (1 - 1e-9) <= v <= hi * (1 + 1e-9)]
+    if len(ticks) < 2:
+        ticks = sorted({float(f"{lo:.2g}"), *ticks, float(f"{hi:.2g}")})
+    return ticks, [_plain(v) for v in ticks]
+
+
+def _values(panel: Panel, axis: str) -> list[float]:
+    out: list[float] = []
+    for s in panel.series:
+        if axis == "x":
+            out += [float(v) for v in s.x]
+        else:
+            out += [float(v) for part in (s.y, s.low, s.high) if part is not None for v in part if v is not None]
+    return out
+
+
+def _axis(panel: Panel, axis: str) -> dict[str, Any]:
+    """Plotly axis settings: a log axis ticked by :func:`log_ticks`, an accuracy axis from 0 to 1, the title
+    kept clear of the tick labels."""
+    log = panel.log_x if axis == "x" else panel.log_y
+    settings: dict[str, Any] = {
+        "title_text": html.escape(panel.x_label if axis == "x" else panel.y_label),
+        "title_standoff": 6,
+        "automargin": True,
+        "type": "log" if log else "linear",
+    }
+    if log:
+        ticks, labels = log_ticks(_values(panel, axis))
+        if ticks:
+            settings.update(tickmode="array", tickvals=ticks, ticktext=labels)
+    elif axis == "y" and panel.y_range is not None:
+        settings["range"] = list(panel.y_range)
+    return settings
 
 
 def panels_figure(title: str, panels: Sequence[Panel], *, columns: int = 2) -> Any:
@@ -135,7 +237,7 @@ def panels_figure(title: str, panels: Sequence[Panel], *, columns: int = 2) -> A
         rows=nrows,
         cols=columns,
         subplot_titles=[html.escape(p.title) for p in panels],
-        horizontal_spacing=0.09,
+        horizontal_spacing=0.12,
         vertical_spacing=min(0.5 / max(nrows, 1), 0.15),
     )
     colors: dict[str, str] = {}
@@ -178,12 +280,8 @@ def panels_figure(title: str, panels: Sequence[Panel], *, columns: int = 2) -> A
                 row=row,
                 col=col,
             )
-        fig.update_xaxes(
-            title_text=html.escape(panel.x_label), type="log" if panel.log_x else "linear", row=row, col=col
-        )
-        fig.update_yaxes(
-            title_text=html.escape(panel.y_label), type="log" if panel.log_y else "linear", row=row, col=col
-        )
+        fig.update_xaxes(**_axis(panel, "x"), row=row, col=col)
+        fig.update_yaxes(**_axis(panel, "y"), row=row, col=col)
     if title:
         fig.update_layout(title={"text": html.escape(title), "font": {"size": 14}})
     fig.update_layout(
@@ -213,14 +311,23 @@ def paragraph(text: str) -> str:
     return f"<p>{html.escape(text)}</p>"
 
 
+#: plotly.js, once for the pages of one folder (:func:`share_plotly`)
+PLOTLY_FILE = "plotly.min.js"
+
+
+def _inline_plotly() -> str:
+    from plotly.offline import get_plotlyjs
+
+    return f'<script type="text/javascript">{get_plotlyjs()}</script>'
+
+
 def page(title: str, fragments: Sequence[str]) -> str:
-    """One standalone page: ``fragments`` (from :func:`table`, :func:`figure`, :func:`heading`, ...) under ``title``."""
+    """One standalone page: ``fragments`` (from :func:`table`, :func:`figure`, :func:`heading`, ...) under ``title``;
+    plotly.js inlined when it has a figure."""
     body = "\n".join(fragments)
     scripts = []
     if 'class="gb-figure"' in body:
-        from plotly.offline import get_plotlyjs
-
-        scripts.append(f'<script type="text/javascript">{get_plotlyjs()}</script>')
+        scripts.append(_inline_plotly())
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -231,6 +338,23 @@ def page(title: str, fragments: Sequence[str]) -> str:
     )
 
 
+def share_plotly(batch: Batch) -> list[str]:
+    """When two or more pages staged in ``batch`` inline plotly.js (~4.6 MB each), stage it once as
+    :data:`PLOTLY_FILE` beside them and make each page load that file (a sibling file: still nothing fetched from the
+    network); a single page keeps it inline, so that it opens alone. The pages changed."""
+    inline = _inline_plotly().encode("utf-8")
+    pages = [name for name, data in batch.files.items() if name.endswith(".html") and inline in data]
+    if len(pages) < 2:
+        return []
+    shared = f'<script type="text/javascript" src="{PLOTLY_FILE}"></script>'.encode()
+    for name in pages:
+        batch.files[name] = batch.files[name].replace(inline, shared, 1)
+    from plotly.offline import get_plotlyjs
+
+    batch.add(PLOTLY_FILE, get_plotlyjs())
+    return pages
+
+
 def image(png: bytes, alt: str) -> str:
     """A static PNG embedded in the page (no file beside it, nothing fetched)."""
     import base64
@@ -238,4 +362,17 @@ def image(png: bytes, alt: str) -> str:
     return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}"></figure>'
 
 
-__all__ = ["Cell", "Panel", "Series", "figure", "heading", "image", "page", "panels_figure", "paragraph", "table"]
+__all__ = [
+    "Cell",
+    "Panel",
+    "Series",
+    "figure",
+    "heading",
+    "image",
+    "log_ticks",
+    "page",
+    "panels_figure",
+    "paragraph",
+    "share_plotly",
+    "table",
+]

@@ -64,7 +64,7 @@ def _html(
     staged: dict[str, bytes],
 ) -> str:
     """The interactive page: the rule, the sortable leaderboard, the scaling table and plots, the figures."""
-    fragments = [html_page.paragraph(rule), html_page.table(*board)]
+    fragments = [html_page.paragraph(rule), html_page.table(*board, keep=["entry"])]
     if scaling:
         fragments += [html_page.heading("Sample-complexity scaling"), html_page.table(*scaling_rows(scaling))]
         fragments += [
@@ -126,5 +126,6 @@ def write_report(
     }
     for name, text in files.items():
         batch.add(name, text)
+    html_page.share_plotly(batch)
     batch.commit()
     return [out / name for name in files] + images
