@@ -312,22 +312,41 @@ def list_components(as_json: bool) -> None:
     metavar="KEY=VALUE",
     help="only runs whose config has KEY=VALUE, e.g. task.p=97 (repeatable)",
 )
+@click.option(
+    "--columns",
+    metavar="A,B,C",
+    help="show these columns, in this order: run fields (id, status, t_generalize, ...) or config keys (task.p, ...)",
+)
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def runs(store, limit, suite_name, task, status, where, as_json) -> None:
-    """List the runs in the store, newest first, with the hyperparameters that differ between them."""
+def runs(store, limit, suite_name, task, status, where, columns, as_json) -> None:
+    """List the runs in the store, newest first: the columns that differ between them, fitted to the terminal's
+    width (the columns equal on every run are said once above the table; a missing value prints as —)."""
     from grokbench.recording.recovery import open_store
-    from grokbench.reporting.selection import parse_where, select_runs
-    from grokbench.reporting.text import runs_text
+    from grokbench.reporting.selection import flatten, parse_where, select_runs
+    from grokbench.reporting.text import choose_columns, run_columns, runs_text
 
+    db = open_store(store, create=False)
     frame = select_runs(
-        open_store(store, create=False),
+        db,
         suite=suite_name,
         task=task,
         status=status,
         where=parse_where(where),
         limit=limit,
     )
-    click.echo(frame.to_json(orient="records") if as_json else runs_text(frame))
+    chosen = None
+    if columns is not None:
+        configs = {} if frame.empty else dict(zip(db.records()["id"], db.records()["config"].map(flatten)))
+        keys = sorted({k for run_id in frame["id"] for k in configs.get(run_id, {})})
+        known = run_columns(frame) + [k for k in keys if k not in frame.columns]
+        chosen = choose_columns(columns, known)
+        for key in chosen:
+            if key not in frame.columns:
+                frame[key] = frame["id"].map(lambda run_id, k=key: configs[run_id].get(k))
+    if as_json:
+        click.echo((frame if chosen is None else frame[chosen]).to_json(orient="records"))
+    else:
+        click.echo(runs_text(frame, chosen))
 
 
 @cli.command()
