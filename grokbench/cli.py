@@ -6,6 +6,7 @@ import contextlib
 import errno
 import json
 import os
+import shlex
 import signal
 import sqlite3
 import sys
@@ -566,7 +567,13 @@ def suite_run(
             f"({outcome.failed} failed{_interrupted_count(outcome.interrupted)}{resumed}) with '{outcome.executor}' "
             f"in {outcome.wall_seconds:.1f} s; stored in {outcome.store}"
         )
+        click.echo(f"next: grokbench report --suite {shlex.quote(outcome.suite)}{_store_option(store)}")
     _refuse_interrupted(outcome.interrupted)
+
+
+def _store_option(store: str | None) -> str:
+    """`` --store PATH`` for a printed command, when the command was given one."""
+    return f" --store {shlex.quote(store)}" if store else ""
 
 
 def _interrupted_count(interrupted: int) -> str:
@@ -749,6 +756,7 @@ def bench_run(
         f"{outcome.wall_seconds:.1f} s wall, "
         f"{outcome.cpu_seconds:.1f} s CPU; stored in {outcome.store}"
     )
+    click.echo(f"next: grokbench bench report --benchmark {shlex.quote(outcome.benchmark)}{_store_option(store)}")
     _refuse_interrupted(outcome.interrupted)
 
 
