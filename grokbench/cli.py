@@ -292,7 +292,8 @@ def run(
 @cli.command("list")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def list_components(as_json: bool) -> None:
-    """Every task, model, regularizer, optimizer, metric and preset, with parameters and plugin."""
+    """Every task, model, regularizer, optimizer, metric, preset, executor, logger and benchmark, with its
+    parameters and plugin (lines fit 100 columns)."""
     from grokbench.plugin import manager
     from grokbench.reporting.text import registry_json, registry_text
 
@@ -394,7 +395,11 @@ def resume(run_id, steps, store, as_json, quiet, loggers, log_dir, threads) -> N
         loggers=loggers,
         log_dir=log_dir,
     )
-    click.echo(json.dumps(result.to_json()) if as_json else summary_text(result.to_json()))
+    from grokbench.plugin import manager
+    from grokbench.reporting.declarations import metric_declarations
+
+    columns = () if as_json else metric_declarations(manager.get_registry()).columns
+    click.echo(json.dumps(result.to_json()) if as_json else summary_text(result.to_json(), columns))
     if result.status == "failed":
         raise RunError(f"run {result.run_id} failed: {result.message}")
 

@@ -268,3 +268,43 @@ def test_a_wandb_offline_run_reads_back_with_read_offline_run(tmp_path):
     assert [h["train_acc"] for h in run["history"]] == pytest.approx([stored[s] for s in sorted(stored)])
     assert run["config"]["task"]["params"]["p"] == 11 and run["config"]["model"]["name"] == "quadratic"
     assert run["summary"]["status"] == "completed" and run["exit_code"] == 0
+
+
+# --- show, resume, wall time, list ---------------------------------------------------------------------------------
+
+
+def test_show_resume_and_the_wall_time_said_one_way(tmp_path):
+    seeds = grokbench(*QUICK, "--seeds", "0,1", "--store", "s.db", cwd=tmp_path)
+    assert seeds.returncode == 0, seeds.stderr
+    walls = [line for line in seeds.stdout.splitlines() if line.startswith("wall time (s)")]
+    stored = {r["id"]: r for r in json.loads(grokbench("runs", "--store", "s.db", "--json", cwd=tmp_path).stdout)}
+    assert len(walls) == 2 == len(stored)
+    # the summary's number is the run's wall_seconds (its share), as in --json, `runs` and the store
+    shares = sorted(float(line.split()[3]) for line in walls)
+    assert shares == pytest.approx(sorted(r["wall_seconds"] for r in stored.values()), abs=1e-3)
+    total = float(walls[0].split("its share of ")[1].split()[0])
+    assert all("shared by 2 seeds trained together" in line for line in walls)
+    assert sum(shares) == pytest.approx(total, rel=0.01)
+    run_id = next(iter(stored))
+    shown = grokbench("show", run_id, "--store", "s.db", cwd=tmp_path)
+    assert "curves (5 evaluations, every evaluation shown):" in shown.stdout
+    resumed = grokbench("resume", run_id, "--store", "s.db", "--steps", "500", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert any(line.startswith("final ‖θ‖∞ ") for line in resumed.stdout.splitlines())  # as `run` prints it
+    shown = grokbench("show", run_id, "--store", "s.db", cwd=tmp_path)
+    assert "curves (51 evaluations, every 2nd evaluation shown):" in shown.stdout
+
+
+def test_list_fits_100_columns_with_whole_descriptions_and_its_help_names_every_kind(tmp_path):
+    listed = grokbench("list", cwd=tmp_path)
+    assert listed.returncode == 0 and max(len(line) for line in listed.stdout.splitlines()) <= 100
+    data = json.loads(grokbench("list", "--json", cwd=tmp_path).stdout)
+    (adamw,) = [r for r in data["regularizers"] if r["name"] == "adamw"]
+    # the docstring's first paragraph, not its first line (which stops mid-sentence)
+    assert adamw["description"].startswith("Decoupled weight decay θ ← (1 − ηλ) θ before each step: ")
+    words = " ".join(listed.stdout.split())
+    assert " ".join(adamw["description"].split()[:12]) in words
+    helped = " ".join(grokbench("list", "--help", cwd=tmp_path).stdout.split())
+    for kind in ("task", "model", "regularizer", "optimizer", "metric", "preset", "executor", "logger", "benchmark"):
+        assert kind in helped, kind
+        assert data[kind + "s"], kind  # it lists that kind

@@ -47,6 +47,19 @@ def describe_params(params_model: type[BaseModel]) -> list[dict[str, Any]]:
     return out
 
 
+def _first_paragraph(component: Any) -> str:
+    """A component's docstring up to its first blank line, as one line: its first line alone may stop
+    mid-sentence where the docstring wraps."""
+    import inspect
+
+    doc = (inspect.getdoc(component) or "").strip().split("\n\n")[0]
+    return " ".join(doc.split()) or component.description()
+
+
+#: the width ``grokbench list`` keeps to
+LIST_WIDTH = 100
+
+
 def registry_json(registry: Registry) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kind in KINDS:
@@ -71,7 +84,7 @@ def registry_json(registry: Registry) -> dict[str, Any]:
                     path=obj.path,
                 )
             else:
-                item.update(description=obj.description(), params=describe_params(obj.Params))
+                item.update(description=_first_paragraph(obj), params=describe_params(obj.Params))
                 if kind == "metric":
                     item["default"] = obj.default
             items.append(item)
@@ -112,13 +125,32 @@ def registry_text(registry: Registry) -> str:
             params = ", ".join(f"{p['name']}={json.dumps(p['default'])}" for p in item["params"]) or "-"
             desc = item["description"] + (" [default]" if item.get("default") else "")
             rows.append([item["name"], f"{desc}\n  params: {params}", plugin])
-        blocks.append(
-            f"{title}\n" + (tabulate(rows, headers=["name", "description", "plugin"]) if rows else "  (none)")
-        )
+        blocks.append(f"{title}\n" + (_fitted(rows, ["name", "description", "plugin"]) if rows else "  (none)"))
     if data["broken_plugins"]:
         rows = [[p["plugin"], p["distribution"] or "-", p["error"]] for p in data["broken_plugins"]]
-        blocks.append("Broken plugins\n" + tabulate(rows, headers=["plugin", "distribution", "reason"]))
+        blocks.append("Broken plugins\n" + _fitted(rows, ["plugin", "distribution", "reason"]))
     return "\n\n".join(blocks)
+
+
+def _fitted(rows: list[list[str]], headers: list[str], width: int = LIST_WIDTH) -> str:
+    """A table whose middle column is wrapped at word boundaries so that every line fits ``width``."""
+
+    side = sum(max(len(str(r[i])) for r in [*rows, headers]) for i in (0, 2)) + 4  # two gaps of two spaces
+    room = max(24, width - side)
+    wrapped = [
+        [r[0], "\n".join(line for part in str(r[1]).split("\n") for line in _wrap(part, room)), r[2]] for r in rows
+    ]
+    return tabulate(wrapped, headers=headers, disable_numparse=True)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """``text`` in lines of at most ``width``; a continuation keeps the text's indent, plus two spaces."""
+    import textwrap
+
+    indent = text[: len(text) - len(text.lstrip())]
+    return textwrap.wrap(
+        text, width, subsequent_indent=indent + "  ", break_on_hyphens=False, break_long_words=False
+    ) or [text]
 
 
 def _fmt(value: Any, spec: str = ".4g") -> str:
@@ -151,11 +183,13 @@ def summary_text(result: dict[str, Any], columns: Sequence[SummaryColumn] = ()) 
         ("final train acc", result.get("final_train_acc")),
         ("final test acc", result.get("final_test_acc")),
         *[(c.label, _fmt(result[c.key], c.format)) for c in columns if result.get(c.key) is not None],
+        # a run's wall time, as --json, `runs` and the store give it: a batched program's time is shared out
         (
             "wall time (s)",
             result.get("wall_seconds")
             if not result.get("group_wall_seconds")
-            else f"{result['group_wall_seconds']:.4g} shared by {result['batched_seeds']} seeds trained together",
+            else f"{_fmt(result['wall_seconds'])} (its share of {result['group_wall_seconds']:.4g} s, shared by "
+            f"{result['batched_seeds']} seeds trained together)",
         ),
         ("stored in", result.get("store") or "(not stored)"),
     ]
@@ -317,10 +351,18 @@ def run_text(run: dict[str, Any], curves: pd.DataFrame, max_rows: int = 20) -> s
         if shown.index[-1] != curves.index[-1]:
             shown = pd.concat([shown, curves.iloc[[-1]]])
         lines.append(
-            f"\ncurves ({len(curves)} evaluations, every {step}th shown):\n"
+            f"\ncurves ({len(curves)} evaluations, {_every(step)} shown):\n"
             + tabulate(shown, headers="keys", showindex=False, floatfmt=".4g")
         )
     return "\n".join(lines)
+
+
+def _every(step: int) -> str:
+    """``every evaluation``, ``every 2nd evaluation``, ``every 11th evaluation``, ``every 21st evaluation``."""
+    if step == 1:
+        return "every evaluation"
+    suffix = "th" if 10 <= step % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(step % 10, "th")
+    return f"every {step}{suffix} evaluation"
 
 
 def plugins_json(registry: Registry) -> list[dict[str, Any]]:
