@@ -297,7 +297,6 @@ def run_suite(
     entries: Collection[str] | None = None,
     resume: bool = True,
     register: Sequence[tuple[str, str | None, dict[str, Any], list[tuple[str, str]]]] = (),
-    label: str | None = None,
 ) -> SuiteOutcome:
     """Train every run of ``suite`` not yet in ``store`` with the named executor (see the module docstring: who writes, and when).
 
@@ -342,7 +341,7 @@ def run_suite(
             retry_failed,
             sinks,
             outcome,
-            Progress(target, suite.name, plan.configs, outcome.skipped, label or f"suite {suite.name}", progress),
+            Progress(target, suite.name, plan.configs, outcome.skipped, f"suite {suite.name}", progress),
         )
         try:
             with _Interrupts() as interrupts:
