@@ -337,8 +337,9 @@ def runs(store, limit, suite_name, task, status, where, columns, as_json) -> Non
         limit=limit,
     )
     chosen = None
-    if columns is not None:
-        configs = {} if frame.empty else dict(zip(db.records()["id"], db.records()["config"].map(flatten)))
+    if columns is not None and not frame.empty:  # no run: no config key to check a name against
+        records = db.records()
+        configs = dict(zip(records["id"], records["config"].map(flatten)))
         keys = sorted({k for run_id in frame["id"] for k in configs.get(run_id, {})})
         known = run_columns(frame) + [k for k in keys if k not in frame.columns]
         chosen = choose_columns(columns, known)
