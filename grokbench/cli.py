@@ -6,6 +6,7 @@ import contextlib
 import errno
 import json
 import os
+import shlex
 import signal
 import sqlite3
 import sys
@@ -298,7 +299,8 @@ def run(
 @cli.command("list")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def list_components(as_json: bool) -> None:
-    """Every task, model, regularizer, optimizer, metric and preset, with parameters and plugin."""
+    """Every task, model, regularizer, optimizer, metric, preset, executor, logger and benchmark, with its
+    parameters and plugin (lines fit 100 columns)."""
     from grokbench.plugin import manager
     from grokbench.reporting.text import registry_json, registry_text
 
@@ -319,22 +321,42 @@ def list_components(as_json: bool) -> None:
     metavar="KEY=VALUE",
     help="only runs whose config has KEY=VALUE, e.g. task.p=97 (repeatable)",
 )
+@click.option(
+    "--columns",
+    metavar="A,B,C",
+    help="show these columns, in this order: run fields (id, status, t_generalize, ...) or config keys (task.p, ...)",
+)
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def runs(store, limit, suite_name, task, status, where, as_json) -> None:
-    """List the runs in the store, newest first, with the hyperparameters that differ between them."""
+def runs(store, limit, suite_name, task, status, where, columns, as_json) -> None:
+    """List the runs in the store, newest first: the columns that differ between them, fitted to the terminal's
+    width (the columns equal on every run are said once above the table; a missing value prints as —)."""
     from grokbench.recording.recovery import open_store
-    from grokbench.reporting.selection import parse_where, select_runs
-    from grokbench.reporting.text import runs_text
+    from grokbench.reporting.selection import flatten, parse_where, select_runs
+    from grokbench.reporting.text import choose_columns, run_columns, runs_text
 
+    db = open_store(store, create=False)
     frame = select_runs(
-        open_store(store, create=False),
+        db,
         suite=suite_name,
         task=task,
         status=status,
         where=parse_where(where),
         limit=limit,
     )
-    click.echo(frame.to_json(orient="records") if as_json else runs_text(frame))
+    chosen = None
+    if columns is not None and not frame.empty:  # no run: no config key to check a name against
+        records = db.records()
+        configs = dict(zip(records["id"], records["config"].map(flatten)))
+        keys = sorted({k for run_id in frame["id"] for k in configs.get(run_id, {})})
+        known = run_columns(frame) + [k for k in keys if k not in frame.columns]
+        chosen = choose_columns(columns, known)
+        for key in chosen:
+            if key not in frame.columns:
+                frame[key] = frame["id"].map(lambda run_id, k=key: configs[run_id].get(k))
+    if as_json:
+        click.echo((frame if chosen is None else frame[chosen]).to_json(orient="records"))
+    else:
+        click.echo(runs_text(frame, chosen))
 
 
 @cli.command()
@@ -387,7 +409,11 @@ def resume(run_id, steps, store, as_json, quiet, loggers, log_dir, threads) -> N
         loggers=loggers,
         log_dir=log_dir,
     )
-    click.echo(json.dumps(result.to_json()) if as_json else summary_text(result.to_json()))
+    from grokbench.plugin import manager
+    from grokbench.reporting.declarations import metric_declarations
+
+    columns = () if as_json else metric_declarations(manager.get_registry()).columns
+    click.echo(json.dumps(result.to_json()) if as_json else summary_text(result.to_json(), columns))
     if result.status == "failed":
         raise RunError(f"run {result.run_id} failed: {result.message}")
 
@@ -560,7 +586,13 @@ def suite_run(
             f"({outcome.failed} failed{_interrupted_count(outcome.interrupted)}{resumed}) with '{outcome.executor}' "
             f"in {outcome.wall_seconds:.1f} s; stored in {outcome.store}"
         )
+        click.echo(f"next: grokbench report --suite {shlex.quote(outcome.suite)}{_store_option(store)}")
     _refuse_interrupted(outcome.interrupted)
+
+
+def _store_option(store: str | None) -> str:
+    """`` --store PATH`` for a printed command, when the command was given one."""
+    return f" --store {shlex.quote(store)}" if store else ""
 
 
 def _interrupted_count(interrupted: int) -> str:
@@ -781,6 +813,7 @@ def bench_run(
         f"{outcome.wall_seconds:.1f} s wall, "
         f"{outcome.cpu_seconds:.1f} s CPU; stored in {outcome.store}"
     )
+    click.echo(f"next: grokbench bench report --benchmark {shlex.quote(outcome.benchmark)}{_store_option(store)}")
     _refuse_interrupted(outcome.interrupted)
 
 

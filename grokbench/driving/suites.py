@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import functools
 import os
+import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Collection, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -183,12 +186,101 @@ def make_executor(name: str, options: Mapping[str, Any], registry: Registry) -> 
     return cls(params)
 
 
-def _bar(total: int, initial: int, enabled: bool, label: str) -> Any:
-    from tqdm.auto import tqdm
+class Progress:
+    """The progress line of a suite on stderr: runs done, running and left, the steps trained across workers,
+    and an ETA from the steps trained per second since this invocation's first step (``ETA estimating`` until
+    steps have been trained for a few seconds).
 
-    return tqdm(
-        total=total, initial=initial, disable=not enabled, file=sys.stderr, desc=label, unit="run", dynamic_ncols=True
-    )
+    Workers on this machine record each evaluation's step in the store; a thread reads the steps of this
+    suite's ``running`` runs every ``every`` seconds, so the line moves while runs train, not only when one
+    ends. A run handed back counts its configured steps (one that stopped early included)."""
+
+    #: seconds of training observed before an ETA is shown
+    SETTLE = 5.0
+
+    def __init__(
+        self,
+        store: Store,
+        suite: str,
+        pending: Sequence[RunConfig],
+        skipped: int,
+        label: str,
+        enabled: bool,
+        every: float = 1.0,
+    ):
+        from tqdm.auto import tqdm
+
+        self.store, self.suite, self.enabled, self.every = store, suite, enabled, every
+        self.steps = {c.hash: c.train.steps for c in pending}
+        self.skipped, self.done = skipped, set[str]()
+        self.live: dict[str, int] = {}
+        self.first: tuple[float, int] | None = None
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.bar = tqdm(
+            total=sum(self.steps.values()),
+            disable=not enabled,
+            file=sys.stderr,
+            desc=label,
+            unit="step",
+            dynamic_ncols=True,
+            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} steps [{elapsed}{postfix}]",
+        )
+        self._show()
+        self.thread = threading.Thread(target=self._poll, name="suite-progress", daemon=True)
+        if enabled:
+            self.thread.start()
+
+    def finished(self, result: RunResult) -> None:
+        """A run handed back (stored, or recorded by its worker)."""
+        with self.lock:
+            self.done.add(result.config.hash)
+            self.live.pop(result.config.hash, None)
+        self._show()
+
+    def _poll(self) -> None:
+        while not self.stop.wait(self.every):
+            try:
+                with closing(self.store.connect()) as conn:
+                    rows = conn.execute(
+                        "SELECT config_hash, steps FROM runs WHERE suite = ? AND status = 'running'", (self.suite,)
+                    ).fetchall()
+            except sqlite3.Error:  # busy or locked for a moment: the next poll reads it
+                continue
+            with self.lock:
+                self.live = {h: int(s or 0) for h, s in rows if h in self.steps and h not in self.done}
+            self._show()
+
+    def _show(self) -> None:
+        if not self.enabled:
+            return
+        with self.lock:
+            trained = sum(self.steps[h] for h in self.done) + sum(min(s, self.steps[h]) for h, s in self.live.items())
+            running, done = len(self.live), len(self.done)
+            left = len(self.steps) - done - running
+            now = time.monotonic()
+            if self.first is None and trained > 0:
+                self.first = (now, trained)
+            eta = "ETA estimating"
+            if self.first is not None and now - self.first[0] >= self.SETTLE and trained > self.first[1]:
+                rate = (trained - self.first[1]) / (now - self.first[0])
+                eta = f"ETA {_clock((self.bar.total - trained) / rate)}"
+            stored = f", {self.skipped} already stored" if self.skipped else ""
+            self.bar.set_postfix_str(f"runs: {done} done, {running} running, {left} left{stored}; {eta}", refresh=False)
+            self.bar.n = trained
+            self.bar.refresh()
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
+        self.bar.close()
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 def run_suite(
@@ -249,7 +341,7 @@ def run_suite(
             retry_failed,
             sinks,
             outcome,
-            _bar(len(configs), outcome.skipped, progress, f"suite {suite.name}"),
+            Progress(target, suite.name, plan.configs, outcome.skipped, f"suite {suite.name}", progress),
         )
         try:
             with _Interrupts() as interrupts:
@@ -263,7 +355,7 @@ def run_suite(
         except KeyboardInterrupt:
             stopped = True
         finally:
-            keeper.bar.close()
+            keeper.progress.close()
     finally:
         runner.close()
     if stopped:
@@ -284,6 +376,7 @@ class _Plan:
 
     groups: list[list[RunConfig]]
     pending: int
+    configs: list[RunConfig]
     resumes: dict[str, tuple[str, int]]
 
 
@@ -311,7 +404,7 @@ def _plan(
     for cfg in pending:
         by_start.setdefault(resumes[cfg.hash][1] if cfg.hash in resumes else -1, []).append(cfg)
     groups = [g for start in sorted(by_start, reverse=True) for g in batch_groups(by_start[start], registry)]
-    return _Plan(groups, len(pending), resumes)
+    return _Plan(groups, len(pending), pending, resumes)
 
 
 @dataclass
@@ -323,7 +416,7 @@ class _Keeper:
     replace_failed: bool
     sinks: list[Any]
     outcome: SuiteOutcome
-    bar: Any
+    progress: Progress
     counted: set[str] = field(default_factory=set)  # the runs the executor handed back
 
     def keep(self, results: Sequence[RunResult]) -> None:
@@ -341,8 +434,7 @@ class _Keeper:
                 outcome.statuses[result.status] = outcome.statuses.get(result.status, 0) + 1
             else:
                 outcome.duplicates += 1
-            self.bar.update(1)
-            self.bar.set_postfix(failed=outcome.failed, refresh=False)
+            self.progress.finished(result)
 
 
 def _resumes(store: Store, suite: str, pending: Sequence[RunConfig]) -> dict[str, tuple[str, int]]:

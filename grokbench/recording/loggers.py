@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from grokbench.errors import ConfigError, describe
 from grokbench.files import usable_folder
 from grokbench.plugin.registry import logger_class
 
@@ -23,8 +24,8 @@ def log_folder(
     (its own components are theirs), or ``<store>.logs`` beside the store (a symlink there is refused)."""
     if log_dir is not None and str(log_dir):
         return Path(log_dir), None
-    directory = Path(f"{store_path}.logs") if store_path is not None else Path("grokbench-logs")
-    return directory, directory.absolute().parent
+    directory = (Path(f"{store_path}.logs") if store_path is not None else Path("grokbench-logs")).absolute()
+    return directory, directory.parent
 
 
 def make_loggers(
@@ -34,12 +35,23 @@ def make_loggers(
     *,
     root: str | os.PathLike[str] | None = None,
 ) -> list[Any]:
-    """Instantiate the named logger plugins and check their folder, before any training: ConfigError (exit 2) for
-    an unknown logger, a missing extra, or a folder that cannot be written (read-only, a file, a full disk, a
-    symlink below ``root``)."""
+    """Instantiate the named logger plugins and check them, before any training: ConfigError (exit 2) for an
+    unknown logger, a missing extra, a folder that cannot be written (read-only, a file, a full disk, a symlink
+    below ``root``), or a logger whose ``ready()`` (an optional method: can its tracker be reached?) raises."""
     made = [
         (cls := logger_class(name, registry))(cls.Params(), directory=Path(directory)) for name in dict.fromkeys(names)
     ]
+    for logger in made:
+        ready = getattr(logger, "ready", None)
+        if not callable(ready):
+            continue
+        try:
+            ready()
+        except ConfigError:
+            raise
+        except Exception as exc:  # the tracker's own error, its first line
+            said = str(exc).strip().splitlines()
+            raise ConfigError(f"logger '{logger.name}' cannot start: {said[0] if said else describe(exc)}") from None
     if made:
         usable_folder(directory, "the log folder", root=root)
     return made

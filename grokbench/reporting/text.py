@@ -47,6 +47,19 @@ def describe_params(params_model: type[BaseModel]) -> list[dict[str, Any]]:
     return out
 
 
+def _first_paragraph(component: Any) -> str:
+    """A component's docstring up to its first blank line, as one line: its first line alone may stop
+    mid-sentence where the docstring wraps."""
+    import inspect
+
+    doc = (inspect.getdoc(component) or "").strip().split("\n\n")[0]
+    return " ".join(doc.split()) or component.description()
+
+
+#: the width ``grokbench list`` keeps to
+LIST_WIDTH = 100
+
+
 def registry_json(registry: Registry) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kind in KINDS:
@@ -71,7 +84,7 @@ def registry_json(registry: Registry) -> dict[str, Any]:
                     path=obj.path,
                 )
             else:
-                item.update(description=obj.description(), params=describe_params(obj.Params))
+                item.update(description=_first_paragraph(obj), params=describe_params(obj.Params))
                 if kind == "metric":
                     item["default"] = obj.default
             items.append(item)
@@ -112,13 +125,32 @@ def registry_text(registry: Registry) -> str:
             params = ", ".join(f"{p['name']}={json.dumps(p['default'])}" for p in item["params"]) or "-"
             desc = item["description"] + (" [default]" if item.get("default") else "")
             rows.append([item["name"], f"{desc}\n  params: {params}", plugin])
-        blocks.append(
-            f"{title}\n" + (tabulate(rows, headers=["name", "description", "plugin"]) if rows else "  (none)")
-        )
+        blocks.append(f"{title}\n" + (_fitted(rows, ["name", "description", "plugin"]) if rows else "  (none)"))
     if data["broken_plugins"]:
         rows = [[p["plugin"], p["distribution"] or "-", p["error"]] for p in data["broken_plugins"]]
-        blocks.append("Broken plugins\n" + tabulate(rows, headers=["plugin", "distribution", "reason"]))
+        blocks.append("Broken plugins\n" + _fitted(rows, ["plugin", "distribution", "reason"]))
     return "\n\n".join(blocks)
+
+
+def _fitted(rows: list[list[str]], headers: list[str], width: int = LIST_WIDTH) -> str:
+    """A table whose middle column is wrapped at word boundaries so that every line fits ``width``."""
+
+    side = sum(max(len(str(r[i])) for r in [*rows, headers]) for i in (0, 2)) + 4  # two gaps of two spaces
+    room = max(24, width - side)
+    wrapped = [
+        [r[0], "\n".join(line for part in str(r[1]).split("\n") for line in _wrap(part, room)), r[2]] for r in rows
+    ]
+    return tabulate(wrapped, headers=headers, disable_numparse=True)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """``text`` in lines of at most ``width``; a continuation keeps the text's indent, plus two spaces."""
+    import textwrap
+
+    indent = text[: len(text) - len(text.lstrip())]
+    return textwrap.wrap(
+        text, width, subsequent_indent=indent + "  ", break_on_hyphens=False, break_long_words=False
+    ) or [text]
 
 
 def _fmt(value: Any, spec: str = ".4g") -> str:
@@ -151,11 +183,13 @@ def summary_text(result: dict[str, Any], columns: Sequence[SummaryColumn] = ()) 
         ("final train acc", result.get("final_train_acc")),
         ("final test acc", result.get("final_test_acc")),
         *[(c.label, _fmt(result[c.key], c.format)) for c in columns if result.get(c.key) is not None],
+        # a run's wall time, as --json, `runs` and the store give it: a batched program's time is shared out
         (
             "wall time (s)",
             result.get("wall_seconds")
             if not result.get("group_wall_seconds")
-            else f"{result['group_wall_seconds']:.4g} shared by {result['batched_seeds']} seeds trained together",
+            else f"{_fmt(result['wall_seconds'])} (its share of {result['group_wall_seconds']:.4g} s, shared by "
+            f"{result['batched_seeds']} seeds trained together)",
         ),
         ("stored in", result.get("store") or "(not stored)"),
     ]
@@ -174,11 +208,118 @@ def seeds_line(results: list[dict[str, Any]]) -> str:
     return f"seeds: {len(times)}/{len(results)} generalized, median time to generalize {median}; {wall}"
 
 
-def runs_text(frame: pd.DataFrame) -> str:
+#: how every table of runs prints a value that is missing (a time never reached, a parameter a model lacks)
+MISSING = "—"
+
+#: the columns ``grokbench runs`` shows first; the hyperparameters that differ follow, then ``created_at``
+RUN_COLUMNS = (
+    "id",
+    "suite",
+    "task",
+    "model",
+    "regularizer",
+    "optimizer",
+    "preset",
+    "seed",
+    "status",
+    "steps",
+    "t_memorize",
+    "t_generalize",
+    "final_train_acc",
+    "final_test_acc",
+    "wall_seconds",
+)
+
+
+def cell(value: Any) -> str:
+    """A value as a table of runs prints it: :data:`MISSING` when absent (None, NaN), whole numbers without a
+    fraction (pandas stores an integer column with gaps as floats), other floats to 4 significant digits."""
+    if value is None or (isinstance(value, float) and value != value):
+        return MISSING
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else format(value, ".4g")
+    return str(value)
+
+
+def run_columns(frame: pd.DataFrame) -> list[str]:
+    """Every column ``grokbench runs --columns`` can name for these runs, in the order the table shows them."""
+    first = [c for c in RUN_COLUMNS if c in frame.columns]
+    return first + [c for c in frame.columns if c not in first and c != "created_at"] + ["created_at"]
+
+
+def choose_columns(names: str, known: Sequence[str]) -> list[str]:
+    """``--columns a,b,c`` checked against the known columns: ConfigError naming the known ones, with the
+    closest match, for an unknown one."""
+    import difflib
+
+    from grokbench.errors import ConfigError
+
+    chosen = [n.strip() for n in names.split(",") if n.strip()]
+    if not chosen:
+        raise ConfigError(f"--columns expects names separated by commas (known: {', '.join(known)})")
+    for name in chosen:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"unknown column '{name}'{hint} (known: {', '.join(known)})")
+    return list(dict.fromkeys(chosen))
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return text == MISSING
+    return True
+
+
+def _table(text: pd.DataFrame, columns: list[str]) -> str:
+    """Cells already formatted; a column of numbers (or missing values) aligned right."""
+    align = ["right" if text[c].map(_numeric).all() and c != "id" else "left" for c in columns]
+    return tabulate(text[columns], headers="keys", showindex=False, disable_numparse=True, colalign=align)
+
+
+def runs_text(frame: pd.DataFrame, columns: Sequence[str] | None = None, width: int | None = None) -> str:
+    """The table of ``grokbench runs``: with ``columns``, those columns; otherwise the columns whose value differs
+    between the runs (those equal on every run are said once, in a line above the table), the last dropped until
+    the table fits ``width`` characters (default: the terminal's), with a line naming them. A missing value
+    prints as :data:`MISSING`."""
+    import shutil
+    import textwrap
+
     if frame.empty:
         return "no runs"
-    shown = frame.drop(columns=["created_at"]).copy()
-    return tabulate(shown, headers="keys", showindex=False, floatfmt=".4g", missingval="-")
+    width = width or shutil.get_terminal_size().columns
+    text = frame.apply(lambda col: col.map(cell))
+    lines: list[str] = []
+    if columns is not None:
+        return _table(text, list(columns))
+    shown = [c for c in run_columns(frame) if c != "created_at"]
+    if len(text) == 1:  # one run: a field per line, which fits any terminal
+        return tabulate([(c, text[c].iloc[0]) for c in shown], tablefmt="plain", disable_numparse=True)
+    same = [c for c in shown if c != "id" and text[c].nunique() == 1]
+    shown = [c for c in shown if c not in same]
+    if same:
+        said = ", ".join(f"{c} {text[c].iloc[0]}" for c in same)
+        lines += textwrap.wrap(
+            f"same on all {len(text)} runs: {said}", width, break_on_hyphens=False, break_long_words=False
+        )
+    dropped: list[str] = []
+    table = _table(text, shown)
+    while len(shown) > 1 and max(len(line) for line in table.splitlines()) > width:
+        dropped.insert(0, shown.pop())
+        table = _table(text, shown)
+    if dropped:
+        lines += textwrap.wrap(
+            f"{len(dropped)} more columns than {width} characters hold: {', '.join(dropped)} "
+            f"(choose with --columns, e.g. --columns id,{dropped[0]}; all in --json)",
+            width,
+            break_on_hyphens=False,
+            break_long_words=False,
+        )
+    return "\n".join([*lines, table])
 
 
 def run_text(run: dict[str, Any], curves: pd.DataFrame, max_rows: int = 20) -> str:
@@ -210,10 +351,18 @@ def run_text(run: dict[str, Any], curves: pd.DataFrame, max_rows: int = 20) -> s
         if shown.index[-1] != curves.index[-1]:
             shown = pd.concat([shown, curves.iloc[[-1]]])
         lines.append(
-            f"\ncurves ({len(curves)} evaluations, every {step}th shown):\n"
+            f"\ncurves ({len(curves)} evaluations, {_every(step)} shown):\n"
             + tabulate(shown, headers="keys", showindex=False, floatfmt=".4g")
         )
     return "\n".join(lines)
+
+
+def _every(step: int) -> str:
+    """``every evaluation``, ``every 2nd evaluation``, ``every 11th evaluation``, ``every 21st evaluation``."""
+    if step == 1:
+        return "every evaluation"
+    suffix = "th" if 10 <= step % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(step % 10, "th")
+    return f"every {step}{suffix} evaluation"
 
 
 def plugins_json(registry: Registry) -> list[dict[str, Any]]:
