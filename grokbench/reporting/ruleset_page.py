@@ -348,7 +348,7 @@ def write_ruleset_report(
                     {
                         "method": m,
                         "role": "reference" if m == meta.reference else ("control" if m in meta.controls else "ranked"),
-                        "measured against": _against(m, registry) or meta.reference,
+                        "measured against": "—" if m == meta.reference else (_against(m, registry) or meta.reference),
                         "source": _source(m, registry),
                     }
                     for m in all_methods
