@@ -48,6 +48,8 @@ class PluginInfo:
     module: str | None = None
     #: skipped because GROKBENCH_DISABLE_PLUGINS names it
     disabled: bool = False
+    #: contract notices: what to change before the next plugin contract refuses it (it works meanwhile)
+    notices: list[str] = field(default_factory=list)
 
     @property
     def label(self) -> str:
