@@ -209,3 +209,55 @@ def test_the_cli_shows_a_deprecation_notice_once_and_the_old_plugin_works(tmp_pa
         f"'token-weights': add it (capabilities = frozenset({{..., 'token-weights'}})); plugin contract {CONTRACT + 1} "
         "will refuse it undeclared"
     ]
+
+
+def test_a_metric_s_summary_keys_reach_the_csv_without_report_columns_and_a_notice_says_how_to_show_them(tmp_path):
+    env = installed(
+        tmp_path,
+        "ratioplug",
+        """
+        import torch
+        from grokbench import hookimpl
+        from grokbench.contracts import Metric
+
+        class NormRatio(Metric):
+            \"\"\"‖θ‖∞ / ‖θ‖₂ over all parameters.\"\"\"
+
+            name = "norm_ratio"
+            outputs = ("norm_ratio",)
+            summary_keys = ("norm_ratio_final",)
+
+            def compute(self, ctx):
+                theta = torch.cat([p.detach().double().reshape(-1) for p in ctx.model.parameters().values()])
+                return {"norm_ratio": (theta.abs().max() / theta.norm()).item()}
+
+            def summarize(self, curves, summary):
+                return {"norm_ratio_final": float(curves[-1]["norm_ratio"]) if curves else None}
+
+        @hookimpl
+        def register_metrics(register):
+            register(NormRatio)
+        """,
+    )
+    finals = []
+    for seed in ("0", "1"):
+        done = grokbench(
+            "run", "-t", "modadd-cls", "-m", "quadratic", "--seed", seed, "--set", "task.p=11", "--set", "train.steps=40",
+            "--set", "metrics.norm_ratio=true", "--store", str(tmp_path / "s.db"), "--json", env=env,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        finals.append(__import__("json").loads(done.stdout)["norm_ratio_final"])
+    report = grokbench("report", "--store", str(tmp_path / "s.db"), "--out", str(tmp_path / "rep"), "--no-plots", env=env)
+    assert report.returncode == 0, report.stderr
+    notices = [line for line in report.stderr.splitlines() if "notice" in line]
+    assert notices == [
+        "grokbench: notice: plugin ratioplug (ratioplug 1.0): metric 'norm_ratio' declares summary_keys "
+        "(norm_ratio_final) but no report_columns: they reach leaderboard.csv only; to show them in the tables, "
+        "declare report_columns = (SummaryColumn('norm_ratio_final', 'a label', 'max' or 'min' or None),)"
+    ]
+    import csv
+
+    with open(tmp_path / "rep" / "leaderboard.csv") as f:
+        (row,) = list(csv.DictReader(f))
+    assert float(row["norm_ratio_final"]) == pytest.approx(sum(finals) / 2)
+    assert "norm_ratio_final" not in (tmp_path / "rep" / "leaderboard.md").read_text()

@@ -70,8 +70,14 @@ class ContractDeprecationWarning(DeprecationWarning):
 
 
 def contract_notices(cls: type) -> tuple[str, ...]:
-    """The deprecation notices raised by ``cls``'s own contract check (not its bases')."""
+    """The notices of ``cls``'s own contract check (not its bases'): what its plugin's author should change."""
     return tuple(vars(cls).get("_contract_notices", ()))
+
+
+def add_notice(cls: type, notice: str) -> None:
+    """Record a notice of ``cls``'s contract check, once (shown with its plugin, see ``PluginInfo.notices``)."""
+    if notice not in contract_notices(cls):
+        type.__setattr__(cls, "_contract_notices", (*contract_notices(cls), notice))
 
 
 class _ClassOrInstance:
@@ -207,7 +213,7 @@ def _deprecated_undeclared(cls: type[Capable], cap: str, members: list[str]) -> 
         f"(capabilities = frozenset({{..., '{cap}'}})); plugin contract {CONTRACT + 1} will refuse it undeclared"
     )
     cls.capabilities = cls.capabilities | {cap}
-    type.__setattr__(cls, "_contract_notices", (*contract_notices(cls), notice))
+    add_notice(cls, notice)
     warnings.warn(notice, ContractDeprecationWarning, stacklevel=3)
 
 
