@@ -185,7 +185,7 @@ def _validate_params(registry: Registry, kind: str, name: str, raw: Mapping[str,
     try:
         params = registry.params(cls, raw)
     except ValidationError as exc:
-        raise validation_error(exc, where) from None
+        raise validation_error(exc, where, model=cls.Params) from None
     return params.model_dump(mode="json")
 
 
@@ -228,7 +228,7 @@ def resolve_config(
     try:
         train_cfg = TrainConfig.model_validate(train_raw)
     except ValidationError as exc:
-        raise validation_error(exc, "train") from None
+        raise validation_error(exc, "train", model=TrainConfig) from None
     run_seed = seed if seed is not None else tree.get("seed", 0)
     if not isinstance(run_seed, int) or isinstance(run_seed, bool):
         raise ConfigError(f"invalid value for seed: expected an integer (got {run_seed!r})")
