@@ -209,6 +209,9 @@ def test_the_cli_shows_a_deprecation_notice_once_and_the_old_plugin_works(tmp_pa
         f"'token-weights': add it (capabilities = frozenset({{..., 'token-weights'}})); plugin contract {CONTRACT + 1} "
         "will refuse it undeclared"
     ]
+    # the workers a command starts inherit that the notices were shown
+    quiet = grokbench("plugins", env={**env, "GROKBENCH_NOTICES_SHOWN": "1"})
+    assert quiet.returncode == 0 and "notice" not in quiet.stderr
 
 
 def test_a_metric_s_summary_keys_reach_the_csv_without_report_columns_and_a_notice_says_how_to_show_them(tmp_path):

@@ -38,6 +38,8 @@ PROJECT = "grokbench"
 ENTRY_POINT_GROUP = "grokbench"
 DISABLE_ENV = "GROKBENCH_DISABLE_PLUGINS"
 NO_ENTRY_POINTS_ENV = "GROKBENCH_NO_ENTRY_POINTS"
+#: set once a process has shown the plugins' notices, so that its workers do not repeat them
+NOTICES_SHOWN_ENV = "GROKBENCH_NOTICES_SHOWN"
 #: the module attribute in which a plugin declares the plugin contracts it supports
 CONTRACT_ATTRIBUTE = "grokbench_contract"
 
@@ -230,9 +232,11 @@ def configure_loading(*, no_entry_points: bool = False, disable: Iterable[str] =
 
 @functools.lru_cache(maxsize=1)
 def get_registry() -> Registry:
-    """The registry of the installed plugins, loaded once per process; their notices go to stderr then."""
+    """The registry of the installed plugins, loaded once per process; their notices go to stderr then, once per
+    process tree (the worker processes a command starts inherit ``GROKBENCH_NOTICES_SHOWN``)."""
     registry = load_plugins()
-    for info in registry.plugins:
-        for notice in info.notices:
-            print(f"grokbench: notice: plugin {info.label}: {notice}", file=sys.stderr)
+    notices = [f"grokbench: notice: plugin {p.label}: {n}" for p in registry.plugins for n in p.notices]
+    if notices and not os.environ.get(NOTICES_SHOWN_ENV):
+        print("\n".join(notices), file=sys.stderr)
+        os.environ[NOTICES_SHOWN_ENV] = "1"
     return registry
