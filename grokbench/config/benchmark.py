@@ -203,7 +203,7 @@ def default_benchmark(registry: Registry) -> str:
     if not names:
         raise ConfigError("no benchmark is installed: name a benchmark file with --benchmark FILE")
     raise ConfigError(
-        f"{len(names)} benchmarks are installed ({', '.join(names)}): choose one with --benchmark NAME "
+        f"{len(names)} benchmarks are installed ({', '.join(names)}): name one with --benchmark NAME "
         f"(e.g. --benchmark {names[0]}); 'grokbench list' describes them"
     )
 
