@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 import sys
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -33,14 +34,48 @@ def key_path(where: str, loc: tuple[Any, ...]) -> str:
     return out
 
 
-def validation_error(exc: ValidationError, where: str = "", *, unknown: str = "unknown key '{key}'") -> ConfigError:
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys ``model`` takes at ``loc`` (the parent of an error's key), following nested models and lists."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part) if isinstance(current, type) and issubclass(current, BaseModel) else None
+        if field is None:
+            return []
+        todo, current = [field.annotation], None
+        while todo:  # the first model in the annotation (list[TrackSpec], TrackFields | None, ...)
+            ann = todo.pop(0)
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                current = ann
+                break
+            todo.extend(get_args(ann))
+        if current is None:
+            return []
+    return list(current.model_fields) if isinstance(current, type) and issubclass(current, BaseModel) else []
+
+
+def validation_error(
+    exc: ValidationError,
+    where: str = "",
+    *,
+    unknown: str = "unknown key '{key}'",
+    model: type[BaseModel] | None = None,
+) -> ConfigError:
     """The first error of ``exc`` as one line: unknown key, missing key, or invalid value (with the value given).
 
-    ``where`` prefixes the key (``task`` -> ``task.p``); ``unknown`` words an unknown key."""
-    err = exc.errors()[0]
+    An unknown key comes first (a misspelled key is missing too) and, given the ``model`` validated, is followed
+    by the closest key it takes: "(did you mean 'reference'?)". ``where`` prefixes the key (``task`` ->
+    ``task.p``); ``unknown`` words an unknown key."""
+    errors = exc.errors()
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     key = key_path(where, tuple(err["loc"])) or where
     if err["type"] == "extra_forbidden":
-        return ConfigError(unknown.format(key=key))
+        loc = tuple(err["loc"])
+        fields = _fields_at(model, loc[:-1]) if model is not None and loc else []
+        close = difflib.get_close_matches(str(loc[-1]), fields, n=1, cutoff=0.6) if fields else []
+        hint = f" (did you mean '{key_path(where, (*loc[:-1], close[0]))}'?)" if close else ""
+        return ConfigError(unknown.format(key=key) + hint)
     if err["type"] == "missing":
         return ConfigError(f"missing key '{key}'")
     got = err.get("input")
@@ -87,4 +122,4 @@ def parse_toml(text: str, source: str, model: type[Spec]) -> Spec:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {validation_error(exc)}") from None
+        raise ConfigError(f"{source}: {validation_error(exc, model=model)}") from None

@@ -11,11 +11,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from grokbench.config.run import deep_merge
+from grokbench.config.run import TrainConfig, deep_merge
 from grokbench.config.suites import EntrySpec, PlannedRun, Suite, SuiteMeta, SuiteSpec, expand
 from grokbench.errors import ConfigError
 from grokbench.plugin.benchmark_file import BenchmarkSpec, TrackSpec, read_benchmark_spec
 from grokbench.plugin.registry import Registry
+from grokbench.strict import validation_error
 
 #: what a method (preset) may set; everything else is the track's
 METHOD_KEYS = {"optimizer": None, "regularizer": None, "task": {"loss"}}
@@ -141,6 +142,27 @@ def check_method(method: str, registry: Registry) -> None:
         for kind in ("optimizer", "regularizer"):
             if preset.task is None and preset.model is None and "name" not in preset.settings.get(kind, {}):
                 raise ConfigError(f"preset '{method}' is not a method: it names no {kind}")
+    for entry in registry.entries["preset"].values():
+        if entry.component.name == method:
+            _check_method_components(method, entry, registry)
+
+
+def _check_method_components(method: str, entry: Any, registry: Registry) -> None:
+    """The optimizer and regularizer a method's preset names exist and take its values: a ConfigError naming the
+    method and its plugin otherwise (a method's mistake, not a track's)."""
+    for kind in ("optimizer", "regularizer"):
+        section = dict(entry.component.settings.get(kind, {}))
+        name = section.pop("name", None)
+        if name is None:
+            continue
+        try:
+            cls = registry.get(kind, name)
+            registry.params(cls, section)
+        except ConfigError as exc:
+            raise ConfigError(f"method '{method}' (a preset of plugin {entry.plugin.label}): {exc}") from None
+        except ValidationError as exc:
+            error = validation_error(exc, kind, model=cls.Params)
+            raise ConfigError(f"method '{method}' (a preset of plugin {entry.plugin.label}): {error}") from None
 
 
 def method_key_error(settings: Any) -> str | None:
@@ -193,7 +215,10 @@ def default_benchmark(registry: Registry) -> str:
         return names[0]
     if not names:
         raise ConfigError("no benchmark is installed: name a benchmark file with --benchmark FILE")
-    raise ConfigError(f"{len(names)} benchmarks are installed ({', '.join(names)}): name one with --benchmark")
+    raise ConfigError(
+        f"{len(names)} benchmarks are installed ({', '.join(names)}): name one with --benchmark NAME "
+        f"(e.g. --benchmark {names[0]}); 'grokbench list' describes them"
+    )
 
 
 def find_benchmark(name_or_path: str | None, registry: Registry) -> Path:
@@ -226,6 +251,7 @@ def load_benchmark(name_or_path: str | None, registry: Registry) -> Benchmark:
                 registry.get(kind, getattr(merged, kind))
             except ConfigError as exc:
                 raise ConfigError(f"{where}: {exc}") from None
+        _check_track_settings(where, merged, registry)
         for key in TRACK_FORBIDDEN:
             head, _, leaf = key.partition(".")
             node = merged.set.get(head)
@@ -252,6 +278,22 @@ def load_benchmark(name_or_path: str | None, registry: Registry) -> Benchmark:
     if shared:
         raise ConfigError(f"{path}: tuning seed {shared[0]} is also a scoring seed (the two sets must be disjoint)")
     return bench
+
+
+def _check_track_settings(where: str, merged: TrackSpec, registry: Registry) -> None:
+    """The track's own task, model and train values are valid (a track's mistake, not a method's)."""
+    for kind in ("task", "model", "train"):
+        raw = merged.set.get(kind, {})
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where}: invalid value for set.{kind}: expected a table (got {raw!r})")
+        model: Any = TrainConfig if kind == "train" else registry.get(kind, getattr(merged, kind)).Params
+        try:
+            if kind == "train":
+                model.model_validate(raw)
+            else:
+                registry.params(registry.get(kind, getattr(merged, kind)), raw)
+        except ValidationError as exc:
+            raise ConfigError(f"{where}: {validation_error(exc, kind, model=model)}") from None
 
 
 def plan_methods(

@@ -212,7 +212,7 @@ def _validate_params(registry: Registry, kind: str, name: str, raw: Mapping[str,
     try:
         params = registry.params(cls, raw)
     except ValidationError as exc:
-        raise validation_error(exc, where) from None
+        raise validation_error(exc, where, model=cls.Params) from None
     return params.model_dump(mode="json")
 
 
@@ -255,7 +255,7 @@ def resolve_config(
     try:
         train_cfg = TrainConfig.model_validate(train_raw)
     except ValidationError as exc:
-        raise validation_error(exc, "train") from None
+        raise validation_error(exc, "train", model=TrainConfig) from None
     if train_cfg.validation_fraction > 0 and not registry.get("task", task).supports("validation"):
         raise ConfigError(
             f"task '{task}' has no validation split (it does not declare capability 'validation'): "

@@ -66,6 +66,8 @@ def failed_result(cfg: RunConfig, exc: BaseException | str, registry: Registry) 
             plugins[kind] = {"name": name, **registry.entry(kind, name).plugin.provenance()}
         except ConfigError:
             plugins[kind] = {"name": name, "plugin": None, "distribution": None, "version": None}
+    if preset := registry.preset_provenance(cfg.preset, cfg.task.name, cfg.model.name):
+        plugins["preset"] = preset
     import torch
 
     message, trace = (exc, None) if isinstance(exc, str) else failure(exc, {})

@@ -2,7 +2,9 @@
 
 Before training, :func:`check_task_data` and :func:`check_model` look at the task's data and a forward pass
 on a real training batch and on the held-out inputs, and raise a :class:`ConfigError` naming the plugin.
-:func:`blame` finds the component (so the plugin) that raised an exception during a run, from its traceback.
+:func:`blame` finds the component (so the plugin) that raised an exception during a run, from its traceback;
+:func:`check_grads` and :func:`check_state`, called by the trainer at its first step, raise
+:class:`ContractViolation` naming the component whose method returned the wrong kind of value.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import torch
 
 from grokbench.errors import ConfigError, describe
-from grokbench.plugin.contracts import DataSpec, Model, TaskData
+from grokbench.plugin.contracts import DataSpec, Model, OptimizerState, TaskData
 from grokbench.plugin.registry import Entry
 
 
@@ -73,6 +75,52 @@ def check_model(model: Any, data: TaskData, entry: Entry, batch_size: int | None
             )
 
 
+class ContractViolation(TypeError):
+    """A component's method returned what the contract does not allow: ``kind`` names the component in the
+    run's entries (see :func:`describe_failure`), the message what it returned and what was expected."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+def _shapes(tensors: Any) -> str:
+    return ", ".join(_shape(t) for t in tensors)
+
+
+def check_grads(kind: str, method: str, grads: Any, params: list[torch.Tensor]) -> None:
+    """``grads`` (what ``kind``'s ``method`` returned) is a list of tensors shaped like ``params``, one each."""
+    ok = (
+        isinstance(grads, (list, tuple))
+        and len(grads) == len(params)
+        and all(isinstance(g, torch.Tensor) and g.shape == p.shape for g, p in zip(grads, params))
+    )
+    if not ok:
+        got = f"[{_shapes(grads)}]" if isinstance(grads, (list, tuple)) else repr(grads)[:60]
+        raise ContractViolation(
+            kind,
+            f"{method} returned {got}, expected a list of {len(params)} tensor(s) shaped like the parameters: "
+            f"{_shapes(params)}",
+        )
+
+
+def check_loss_and_grads(out: Any, params: list[torch.Tensor]) -> None:
+    """What the model's ``loss_and_grads`` returned: a (loss, gradients) pair, gradients shaped like ``params``."""
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise ContractViolation(
+            "model", f"loss_and_grads returned {repr(out)[:60]}, expected a (loss tensor, list of gradients) pair"
+        )
+    check_grads("model", "loss_and_grads", out[1], params)
+
+
+def check_state(state: Any) -> None:
+    """What the optimizer's ``build`` returned: an :class:`~grokbench.plugin.contracts.OptimizerState`."""
+    if not isinstance(state, OptimizerState):
+        raise ContractViolation(
+            "optimizer", f"build returned {type(state).__name__}, expected a grokbench.contracts.OptimizerState"
+        )
+
+
 def blame(exc: BaseException, entries: Mapping[str, Entry]) -> Entry | None:
     """The component whose code raised ``exc`` (innermost frame first), or None: a frame belongs to a component
     when its ``self`` is an instance of the component's class, else when it runs in the class's module."""
@@ -99,5 +147,7 @@ def describe_failure(exc: BaseException, components: Mapping[str, Entry]) -> str
 
     ``components`` are the run's registry entries (see :func:`blame`).
     """
+    if isinstance(exc, ContractViolation) and exc.kind in components:
+        return f"{_who(components[exc.kind])} violates the contract: {exc}"
     entry = blame(exc, components)
     return f"{_who(entry)} raised {describe(exc)}" if entry else describe(exc)

@@ -5,6 +5,11 @@ included, ``KeyboardInterrupt`` not), raises or registers something invalid, or 
 does not know (a misspelled ``register_model``; one marked ``optionalhook=True`` is exempt) is kept as
 *broken* with its reason; the others still work.
 
+A plugin module may declare the plugin contracts it supports, ``grokbench_contract = ">=4,<6"`` (a version
+specifier over :data:`grokbench.version.CONTRACT`); outside that range it is broken, with a line naming the
+range and this grokbench's contract. Deprecation notices of its classes (``ContractDeprecationWarning``) are
+kept on its :class:`PluginInfo` and shown once per process by :func:`get_registry`.
+
 For debugging: ``GROKBENCH_DISABLE_PLUGINS`` (comma-separated entry-point names; ``--disable-plugin``) skips
 those plugins, and ``GROKBENCH_NO_ENTRY_POINTS=1`` (``--no-entry-points``) loads no entry point at all.
 """
@@ -14,13 +19,16 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import os
+import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import pluggy
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from grokbench.errors import describe
 from grokbench.plugin import hookspecs
+from grokbench.version import CONTRACT, __version__
 
 # the registry imports the contracts, hence torch: imported on first use, so that `grokbench --help` stays light
 if TYPE_CHECKING:
@@ -30,6 +38,10 @@ PROJECT = "grokbench"
 ENTRY_POINT_GROUP = "grokbench"
 DISABLE_ENV = "GROKBENCH_DISABLE_PLUGINS"
 NO_ENTRY_POINTS_ENV = "GROKBENCH_NO_ENTRY_POINTS"
+#: set once a process has shown the plugins' notices, so that its workers do not repeat them
+NOTICES_SHOWN_ENV = "GROKBENCH_NOTICES_SHOWN"
+#: the module attribute in which a plugin declares the plugin contracts it supports
+CONTRACT_ATTRIBUTE = "grokbench_contract"
 
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
@@ -73,6 +85,37 @@ def _unknown_hooks(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
             if any(impl.plugin is plugin and not impl.optionalhook for impl in caller.get_hookimpls()):
                 names.append(name)
     return sorted(names)
+
+
+def contract_problem(plugin: Any) -> str | None:
+    """Why ``plugin`` cannot load under this grokbench's contract (its ``grokbench_contract``), or None."""
+    declared = getattr(plugin, CONTRACT_ATTRIBUTE, None)
+    if declared is None:
+        return None
+    try:
+        supported = SpecifierSet(declared) if isinstance(declared, str) else None
+    except InvalidSpecifier:
+        supported = None
+    if supported is None:
+        return f"declares {CONTRACT_ATTRIBUTE} = {declared!r}, not a version specifier such as '>={CONTRACT}'"
+    if str(CONTRACT) in supported:
+        return None
+    return (
+        f"supports plugin contract {declared}, but this grokbench {__version__} has contract {CONTRACT} "
+        "(install a release of the plugin for it, or a grokbench whose contract it supports; see CHANGELOG.md)"
+    )
+
+
+def _notices(plugin: Any, staged: list[tuple[str, str, Any]]) -> list[str]:
+    """The contract notices of the classes a plugin registers or defines in its module, each once."""
+    from grokbench.plugin.contracts.base import contract_notices
+
+    classes = [obj for _, _, obj in staged if isinstance(obj, type)]
+    module = getattr(plugin, "__name__", None)
+    classes += [
+        obj for obj in getattr(plugin, "__dict__", {}).values() if isinstance(obj, type) and obj.__module__ == module
+    ]
+    return list(dict.fromkeys(n for cls in classes for n in contract_notices(cls)))
 
 
 def _normalize(distribution: str) -> str:
@@ -146,6 +189,12 @@ def load_plugins(
             info.error = f"failed to load: {describe(exc)}"
             registry.plugins.append(info)
             continue
+        problem = contract_problem(plugin)
+        if problem:
+            info.error = problem
+            pm.unregister(plugin)
+            registry.plugins.append(info)
+            continue
         unknown = _unknown_hooks(pm, plugin)
         if unknown:
             info.error = f"implements unknown hook(s) {', '.join(unknown)} (known: {', '.join(sorted(hook for hook, _ in KINDS.values()))})"
@@ -166,6 +215,7 @@ def load_plugins(
             pm.unregister(plugin)
             registry.plugins.append(info)
             continue
+        info.notices = _notices(plugin, staged)
         registry.add_plugin(info, staged)
     return registry
 
@@ -182,5 +232,11 @@ def configure_loading(*, no_entry_points: bool = False, disable: Iterable[str] =
 
 @functools.lru_cache(maxsize=1)
 def get_registry() -> Registry:
-    """The registry of the installed plugins, loaded once per process."""
-    return load_plugins()
+    """The registry of the installed plugins, loaded once per process; their notices go to stderr then, once per
+    process tree (the worker processes a command starts inherit ``GROKBENCH_NOTICES_SHOWN``)."""
+    registry = load_plugins()
+    notices = [f"grokbench: notice: plugin {p.label}: {n}" for p in registry.plugins for n in p.notices]
+    if notices and not os.environ.get(NOTICES_SHOWN_ENV):
+        print("\n".join(notices), file=sys.stderr)
+        os.environ[NOTICES_SHOWN_ENV] = "1"
+    return registry

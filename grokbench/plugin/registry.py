@@ -48,6 +48,8 @@ class PluginInfo:
     module: str | None = None
     #: skipped because GROKBENCH_DISABLE_PLUGINS names it
     disabled: bool = False
+    #: contract notices: what to change before the next plugin contract refuses it (it works meanwhile)
+    notices: list[str] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -177,6 +179,12 @@ class Registry:
             and e.component.model in (None, model)
         ]
         return sorted(found, key=lambda e: (e.component.task is not None) + (e.component.model is not None))
+
+    def preset_provenance(self, name: str | None, task: str, model: str) -> dict[str, Any] | None:
+        """What a run records of its method preset ``name``: the preset, and the plugin, distribution and version
+        of its most specific registration for this task and model (None without a preset)."""
+        found = self.presets_for(name, task, model) if name else []
+        return {"name": name, **found[-1].plugin.provenance()} if found else None
 
     def preset_names(self) -> list[str]:
         return sorted({e.component.name for e in self.entries["preset"].values()})

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from grokbench.config.benchmark import Benchmark, load_benchmark
+from grokbench.config.run import COMPONENT_KINDS
 from grokbench.errors import ConfigError
 from grokbench.files import Batch, output_dir
 from grokbench.plugin.registry import Registry
@@ -169,6 +170,31 @@ def reference_line(bench: Benchmark, rows: list[MethodSummary], benchmark: str |
     return f"Speed-ups need the reference method {reference}, not scored yet on {', '.join(missing)}: run {command}"
 
 
+def provenance_lines(bench: Benchmark, rows: list[MethodSummary], store: Store) -> list[str]:
+    """Per method, the preset and components behind its stored runs: name, plugin, distribution and version."""
+    known = set(store.suites()["name"])
+    lines = []
+    for r in rows:
+        suite = bench.suite_name(r.method)
+        frame = store.records(suite=suite) if suite in known else None
+        found: dict[str, None] = {}
+        for plugins in [] if frame is None or frame.empty else frame["plugins"]:
+            for kind in ("preset", *COMPONENT_KINDS):
+                info = plugins.get(kind) or {}
+                if info.get("name") and info["name"] != "-":
+                    where = (
+                        f"{info.get('distribution')} {info.get('version')}"
+                        if info.get("distribution")
+                        else "no distribution"
+                    )
+                    found[f"{kind} `{info['name']}` from {info.get('plugin')} ({where})"] = None
+        if found and not any(f.startswith("preset ") for f in found):
+            found = {"preset not recorded (runs stored by an older grokbench)": None, **found}
+        if found:
+            lines.append(f"* `{r.method}`: " + "; ".join(found))
+    return ["## Provenance", "", "What each method's stored runs were made with:", "", *lines, ""] if lines else []
+
+
 def _markdown(bench: Benchmark, rows: list[MethodSummary], store: Store, reference: str) -> str:
     meta = bench.spec.benchmark
     wide, times = wide_frame(bench, rows), time_frame(bench, rows)
@@ -199,6 +225,7 @@ def _markdown(bench: Benchmark, rows: list[MethodSummary], store: Store, referen
             f"evaluated every {train.get('eval_every', '?')}, threshold {train.get('generalize_threshold', 0.99)})"
         )
     lines += ["", "## Wall time (s) per method and track, stored with the runs", "", times.to_markdown(index=False), ""]
+    lines += provenance_lines(bench, rows, store)
     notes = [f"* {s.method} on {s.track}: {s.note}" for r in rows for s in r.tracks if s.note]
     if notes:
         lines += ["## Notes", "", *notes, ""]

@@ -121,7 +121,7 @@ def write_report(
         "leaderboard.md": "\n".join(md) + "\n",
         "summary.md": "\n".join(summary) + "\n",
         "leaderboard.html": _html(title, rule, (headers, cells), scaling, figures, images, batch.files),
-        "leaderboard.csv": board.to_csv(index=False),
+        "leaderboard.csv": leaderboard(frame, declarations.columns + declarations.csv_only).to_csv(index=False),
         "baseline.json": json.dumps(baseline_json(board, suite), indent=2) + "\n",
     }
     for name, text in files.items():

@@ -61,6 +61,8 @@ def start(cfg: RunConfig, registry: Registry) -> Prepared:
     metric_entries = {name: registry.entry("metric", name) for name in cfg.metrics}
     plugins = {kind: {"name": e.name, **e.plugin.provenance()} for kind, e in entries.items()}
     plugins["metrics"] = {name: e.plugin.provenance() for name, e in metric_entries.items()}
+    if preset := registry.preset_provenance(cfg.preset, cfg.task.name, cfg.model.name):
+        plugins["preset"] = preset
     return Prepared(cfg, registry, entries, metric_entries, plugins, resolve_device(cfg.train.device))
 
 

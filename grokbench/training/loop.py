@@ -15,6 +15,7 @@ from typing import Any, TypeVar, cast
 import torch
 
 from grokbench.config.run import TrainConfig
+from grokbench.plugin.conformance import check_grads, check_loss_and_grads, check_state
 from grokbench.plugin.contracts import (
     BatchedModel,
     EvalContext,
@@ -240,7 +241,10 @@ def train_members(
             if updates is None:  # closed form: nothing to step
                 continue
             x, y = program.batch()
-            _, grads = trainable.loss_and_grads(x, y, task)
+            out = trainable.loss_and_grads(x, y, task)
+            if step == program.start:
+                check_loss_and_grads(out, list(trainable.parameters().values()))
+            _, grads = out
             program.watch_stalls(step, grads)
             if not program.active:
                 break
@@ -282,6 +286,7 @@ class _Updates:
     per_seed: bool
     penalty: bool
     decoupled: bool
+    checked: bool = False
 
     @classmethod
     def build(
@@ -295,6 +300,8 @@ class _Updates:
         optimizers = [m.optimizer or optimizer for m in members] if per_seed else [optimizer]
         regs = [m.regularizer or regularizer for m in members] if per_seed else [regularizer]
         states = [opt.build(group) for opt, group in zip(optimizers, groups)]
+        for state in states:
+            check_state(state)
         lrs = [o.params.lr if isinstance(o.params.lr, torch.Tensor) else float(o.params.lr) for o in optimizers]
         return cls(params, groups, states, regs, lrs, per_seed, penalty, decoupled)
 
@@ -303,11 +310,15 @@ class _Updates:
         for i, (group, state, lr, reg) in enumerate(zip(self.groups, self.states, self.lrs, self.regularizers)):
             group_grads = [g[i] for g in grads] if self.per_seed else grads
             if self.penalty:
-                for g, e in zip(group_grads, reg.penalty_grads(group)):
+                extra = reg.penalty_grads(group)
+                if not self.checked:
+                    check_grads("regularizer", "penalty_grads", extra, group)
+                for g, e in zip(group_grads, extra):
                     g.add_(e)
             if self.decoupled:
                 reg.decoupled_update(group, lr)
             state.step(group_grads)
+        self.checked = True  # return values are checked at the first step only
 
 
 class _Program:

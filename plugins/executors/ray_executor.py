@@ -64,11 +64,15 @@ class RayExecutor(Executor):
         cpus_per_run: PositiveFloat = Field(1.0, description="CPUs each task (one group of seeds) reserves")
         gpus_per_run: float = Field(0.0, ge=0, description="GPUs each task reserves (fractions share a GPU)")
 
+    @classmethod
+    def capabilities_for(cls, params: Params) -> frozenset[str]:
+        """Not ``remote`` on a local Ray instance: its workers share this machine."""
+        address = params.address or os.environ.get("RAY_ADDRESS")
+        return cls.capabilities - {"remote"} if not address or address == "local" else cls.capabilities
+
     def __init__(self, params: Params):
         super().__init__(params)
         self.address = params.address or os.environ.get("RAY_ADDRESS")
-        if not self.address or self.address == "local":  # a local Ray instance: its workers share this machine
-            self.capabilities = self.capabilities - {"remote"}
 
     def start(self) -> None:
         try:

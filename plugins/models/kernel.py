@@ -142,9 +142,14 @@ class KernelParams(Params):
 
 
 class KernelRegression(Model):
-    """Base of the closed-form kernel models (not registered): subclasses define :meth:`gram` and :meth:`init_output`."""
+    """Base of the closed-form kernel models (not registered): subclasses define :meth:`gram` and :meth:`init_output`.
 
-    capabilities = frozenset({"closed-form"})
+    Its output f₀(x) + K(x, X)·coef is linear in its one parameter ``coef`` (1-homogeneous) when f₀ is zero:
+    ``capabilities_for`` keeps ``homogeneous`` only then.
+    """
+
+    capabilities = frozenset({"closed-form", "homogeneous"})
+    homogeneity: ClassVar[int] = 1
     Params = KernelParams
     CACHE = 8
 
@@ -248,6 +253,11 @@ class EmpiricalNTKRegression(KernelRegression):
             True,
             description="include the network's initial output f₀ (the linearized network); false: plain kernel regression",
         )
+
+    @classmethod
+    def capabilities_for(cls, params: Params) -> frozenset[str]:
+        """Homogeneous only without the network's initial output f₀ (``init_output = false``)."""
+        return cls.capabilities - {"homogeneous"} if params.init_output else cls.capabilities
 
     def gram(self, x1, x2):
         return empirical_ntk(self.net, x1, x2, output=self.params.output, method="closed-form")

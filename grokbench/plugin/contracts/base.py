@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import functools
 import inspect
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, NamedTuple
 
@@ -12,6 +13,7 @@ import torch
 from pydantic import BaseModel
 
 from grokbench.strict import StrictModel
+from grokbench.version import CONTRACT
 
 
 class Params(StrictModel):
@@ -55,6 +57,27 @@ class Capability(NamedTuple):
     requires: tuple[str, ...] = ()
     #: members the declaring class may override; overriding them without declaring it is refused
     optional: tuple[str, ...] = ()
+    #: a class that defines its required members without declaring it (written before the capability existed) is
+    #: taken to declare it, with a :class:`ContractDeprecationWarning` naming the fix, instead of refused: the
+    #: deprecation release before the refusal
+    deprecated_undeclared: bool = False
+
+
+class ContractDeprecationWarning(DeprecationWarning):
+    """A plugin relies on something the next plugin contract refuses: the message says what to change.
+
+    The plugin manager shows each plugin's notices once per process (see ``PluginInfo.notices``)."""
+
+
+def contract_notices(cls: type) -> tuple[str, ...]:
+    """The notices of ``cls``'s own contract check (not its bases'): what its plugin's author should change."""
+    return tuple(vars(cls).get("_contract_notices", ()))
+
+
+def add_notice(cls: type, notice: str) -> None:
+    """Record a notice of ``cls``'s contract check, once (shown with its plugin, see ``PluginInfo.notices``)."""
+    if notice not in contract_notices(cls):
+        type.__setattr__(cls, "_contract_notices", (*contract_notices(cls), notice))
 
 
 class _ClassOrInstance:
@@ -71,8 +94,8 @@ class _ClassOrInstance:
 class Capable:
     """A class that declares optional capabilities: components and optimizer states."""
 
-    #: the capabilities this class declares (names from its kind's ``CAPABILITIES``); an instance whose
-    #: capabilities depend on its parameters may set its own, a subset of its class's
+    #: the capabilities this class may have (names from its kind's ``CAPABILITIES``); a component whose
+    #: capabilities depend on its parameters narrows them per instance with :meth:`Component.capabilities_for`
     capabilities: frozenset[str] = frozenset()
     #: the capabilities this kind knows: name -> :class:`Capability` (set by each kind's base class)
     CAPABILITIES: ClassVar[Mapping[str, Capability]] = {}
@@ -98,6 +121,23 @@ class Component(Capable, abc.ABC):
     def __init__(self, params: BaseModel):
         #: the validated parameters, an instance of this class's ``Params`` (typed Any so subclasses read their fields)
         self.params: Any = params
+        #: the capabilities this instance has: :meth:`capabilities_for` its parameters
+        own = self.capabilities_for(params)
+        if not isinstance(own, frozenset) or not own <= type(self).capabilities:
+            raise TypeError(
+                f"{type(self).__name__}.capabilities_for returned {own!r}, not a frozenset within its capabilities "
+                f"({', '.join(sorted(type(self).capabilities)) or 'none'})"
+            )
+        self.capabilities = own
+
+    @classmethod
+    def capabilities_for(cls, params: Any) -> frozenset[str]:
+        """The capabilities a component with these parameters has: all of the class's unless overridden.
+
+        Override it where a capability holds for some parameters only (a model homogeneous without biases);
+        the class still declares every capability it may have, so registration checks its members. ``supports``
+        on an instance, and every check before a run that has the instance, read the result."""
+        return cls.capabilities
 
     @classmethod
     def description(cls) -> str:
@@ -160,8 +200,21 @@ def check_capabilities(cls: type[Capable]) -> None:
                 raise TypeError(f"{cls.__name__} declares capability '{cap}' but does not define {', '.join(missing)}")
         else:
             extra = [m for m in (*spec.requires, *spec.optional) if _defines(cls, base, m)]
-            if extra:
+            if extra and spec.deprecated_undeclared and all(_defines(cls, base, m) for m in spec.requires):
+                _deprecated_undeclared(cls, cap, extra)
+            elif extra:
                 raise TypeError(f"{cls.__name__} defines {', '.join(extra)} without declaring capability '{cap}'")
+
+
+def _deprecated_undeclared(cls: type[Capable], cap: str, members: list[str]) -> None:
+    """Take ``cls`` to declare ``cap``, recording and warning a notice that names the fix."""
+    notice = (
+        f"{cls.__qualname__} defines {', '.join(members)} without declaring capability '{cap}': add it "
+        f"(capabilities = frozenset({{..., '{cap}'}})); plugin contract {CONTRACT + 1} will refuse it undeclared"
+    )
+    cls.capabilities = cls.capabilities | {cap}
+    add_notice(cls, notice)
+    warnings.warn(notice, ContractDeprecationWarning, stacklevel=3)
 
 
 def defines(cls: type[Capable], name: str) -> bool:

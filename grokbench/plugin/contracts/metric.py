@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from grokbench.plugin.contracts.base import Capability, Component
+from grokbench.plugin.contracts.base import Capability, Component, add_notice
 from grokbench.plugin.contracts.model import Model
 from grokbench.plugin.contracts.task import Predict, Task, TaskData
 
@@ -93,7 +93,8 @@ class Metric(Component):
         """Summary values from the run's curves, given the core summary (``t_memorize``, ...)."""
         return {}
 
-    #: leaderboard columns (md, html, csv, baseline.json) and the end-of-run summary rows
+    #: leaderboard columns (md, html, csv, baseline.json) and the end-of-run summary rows; summary keys without
+    #: a column reach the CSV only
     report_columns: ClassVar[tuple[SummaryColumn, ...]] = ()
     #: learning-curve panels (plots and the HTML page)
     report_panels: ClassVar[tuple[CurvePanel, ...]] = ()
@@ -122,6 +123,14 @@ class Metric(Component):
                 raise TypeError(
                     f"metric '{cls.name}': report column '{column.key}' has an invalid format {column.format!r}"
                 ) from None
+        if cls.summary_keys and not cls.report_columns:
+            key = cls.summary_keys[0]
+            add_notice(
+                cls,
+                f"metric '{cls.name}' declares summary_keys ({', '.join(cls.summary_keys)}) but no report_columns: "
+                f"they reach leaderboard.csv only; to show them in the tables, declare "
+                f"report_columns = (SummaryColumn('{key}', 'a label', 'max' or 'min' or None),)",
+            )
         for panel in cls.report_panels:
             if not isinstance(panel, CurvePanel):
                 raise TypeError(

@@ -34,7 +34,9 @@ class Model(Component):
             requires=("expected_ntk",),
         ),
         "token-weights": Capability(
-            "first-layer weights per position and token, `token_weights` (Fourier metrics)", requires=("token_weights",)
+            "first-layer weights per position and token, `token_weights` (Fourier metrics)",
+            requires=("token_weights",),
+            deprecated_undeclared=True,
         ),
         "homogeneous": Capability(
             "positively homogeneous in its parameters, f(c·θ) = c^L f(θ) with L = `homogeneity`",

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import abc
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import torch
 
-from grokbench.plugin.contracts.base import Capability, Capable, Component, check_capabilities, defines
+from grokbench.plugin.contracts.base import Capability, Capable, Component, check_capabilities
 
 
 class Optimizer(Component):
@@ -48,7 +47,7 @@ class OptimizerState(Capable, abc.ABC):
 
     Its capabilities are checked when its class is defined (so when the plugin that defines it loads). A class
     that defines ``state_dict`` without declaring ``state-dict`` (written before the capability existed) is
-    taken to declare it, with a ``DeprecationWarning``.
+    taken to declare it, with a notice (``Capability.deprecated_undeclared``).
     """
 
     CAPABILITIES: ClassVar[Mapping[str, Capability]] = {
@@ -58,19 +57,12 @@ class OptimizerState(Capable, abc.ABC):
             "and a run is never declared stalled)",
             requires=("state_dict",),
             optional=("load_state_dict",),
+            deprecated_undeclared=True,
         ),
     }
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "state-dict" not in cls.capabilities and defines(cls, "state_dict"):
-            warnings.warn(
-                f"{cls.__qualname__} defines state_dict without declaring capability 'state-dict': add "
-                "capabilities = frozenset({'state-dict'}); undeclared, it will be refused in a later contract",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            cls.capabilities = cls.capabilities | {"state-dict"}
         check_capabilities(cls)
 
     @abc.abstractmethod
