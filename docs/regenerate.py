@@ -7,11 +7,14 @@
 
 For each suite file: ``grokbench suite run FILE --store STORES/NAME.db`` (runs already stored are not trained
 again, so an interrupted regeneration resumes), then ``grokbench report --suite NAME`` into a scratch folder.
-From that report, ``leaderboard.md`` and ``leaderboard.csv`` go to ``reports/NAME/`` and every plot that a
-page of the docs references as ``figures/NAME-PLOT.png`` (NAME the suite's name, PLOT the report's file name)
-goes to ``docs/figures/``. With ``--no-train`` nothing is trained: each suite is reported from its store as it
-is. ``--check`` trains and writes nothing: it reports from the stores and compares the leaderboards with the
-committed ones (wall-clock columns left out). Errors (exit 1): a leaderboard that differs (every difference is
+From that report, ``leaderboard.md`` and ``leaderboard.csv`` go to ``reports/NAME/``, with ``runs.csv`` (one
+row per run: entry, seed, status and every summary number, from ``grokbench export``: the per-seed figures
+the verdicts quote), and every plot that a page of the docs references as ``figures/NAME-PLOT.png`` (NAME
+the suite's name, PLOT the report's file name) goes to ``docs/figures/``. With ``--no-train`` nothing is
+trained: each suite is reported from its store as it is. ``--check`` trains and writes nothing: it reports from the stores and compares the leaderboards with the
+committed ones (wall-clock columns left out), and each run table with its committed one where there is one.
+Each store is named with the SHA-256 of its runs table, so a page names a store by suite and digest, not
+by a path on one machine. Errors (exit 1): a leaderboard or run table that differs (every difference is
 listed), a referenced figure that the report does not draw or whose suite has no store, a file in
 docs/figures/ that no page references (a copy nothing rebuilds). A suite without a store (with --no-train or
 --check) is named on stderr, with its committed leaderboard, if any, left as it is.
@@ -22,6 +25,7 @@ The suites are named here, not in the core: this script is the docs' build, like
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import re
 import shutil
@@ -43,9 +47,22 @@ SUITES = [
     "tasks/verdicts.toml",
     "tasks/beyond-modadd-mini.toml",
     "tasks/beyond-modadd.toml",
+    "tasks/kernel-drift.toml",
+    "tasks/claims.toml",
 ]
 #: leaderboard columns that measure the machine, not the science
 MACHINE_COLUMNS = ("wall_seconds", "wall (s)")
+
+
+#: columns of ``grokbench export``'s runs table that describe the machine or the process, not the run's numbers
+RUN_MACHINE_COLUMNS = (
+    "id", "created_at", "config", "wall_seconds", "plugins", "environment", "traceback", "pid", "host",
+    "heartbeat", "message", "suite_member_of",
+)  # fmt: skip
+
+
+#: the run table's first columns, kept even where empty (no run memorized or generalized)
+RUN_FIRST_COLUMNS = ("entry", "seed", "status", "steps", "t_memorize", "t_generalize")
 
 
 def suite_name(file: Path) -> str:
@@ -60,8 +77,8 @@ def referenced_figures(docs: Path) -> set[str]:
     return names
 
 
-def grokbench(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "grokbench", *args], check=True)
+def grokbench(*args: str, quiet: bool = False) -> None:
+    subprocess.run([sys.executable, "-m", "grokbench", *args], check=True, stdout=subprocess.DEVNULL if quiet else None)
 
 
 def comparable(csv_text: str) -> pd.DataFrame:
@@ -79,6 +96,34 @@ def differences(name: str, new: Path, committed: Path) -> list[str]:
     for column in a.columns:
         for i in (a[column] != b[column]).to_numpy().nonzero()[0]:
             out.append(f"{name}: {a.at[i, 'entry']} {column}: {b.at[i, column]} committed, {a.at[i, column]} now")
+    return out
+
+
+def run_table(exported: Path) -> str:
+    """The per-run table of a suite: entry, seed, status, steps and every summary number, sorted by entry and
+    seed, without the machine's columns, the config columns (the entry and the leaderboard name the
+    configuration) and columns empty in every run."""
+    frame = pd.read_csv(exported, dtype=str, keep_default_na=False)
+    drop = [c for c in frame.columns if c in RUN_MACHINE_COLUMNS or c.startswith("config.")]
+    first = [c for c in RUN_FIRST_COLUMNS if c in frame.columns]
+    # summary keys of metrics that no run of the suite selected are empty in every row
+    drop += [c for c in frame.columns if c not in first and (frame[c] == "").all()]
+    frame = frame.drop(columns=drop)
+    frame = frame[first + sorted(c for c in frame.columns if c not in first)]
+    frame["_seed"] = pd.to_numeric(frame["seed"])
+    frame = frame.sort_values(["entry", "_seed"], kind="stable").drop(columns="_seed")
+    return frame.to_csv(index=False)
+
+
+def run_differences(name: str, new: str, committed: str) -> list[str]:
+    a, b = (pd.read_csv(io.StringIO(t), dtype=str, keep_default_na=False) for t in (new, committed))
+    if list(a.columns) != list(b.columns) or len(a) != len(b):
+        return [f"{name}: the run table's columns or rows differ from the committed runs.csv"]
+    out = []
+    for column in a.columns:
+        for i in (a[column] != b[column]).to_numpy().nonzero()[0]:
+            run = f"{a.at[i, 'entry']} seed {a.at[i, 'seed']}"
+            out.append(f"{name}: {run} {column}: {b.at[i, column]} committed, {a.at[i, column]} now")
     return out
 
 
@@ -119,11 +164,20 @@ def regenerate(
         with tempfile.TemporaryDirectory() as scratch:
             grokbench("report", "--suite", name, "--store", str(store), "--out", scratch)
             made = Path(scratch)
+            exported = made / "export"
+            grokbench(
+                "export", "--format", "csv", "--suite", name, "--store", str(store), "--out", str(exported), quiet=True
+            )
+            runs = run_table(exported / "runs.csv")
+            (made / "runs.csv").write_text(runs, encoding="utf-8")
+            digest = hashlib.sha256(runs.encode()).hexdigest()[:16]
             if check:
                 problems += differences(name, made / "leaderboard.csv", reports / name / "leaderboard.csv")
+                if (reports / name / "runs.csv").exists():
+                    problems += run_differences(name, runs, (reports / name / "runs.csv").read_text(encoding="utf-8"))
             else:
                 (reports / name).mkdir(parents=True, exist_ok=True)
-                for table in ("leaderboard.md", "leaderboard.csv"):
+                for table in ("leaderboard.md", "leaderboard.csv", "runs.csv"):
                     shutil.copyfile(made / table, reports / name / table)
             for figure in figures:
                 plot = made / figure[len(name) + 1 :]
@@ -136,7 +190,7 @@ def regenerate(
                 else:
                     (docs / "figures").mkdir(exist_ok=True)
                     shutil.copyfile(plot, docs / "figures" / figure)
-        print(f"{name}: {store}", file=sys.stderr)
+        print(f"{name}: {store.name}, runs table sha256 {digest}", file=sys.stderr)
     for line in problems:
         print(line, file=sys.stderr)
     return 1 if problems else 0
