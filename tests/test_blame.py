@@ -80,7 +80,7 @@ def test_benchmark_file_mistakes_are_blamed_on_the_track_or_the_method_with_did_
     store = tmp_path / "b.db"
     # a second installed benchmark: --benchmark is required, and the line says how to choose
     done = grokbench("bench", "run", "--method", "adamw", "--store", str(store), env=env)
-    refused(done, "2 benchmarks are installed (grokbench-v1, tiny-bench): name one with --benchmark NAME "
+    refused(done, "3 benchmarks are installed (grokbench-v1, grokbench-v2, tiny-bench): name one with --benchmark NAME "
                   "(e.g. --benchmark grokbench-v1); 'grokbench list' describes them", store)
     # a method's mistake names the method and its plugin, not a track
     done = grokbench("bench", "run", "--benchmark", "tiny-bench", "--method", "badmethod", "--store", str(store), env=env)
