@@ -37,16 +37,13 @@ def make_loggers(
 ) -> list[Any]:
     """Instantiate the named logger plugins and check them, before any training: ConfigError (exit 2) for an
     unknown logger, a missing extra, a folder that cannot be written (read-only, a file, a full disk, a symlink
-    below ``root``), or a logger whose ``ready()`` (an optional method: can its tracker be reached?) raises."""
+    below ``root``), or a logger whose ``ready()`` (can its tracker be reached?) raises."""
     made = [
         (cls := logger_class(name, registry))(cls.Params(), directory=Path(directory)) for name in dict.fromkeys(names)
     ]
     for logger in made:
-        ready = getattr(logger, "ready", None)
-        if not callable(ready):
-            continue
         try:
-            ready()
+            logger.ready()
         except ConfigError:
             raise
         except Exception as exc:  # the tracker's own error, its first line

@@ -31,6 +31,10 @@ class Logger(Component):
         if not (isinstance(cls.requires, tuple) and all(isinstance(m, str) for m in cls.requires)):
             raise TypeError(f"{cls.__name__}.requires must be a tuple of module names")
 
+    def ready(self) -> None:
+        """Called once before any training: raise (one line) when the tracker cannot be used (an unreachable
+        server, a URI the tracker refuses), so that the command is refused before anything is written."""
+
     def start(self, run_id: str, config: dict[str, Any], info: dict[str, Any]) -> None:
         """A run starts (or resumes): its id, resolved configuration (JSON) and ``info`` (plugins, store)."""
 
