@@ -52,7 +52,11 @@ def test_check_mode_reports_staleness(tmp_path, capsys):
     assert "out of date" in capsys.readouterr().err
     assert docs.main(["--path", str(stale)]) == 0
     updated = stale.read_text()
-    assert updated.startswith("# prose\n\n") and updated.endswith("\n\nmore prose\n") and "#### `register_models(" in updated
+    assert (
+        updated.startswith("# prose\n\n")
+        and updated.endswith("\n\nmore prose\n")
+        and "#### `register_models(" in updated
+    )
     assert docs.main(["--check", "--path", str(stale)]) == 0
 
 
@@ -78,8 +82,12 @@ def test_readme_is_a_short_tour_and_every_docs_page_is_on_the_site():
     on_disk = {str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").rglob("*.md")}
     assert listed == on_disk
     # the reference pages are generated from the code by mkdocstrings
-    for page, module in [("api", "grokbench.api"), ("contracts", "grokbench.plugin.contracts"),
-                         ("hookspecs", "grokbench.plugin.hookspecs"), ("testing", "grokbench.authoring.testing")]:
+    for page, module in [
+        ("api", "grokbench.api"),
+        ("contracts", "grokbench.plugin.contracts"),
+        ("hookspecs", "grokbench.plugin.hookspecs"),
+        ("testing", "grokbench.authoring.testing"),
+    ]:
         assert f"::: {module}\n" in (ROOT / "docs" / "reference" / f"{page}.md").read_text()
 
 
@@ -87,7 +95,9 @@ def test_no_doc_or_committed_report_names_a_machine_path():
     files = [README, *(ROOT / "docs").rglob("*.md"), *(ROOT / "reports").rglob("*.md")]
     for path in files:
         for number, line in enumerate(path.read_text().splitlines(), 1):
-            assert not re.search(r"(?<![\w.])/(work|tmp|root|home)/", line), f"{path.relative_to(ROOT)}:{number}: {line}"
+            assert not re.search(r"(?<![\w.])/(work|tmp|root|home)/", line), (
+                f"{path.relative_to(ROOT)}:{number}: {line}"
+            )
 
 
 def test_the_suites_page_shows_the_smoke_suite_as_shipped():
@@ -176,3 +186,53 @@ def test_the_quick_start_commands_run_as_printed(tmp_path):
         ran += 1
     assert ran >= 4
     assert (tmp_path / "grokbench.db").is_file()
+
+
+def _printed_commands() -> list[tuple[str, int, str]]:
+    """(file, line, command) for every `grokbench ...` line in a fenced code block of the README and docs/."""
+    found = []
+    for path in [README, *sorted((ROOT / "docs").rglob("*.md"))]:
+        fenced = False
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if line.lstrip().startswith("```"):
+                fenced = not fenced
+                continue
+            text = line.strip().removeprefix("$ ")
+            if fenced and text.startswith("grokbench ") and "..." not in text and "…" not in text:
+                found.append((str(path.relative_to(ROOT)), number, text))
+    return found
+
+
+def test_every_command_printed_in_the_docs_parses():
+    """Each `grokbench ...` line printed in the README and the docs names commands and options that exist and takes
+    values they accept (click parses it without running it): a renamed option or command breaks this test. The
+    quick start's commands are also run (above)."""
+    import shlex
+    import warnings
+
+    import click
+
+    from grokbench.cli import cli
+
+    commands = _printed_commands()
+    assert len(commands) > 30
+    for where, number, text in commands:
+        words = shlex.split(text.split(" #")[0].split(" | ")[0].split(" && ")[0], comments=False)[1:]
+        words = [w for w in words if w not in ("\\",)]
+        group: click.Command = cli
+        ctx = None
+        try:
+            while True:
+                ctx = group.make_context("grokbench", list(words), parent=ctx, resilient_parsing=False)
+                if not isinstance(group, click.Group) or not ctx.protected_args:
+                    break
+                with warnings.catch_warnings():  # click 8.2 deprecates protected_args; 9 will put them in args
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    name, *words = [*ctx.protected_args, *ctx.args]
+                sub = group.get_command(ctx, name)
+                assert sub is not None, f"{where}:{number}: no command '{name}' in: {text}"
+                group = sub
+        except click.exceptions.Exit:
+            continue  # --help, --version
+        except click.UsageError as exc:
+            raise AssertionError(f"{where}:{number}: {exc.format_message()} in: {text}") from None
