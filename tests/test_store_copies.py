@@ -202,6 +202,7 @@ def _as_v3(store: Path, paths) -> None:
     with closing(sqlite3.connect(store)) as conn, conn:
         for run_id, step in conn.execute("SELECT run_id, step FROM checkpoints").fetchall():
             conn.execute("UPDATE checkpoints SET path = ? WHERE run_id = ? AND step = ?", (paths(run_id, step), run_id, step))
+        conn.execute("DROP TABLE step_costs")  # schema 5's
         conn.execute("PRAGMA user_version = 3")
 
 
@@ -210,7 +211,7 @@ def test_the_migration_rewrites_a_store_s_own_absolute_paths(origin, original, t
     assert recorded_paths(original)[0].startswith("/")
     store = Store(original)
     with closing(sqlite3.connect(original)) as conn, conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     steps = (30, 90, 150, 200)
     assert set(recorded_paths(original)) == {f"checkpoints/{r}/step-{s}.safetensors" for r in (origin["a"], origin["b"]) for s in steps}
     assert store.checkpoints(origin["a"])[-1]["path"] == ckpt_file(original, origin["a"], 200)
