@@ -10,12 +10,16 @@ import shlex
 import signal
 import sqlite3
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from grokbench.errors import ConfigError, GrokbenchError, RunError, describe, one_line
 from grokbench.recording import interrupts
 from grokbench.version import __version__
+
+if TYPE_CHECKING:  # the command line imports what a command needs when it runs
+    from grokbench.driving.benchmark import BenchmarkOutcome
 
 STORE_HELP = "results store (SQLite file); default $GROKBENCH_STORE or ./grokbench.db"
 MAX_RUNS_HELP = "refuse to plan more runs than this (default 10,000), before anything is expanded"
@@ -804,17 +808,21 @@ def bench_run(
         click.echo(json.dumps(outcome.to_json()))
         _refuse_interrupted(outcome.interrupted)
         return
+    _echo_outcome(f"{outcome.benchmark} ({', '.join(outcome.methods)})", outcome)
+    click.echo(f"next: grokbench bench report --benchmark {shlex.quote(outcome.benchmark)}{_store_option(store)}")
+    _refuse_interrupted(outcome.interrupted)
+
+
+def _echo_outcome(label: str, outcome: BenchmarkOutcome) -> None:
+    """A ``bench run`` pass: the method-track pairs that do not apply, then what was planned, stored and trained."""
     for method, skipped in outcome.not_applicable.items():
         for track, why in skipped.items():
             click.echo(f"n/a: {method} on {track}: {why}")
     click.echo(
-        f"{outcome.benchmark} ({', '.join(outcome.methods)}): {outcome.planned} runs, {outcome.skipped} already stored, "
-        f"{outcome.trained} trained ({outcome.failed} failed{_interrupted_count(outcome.interrupted)}) in "
-        f"{outcome.wall_seconds:.1f} s wall, "
+        f"{label}: {outcome.planned} runs, {outcome.skipped} already stored, {outcome.trained} trained "
+        f"({outcome.failed} failed{_interrupted_count(outcome.interrupted)}) in {outcome.wall_seconds:.1f} s wall, "
         f"{outcome.cpu_seconds:.1f} s CPU; stored in {outcome.store}"
     )
-    click.echo(f"next: grokbench bench report --benchmark {shlex.quote(outcome.benchmark)}{_store_option(store)}")
-    _refuse_interrupted(outcome.interrupted)
 
 
 def _bench_run_studies(
@@ -864,21 +872,12 @@ def _bench_run_studies(
         _refuse_interrupted(outcome.interrupted)
         return
     for stage, o in outcome.stages.items():
-        for method, skipped in o.not_applicable.items():
-            for track, why in skipped.items():
-                click.echo(f"n/a: {method} on {track}: {why}")
-        click.echo(
-            f"{bench_.key} {ruleset}, {stage}: {o.planned} runs, {o.skipped} already stored, {o.trained} trained "
-            f"({o.failed} failed{_interrupted_count(o.interrupted)}) in {o.wall_seconds:.1f} s wall, "
-            f"{o.cpu_seconds:.1f} s CPU"
-        )
+        _echo_outcome(f"{bench_.key} {ruleset}, {stage}", o)
     for method, left in outcome.not_chosen.items():
         if left:
             click.echo(f"{method}: no trial chosen yet on {', '.join(left)} (its tuning runs are not all finished)")
-    click.echo(
-        f"step costs measured: {outcome.costs_measured}; {outcome.wall_seconds:.1f} s in all; "
-        f"next: grokbench bench report --benchmark {bench_.name} --out DIR"
-    )
+    click.echo(f"step costs measured: {outcome.costs_measured}; {outcome.wall_seconds:.1f} s in all")
+    click.echo(f"next: grokbench bench report --benchmark {shlex.quote(bench_.name)}{_store_option(store)} --out DIR")
     _refuse_interrupted(outcome.interrupted)
 
 
