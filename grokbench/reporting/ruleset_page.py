@@ -105,7 +105,7 @@ def _fmt_step(x: float) -> str:
 def _row(cell: Cell, reference: Cell | None, against: Cell | None) -> dict[str, Any]:
     row: dict[str, Any] = {"method": cell.method, "track": cell.track, "status": cell.status}
     if cell.status != "scored":
-        row["success"] = cell.status if not cell.note else f"{cell.status} ({cell.note})"
+        row["status"] += f" ({cell.note})" if cell.note else ""
         return row
     n, k = len(cell.steps), cell.successes
     lo, hi = wilson_interval(k, n)
