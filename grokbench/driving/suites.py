@@ -191,14 +191,16 @@ def make_executor(name: str, options: Mapping[str, Any], registry: Registry) -> 
 class Progress:
     """The progress line of a suite on stderr: runs done, running and left, the steps trained across workers,
     and an ETA from the steps trained per second since this invocation's first step (``ETA estimating`` until
-    steps have been trained for a few seconds).
+    steps have been trained for a few seconds or a twentieth of the steps has been trained, so a fast suite
+    gets one too).
 
     Workers on this machine record each evaluation's step in the store; a thread reads the steps of this
     suite's ``running`` runs every ``every`` seconds, so the line moves while runs train, not only when one
     ends. A run handed back counts its configured steps (one that stopped early included)."""
 
-    #: seconds of training observed before an ETA is shown
+    #: seconds of training observed, or the fraction of all steps trained, before an ETA is shown
     SETTLE = 5.0
+    SETTLE_FRACTION = 0.05
 
     def __init__(
         self,
@@ -264,9 +266,14 @@ class Progress:
             if self.first is None and trained > 0:
                 self.first = (now, trained)
             eta = "ETA estimating"
-            if self.first is not None and now - self.first[0] >= self.SETTLE and trained > self.first[1]:
-                rate = (trained - self.first[1]) / (now - self.first[0])
-                eta = f"ETA {_clock((self.bar.total - trained) / rate)}"
+            if self.first is not None:
+                seconds, steps = now - self.first[0], trained - self.first[1]
+                if (
+                    seconds > 0
+                    and steps > 0
+                    and (seconds >= self.SETTLE or steps >= self.SETTLE_FRACTION * self.bar.total)
+                ):
+                    eta = f"ETA {_clock((self.bar.total - trained) * seconds / steps)}"
             stored = f", {self.skipped} already stored" if self.skipped else ""
             self.bar.set_postfix_str(f"runs: {done} done, {running} running, {left} left{stored}; {eta}", refresh=False)
             self.bar.n = trained

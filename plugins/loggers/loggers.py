@@ -34,10 +34,17 @@ def _flat(config: dict[str, Any]) -> dict[str, Any]:
 
 def _quiet_mlflow() -> None:
     """MLflow's loggers (and alembic's, which MLflow's database migrations use) at WARNING: their INFO lines
-    ("Creating initial MLflow database tables...") would break the progress bar; warnings still show."""
+    ("Creating initial MLflow database tables...") would break the progress bar; warnings still show, but for
+    the one pydantic before 2.10 raises at import on MLflow's own models (a field named ``model_*``), which says
+    nothing about the run."""
     import logging
+    import warnings
 
-    import mlflow  # noqa: F401  (MLflow sets its logger's level when imported: set ours after)
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="Field .* has conflict with protected namespace", category=UserWarning
+        )
+        import mlflow  # noqa: F401  (MLflow sets its logger's level when imported: set ours after)
 
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
