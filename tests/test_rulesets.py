@@ -2,6 +2,7 @@
 split, the chosen trial scored on the scoring seeds, held-out variants, step costs, the report, and bad input."""
 
 import math
+import resource
 import sqlite3
 import subprocess
 import sys
@@ -114,10 +115,14 @@ def test_trials_are_chosen_on_validation_never_on_test():
 def test_both_rulesets_train_choose_score_and_report_from_a_real_store(registry, tiny, tmp_path):
     bench = load_benchmark(str(tiny), registry)
     store_path = tmp_path / "v2.db"
+    cpu = lambda: sum(u.ru_utime + u.ru_stime for u in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))  # noqa: E731
+    cpu_before = cpu()
     ext = run_studies(
         bench, [study(bench, "adamw", "external-tuning", registry)], store=store_path, registry=registry,
         variants=1, variant_seed=5, cost_steps=5, cost_repeats=2,
     )  # fmt: skip
+    # each stage's CPU is its own, not the process's since it started
+    assert 0 < ext.stages["tuning"].cpu_seconds + ext.stages["scoring"].cpu_seconds <= cpu() - cpu_before
     assert ext.stages["tuning"].trained == 6 and ext.stages["scoring"].trained == 6  # 3 published + 3 variant
     assert set(ext.chosen["adamw"]) == {"cls"} and ext.costs_measured == 2
     store = Store(store_path)

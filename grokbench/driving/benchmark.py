@@ -28,7 +28,9 @@ class BenchmarkOutcome:
     )
     not_applicable: dict[str, dict[str, str]]
     wall_seconds: float
-    cpu_seconds: float  # user + system CPU of this process and of its worker processes (reaped when the pool closes)
+    cpu_seconds: (
+        float  # user + system CPU of this pass: this process and its worker processes (reaped when the pool closes)
+    )
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -87,7 +89,7 @@ def run_plans(
     """
     from grokbench.driving.suites import make_executor, run_suite
 
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), _cpu_seconds()
     make_executor(executor, options or {}, registry)  # an unknown executor or option: refused before any write
     target = open_store(store)  # checks the store; creates nothing until the first write
     register = [
@@ -129,7 +131,6 @@ def run_plans(
         retry_failed=retry_failed,
         register=register,
     )
-    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     return BenchmarkOutcome(
         benchmark=bench.name,
         store=str(target.path),
@@ -141,5 +142,11 @@ def run_plans(
         interrupted=outcome.interrupted,
         not_applicable={p.method: p.not_applicable for p in plans if p.not_applicable},
         wall_seconds=time.perf_counter() - started,
-        cpu_seconds=sum(u.ru_utime + u.ru_stime for u in usage),
+        cpu_seconds=_cpu_seconds() - cpu_before,
     )
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU of this process and of its reaped worker processes so far."""
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(u.ru_utime + u.ru_stime for u in usage)

@@ -391,7 +391,10 @@ def write_ruleset_report(
         rows = []
         for method, cells in result.cells.items():
             other = _against(method, registry)
-            against_cells = {c.track: c for c in result.cells.get(other, [])} if other else {}
+            # against the reference already has its column
+            against_cells = (
+                {c.track: c for c in result.cells.get(other, [])} if other and other != meta.reference else {}
+            )
             for c in cells:
                 row = _row(c, ref_cells.get(c.track), against_cells.get(c.track))
                 if c.track in meta.open:
