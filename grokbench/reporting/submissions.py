@@ -187,6 +187,8 @@ def make_bundle(
         ]
         studies.append(StudyRecord(ruleset=ruleset, suites=suites, runs=runs, step_costs=step_costs, scores=scores))
         all_runs += runs
+    if not all_runs:
+        raise ConfigError(f"no runs of method '{method}' are stored in {store.path.name} yet: nothing to submit")
     env = Environment(
         grokbench=__version__,
         torch=_torch_version(),
@@ -307,17 +309,18 @@ def _leaderboard(
                     "tracks solved": f"{solved}/{len(result.scored_tracks)}",
                     "bundle": f"{Path(path).name} ({b.digest[:12]})",
                     "packages": ", ".join(f"{d} {v}" for d, v in b.environment.distributions.items()),
+                    "note": result.left_out.get(method, ""),
                     "_sort": score.get(method, -1.0),
                     "_href": os.path.relpath(os.path.abspath(path), os.path.abspath(out)),
                 }
             )
         rows.sort(key=lambda r: -float(r["_sort"]))
-        shown_cols = ["method", "score (τ ≤ 4)", "tracks solved", "bundle", "packages"]
+        shown_cols = ["method", "score (τ ≤ 4)", "tracks solved", "bundle", "packages", "note"]
         md += [pd.DataFrame([{k: r[k] for k in shown_cols} for r in rows]).to_markdown(index=False), ""]
         fragments.append(
             html.table(
                 shown_cols,
-                [[r["method"], html.Cell(r["score (τ ≤ 4)"], float(r["_sort"])), r["tracks solved"], r["bundle"], r["packages"]] for r in rows],
+                [[r["method"], html.Cell(r["score (τ ≤ 4)"], float(r["_sort"])), r["tracks solved"], r["bundle"], r["packages"], r["note"]] for r in rows],
                 keep=shown_cols,
             )
         )  # fmt: skip
