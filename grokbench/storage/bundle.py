@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from grokbench.errors import ConfigError
 from grokbench.files import _kind, shown, write_bytes
@@ -43,46 +43,57 @@ class _Model(BaseModel):
 class BenchmarkRef(_Model):
     """The benchmark a bundle's runs were planned by."""
 
-    name: str = Field(description="the benchmark's name (``[benchmark].name``)")
-    version: int = Field(description="its version (``[benchmark].version``)")
-    digest: str = Field(description="SHA-256 of the benchmark file's validated content (``Benchmark.digest``)")
+    name: str
+    """The benchmark's name (``[benchmark].name``)."""
+    version: int
+    """Its version (``[benchmark].version``)."""
+    digest: str
+    """SHA-256 of the benchmark file's validated content (``Benchmark.digest``)."""
 
 
 class MethodRef(_Model):
     """The method: its preset(s), search space and the trials the benchmark draws from it."""
 
-    name: str = Field(description="the method (a preset's name)")
-    presets: list[dict[str, Any]] = Field(
-        description="each preset of that name: the task and model it applies to (null: any), its settings and the "
-        "plugin distribution and version that registers it"
-    )
-    search_space: dict[str, Any] | None = Field(description="the method's search space, null when it declares none")
-    trials: list[dict[str, Any]] = Field(
-        description="the external-tuning trials drawn from the space with the benchmark's seed ({dotted key: value})"
-    )
+    name: str
+    """The method: a preset's name."""
+    presets: list[dict[str, Any]]
+    """Each preset of that name: the task and model it applies to (null: any), its settings, and the plugin,
+    distribution and version that register it."""
+    search_space: dict[str, Any] | None
+    """The method's search space; null when it declares none."""
+    trials: list[dict[str, Any]]
+    """The external-tuning trials the benchmark draws from the space, each ``{dotted key: value}``."""
 
 
 class Environment(_Model):
-    """Where the bundle was written and the runs trained."""
+    """Where the bundle was written and its runs trained."""
 
-    grokbench: str = Field(description="grokbench's version")
-    torch: str | None = Field(description="torch's version")
-    python: str = Field(description="Python's version")
-    platform: str = Field(description="the operating system, as Python's ``platform.platform()`` says it")
-    cpu_model: str = Field(description="the CPU model (``/proc/cpuinfo``'s model name where there is one)")
-    torch_threads: list[int] = Field(description="the torch threads the runs trained with (each value seen)")
-    omp_wait_policy: list[str | None] = Field(description="``OMP_WAIT_POLICY`` the runs trained with (each seen)")
-    distributions: dict[str, str | None] = Field(
-        description="every plugin distribution behind a component or the method in the runs, with its version"
-    )
+    grokbench: str
+    """grokbench's version."""
+    torch: str | None
+    """torch's version."""
+    python: str
+    """Python's version."""
+    platform: str
+    """The operating system, as Python's ``platform.platform()`` says it."""
+    cpu_model: str
+    """The CPU model (``/proc/cpuinfo``'s model name where there is one): re-runs are compared bit for bit on it."""
+    torch_threads: list[int]
+    """The torch thread counts the runs trained with (each value seen)."""
+    omp_wait_policy: list[str | None]
+    """``OMP_WAIT_POLICY`` as the runs trained with it (each value seen)."""
+    distributions: dict[str, str | None]
+    """Every plugin distribution behind a component of a run or the method, with its version."""
 
 
 class Curves(_Model):
-    """A run's curves, compactly: the evaluated steps once, each curve's values at them (null: not finite or
-    not evaluated at that step)."""
+    """A run's curves, compactly: the evaluated steps once, and each curve's values at them."""
 
     steps: list[int]
+    """The evaluated steps, ascending."""
     values: dict[str, list[float | None]]
+    """Each curve (``train_acc``, ``test_acc``, ``val_acc``, losses, metrics) at those steps; null where the value
+    was not finite or not evaluated."""
 
     def records(self) -> list[dict[str, Any]]:
         """One dict per evaluation (``step`` and each curve's value, NaN for null), as training produced them."""
@@ -95,72 +106,110 @@ class Curves(_Model):
 class RunRecord(_Model):
     """One stored run of a study's suite: what the store holds about it."""
 
-    id: str = Field(description="the run's id in the submitter's store")
+    id: str
+    """The run's id in the submitter's store."""
     created_at: str
-    suite: str = Field(description="the suite that planned it")
-    entry: str = Field(description="the suite entry: the track, ``TRACK/trial-K`` for a tuning run")
-    config_hash: str = Field(description="the hash of ``config`` (``RunConfig.hash``)")
-    config: dict[str, Any] = Field(description="the resolved run configuration")
+    """When it started (UTC, ISO 8601); the runs of one batched program share it."""
+    suite: str
+    """The suite that planned it: ``NAME@vVERSION/RULESET/METHOD`` (``.../tuning`` for a tuning run)."""
+    entry: str
+    """The suite entry: the track, or ``TRACK/trial-K`` for a tuning run."""
+    config_hash: str
+    """The hash of ``config`` (``RunConfig.hash``): the run's identity."""
+    config: dict[str, Any]
+    """The resolved run configuration."""
     seed: int
-    status: str = Field(description="completed, diverged, stalled, failed, interrupted or running")
+    """The seed of initialization and split (also in ``config``)."""
+    status: str
+    """completed, diverged, stalled (finished: scored); failed, interrupted, running (not scored)."""
     message: str | None = None
-    steps: int | None = Field(description="steps trained")
+    """Why it failed, or what ended it."""
+    steps: int | None
+    """Steps trained: the last evaluated step."""
     wall_seconds: float | None = None
-    summary: dict[str, Any] = Field(description="the run's summary metrics")
-    plugins: dict[str, Any] = Field(description="the plugin (distribution, version) behind each component")
-    environment: dict[str, Any] = Field(description="where it trained: versions, CPU, threads, batching")
+    """Wall time (its share of a batched program's)."""
+    summary: dict[str, Any]
+    """The run's summary metrics (``t_memorize``, ``t_generalize``, final values, metric plugins' keys)."""
+    plugins: dict[str, Any]
+    """The plugin, distribution and version behind each component and the preset."""
+    environment: dict[str, Any]
+    """Where it trained: versions, CPU, threads, and ``batched_seeds`` when it trained in a batched program."""
     curves: Curves
+    """Its curves."""
 
 
 class SuiteRecord(_Model):
-    """A suite of a study as the store registered it: its spec and planned members ``(entry, config hash)``."""
+    """A suite of a study as the store registered it."""
 
     name: str
+    """The suite's name."""
     source: str | None = None
+    """The benchmark file's name (no folder)."""
     spec: dict[str, Any]
+    """The suite's spec: its entries, each a track's settings with the method's preset."""
     members: list[tuple[str, str]]
+    """Its planned runs, ``(entry, config hash)`` in order."""
 
 
 class StepCost(_Model):
-    """A step cost measured side by side: the method's configuration against the reference's on one track."""
+    """A step cost measured side by side: the method's configuration against the reference's, on one track."""
 
     config_hash: str
+    """The method's configuration (the track's first scoring seed)."""
     reference_hash: str
+    """The reference's configuration on the same track."""
     seconds: float
+    """CPU seconds per step of the method's."""
     reference_seconds: float
+    """CPU seconds per step of the reference's."""
     steps: int
+    """Steps timed per repeat."""
     repeats: int
+    """Repeats, interleaved."""
     environment: dict[str, Any]
+    """Where it was measured."""
     measured_at: str
+    """When (UTC, ISO 8601)."""
 
 
 class StudyRecord(_Model):
     """The method under one ruleset: its suites (tuning and scoring), their runs, the step costs and the scores."""
 
     ruleset: str
+    """``self-tuning`` or ``external-tuning``."""
     suites: list[SuiteRecord]
+    """Its suites: the scoring suite, and under external-tuning the tuning suite."""
     runs: list[RunRecord]
+    """Every stored run of those suites."""
     step_costs: list[StepCost]
-    scores: list[dict[str, Any]] = Field(
-        description="the method's rows of ``bench report``'s benchmark.csv for this ruleset (per track and seed)"
-    )
+    """The step costs of its scoring configurations."""
+    scores: list[dict[str, Any]]
+    """The method's rows of ``bench report``'s benchmark.csv for this ruleset (one per track and scoring seed):
+    the step, the cost ratio, the cost-adjusted step, the status; recomputed by ``bench verify``."""
 
 
 class Bundle(_Model):
-    """A submission: one method on one benchmark version, every ruleset it ran under."""
+    """A submission: one method on one benchmark version, under every ruleset it was submitted for."""
 
-    format: str = Field(default="grokbench-submission", description="always ``grokbench-submission``")
-    schema_version: int = Field(default=SCHEMA_VERSION, description="this schema's version")
+    format: str = "grokbench-submission"
+    """Always ``grokbench-submission``."""
+    schema_version: int = SCHEMA_VERSION
+    """This schema's version (:data:`SCHEMA_VERSION`)."""
     created_at: str
+    """When the bundle was written (UTC, ISO 8601)."""
     benchmark: BenchmarkRef
+    """The benchmark."""
     method: MethodRef
+    """The method."""
     environment: Environment
-    store_digest: str = Field(
-        description="SHA-256 of the bundle's runs (id, configuration hash, status, steps) as ``bench report`` "
-        "prints it: the state of the store the bundle was taken from"
-    )
+    """The environment."""
+    store_digest: str
+    """SHA-256 of the bundle's runs (id, configuration hash, status, steps), as ``bench report`` prints it: the
+    state of the store the bundle was taken from."""
     studies: list[StudyRecord]
-    digest: str = Field(default="", description="SHA-256 of the canonical JSON of everything else")
+    """One per ruleset."""
+    digest: str = ""
+    """SHA-256 of the canonical JSON (keys sorted, no spaces) of everything else."""
 
     def content_digest(self) -> str:
         return hashlib.sha256(canonical(self.model_dump(mode="python", exclude={"digest"})).encode()).hexdigest()
