@@ -38,6 +38,7 @@ name = "add"
 task = "modadd-cls"
 set.task = { p = 13, train_fraction = 0.7 }
 set.train = { steps = 500, eval_every = 25 }
+ranges = { "task.train_fraction" = { kind = "uniform", low = 0.65, high = 0.8 } }
 
 [[tracks]]
 name = "sub"
@@ -61,11 +62,13 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """A store with adamw under both rulesets and noreg under self-tuning, and their bundles."""
+    """A store with adamw under both rulesets and noreg under self-tuning (with held-out variants of one track),
+    and their bundles."""
     root = tmp_path_factory.mktemp("submit")
     (root / "tiny.toml").write_text(TINY)
     bench = ["--benchmark", "tiny.toml", "--store", "s.db", "--quiet"]
-    ok(cli("bench", "run", *bench, "--ruleset", "self-tuning", "--method", "adamw", "--method", "noreg", cwd=root))
+    ok(cli("bench", "run", *bench, "--ruleset", "self-tuning", "--method", "adamw", "--method", "noreg",
+           "--variants", "1", "--variant-seed", "5", cwd=root))  # fmt: skip
     ok(cli("bench", "run", *bench, "--ruleset", "external-tuning", "--method", "adamw", cwd=root))
     for method in ("adamw", "noreg"):
         out = ok(cli("bench", "submit", "--benchmark", "tiny.toml", "--store", "s.db", "--method", method,
@@ -80,9 +83,13 @@ def test_a_bundle_holds_the_runs_the_trials_and_the_environment(world):
     assert bundle.benchmark.name == "tiny-submit" and len(bundle.benchmark.digest) == 64
     assert len(bundle.method.trials) == 2 and bundle.method.search_space is not None
     self_, ext = bundle.studies
-    assert len(self_.runs) == 6 and len(ext.runs) == 2 * 2 * 2 + 6
+    assert len(self_.runs) == 6 + 3 and len(ext.runs) == 2 * 2 * 2 + 6  # self-tuning: 3 runs of a variant
+    assert [x.name for x in self_.suites] == [
+        "tiny-submit@v1/self-tuning/adamw",
+        "tiny-submit@v1/self-tuning/adamw/variants-5",
+    ]
     assert {r.config_hash for r in self_.runs} == {RunConfig.model_validate(r.config).hash for r in self_.runs}
-    assert len(self_.scores) == 6 and self_.step_costs
+    assert len(self_.scores) == 6 + 3 and self_.step_costs
     env = bundle.environment
     assert env.cpu_model and env.torch_threads == [1] and "grokbench" in env.distributions
     assert bundle.digest == bundle.content_digest()
@@ -91,18 +98,34 @@ def test_a_bundle_holds_the_runs_the_trials_and_the_environment(world):
 
 
 def test_verify_re_trains_a_sample_bit_for_bit(world):
-    out = ok(cli("bench", "verify", "adamw.json.gz", "--benchmark", "tiny.toml", "--sample", "2", "--seed", "1", cwd=world))
-    assert "consistent: adamw on tiny-submit@v1 (self-tuning, external-tuning), 20 runs" in out
+    out = ok(
+        cli("bench", "verify", "adamw.json.gz", "--benchmark", "tiny.toml", "--sample", "2", "--seed", "1", cwd=world)
+    )
+    assert "consistent: adamw on tiny-submit@v1 (self-tuning, external-tuning), 23 runs" in out
     assert "re-training 2 runs drawn with seed 1 (bit for bit: same CPU model)" in out
     assert out.count("equal bit for bit") == 2 and "verified: adamw.json.gz (2 runs re-trained, all match)" in out
 
 
 def test_the_leaderboard_equals_bench_report_on_the_store_and_opens_in_chromium(world):
-    ok(cli("bench", "leaderboard", "adamw.json.gz", "noreg.json.gz", "--benchmark", "tiny.toml", "--out", "lb", cwd=world))
+    ok(
+        cli(
+            "bench",
+            "leaderboard",
+            "adamw.json.gz",
+            "noreg.json.gz",
+            "--benchmark",
+            "tiny.toml",
+            "--out",
+            "lb",
+            cwd=world,
+        )
+    )
     ok(cli("bench", "report", "--benchmark", "tiny.toml", "--store", "s.db", "--out", "rep", cwd=world))
     for name in ("benchmark.csv", "trials.csv", "costs.csv"):
         assert (world / "lb" / name).read_text() == (world / "rep" / name).read_text(), name
-    assert len(pd.read_csv(world / "lb" / "benchmark.csv")) == 3 * 2 + 3 * 2 + 3 * 2
+    sets = pd.read_csv(world / "lb" / "benchmark.csv").groupby(["ruleset", "set"]).size().to_dict()
+    assert sets == {("self-tuning", "published tracks"): 12, ("self-tuning", "held-out variants (seed 5)"): 6,
+                    ("external-tuning", "published tracks"): 6}  # fmt: skip
     md = (world / "lb" / "leaderboard.md").read_text()
     assert "## self-tuning: published tracks" in md and "adamw.json.gz" in md and "grokbench " in md
     page = world / "lb" / "leaderboard.html"
@@ -116,7 +139,8 @@ def test_the_leaderboard_equals_bench_report_on_the_store_and_opens_in_chromium(
         browser.open_report(page, plots=0)
         assert browser.errors() == []
         assert [r for r in browser.requests() if not r.startswith("data:")] == [page.resolve().as_uri()]
-        assert browser.evaluate("document.querySelectorAll('.gb-board').length") == 4  # two rulesets, two tables each
+        # self-tuning's published tracks and variants, external-tuning's: two tables each
+        assert browser.evaluate("document.querySelectorAll('.gb-board').length") == 6
         assert browser.evaluate("document.documentElement.scrollWidth") <= 1000
         browser.evaluate("document.querySelector('.gb-filter').value = 'noreg'")
         browser.evaluate("document.querySelector('.gb-filter').dispatchEvent(new Event('input'))")
@@ -166,7 +190,11 @@ def _score(tree):
     ("tamper", "message", "reseal"),
     [
         (_summary, "its summary says t_memorize = ", True),
-        (_other_track, "its config is not what tiny-submit and 'adamw' produce under self-tuning: it differs at task", True),
+        (
+            _other_track,
+            "its config is not what tiny-submit and 'adamw' produce under self-tuning: it differs at task",
+            True,
+        ),
         (_missing_seed, "track sub is missing its run sub, seed 2 (2 of 3 stored)", True),
         (_not_the_method, "differs at optimizer.params.lr (bundle 0.0123, expected", True),
         (_score, "does not follow from the runs: step is 1.0 in the bundle", True),
@@ -196,3 +224,13 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(world):
     result = cli("bench", "verify", "tiny.toml", cwd=world)
     assert result.returncode == 2 and "not gzip-compressed JSON" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_variant_run_must_carry_the_drawn_settings(world):
+    tree = _tree(world)
+    run = _first(tree, "self-tuning", "add~5.0", 1)
+    run["config"]["task"]["params"]["train_fraction"] = 0.7  # the base track's, not the variant's
+    run["config_hash"] = RunConfig.model_validate(run["config"]).hash
+    (world / "t-variant.json.gz").write_bytes(to_bytes(Bundle.model_validate(tree).sealed()))
+    result = cli("bench", "verify", "t-variant.json.gz", "--benchmark", "tiny.toml", cwd=world)
+    assert result.returncode == 2 and "differs at task.params.train_fraction" in result.stderr, result.stderr

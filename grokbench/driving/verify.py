@@ -27,7 +27,7 @@ from typing import Any
 
 from grokbench.config.benchmark import Benchmark, MethodPlan, load_benchmark
 from grokbench.config.run import RunConfig, TrainConfig
-from grokbench.config.studies import Study, scoring_plan, tuning_plan
+from grokbench.config.studies import Study, draw_variants, scoring_plan, tuning_plan
 from grokbench.errors import ConfigError
 from grokbench.plugin.benchmark_file import RULESETS
 from grokbench.plugin.registry import Registry
@@ -140,7 +140,7 @@ def check_bundle(bundle: Bundle, registry: Registry, benchmark: str | None = Non
             )
         results = collect(store, bench, registry, [method.name])
         for s in bundle.studies:
-            mine_rows = score_rows([r for r in results if r.ruleset == s.ruleset and r.label == "published tracks"])
+            mine_rows = score_rows([r for r in results if r.ruleset == s.ruleset])
             _check_scores(s, mine_rows)
     return bench
 
@@ -166,6 +166,8 @@ def _check_study(bundle: Bundle, s: StudyRecord, bench: Benchmark, registry: Reg
     study = Study(bench, method, s.ruleset, bundle.method.trials if s.ruleset == "external-tuning" else [])
     meta = bench.spec.benchmark
     expected_suites = [study.scoring_suite] + ([study.tuning_suite] if s.ruleset == "external-tuning" else [])
+    variant_sets = _variant_sets(s, study.scoring_suite)
+    expected_suites += [study.variants_suite(seed) for seed in variant_sets]
     for suite in s.suites:
         if suite.name not in expected_suites:
             raise ConfigError(
@@ -189,7 +191,20 @@ def _check_study(bundle: Bundle, s: StudyRecord, bench: Benchmark, registry: Reg
         else:
             plans.append((study.scoring_suite, None))
     else:
+        values = {}
+        tracks = list(bench.tracks)
         plans.append((study.scoring_suite, scoring_plan(study, registry)))
+    for seed, (k, bases) in variant_sets.items():
+        drawn = [
+            v for v in draw_variants(bench, k, seed) if v.name.split("~")[0] in bases and v.name.split("~")[0] in tracks
+        ]
+        if drawn:
+            plans.append(
+                (
+                    study.variants_suite(seed),
+                    scoring_plan(study, registry, chosen=values, variants=drawn, variant_seed=seed),
+                )
+            )
     runs = {(r.suite, r.entry, r.seed): r for r in s.runs}
     expected: dict[tuple[str, str, int], str] = {}
     for name, plan in plans:
@@ -222,6 +237,24 @@ def _check_study(bundle: Bundle, s: StudyRecord, bench: Benchmark, registry: Reg
         if run.status in FINISHED:
             _check_summary(run)
     return [outcomes(store, suite.name) for suite in s.suites]
+
+
+def _variant_sets(s: StudyRecord, scoring_suite: str) -> dict[int, tuple[int, set[str]]]:
+    """The held-out variant sets of a study: per variant seed, how many variants were drawn per track and of which
+    tracks (read from the suites' entries, ``TRACK~SEED.I``; the variants themselves are drawn again)."""
+    out: dict[int, tuple[int, set[str]]] = {}
+    prefix = f"{scoring_suite}/variants-"
+    for suite in s.suites:
+        if not suite.name.startswith(prefix) or not suite.name[len(prefix) :].isdigit():
+            continue
+        seed = int(suite.name[len(prefix) :])
+        names = [str(e.get("name", "")) for e in suite.spec.get("entries", [])]
+        try:
+            k = 1 + max(int(n.rsplit(".", 1)[1]) for n in names)
+        except (ValueError, IndexError):
+            raise ConfigError(f"suite '{suite.name}': its entries are not variants TRACK~SEED.I") from None
+        out[seed] = (k, {n.split("~")[0] for n in names})
+    return out
 
 
 def _check_summary(run: RunRecord) -> None:

@@ -152,7 +152,11 @@ def make_bundle(
     studies, frames, all_runs = [], [], []
     for ruleset in chosen:
         s = Study(bench, method, ruleset, ref.trials if ruleset == "external-tuning" else [])
+        stored = [str(n) for n in store.suites()["name"]]
         names = ([s.tuning_suite] if ruleset == "external-tuning" else []) + [s.scoring_suite]
+        names += sorted(
+            (n for n in stored if n.startswith(f"{s.scoring_suite}/variants-")), key=lambda n: int(n.rsplit("-", 1)[1])
+        )
         suites, runs = [], []
         for name in names:
             if name not in set(store.suites()["name"]):
@@ -176,15 +180,13 @@ def make_bundle(
                         curves=_curves(by_run.get(r.id, pd.DataFrame(columns=["step", "name", "value"]))),
                     )
                 )  # fmt: skip
-        scoring = {r.config_hash for r in runs if r.suite == s.scoring_suite}
+        scoring = {r.config_hash for r in runs if r.suite != s.tuning_suite}  # the published tracks' and variants'
         mine = costs[costs["config_hash"].isin(scoring)]
         step_costs = [
             StepCost(**{k: row[k] for k in StepCost.model_fields if k != "environment"}, environment=_json(row["environment"]))
             for row in mine.to_dict("records")
         ]  # fmt: skip
-        scores = [
-            row for row in score_rows([r for r in results if r.ruleset == ruleset and r.label == "published tracks"])
-        ]
+        scores = [row for row in score_rows([r for r in results if r.ruleset == ruleset])]
         studies.append(StudyRecord(ruleset=ruleset, suites=suites, runs=runs, step_costs=step_costs, scores=scores))
         all_runs += runs
     if not all_runs:
