@@ -234,3 +234,28 @@ def test_a_variant_run_must_carry_the_drawn_settings(world):
     (world / "t-variant.json.gz").write_bytes(to_bytes(Bundle.model_validate(tree).sealed()))
     result = cli("bench", "verify", "t-variant.json.gz", "--benchmark", "tiny.toml", cwd=world)
     assert result.returncode == 2 and "differs at task.params.train_fraction" in result.stderr, result.stderr
+
+
+def test_curves_compare_bit_for_bit_on_the_same_cpu_and_within_the_tolerance_elsewhere(world):
+    from grokbench.driving.verify import compare
+    from grokbench.storage.bundle import Curves
+
+    bundle = read_bundle(world / "adamw.json.gz")
+    run = bundle.studies[0].runs[0]
+    assert compare(run, run.status, run.curves, exact=True)[0]
+    nudged = {k: [None if v is None else v * (1 + 1e-12) + 1e-300 for v in vs] for k, vs in run.curves.values.items()}
+    again = Curves(steps=run.curves.steps, values=nudged)
+    same, detail = compare(run, run.status, again, exact=True)
+    assert not same and "stored" in detail
+    assert compare(run, run.status, again, exact=False)[0]  # the last bits: within the tolerance
+    n = len(run.curves.steps)
+    assert n >= 12
+
+    def crossing(at: int) -> Curves:  # test accuracy reaches 1 at evaluation ``at`` and stays
+        return Curves(steps=run.curves.steps, values={**run.curves.values, "test_acc": [0.0] * at + [1.0] * (n - at)})
+
+    stored = run.model_copy(update={"curves": crossing(5)})
+    assert compare(stored, run.status, crossing(6), exact=False)[0]  # one evaluation later: within 2
+    ok_, detail = compare(stored, run.status, crossing(9), exact=False)
+    assert not ok_ and "test_acc generalized at step" in detail and "tolerance" in detail
+    assert not compare(stored, "diverged", crossing(5), exact=False)[0]
