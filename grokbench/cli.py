@@ -955,6 +955,9 @@ def bench_submit(benchmark_name, method, rulesets, store, out) -> None:
         f"({', '.join(s.ruleset for s in bundle.studies)}), {runs} runs, {path.stat().st_size:,} bytes, "
         f"digest {bundle.digest[:16]}"
     )
+    unfinished = sum(r.status not in ("completed", "diverged", "stalled") for s in bundle.studies for r in s.runs)
+    if unfinished:
+        click.echo(f"note: {unfinished} of its runs are not finished (failed, interrupted or running): not scored")
     click.echo(f"next: grokbench bench verify {shlex.quote(str(path))} --sample 5")
 
 
