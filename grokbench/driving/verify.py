@@ -120,8 +120,14 @@ def check_bundle(bundle: Bundle, registry: Registry, benchmark: str | None = Non
             raise ConfigError(f"unknown ruleset '{r}' (rulesets: {', '.join(RULESETS)})")
     if len(set(rulesets)) != len(rulesets) or not rulesets:
         raise ConfigError("the bundle must hold each ruleset at most once, and at least one")
+    ids: set[str] = set()
     for s in bundle.studies:
+        keys: set[tuple[str, str, int]] = set()
         for run in s.runs:
+            if run.id in ids or (run.suite, run.entry, run.seed) in keys:
+                raise ConfigError(f"{_label(run)}: the bundle holds it twice")
+            ids.add(run.id)
+            keys.add((run.suite, run.entry, run.seed))
             try:
                 cfg = RunConfig.model_validate(run.config)
             except ValueError as exc:
