@@ -916,6 +916,97 @@ def bench_report(benchmark_name, methods, store, out, no_plots) -> None:
     click.echo("\n".join(str(p) for p in written))
 
 
+@bench.command("submit")
+@benchmark_option
+@click.option("--method", required=True, metavar="NAME", help="the method (a preset) whose runs to submit")
+@click.option(
+    "--ruleset",
+    "rulesets",
+    multiple=True,
+    type=click.Choice(["self-tuning", "external-tuning"]),
+    help="only this ruleset (repeatable); default: every ruleset the store has the method's runs under",
+)
+@click.option("--store", type=click.Path(dir_okay=False), help=STORE_HELP)
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False), help="the bundle file to write (.json.gz: gzip JSON)"
+)
+def bench_submit(benchmark_name, method, rulesets, store, out) -> None:
+    """Write a submission bundle: the method's runs, curves, scores and environment in one verifiable file."""
+    from pathlib import Path
+
+    from grokbench.files import check_target
+    from grokbench.plugin import manager
+    from grokbench.recording.recovery import open_store
+    from grokbench.reporting.submissions import make_bundle
+    from grokbench.storage.bundle import write_bundle
+
+    target = Path(out)
+    if not str(out).strip() or target.name in ("", ".", ".."):
+        raise ConfigError(f"invalid --out {out!r}: name a file")
+    check_target(target)
+    if not target.parent.absolute().is_dir():
+        raise ConfigError(f"cannot write {out}: its folder {target.parent} does not exist")
+    registry = manager.get_registry()
+    bundle = make_bundle(open_store(store, create=False), benchmark_name, method, registry, list(rulesets))
+    path = write_bundle(bundle, target)
+    runs = sum(len(s.runs) for s in bundle.studies)
+    click.echo(
+        f"wrote {path}: {method} on {bundle.benchmark.name} v{bundle.benchmark.version} "
+        f"({', '.join(s.ruleset for s in bundle.studies)}), {runs} runs, {path.stat().st_size:,} bytes, "
+        f"digest {bundle.digest[:16]}"
+    )
+    unfinished = sum(r.status not in ("completed", "diverged", "stalled") for s in bundle.studies for r in s.runs)
+    if unfinished:
+        click.echo(f"note: {unfinished} of its runs are not finished (failed, interrupted or running): not scored")
+    click.echo(f"next: grokbench bench verify {shlex.quote(str(path))} --sample 5")
+
+
+@bench.command("verify")
+@click.argument("file", type=click.Path(dir_okay=False))
+@benchmark_option
+@click.option(
+    "--sample",
+    type=click.IntRange(min=0),
+    default=0,
+    help="re-train this many runs drawn at random and compare their curves (default 0: consistency only)",
+)
+@click.option("--seed", type=click.IntRange(min=0), default=0, help="the seed the re-trained runs are drawn with")
+def bench_verify(file, benchmark_name, sample, seed) -> None:
+    """Check a submission bundle (hashes, configs, summaries, scores) and re-train a sample of its runs."""
+    from grokbench.driving.verify import verify
+    from grokbench.plugin import manager
+    from grokbench.storage.bundle import read_bundle
+
+    bundle = read_bundle(file)
+    done = verify(bundle, manager.get_registry(), benchmark=benchmark_name, sample=sample, seed=seed, echo=click.echo)
+    bad = [r for r in done.reruns if not r.match]
+    if bad:
+        r = bad[0]
+        raise RunError(
+            f"{len(bad)} of {len(done.reruns)} re-trained runs do not match the bundle: run {r.run.id} "
+            f"({r.run.entry}, seed {r.run.seed}): {r.detail}"
+        )
+    click.echo(f"verified: {file}" + (f" ({len(done.reruns)} runs re-trained, all match)" if done.reruns else ""))
+
+
+@bench.command("leaderboard")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@benchmark_option
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False), help="directory for the leaderboard and the report"
+)
+@click.option("--no-plots", is_flag=True, help="tables only")
+def bench_leaderboard(files, benchmark_name, out, no_plots) -> None:
+    """One leaderboard from many submission bundles: bench report's tables, plus leaderboard.md and .html."""
+    from grokbench.plugin import manager
+    from grokbench.reporting.submissions import write_leaderboard
+    from grokbench.storage.bundle import read_bundle
+
+    bundles = [(f, read_bundle(f)) for f in dict.fromkeys(files)]
+    written = write_leaderboard(bundles, benchmark_name, out, manager.get_registry(), plots=not no_plots)
+    click.echo("\n".join(str(p) for p in written))
+
+
 def main() -> None:
     try:
         os.getcwd()

@@ -219,6 +219,20 @@ def collect(
     return results
 
 
+def score_rows(results: list[RulesetResult]) -> list[dict[str, Any]]:
+    """The rows of benchmark.csv: one per ruleset, set, method, track and scoring seed."""
+    rows = []
+    for result in results:
+        for method, cells in result.cells.items():
+            for c in cells:
+                for seed, step in zip(c.seeds, c.steps or [math.nan] * len(c.seeds)):
+                    rows.append(
+                        {"ruleset": result.ruleset, "set": result.label, "method": method, "track": c.track, "seed": seed, "status": c.status,
+                         "step": step, "cost_ratio": c.ratio, "cost_adjusted": step * c.ratio if c.ratio is not None else math.nan, "config_hash": c.config_hash}
+                    )  # fmt: skip
+    return rows
+
+
 def _table(frame: pd.DataFrame) -> str:
     return frame.to_markdown(index=False) if not frame.empty else "(none)"
 
@@ -318,7 +332,7 @@ def write_ruleset_report(
     batch = Batch(target)
     written: list[Path] = []
     md: list[str] = []
-    long_rows = []
+    long_rows = score_rows(results)
     all_methods = list(dict.fromkeys(m for r in results for m in r.cells))
     md += [
         f"# {bench.name} (version {meta.version})",
@@ -402,11 +416,6 @@ def write_ruleset_report(
                 if method in meta.controls:
                     row["method"] += " (control)"
                 rows.append(row)
-                for seed, step in zip(c.seeds, c.steps or [math.nan] * len(c.seeds)):
-                    long_rows.append(
-                        {"ruleset": result.ruleset, "set": result.label, "method": method, "track": c.track, "seed": seed, "status": c.status,
-                         "step": step, "cost_ratio": c.ratio, "cost_adjusted": step * c.ratio if c.ratio is not None else math.nan, "config_hash": c.config_hash}
-                    )  # fmt: skip
         md += [_table(pd.DataFrame(rows).fillna("")), ""]
     md += _calibration(bench, results)
     trials_md, trials = _trials_section(store, bench, registry, all_methods)

@@ -627,6 +627,15 @@ class Store:
             raise ConfigError(f"no suite '{name}' in {self.path}" + _known(self.suites()["name"]))
         return json.loads(row[0])
 
+    def suite_members(self, name: str) -> list[tuple[str, str]]:
+        """A suite's planned runs ``(entry, config_hash)`` in their order (stored or not)."""
+        self.suite_spec(name)  # an unknown suite is bad input
+        with closing(self.connect()) as conn:
+            rows = conn.execute(
+                "SELECT entry, config_hash FROM suite_members WHERE suite = ? ORDER BY position", (name,)
+            ).fetchall()
+        return [(str(e), str(h)) for e, h in rows]
+
     def records(self, suite: str | None = None) -> pd.DataFrame:
         """Runs with every column and JSON decoded, plus ``entry`` and ``member_of`` (suite) for suite members.
 
