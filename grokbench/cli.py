@@ -727,6 +727,14 @@ benchmark_option = click.option(
     metavar="NAME|FILE",
     help="an installed benchmark's name (see 'grokbench list') or a benchmark file; default: the only one installed",
 )
+#: for a command on submission bundles, which name their benchmark
+bundle_benchmark_option = click.option(
+    "--benchmark",
+    "-b",
+    "benchmark_name",
+    metavar="NAME|FILE",
+    help="the benchmark the bundles are checked against (an installed name or a file); default: the one they name",
+)
 
 
 @bench.command("run")
@@ -963,7 +971,7 @@ def bench_submit(benchmark_name, method, rulesets, store, out) -> None:
 
 @bench.command("verify")
 @click.argument("file", type=click.Path(dir_okay=False))
-@benchmark_option
+@bundle_benchmark_option
 @click.option(
     "--sample",
     type=click.IntRange(min=0),
@@ -991,7 +999,7 @@ def bench_verify(file, benchmark_name, sample, seed) -> None:
 
 @bench.command("leaderboard")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@benchmark_option
+@bundle_benchmark_option
 @click.option(
     "--out", required=True, type=click.Path(file_okay=False), help="directory for the leaderboard and the report"
 )
