@@ -284,7 +284,8 @@ def test_show_resume_and_the_wall_time_said_one_way(tmp_path):
     assert shares == pytest.approx(sorted(r["wall_seconds"] for r in stored.values()), abs=1e-3)
     total = float(walls[0].split("its share of ")[1].split()[0])
     assert all("shared by 2 seeds trained together" in line for line in walls)
-    assert sum(shares) == pytest.approx(total, rel=0.01)
+    # each share is printed to 1 ms: their sum may be off by half a millisecond a seed
+    assert sum(shares) == pytest.approx(total, rel=0.01, abs=0.0005 * len(shares) + 1e-4)
     run_id = next(iter(stored))
     shown = grokbench("show", run_id, "--store", "s.db", cwd=tmp_path)
     assert "curves (5 evaluations, every evaluation shown):" in shown.stdout
