@@ -315,20 +315,27 @@ def usable_folder(path: str | os.PathLike[str], what: str, *, root: str | os.Pat
     return path
 
 
-def read_text(path: str | os.PathLike[str], what: str, limit: int = MAX_INPUT_BYTES) -> str:
-    """A user's text file, refused (ConfigError) unless it is a regular file of at most ``limit`` bytes."""
+def read_bytes(path: str | os.PathLike[str], what: str, limit: int = MAX_INPUT_BYTES) -> bytes:
+    """A user's file, refused (ConfigError, one line naming ``what``) unless it is a regular file of at most
+    ``limit`` bytes."""
     path = Path(path)
     if not path.exists():
-        raise ConfigError(f"no {what} {path}")
+        raise ConfigError(f"no {what} {shown(path)}")
     if not path.is_file():
-        raise ConfigError(f"cannot read {what} {path}: it is a {_kind(path)}, not a regular file")
+        raise ConfigError(f"cannot read {what} {shown(path)}: it is a {_kind(path)}, not a regular file")
     try:
         with open(path, "rb") as f:
             data = f.read(limit + 1)
     except OSError as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+        raise ConfigError(f"cannot read {what} {shown(path)}: {exc.strerror or exc}") from None
     if len(data) > limit:
-        raise ConfigError(f"cannot read {what} {path}: larger than {limit // (1024 * 1024)} MiB")
+        raise ConfigError(f"cannot read {what} {shown(path)}: larger than {limit // (1024 * 1024)} MiB")
+    return data
+
+
+def read_text(path: str | os.PathLike[str], what: str, limit: int = MAX_INPUT_BYTES) -> str:
+    """A user's UTF-8 text file, refused as :func:`read_bytes` refuses it, or when it is not UTF-8."""
+    data = read_bytes(path, what, limit)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from grokbench.errors import ConfigError
-from grokbench.files import _kind, shown, write_bytes
+from grokbench.files import read_bytes, shown, write_bytes
 from grokbench.storage.store import Store
 
 #: the bundle format's version (a reader refuses another)
@@ -239,17 +239,7 @@ def write_bundle(bundle: Bundle, path: str | os.PathLike[str]) -> Path:
 def read_bundle(path: str | os.PathLike[str]) -> Bundle:
     """Read and validate a bundle file; ConfigError (one line) when it is not one."""
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"no bundle {shown(path)}")
-    if not path.is_file():
-        raise ConfigError(f"cannot read bundle {shown(path)}: it is a {_kind(path)}, not a regular file")
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_BUNDLE_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"cannot read bundle {shown(path)}: {exc.strerror or exc}") from None
-    if len(data) > MAX_BUNDLE_BYTES:
-        raise ConfigError(f"cannot read bundle {shown(path)}: larger than {MAX_BUNDLE_BYTES >> 20} MiB")
+    data = read_bytes(path, "bundle", MAX_BUNDLE_BYTES)
     try:
         text = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
         tree = json.loads(text)
