@@ -343,6 +343,7 @@ def test_ray_executor_agrees_with_inline_run_for_run(ray_session, tiny_inline, t
 
 
 def test_unreachable_ray_address_exits_2_with_the_store_untouched(tmp_path, monkeypatch):
+    pytest.importorskip("ray")  # the `ray` extra; without it the command says so (tested elsewhere)
     suite = write(tmp_path / "t.toml", TINY_SUITE)
     store = tmp_path / "s.db"
     result = invoke("suite", "run", suite, "--store", store, "--executor", "ray", "--address", "127.0.0.1:1")
